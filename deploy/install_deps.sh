@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs longview's build and test dependencies from Debian 12's packages, by name.
+# Idempotent: packages already present are left alone; apt-get update runs only when needed.
+# Usage: deploy/install_deps.sh            (as root, or with sudo available)
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libsentencepiece-dev sentencepiece librocksdb-dev
+  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libboost-dev
+  python3 python3-venv
+)
+
+SUDO=""
+if [[ "$(id -u)" != 0 ]]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install_deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+echo "install_deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
