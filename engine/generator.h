@@ -1,0 +1,67 @@
+// Single-sequence text generation on the CPU backend: a loaded model folder (config, weights,
+// tokenizer), a KV page pool, prefill then decode, sampling, and stop conditions (EOS, max
+// tokens, stop strings). The continuous-batching scheduler will drive the same CpuModel; this is
+// what `longview generate` and the parity tests use.
+//
+//   ASSIGN_OR_RETURN(auto lm, LoadedModel::Load("/models/llama"));
+//   GenerateOptions opt; opt.max_tokens = 32; opt.sampling.temperature = 0;
+//   ASSIGN_OR_RETURN(GenerateResult r, Generate(*lm, "Once upon a time", opt,
+//                                               [](std::string_view s) { std::cout << s; }));
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/cpu_model.h"
+#include "engine/model_config.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
+
+namespace longview {
+
+struct LoadedModel {
+  std::string dir;
+  ModelConfig config;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<CpuModel> model;
+
+  // Loads config.json, the safetensors weights and the tokenizer of `dir`. Errors name the
+  // file and the problem.
+  static absl::StatusOr<std::unique_ptr<LoadedModel>> Load(const std::string& dir);
+};
+
+enum class FinishReason { kLength, kStop, kEos };
+const char* FinishReasonName(FinishReason reason);  // "length" / "stop" (EOS reports "stop")
+
+struct GenerateOptions {
+  SamplingParams sampling;
+  int64_t max_tokens = 16;         // >= 1
+  std::vector<std::string> stop;   // stop strings
+  bool ignore_eos = false;
+  int64_t page_size = 16;          // KV page size in tokens
+  ForwardOptions forward;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> prompt_tokens;
+  std::vector<int32_t> output_tokens;
+  std::string text;  // generated text (stop string excluded)
+  FinishReason finish = FinishReason::kLength;
+};
+
+using TextCallback = std::function<void(std::string_view)>;
+
+// InvalidArgument for bad options or when prompt + max_tokens exceeds the model's context.
+absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32_t> prompt_tokens,
+                                        const GenerateOptions& options,
+                                        const TextCallback& on_text = nullptr);
+absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::string_view prompt,
+                                        const GenerateOptions& options,
+                                        const TextCallback& on_text = nullptr);
+
+}  // namespace longview

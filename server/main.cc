@@ -1,0 +1,123 @@
+// The `longview` command.
+//
+//   longview generate [--model DIR] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]
+//
+// `--model` defaults to the embedded model: $LONGVIEW_MODEL, else models/default beside the
+// binary's bundle (../models/default), else the source tree's models/default.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "engine/generator.h"
+#include "kernels/cpu/ops.h"
+
+namespace longview {
+namespace {
+
+std::string DefaultModelDir() {
+  if (const char* env = std::getenv("LONGVIEW_MODEL"); env && *env) return env;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto bundled = exe.parent_path().parent_path() / "models" / "default";
+    if (std::filesystem::exists(bundled / "config.json")) return bundled.string();
+  }
+  return std::string(LONGVIEW_SOURCE_MODELS_DIR) + "/default";
+}
+
+struct GenerateArgs {
+  std::string model;
+  std::string prompt;
+  int64_t max_tokens = 64;
+  double temperature = 1.0;
+  std::optional<uint64_t> seed;
+  int32_t top_k = 0;
+  double top_p = 1.0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  int64_t page_size = 16;
+  int threads = 0;
+  bool print_ids = false;
+};
+
+int RunGenerate(const GenerateArgs& a) {
+  if (a.threads > 0) cpu::SetNumThreads(a.threads);
+  auto lm = LoadedModel::Load(a.model);
+  if (!lm.ok()) {
+    std::cerr << "error: cannot load model " << a.model << ": " << lm.status().message() << "\n";
+    return 1;
+  }
+  GenerateOptions opt;
+  opt.max_tokens = a.max_tokens;
+  opt.sampling.temperature = a.temperature;
+  opt.sampling.seed = a.seed;
+  opt.sampling.top_k = a.top_k;
+  opt.sampling.top_p = a.top_p;
+  opt.sampling.min_p = a.min_p;
+  opt.sampling.repetition_penalty = a.repetition_penalty;
+  opt.sampling.presence_penalty = a.presence_penalty;
+  opt.sampling.frequency_penalty = a.frequency_penalty;
+  opt.stop = a.stop;
+  opt.ignore_eos = a.ignore_eos;
+  opt.page_size = a.page_size;
+  auto result = Generate(**lm, a.prompt, opt, [](std::string_view s) {
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+  });
+  if (!result.ok()) {
+    std::cerr << "\nerror: " << result.status().message() << "\n";
+    return 1;
+  }
+  std::fputc('\n', stdout);
+  if (a.print_ids) {
+    std::cerr << "output_ids:";
+    for (int32_t t : result->output_tokens) std::cerr << ' ' << t;
+    std::cerr << "\n";
+  }
+  std::cerr << "[" << result->prompt_tokens.size() << " prompt tokens, "
+            << result->output_tokens.size() << " generated, finish: "
+            << FinishReasonName(result->finish) << "]\n";
+  return 0;
+}
+
+}  // namespace
+}  // namespace longview
+
+int main(int argc, char** argv) {
+  using longview::GenerateArgs;
+  CLI::App app{"longview: an LLM inference server for long contexts"};
+  app.require_subcommand(1);
+
+  GenerateArgs g;
+  g.model = longview::DefaultModelDir();
+  auto* gen = app.add_subcommand("generate", "Generate a continuation of a prompt, streamed");
+  gen->add_option("--model", g.model, "Hugging Face model folder")->capture_default_str();
+  gen->add_option("--prompt", g.prompt, "Prompt text")->required();
+  gen->add_option("--max-tokens", g.max_tokens, "Tokens to generate at most")->capture_default_str();
+  gen->add_option("--temperature", g.temperature, "0 = greedy")->capture_default_str();
+  gen->add_option("--seed", g.seed, "RNG seed for reproducible sampling");
+  gen->add_option("--top-k", g.top_k, "Keep the k most likely tokens (0 = off)");
+  gen->add_option("--top-p", g.top_p, "Nucleus sampling threshold (1 = off)");
+  gen->add_option("--min-p", g.min_p, "Drop tokens below min_p × the top probability");
+  gen->add_option("--repetition-penalty", g.repetition_penalty, "1 = off");
+  gen->add_option("--presence-penalty", g.presence_penalty, "[-2, 2]");
+  gen->add_option("--frequency-penalty", g.frequency_penalty, "[-2, 2]");
+  gen->add_option("--stop", g.stop, "Stop string (repeatable)");
+  gen->add_flag("--ignore-eos", g.ignore_eos, "Keep generating past the end-of-sequence token");
+  gen->add_option("--page-size", g.page_size, "KV page size in tokens")->capture_default_str();
+  gen->add_option("--threads", g.threads, "CPU threads (0 = all cores)");
+  gen->add_flag("--print-ids", g.print_ids, "Print the generated token ids to stderr");
+
+  CLI11_PARSE(app, argc, argv);
+  if (gen->parsed()) return longview::RunGenerate(g);
+  return 0;
+}
