@@ -37,9 +37,12 @@ absl::Status ValidateSamplingParams(const SamplingParams& params);
 
 class Sampler {
  public:
+  // REQUIRES: ValidateSamplingParams(params).ok().
   explicit Sampler(const SamplingParams& params);
 
-  // `prompt_tokens` / `output_tokens` feed the penalties. `logits` is modified in place.
+  // `prompt_tokens` / `output_tokens` feed the penalties (ids outside the row are ignored).
+  // `logits` is modified in place: it holds the penalised logits afterwards. NaN logits are
+  // treated as -inf. Returns -1 only when `logits` is empty.
   int32_t Sample(std::span<float> logits, std::span<const int32_t> prompt_tokens,
                  std::span<const int32_t> output_tokens);
 
@@ -49,7 +52,8 @@ class Sampler {
  private:
   SamplingParams params_;
   uint64_t state_[4];  // xoshiro256** state
-  std::vector<int32_t> order_;  // scratch
+  std::vector<int32_t> order_;  // scratch: candidate ids, most probable first once sorted
+  std::vector<double> weights_;  // scratch: unnormalised probabilities, by token id
 };
 
 }  // namespace longview

@@ -27,10 +27,12 @@ class Tokenizer {
 
   // Encodes text; adds BOS / EOS as configured when `add_special` is true.
   virtual std::vector<int32_t> Encode(std::string_view text, bool add_special = true) const = 0;
-  // Decodes ids to text exactly as sentencepiece does (control tokens dropped).
+  // Decodes ids to text exactly as sentencepiece does (control tokens dropped). Ids outside
+  // [0, vocab_size) are skipped.
   virtual std::string Decode(const std::vector<int32_t>& ids) const = 0;
   // The raw bytes a token contributes when it follows other tokens: byte-fallback pieces
-  // (<0xAB>) become that byte, "▁" becomes a space, control tokens become "". Used by the
+  // (<0xAB>) become that byte, "▁" becomes a space, control tokens become "", <unk> becomes
+  // sentencepiece's unk surface (" ⁇ "), ids outside [0, vocab_size) become "". Used by the
   // incremental detokenizer.
   virtual std::string TokenBytes(int32_t id) const = 0;
   virtual int32_t vocab_size() const = 0;
@@ -55,7 +57,9 @@ class IncrementalDetokenizer {
   // `at_text_start`: true when no prompt text precedes the tokens (then the leading space
   // sentencepiece adds is stripped, as Decode does).
   IncrementalDetokenizer(const Tokenizer& tokenizer, bool at_text_start);
-  // Returns the newly completed text (possibly empty).
+  // Returns the newly completed text (possibly empty). Like Decode: ids outside
+  // [0, vocab_size) are ignored, and a control token ends a run of byte pieces (an unfinished
+  // character before it becomes U+FFFD).
   std::string Push(int32_t id);
   // Returns what is still held back, with invalid bytes replaced by U+FFFD.
   std::string Flush();
@@ -64,6 +68,9 @@ class IncrementalDetokenizer {
   const Tokenizer& tokenizer_;
   bool at_start_;
   std::string pending_;  // bytes of an incomplete UTF-8 sequence
+  // While at_start_: the tokens pushed so far that added bytes but no text (a "▁" piece whose
+  // space was stripped), to ask Decode what the next piece turns into at the text's start.
+  std::vector<int32_t> start_ids_;
 };
 
 }  // namespace longview
