@@ -29,6 +29,8 @@ struct RopeConfig {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+
+  bool operator==(const RopeConfig&) const = default;
 };
 
 struct ModelConfig {
@@ -51,6 +53,8 @@ struct ModelConfig {
   std::vector<int64_t> bos_token_ids;  // usually one
   std::vector<int64_t> eos_token_ids;  // config.json may hold one id or a list
   std::string torch_dtype;             // "bfloat16", "float16", "float32" or empty
+
+  bool operator==(const ModelConfig&) const = default;
 };
 
 // Parses `path` (a config.json). Errors name the file and the field: NotFound for a missing
@@ -59,6 +63,7 @@ struct ModelConfig {
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 
 // Same, from JSON text; `source` names it in error messages.
-absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::string& source);
+absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
+                                             const std::string& source);
 
 }  // namespace longview

@@ -29,6 +29,10 @@ enum class DType { kF32, kF16, kBF16, kI64, kI32, kU8, kI8, kF64, kBool, kI16, k
 const char* DTypeName(DType dtype);  // safetensors spelling: "F32", "BF16", ...
 size_t DTypeSize(DType dtype);
 
+// IEEE binary16 and bfloat16 bit patterns to float32 (exact: subnormals, inf and nan included).
+float HalfToFloat(uint16_t bits);
+float BFloat16ToFloat(uint16_t bits);
+
 struct TensorView {
   std::string name;
   DType dtype;
@@ -60,6 +64,8 @@ class SafetensorsArchive {
   std::vector<std::string> Names() const;
   // The `__metadata__` string map of the (first) file.
   const std::unordered_map<std::string, std::string>& metadata() const { return metadata_; }
+  // The file opened: `model.safetensors`, or the index for a sharded archive. For messages.
+  const std::string& source() const { return source_; }
 
  private:
   SafetensorsArchive() = default;
@@ -67,6 +73,7 @@ class SafetensorsArchive {
   std::vector<std::unique_ptr<Mapping>> mappings_;
   std::unordered_map<std::string, TensorView> tensors_;
   std::unordered_map<std::string, std::string> metadata_;
+  std::string source_;
   friend struct SafetensorsOpener;
 };
 
