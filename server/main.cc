@@ -15,6 +15,7 @@
 #include "CLI/CLI.hpp"
 #include "engine/generator.h"
 #include "kernels/cpu/ops.h"
+#include "server/eval_command.h"
 
 namespace longview {
 namespace {
@@ -117,7 +118,28 @@ int main(int argc, char** argv) {
   gen->add_option("--threads", g.threads, "CPU threads (0 = all cores)");
   gen->add_flag("--print-ids", g.print_ids, "Print the generated token ids to stderr");
 
+  longview::EvalArgs e;
+  e.model = g.model;
+  int eval_threads = 0;
+  auto* ev = app.add_subcommand("eval", "Run a JSONL file of evaluation tasks (tools/eval/)");
+  ev->add_option("--model", e.model, "Hugging Face model folder")->capture_default_str();
+  ev->add_option("--tasks", e.tasks, "JSONL tasks: {prompt, answer} or {text}")->required();
+  ev->add_option("--out", e.out, "JSONL results")->required();
+  ev->add_option("--attention-mode", e.settings.attention.mode, "dense | sliding_window")
+      ->capture_default_str();
+  ev->add_option("--window", e.settings.attention.window, "sliding_window: tokens attended");
+  ev->add_option("--sinks", e.settings.attention.sinks, "sliding_window: attention sinks");
+  ev->add_option("--kv-policy", e.settings.kv.policy, "KV budget policy")->capture_default_str();
+  ev->add_option("--kv-budget", e.settings.kv.budget, "KV tokens kept per sequence");
+  ev->add_option("--page-size", e.settings.page_size, "KV page size")->capture_default_str();
+  ev->add_option("--limit", e.limit, "Evaluate at most N tasks");
+  ev->add_option("--threads", eval_threads, "CPU threads (0 = all cores)");
+
   CLI11_PARSE(app, argc, argv);
   if (gen->parsed()) return longview::RunGenerate(g);
+  if (ev->parsed()) {
+    if (eval_threads > 0) longview::cpu::SetNumThreads(eval_threads);
+    return longview::RunEval(e);
+  }
   return 0;
 }

@@ -1,0 +1,164 @@
+#include "engine/evaluator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "kvcache/block_pool.h"
+
+namespace longview {
+
+absl::Status ValidateEvalSettings(const EvalSettings& s) {
+  const AttentionSettings& a = s.attention;
+  if (a.mode == "dense") {
+    if (a.window != 0 || a.sinks != 0) {
+      return absl::InvalidArgumentError("attention.window and attention.sinks need mode sliding_window");
+    }
+  } else if (a.mode == "sliding_window") {
+    if (a.window < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("attention.window must be at least 1, got %d", a.window));
+    }
+    if (a.sinks != 0) {
+      return absl::InvalidArgumentError(
+          "attention.sinks > 0 (StreamingLLM) is not implemented yet; use sinks 0");
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "attention.mode '%s' is not supported (supported: dense, sliding_window)", a.mode));
+  }
+  if (s.kv.policy != "none") {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "kv.policy '%s' is not supported (supported: none)", s.kv.policy));
+  }
+  if (s.kv.budget != 0) {
+    return absl::InvalidArgumentError("kv.budget needs a KV policy other than none");
+  }
+  if (s.page_size < 1) return absl::InvalidArgumentError("page_size must be at least 1");
+  if (s.chunk < 1) return absl::InvalidArgumentError("chunk must be at least 1");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ForwardOptions> ForwardOptionsFor(const EvalSettings& s) {
+  RETURN_IF_ERROR(ValidateEvalSettings(s));
+  ForwardOptions fo;
+  if (s.attention.mode == "sliding_window") fo.window_override = s.attention.window;
+  return fo;
+}
+
+namespace {
+
+std::string_view TrimLeft(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) ++i;
+  return s.substr(i);
+}
+
+std::string_view Trim(std::string_view s) {
+  s = TrimLeft(s);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\t' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<AnswerResult> AnswerTask(const LoadedModel& lm, std::string_view prompt,
+                                        std::string_view answer, const EvalSettings& s) {
+  ASSIGN_OR_RETURN(ForwardOptions fo, ForwardOptionsFor(s));
+  GenerateOptions opt;
+  opt.sampling.temperature = 0;
+  opt.page_size = s.page_size;
+  opt.forward = fo;
+  std::string want(Trim(answer));
+  opt.max_tokens = static_cast<int64_t>(lm.tokenizer->Encode(want, false).size()) + 4;
+  ASSIGN_OR_RETURN(GenerateResult r, Generate(lm, prompt, opt));
+  AnswerResult out;
+  out.output = r.text;
+  out.prompt_tokens = static_cast<int64_t>(r.prompt_tokens.size());
+  out.correct = !want.empty() && TrimLeft(r.text).starts_with(want);
+  return out;
+}
+
+double PerplexityResult::Perplexity() const {
+  return tokens > 0 ? std::exp(nll / static_cast<double>(tokens)) : 0.0;
+}
+
+namespace {
+
+// log-softmax of one logit row, in double.
+void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
+  out.resize(n);
+  double m = *std::max_element(logits, logits + n), z = 0;
+  for (int64_t i = 0; i < n; ++i) z += std::exp(static_cast<double>(logits[i]) - m);
+  const double lz = m + std::log(z);
+  for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - lz;
+}
+
+// A sequence's pages for a whole text.
+struct Pages {
+  Pages(const CpuModel& model, int64_t page_size, int64_t tokens)
+      : table(page_size),
+        pool(table.BlocksNeeded(tokens)),
+        kv(model.kv_layout(page_size), pool.num_blocks()) {
+    auto ids = pool.Allocate(pool.num_blocks());
+    if (ids) table.Append(*ids);
+  }
+  BlockTable table;
+  BlockPool pool;
+  HostKvStorage kv;
+};
+
+}  // namespace
+
+absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::string_view text,
+                                                   const EvalSettings& s) {
+  ASSIGN_OR_RETURN(ForwardOptions fo, ForwardOptionsFor(s));
+  std::vector<int32_t> ids = lm.tokenizer->Encode(text);
+  const int64_t n = static_cast<int64_t>(ids.size());
+  if (n < 2) return absl::InvalidArgumentError("perplexity text must have at least 2 tokens");
+  if (n > lm.config.max_position_embeddings && s.attention.mode == "dense") {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "text has %d tokens, more than the model's context of %d", n,
+        lm.config.max_position_embeddings));
+  }
+  const bool compare = s.attention.mode != "dense";
+  CpuModel& model = *lm.model;
+  Pages mode_pages(model, s.page_size, n);
+  std::unique_ptr<Pages> dense_pages;
+  if (compare) dense_pages = std::make_unique<Pages>(model, s.page_size, n);
+  const int64_t vocab = lm.config.vocab_size;
+  PerplexityResult r;
+  std::vector<float> logits, dense_logits;
+  std::vector<double> lp, lp_dense;
+  double kl_sum = 0;
+  for (int64_t start = 0; start < n; start += s.chunk) {
+    const int64_t len = std::min(s.chunk, n - start);
+    std::span<const int32_t> part(ids.data() + start, len);
+    RETURN_IF_ERROR(model.Forward({part, start, &mode_pages.table}, mode_pages.kv, true, logits, fo));
+    if (compare) {
+      RETURN_IF_ERROR(model.Forward({part, start, &dense_pages->table}, dense_pages->kv, true,
+                                    dense_logits));
+    }
+    for (int64_t i = 0; i < len && start + i + 1 < n; ++i) {
+      const int32_t next = ids[start + i + 1];
+      LogSoftmax(&logits[i * vocab], vocab, lp);
+      r.nll -= lp[next];
+      if (compare) {
+        LogSoftmax(&dense_logits[i * vocab], vocab, lp_dense);
+        r.nll_dense -= lp_dense[next];
+        double kl = 0;
+        for (int64_t v = 0; v < vocab; ++v) kl += std::exp(lp_dense[v]) * (lp_dense[v] - lp[v]);
+        kl_sum += kl;
+      }
+      ++r.tokens;
+    }
+  }
+  if (!compare) r.nll_dense = r.nll;
+  r.kl_vs_dense = r.tokens > 0 ? kl_sum / static_cast<double>(r.tokens) : 0.0;
+  return r;
+}
+
+}  // namespace longview

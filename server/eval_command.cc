@@ -1,0 +1,88 @@
+#include "server/eval_command.h"
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+
+#include "nlohmann/json.hpp"
+
+namespace longview {
+
+int RunEval(const EvalArgs& a) {
+  if (absl::Status s = ValidateEvalSettings(a.settings); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return 1;
+  }
+  auto lm = LoadedModel::Load(a.model);
+  if (!lm.ok()) {
+    std::cerr << "error: cannot load model " << a.model << ": " << lm.status().message() << "\n";
+    return 1;
+  }
+  std::ifstream in(a.tasks);
+  if (!in) {
+    std::cerr << "error: cannot open tasks file " << a.tasks << "\n";
+    return 1;
+  }
+  std::ofstream out(a.out);
+  if (!out) {
+    std::cerr << "error: cannot write " << a.out << "\n";
+    return 1;
+  }
+  std::string line;
+  int64_t line_no = 0, done = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    if (a.limit > 0 && done >= a.limit) break;
+    nlohmann::json task = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (task.is_discarded() || !task.is_object()) {
+      std::cerr << "error: " << a.tasks << ":" << line_no << ": not a JSON object\n";
+      return 1;
+    }
+    nlohmann::json result = task;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (task.contains("text") && task["text"].is_string()) {
+      auto r = MeasurePerplexity(**lm, task["text"].get<std::string>(), a.settings);
+      if (!r.ok()) {
+        std::cerr << "error: " << a.tasks << ":" << line_no << ": " << r.status().message() << "\n";
+        return 1;
+      }
+      result.erase("text");
+      result["tokens"] = r->tokens;
+      result["nll"] = r->nll;
+      result["nll_dense"] = r->nll_dense;
+      result["perplexity"] = r->Perplexity();
+      result["kl_vs_dense"] = r->kl_vs_dense;
+    } else if (task.contains("prompt") && task["prompt"].is_string() && task.contains("answer") &&
+               task["answer"].is_string()) {
+      auto r = AnswerTask(**lm, task["prompt"].get<std::string>(),
+                          task["answer"].get<std::string>(), a.settings);
+      if (!r.ok()) {
+        std::cerr << "error: " << a.tasks << ":" << line_no << ": " << r.status().message() << "\n";
+        return 1;
+      }
+      result.erase("prompt");
+      result["output"] = r->output;
+      result["correct"] = r->correct;
+      result["prompt_tokens"] = r->prompt_tokens;
+    } else {
+      std::cerr << "error: " << a.tasks << ":" << line_no
+                << ": a task needs \"text\" (perplexity) or \"prompt\" and \"answer\"\n";
+      return 1;
+    }
+    result["seconds"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result["attention_mode"] = a.settings.attention.mode;
+    result["window"] = a.settings.attention.window;
+    result["sinks"] = a.settings.attention.sinks;
+    result["kv_policy"] = a.settings.kv.policy;
+    result["kv_budget"] = a.settings.kv.budget;
+    out << result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    out.flush();
+    ++done;
+  }
+  std::cerr << "evaluated " << done << " tasks -> " << a.out << "\n";
+  return 0;
+}
+
+}  // namespace longview
