@@ -1,0 +1,399 @@
+#include "server/grpc_service.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/generator.h"
+#include "proto/longview.grpc.pb.h"
+#include "proto/longview.pb.h"
+#include "scheduler/engine_loop.h"
+
+namespace longview {
+namespace {
+
+namespace v1 = ::longview::v1;
+
+constexpr char kServiceName[] = "longview.v1.Generation";
+// How long a Generate handler waits for engine output before checking for cancellation.
+constexpr std::chrono::milliseconds kPollSlice{50};
+// gRPC's thread pool bound: beyond it new calls get RESOURCE_EXHAUSTED from gRPC itself.
+constexpr int kMaxServerThreads = 512;
+// Long-context prompts sent as token ids exceed gRPC's 4 MiB default.
+constexpr int kMaxReceiveMessageBytes = 64 << 20;
+constexpr int32_t kMaxN = 16;
+constexpr int32_t kMaxLogprobs = 20;
+// How long Shutdown lets handlers finish before gRPC cancels them.
+constexpr std::chrono::seconds kShutdownGrace{5};
+
+grpc::StatusCode ToGrpcCode(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk: return grpc::StatusCode::OK;
+    case absl::StatusCode::kCancelled: return grpc::StatusCode::CANCELLED;
+    case absl::StatusCode::kUnknown: return grpc::StatusCode::UNKNOWN;
+    case absl::StatusCode::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
+    case absl::StatusCode::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case absl::StatusCode::kNotFound: return grpc::StatusCode::NOT_FOUND;
+    case absl::StatusCode::kAlreadyExists: return grpc::StatusCode::ALREADY_EXISTS;
+    case absl::StatusCode::kPermissionDenied: return grpc::StatusCode::PERMISSION_DENIED;
+    case absl::StatusCode::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case absl::StatusCode::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
+    case absl::StatusCode::kAborted: return grpc::StatusCode::ABORTED;
+    case absl::StatusCode::kOutOfRange: return grpc::StatusCode::OUT_OF_RANGE;
+    case absl::StatusCode::kUnimplemented: return grpc::StatusCode::UNIMPLEMENTED;
+    case absl::StatusCode::kInternal: return grpc::StatusCode::INTERNAL;
+    case absl::StatusCode::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
+    case absl::StatusCode::kDataLoss: return grpc::StatusCode::DATA_LOSS;
+    case absl::StatusCode::kUnauthenticated: return grpc::StatusCode::UNAUTHENTICATED;
+    default: return grpc::StatusCode::UNKNOWN;
+  }
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(ToGrpcCode(s.code()), std::string(s.message()));
+}
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+// Compares without an early exit so the key cannot be guessed byte by byte from timings.
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids,
+                           int64_t vocab_size, const char* field) {
+  for (int i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "] = ", ids[i],
+                                                     " is outside [0, ", vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAttention(const v1::AttentionConfig& a) {
+  if (!a.mode().empty() && a.mode() != "dense") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention.mode \"", a.mode(), "\" is not supported; this server accepts: dense"));
+  }
+  if (a.has_window()) {
+    return absl::InvalidArgumentError("attention.window does not apply to attention.mode dense");
+  }
+  if (a.has_sinks()) {
+    return absl::InvalidArgumentError("attention.sinks does not apply to attention.mode dense");
+  }
+  return absl::OkStatus();
+}
+
+SamplingParams ToSamplingParams(const v1::SamplingParams& s) {
+  SamplingParams p;
+  if (s.has_temperature()) p.temperature = s.temperature();
+  if (s.has_top_p()) p.top_p = s.top_p();
+  if (s.has_top_k()) p.top_k = s.top_k();
+  if (s.has_min_p()) p.min_p = s.min_p();
+  if (s.has_seed()) p.seed = s.seed();
+  if (s.has_presence_penalty()) p.presence_penalty = s.presence_penalty();
+  if (s.has_frequency_penalty()) p.frequency_penalty = s.frequency_penalty();
+  if (s.has_repetition_penalty()) p.repetition_penalty = s.repetition_penalty();
+  return p;
+}
+
+// Builds the engine request, or InvalidArgument naming the proto field at fault.
+absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& req,
+                                                      const LoadedModel& lm) {
+  GenerationRequest out;
+  const int64_t vocab_size = lm.config.vocab_size;
+  switch (req.prompt().kind_case()) {
+    case v1::Prompt::kText:
+      if (req.prompt().text().empty()) return absl::InvalidArgumentError("prompt.text is empty");
+      out.prompt_tokens = lm.tokenizer->Encode(req.prompt().text());
+      if (out.prompt_tokens.empty()) {
+        return absl::InvalidArgumentError("prompt.text encodes to no tokens");
+      }
+      break;
+    case v1::Prompt::kTokenIds: {
+      const auto& ids = req.prompt().token_ids().ids();
+      if (ids.empty()) return absl::InvalidArgumentError("prompt.token_ids is empty");
+      RETURN_IF_ERROR(CheckTokenIds(ids, vocab_size, "prompt.token_ids"));
+      out.prompt_tokens.assign(ids.begin(), ids.end());
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("prompt: set prompt.text or prompt.token_ids");
+  }
+
+  out.sampling = ToSamplingParams(req.sampling());
+  if (absl::Status s = ValidateSamplingParams(out.sampling); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.", s.message()));
+  }
+
+  const v1::StoppingCriteria& stopping = req.stopping();
+  if (stopping.has_max_tokens()) out.max_tokens = stopping.max_tokens();
+  if (out.max_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stopping.max_tokens must be >= 1, got ", out.max_tokens));
+  }
+  const int64_t context = lm.config.max_position_embeddings;
+  const int64_t num_prompt = static_cast<int64_t>(out.prompt_tokens.size());
+  if (num_prompt + out.max_tokens > context) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stopping.max_tokens: prompt (", num_prompt, " tokens) + max_tokens (", out.max_tokens,
+        ") exceeds the model's context of ", context, " tokens"));
+  }
+  for (int i = 0; i < stopping.stop_size(); ++i) {
+    if (stopping.stop(i).empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("stopping.stop[", i, "] is empty"));
+    }
+    out.stop.push_back(stopping.stop(i));
+  }
+  out.ignore_eos = stopping.ignore_eos();
+
+  const v1::OutputOptions& output = req.output();
+  if (output.has_n()) out.n = output.n();
+  if (out.n < 1 || out.n > kMaxN) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output.n must be in [1, ", kMaxN, "], got ", out.n));
+  }
+  if (output.has_logprobs()) {
+    if (output.logprobs() < 0 || output.logprobs() > kMaxLogprobs) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "output.logprobs must be in [0, ", kMaxLogprobs, "], got ", output.logprobs()));
+    }
+    out.logprobs = output.logprobs();
+  }
+
+  RETURN_IF_ERROR(CheckAttention(req.attention()));
+  out.forward = ForwardOptions{};  // dense: the model's own attention
+  return out;
+}
+
+void AppendDelta(const SequenceDelta& d, v1::GenerateResponse* resp) {
+  v1::ChoiceDelta* c = resp->add_choices();
+  c->set_index(d.index);
+  c->set_text(d.text);
+  c->mutable_token_ids()->Add(d.token_ids.begin(), d.token_ids.end());
+  for (size_t i = 0; i < d.logprobs.size(); ++i) {
+    v1::TokenLogprobs* lp = c->add_logprobs();
+    lp->mutable_chosen()->set_token_id(d.logprobs[i].token);
+    lp->mutable_chosen()->set_logprob(d.logprobs[i].logprob);
+    if (i < d.top_logprobs.size()) {
+      for (const TokenLogprob& t : d.top_logprobs[i]) {
+        v1::Logprob* top = lp->add_top();
+        top->set_token_id(t.token);
+        top->set_logprob(t.logprob);
+      }
+    }
+  }
+  if (d.finished) c->set_finish_reason(ToProto(d.finish_reason));
+}
+
+}  // namespace
+
+class GenerationService final : public v1::Generation::Service {
+ public:
+  GenerationService(EngineLoop* loop, std::string api_key, std::string model_name)
+      : loop_(loop), api_key_(std::move(api_key)), model_name_(std::move(model_name)) {}
+
+  void BeginShutdown() { shutting_down_.store(true); }
+  int64_t num_client_cancellations() const { return num_client_cancellations_.load(); }
+
+  grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                        grpc::ServerWriter<v1::GenerateResponse>* writer) override {
+    if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
+    if (grpc::Status s = CheckModel(req->model()); !s.ok()) return s;
+    absl::StatusOr<GenerationRequest> request = ToGenerationRequest(*req, loop_->model());
+    if (!request.ok()) return ToGrpcStatus(request.status());
+    request->request_id = absl::StrCat("grpc-", next_request_id_.fetch_add(1));
+    const std::string request_id = request->request_id;
+    absl::StatusOr<std::shared_ptr<RequestStream>> submitted = loop_->Submit(*std::move(request));
+    if (!submitted.ok()) return ToGrpcStatus(submitted.status());
+    std::shared_ptr<RequestStream> stream = *std::move(submitted);
+
+    // Every exit before the engine finishes the request cancels it, so its blocks are freed.
+    bool finished = false;
+    struct CancelUnlessFinished {
+      RequestStream* stream;
+      const bool* finished;
+      ~CancelUnlessFinished() {
+        if (!*finished) stream->Cancel();
+      }
+    } guard{stream.get(), &finished};
+
+    while (true) {
+      if (ctx->IsCancelled()) {
+        num_client_cancellations_.fetch_add(1);
+        return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
+      }
+      if (shutting_down_.load()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down");
+      }
+      RequestOutput out;
+      bool timed_out = false;
+      if (!stream->NextFor(&out, kPollSlice, &timed_out)) {
+        if (timed_out) continue;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "the engine closed the request without finishing it");
+      }
+      v1::GenerateResponse resp;
+      resp.set_request_id(request_id);
+      for (const SequenceDelta& d : out.deltas) AppendDelta(d, &resp);
+      const bool last = out.finished || !out.status.ok();
+      if (last && out.status.ok()) {
+        v1::Usage* usage = resp.mutable_usage();
+        usage->set_prompt_tokens(out.prompt_tokens);
+        usage->set_completion_tokens(out.completion_tokens);
+        usage->set_cached_prompt_tokens(out.cached_prompt_tokens);
+      }
+      if ((resp.choices_size() > 0 || resp.has_usage()) && !writer->Write(resp)) {
+        num_client_cancellations_.fetch_add(1);
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+      if (!out.status.ok()) return ToGrpcStatus(out.status);
+      if (out.finished) {
+        finished = true;
+        return grpc::Status::OK;
+      }
+    }
+  }
+
+  grpc::Status Tokenize(grpc::ServerContext* ctx, const v1::TokenizeRequest* req,
+                        v1::TokenizeResponse* resp) override {
+    if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
+    if (grpc::Status s = CheckModel(req->model()); !s.ok()) return s;
+    const bool add_special = req->has_add_special_tokens() ? req->add_special_tokens() : true;
+    std::vector<int32_t> ids = loop_->model().tokenizer->Encode(req->text(), add_special);
+    resp->mutable_token_ids()->Add(ids.begin(), ids.end());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Detokenize(grpc::ServerContext* ctx, const v1::DetokenizeRequest* req,
+                          v1::DetokenizeResponse* resp) override {
+    if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
+    if (grpc::Status s = CheckModel(req->model()); !s.ok()) return s;
+    const LoadedModel& lm = loop_->model();
+    if (absl::Status s = CheckTokenIds(req->token_ids(), lm.config.vocab_size, "token_ids");
+        !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    resp->set_text(lm.tokenizer->Decode({req->token_ids().begin(), req->token_ids().end()}));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListModels(grpc::ServerContext* ctx, const v1::ListModelsRequest* /*req*/,
+                          v1::ListModelsResponse* resp) override {
+    if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
+    const ModelConfig& cfg = loop_->model().config;
+    v1::ModelInfo* m = resp->add_models();
+    m->set_id(model_name_);
+    m->set_max_context_length(cfg.max_position_embeddings);
+    m->set_vocab_size(cfg.vocab_size);
+    m->set_architecture(ArchitectureName(cfg.architecture));
+    m->add_attention_modes("dense");
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status Authorize(const grpc::ServerContext& ctx) const {
+    if (api_key_.empty()) return grpc::Status::OK;
+    const auto& md = ctx.client_metadata();
+    auto it = md.find("authorization");
+    if (it != md.end() &&
+        ConstantTimeEquals(std::string(it->second.data(), it->second.size()),
+                           "Bearer " + api_key_)) {
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "missing or wrong API key: send metadata 'authorization: Bearer <key>'");
+  }
+
+  grpc::Status CheckModel(const std::string& model) const {
+    if (model.empty() || model == model_name_) return grpc::Status::OK;
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("model \"", model, "\" is not served; ListModels reports \"",
+                                     model_name_, "\""));
+  }
+
+  EngineLoop* const loop_;
+  const std::string api_key_;
+  const std::string model_name_;
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<int64_t> next_request_id_{0};
+  std::atomic<int64_t> num_client_cancellations_{0};
+};
+
+GrpcServer::~GrpcServer() { Shutdown(); }
+
+void GrpcServer::Shutdown() {
+  std::call_once(shutdown_once_, [this] {
+    if (!server_) return;
+    if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+    service_->BeginShutdown();
+    server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+    server_->Wait();
+  });
+}
+
+int64_t GrpcServer::num_client_cancellations() const {
+  return service_ ? service_->num_client_cancellations() : 0;
+}
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
+                                                            const std::string& host, int port,
+                                                            const std::string& api_key,
+                                                            const std::string& model_name) {
+  if (loop == nullptr) return absl::InvalidArgumentError("StartGrpcServer: loop is null");
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("grpc port must be in [0, 65535], got ", port));
+  }
+  // An IPv6 literal needs brackets before the port.
+  const bool bracket = host.find(':') != std::string::npos && !host.starts_with("[");
+  const std::string address =
+      bracket ? absl::StrCat("[", host, "]:", port) : absl::StrCat(host, ":", port);
+
+  // Process-wide switches; both must precede the builder.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  auto server = std::unique_ptr<GrpcServer>(new GrpcServer());
+  server->service_ = std::make_unique<GenerationService>(loop, api_key, model_name);
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  grpc::ResourceQuota quota("longview-grpc");
+  quota.SetMaxThreads(kMaxServerThreads);
+  builder.SetResourceQuota(quota);
+  server->server_ = builder.BuildAndStart();
+  if (!server->server_ || bound_port == 0) {
+    if (server->server_) server->server_->Shutdown();
+    server->server_.reset();
+    return absl::UnavailableError(absl::StrCat("gRPC: cannot listen on ", address));
+  }
+  server->port_ = bound_port;
+  if (auto* health = server->server_->GetHealthCheckService()) {
+    health->SetServingStatus(kServiceName, true);
+  }
+  return server;
+}
+
+}  // namespace longview
