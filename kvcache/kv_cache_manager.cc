@@ -1,0 +1,254 @@
+#include "kvcache/kv_cache_manager.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace longview {
+namespace {
+
+uint64_t Mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+KvCacheManager::KvCacheManager(const KvCacheManagerOptions& options)
+    : options_(options),
+      ref_counts_(options.num_blocks, 0),
+      prev_(options.num_blocks, -1),
+      next_(options.num_blocks, -1),
+      has_hash_(options.num_blocks, 0),
+      hash_(options.num_blocks, 0),
+      parent_hash_(options.num_blocks, 0),
+      block_tokens_(options.enable_prefix_caching ? options.num_blocks * options.page_size : 0) {
+  if (options.page_size < 1) throw std::invalid_argument("KvCacheManager: page_size < 1");
+  for (int32_t i = 0; i < options.num_blocks; ++i) PushFreeTail(i);
+}
+
+double KvCacheManager::Usage() const {
+  if (num_blocks() == 0) return 0;
+  return 1.0 - static_cast<double>(num_free_) / num_blocks();
+}
+
+uint64_t KvCacheManager::HashBlock(uint64_t parent, std::span<const int32_t> tokens) const {
+  uint64_t h = Mix64(parent ^ 0x6A09E667F3BCC908ull);
+  for (int32_t t : tokens)
+    h = Mix64(h ^ (static_cast<uint64_t>(static_cast<uint32_t>(t)) + 0x9E3779B97F4A7C15ull));
+  return h;
+}
+
+int32_t KvCacheManager::Lookup(uint64_t hash, uint64_t parent,
+                               std::span<const int32_t> tokens) const {
+  auto it = cached_.find(hash);
+  if (it == cached_.end()) return -1;
+  const int32_t id = it->second;
+  if (parent_hash_[id] != parent) return -1;
+  const int32_t* stored = &block_tokens_[id * options_.page_size];
+  if (!std::equal(tokens.begin(), tokens.end(), stored)) return -1;
+  return id;
+}
+
+ComputedBlocks KvCacheManager::GetComputedBlocks(const KvSequence& seq) const {
+  ComputedBlocks hit;
+  if (!options_.enable_prefix_caching) return hit;
+  const int64_t ps = options_.page_size;
+  const int64_t n = static_cast<int64_t>(seq.tokens.size());
+  hit.num_queried_tokens = n;
+  // The last token is always computed: its logits are needed.
+  const int64_t max_blocks = n > 0 ? (n - 1) / ps : 0;
+  uint64_t parent = seq.cache_salt;
+  for (int64_t b = 0; b < max_blocks; ++b) {
+    auto tokens = seq.tokens.subspan(b * ps, ps);
+    const uint64_t h = HashBlock(parent, tokens);
+    const int32_t id = Lookup(h, parent, tokens);
+    if (id < 0) break;
+    hit.block_ids.push_back(id);
+    hit.block_hashes.push_back(h);
+    parent = h;
+  }
+  hit.num_tokens = static_cast<int64_t>(hit.block_ids.size()) * ps;
+  return hit;
+}
+
+int32_t KvCacheManager::Needed(const SeqBlocks* sb, const KvSequence& seq, int64_t num_new_tokens,
+                               const ComputedBlocks* computed, int64_t* cow_index) const {
+  const int64_t ps = options_.page_size;
+  int64_t held = sb != nullptr ? static_cast<int64_t>(sb->blocks.size()) : 0;
+  int64_t computed_tokens = seq.num_computed_tokens;
+  int32_t revived = 0;
+  if (computed != nullptr && !computed->block_ids.empty()) {
+    held += static_cast<int64_t>(computed->block_ids.size());
+    computed_tokens = computed->num_tokens;
+    for (int32_t id : computed->block_ids) revived += ref_counts_[id] == 0 ? 1 : 0;
+  }
+  *cow_index = -1;
+  // Writing into a partial block that another sequence shares: copy it first.
+  if (sb != nullptr && num_new_tokens > 0 && computed_tokens % ps != 0) {
+    const int64_t idx = computed_tokens / ps;
+    if (idx < static_cast<int64_t>(sb->blocks.size()) && ref_counts_[sb->blocks[idx]] > 1) {
+      *cow_index = idx;
+    }
+  }
+  const int64_t fresh = std::max<int64_t>(0, CeilDiv(computed_tokens + num_new_tokens, ps) - held);
+  return static_cast<int32_t>(fresh) + revived + (*cow_index >= 0 ? 1 : 0);
+}
+
+int32_t KvCacheManager::NumBlocksToAllocate(const KvSequence& seq, int64_t num_new_tokens,
+                                            const ComputedBlocks* computed) const {
+  auto it = seqs_.find(seq.seq_id);
+  int64_t cow = -1;
+  return Needed(it == seqs_.end() ? nullptr : &it->second, seq, num_new_tokens, computed, &cow);
+}
+
+int32_t KvCacheManager::NumBlocksFreedBy(int64_t seq_id) const {
+  auto it = seqs_.find(seq_id);
+  if (it == seqs_.end()) return 0;
+  int32_t n = 0;
+  for (int32_t id : it->second.blocks) n += ref_counts_[id] == 1 ? 1 : 0;
+  return n;
+}
+
+std::optional<SlotAllocation> KvCacheManager::AllocateSlots(const KvSequence& seq,
+                                                            int64_t num_new_tokens,
+                                                            const ComputedBlocks* computed) {
+  auto it = seqs_.find(seq.seq_id);
+  SeqBlocks* existing = it == seqs_.end() ? nullptr : &it->second;
+  int64_t cow = -1;
+  const int32_t need = Needed(existing, seq, num_new_tokens, computed, &cow);
+  if (need > num_free_) return std::nullopt;
+
+  SeqBlocks& sb = existing != nullptr ? *existing : seqs_[seq.seq_id];
+  SlotAllocation out;
+  int64_t computed_tokens = seq.num_computed_tokens;
+  if (computed != nullptr) {
+    num_queries_ += computed->num_queried_tokens;
+    num_hits_ += computed->num_tokens;
+    if (!computed->block_ids.empty()) {
+      if (!sb.blocks.empty()) throw std::logic_error("AllocateSlots: prefix hit on a held table");
+      for (int32_t id : computed->block_ids) {
+        if (ref_counts_[id] == 0) RemoveFree(id);
+        ++ref_counts_[id];
+      }
+      sb.blocks = computed->block_ids;
+      sb.hashes = computed->block_hashes;
+      computed_tokens = computed->num_tokens;
+    }
+  }
+  if (cow >= 0) {
+    const int32_t src = sb.blocks[cow];
+    const int32_t dst = PopFreeHead();
+    ref_counts_[dst] = 1;
+    --ref_counts_[src];  // was shared: stays >= 1
+    sb.blocks[cow] = dst;
+    out.copies.push_back({src, dst});
+    out.new_block_ids.push_back(dst);
+  }
+  const int64_t total = CeilDiv(computed_tokens + num_new_tokens, options_.page_size);
+  while (static_cast<int64_t>(sb.blocks.size()) < total) {
+    const int32_t id = PopFreeHead();
+    ref_counts_[id] = 1;
+    sb.blocks.push_back(id);
+    out.new_block_ids.push_back(id);
+  }
+  if (options_.enable_prefix_caching) {
+    RegisterFullBlocks(sb, seq, computed_tokens + num_new_tokens);
+  }
+  return out;
+}
+
+void KvCacheManager::RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, int64_t num_tokens) {
+  const int64_t ps = options_.page_size;
+  const int64_t full = std::min<int64_t>(num_tokens, seq.tokens.size()) / ps;
+  for (int64_t b = static_cast<int64_t>(sb.hashes.size()); b < full; ++b) {
+    const uint64_t parent = b == 0 ? seq.cache_salt : sb.hashes[b - 1];
+    auto tokens = seq.tokens.subspan(b * ps, ps);
+    const uint64_t h = HashBlock(parent, tokens);
+    sb.hashes.push_back(h);
+    const int32_t id = sb.blocks[b];
+    // The first block computed with this content stays the cached one.
+    if (has_hash_[id] || cached_.contains(h)) continue;
+    cached_.emplace(h, id);
+    has_hash_[id] = 1;
+    hash_[id] = h;
+    parent_hash_[id] = parent;
+    std::copy(tokens.begin(), tokens.end(), &block_tokens_[id * ps]);
+  }
+}
+
+void KvCacheManager::Free(int64_t seq_id) {
+  auto it = seqs_.find(seq_id);
+  if (it == seqs_.end()) return;
+  const std::vector<int32_t>& blocks = it->second.blocks;
+  for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) {
+    int32_t& rc = ref_counts_[*b];
+    if (rc <= 0) throw std::logic_error("KvCacheManager::Free: block already free");
+    if (--rc == 0) PushFreeTail(*b);
+  }
+  seqs_.erase(it);
+}
+
+void KvCacheManager::Fork(int64_t parent_id, int64_t child_id) {
+  auto it = seqs_.find(parent_id);
+  if (it == seqs_.end()) return;
+  SeqBlocks copy = it->second;
+  for (int32_t id : copy.blocks) ++ref_counts_[id];
+  seqs_[child_id] = std::move(copy);
+}
+
+std::span<const int32_t> KvCacheManager::BlockIds(int64_t seq_id) const {
+  auto it = seqs_.find(seq_id);
+  if (it == seqs_.end()) return {};
+  return it->second.blocks;
+}
+
+std::vector<int32_t> KvCacheManager::FreeBlockIds() const {
+  std::vector<int32_t> ids;
+  ids.reserve(num_free_);
+  for (int32_t id = head_; id >= 0; id = next_[id]) ids.push_back(id);
+  return ids;
+}
+
+void KvCacheManager::PushFreeTail(int32_t id) {
+  prev_[id] = tail_;
+  next_[id] = -1;
+  if (tail_ >= 0) {
+    next_[tail_] = id;
+  } else {
+    head_ = id;
+  }
+  tail_ = id;
+  ++num_free_;
+}
+
+void KvCacheManager::RemoveFree(int32_t id) {
+  if (prev_[id] >= 0) {
+    next_[prev_[id]] = next_[id];
+  } else {
+    head_ = next_[id];
+  }
+  if (next_[id] >= 0) {
+    prev_[next_[id]] = prev_[id];
+  } else {
+    tail_ = prev_[id];
+  }
+  prev_[id] = next_[id] = -1;
+  --num_free_;
+}
+
+int32_t KvCacheManager::PopFreeHead() {
+  const int32_t id = head_;
+  if (id < 0) throw std::logic_error("KvCacheManager: free list empty");  // checked by callers
+  RemoveFree(id);
+  if (has_hash_[id]) {
+    auto it = cached_.find(hash_[id]);
+    if (it != cached_.end() && it->second == id) cached_.erase(it);
+    has_hash_[id] = 0;
+  }
+  return id;
+}
+
+}  // namespace longview

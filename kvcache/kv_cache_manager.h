@@ -1,0 +1,146 @@
+// The scheduler's whole view of the KV cache (vLLM v1 `kv_cache_manager.py`): which pages a
+// sequence holds, a prefix cache over full blocks, reference counts for sharing, and a free list
+// in eviction order. The scheduler never sees tensors; only block ids leave this class.
+//
+//   KvCacheManager kv({.num_blocks = 1024, .page_size = 16});
+//   KvSequence seq{.seq_id = 7, .tokens = tokens, .num_computed_tokens = 0};
+//   ComputedBlocks hit = kv.GetComputedBlocks(seq);              // read-only
+//   if (kv.NumBlocksToAllocate(seq, n, &hit) <= kv.NumFreeBlocks()) {
+//     std::optional<SlotAllocation> a = kv.AllocateSlots(seq, n, &hit);   // commits
+//   }
+//   kv.Free(7);
+//
+// Prefix cache: the hash of a full block chains the parent block's hash and the block's token
+// ids (the first block's parent is the sequence's `cache_salt`). A block is registered when
+// AllocateSlots makes room for its last token; it stays findable after Free while it sits on the
+// free list, and loses its hash only when it is reallocated (evicted).
+//
+// Eviction order: Free returns a sequence's blocks to the tail of the free list last block
+// first, so a prefix outlives its tail; allocation takes from the head (freed longest ago).
+//
+// Sharing: Fork gives a second sequence the same blocks (reference count + 1). A sequence that
+// writes into a shared partial block gets a private copy: AllocateSlots returns the (src, dst)
+// page copy the runner must do before the forward (copy-on-write).
+// Thread-safety: not thread-safe; owned by the engine loop.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+namespace longview {
+
+struct KvCacheManagerOptions {
+  int32_t num_blocks = 0;
+  int64_t page_size = 16;
+  bool enable_prefix_caching = true;
+};
+
+// What the cache needs to know of a sequence.
+struct KvSequence {
+  int64_t seq_id = 0;
+  std::span<const int32_t> tokens;  // every known token (prompt + output)
+  int64_t num_computed_tokens = 0;  // tokens whose K/V are already in the pages
+  uint64_t cache_salt = 0;          // separates prefix caches (e.g. attention modes)
+};
+
+// A prefix-cache hit: cached full blocks covering tokens [0, num_tokens).
+struct ComputedBlocks {
+  std::vector<int32_t> block_ids;
+  std::vector<uint64_t> block_hashes;
+  int64_t num_tokens = 0;
+  int64_t num_queried_tokens = 0;  // tokens looked up (0 when prefix caching is off)
+};
+
+struct PageCopy {
+  int32_t src_page = 0;
+  int32_t dst_page = 0;
+  bool operator==(const PageCopy&) const = default;
+};
+
+struct SlotAllocation {
+  std::vector<int32_t> new_block_ids;  // appended to the sequence's table (or a CoW copy)
+  std::vector<PageCopy> copies;        // to do before this step's forward
+};
+
+class KvCacheManager {
+ public:
+  explicit KvCacheManager(const KvCacheManagerOptions& options);
+
+  int32_t num_blocks() const { return static_cast<int32_t>(ref_counts_.size()); }
+  int64_t page_size() const { return options_.page_size; }
+  int32_t NumFreeBlocks() const { return num_free_; }
+  // Fraction of blocks held by sequences, in [0, 1].
+  double Usage() const;
+
+  // The longest run of cached full blocks that starts `seq.tokens`, keeping at least the last
+  // token to compute (its logits are needed). Read-only.
+  // REQUIRES: the sequence holds no blocks.
+  ComputedBlocks GetComputedBlocks(const KvSequence& seq) const;
+
+  // Blocks AllocateSlots(seq, num_new_tokens, computed) would take from the free list: new
+  // blocks, a copy-on-write copy, and cached free blocks the hit revives. Read-only; plan with it.
+  int32_t NumBlocksToAllocate(const KvSequence& seq, int64_t num_new_tokens,
+                              const ComputedBlocks* computed) const;
+  // Blocks Free(seq_id) would return to the free list (those only this sequence holds).
+  int32_t NumBlocksFreedBy(int64_t seq_id) const;
+
+  // Makes room for `num_new_tokens` tokens after the computed ones: takes the hit's blocks
+  // (a sequence holding no blocks; its computed tokens become `computed->num_tokens`), copies a
+  // shared partial block it will write into, allocates new blocks, and registers the hashes of
+  // blocks whose last token is among the new ones. Counts the hit in the prefix-cache stats.
+  // std::nullopt when out of blocks: a normal result that changes nothing.
+  // REQUIRES: num_computed + num_new_tokens <= seq.tokens.size().
+  [[nodiscard]] std::optional<SlotAllocation> AllocateSlots(const KvSequence& seq,
+                                                            int64_t num_new_tokens,
+                                                            const ComputedBlocks* computed);
+  // Drops the sequence's references; blocks reaching zero go to the free list tail, last block
+  // first. No-op for an unknown sequence.
+  void Free(int64_t seq_id);
+  // Gives `child_id` the blocks of `parent_id` (shared; reference counts + 1). Never fails.
+  void Fork(int64_t parent_id, int64_t child_id);
+
+  // The sequence's block table (empty for an unknown sequence). Valid until the next mutation.
+  std::span<const int32_t> BlockIds(int64_t seq_id) const;
+  int32_t RefCount(int32_t block_id) const { return ref_counts_.at(block_id); }
+  bool IsCached(int32_t block_id) const { return has_hash_.at(block_id) != 0; }
+  // Free blocks, next to be reused first (for tests and debugging; O(free blocks)).
+  std::vector<int32_t> FreeBlockIds() const;
+
+  int64_t prefix_cache_queries() const { return num_queries_; }  // tokens
+  int64_t prefix_cache_hits() const { return num_hits_; }        // tokens
+
+ private:
+  struct SeqBlocks {
+    std::vector<int32_t> blocks;
+    std::vector<uint64_t> hashes;  // of the first hashes.size() blocks (full, registered)
+  };
+
+  // Blocks needed from the free list; *cow_index set to the block to copy, or -1.
+  int32_t Needed(const SeqBlocks* sb, const KvSequence& seq, int64_t num_new_tokens,
+                 const ComputedBlocks* computed, int64_t* cow_index) const;
+  uint64_t HashBlock(uint64_t parent, std::span<const int32_t> tokens) const;
+  // Cached block holding exactly these tokens after `parent`, or -1.
+  int32_t Lookup(uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) const;
+  void RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, int64_t num_tokens);
+  // Free-list primitives (intrusive doubly linked list over block ids).
+  void PushFreeTail(int32_t id);
+  void RemoveFree(int32_t id);
+  int32_t PopFreeHead();  // evicts the block's hash
+
+  KvCacheManagerOptions options_;
+  std::vector<int32_t> ref_counts_;
+  std::vector<int32_t> prev_, next_;  // free list links; -1 = none
+  int32_t head_ = -1, tail_ = -1, num_free_ = 0;
+  // Prefix cache: hash -> block, and per block its hash, parent hash and tokens (verified on hit).
+  std::unordered_map<uint64_t, int32_t> cached_;
+  std::vector<uint8_t> has_hash_;
+  std::vector<uint64_t> hash_, parent_hash_;
+  std::vector<int32_t> block_tokens_;  // [num_blocks][page_size]
+  std::unordered_map<int64_t, SeqBlocks> seqs_;
+  int64_t num_queries_ = 0, num_hits_ = 0;
+};
+
+}  // namespace longview

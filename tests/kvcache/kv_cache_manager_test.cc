@@ -1,0 +1,203 @@
+#include "kvcache/kv_cache_manager.h"
+
+#include <numeric>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace longview {
+namespace {
+
+using Ids = std::vector<int32_t>;
+
+Ids ToVec(std::span<const int32_t> s) { return Ids(s.begin(), s.end()); }
+
+std::vector<int32_t> Range(int32_t begin, int32_t end) {
+  std::vector<int32_t> v(end - begin);
+  std::iota(v.begin(), v.end(), begin);
+  return v;
+}
+
+KvSequence Seq(int64_t id, const std::vector<int32_t>& tokens, int64_t computed = 0) {
+  return KvSequence{.seq_id = id, .tokens = tokens, .num_computed_tokens = computed};
+}
+
+TEST(KvCacheManagerTest, AllocatesFromTheHeadAndFreesLastBlockFirst) {
+  KvCacheManager kv({.num_blocks = 6, .page_size = 4});
+  std::vector<int32_t> a = Range(0, 10);  // 3 blocks (4 + 4 + 2)
+  ASSERT_EQ(kv.NumBlocksToAllocate(Seq(1, a), 10, nullptr), 3);
+  auto alloc = kv.AllocateSlots(Seq(1, a), 10, nullptr);
+  ASSERT_TRUE(alloc);
+  EXPECT_EQ(alloc->new_block_ids, (Ids{0, 1, 2}));
+  EXPECT_TRUE(alloc->copies.empty());
+  EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, 1, 2}));
+  EXPECT_EQ(kv.NumFreeBlocks(), 3);
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 4, 5}));
+  // Only the two full blocks are in the prefix cache.
+  EXPECT_TRUE(kv.IsCached(0));
+  EXPECT_TRUE(kv.IsCached(1));
+  EXPECT_FALSE(kv.IsCached(2));
+  EXPECT_EQ(kv.NumBlocksFreedBy(1), 3);
+  kv.Free(1);
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 4, 5, 2, 1, 0}));
+  EXPECT_EQ(kv.RefCount(0), 0);
+  // Freed blocks stay findable until reused.
+  EXPECT_TRUE(kv.IsCached(0));
+}
+
+TEST(KvCacheManagerTest, OutOfBlocksChangesNothing) {
+  KvCacheManager kv({.num_blocks = 3, .page_size = 4});
+  std::vector<int32_t> a = Range(0, 8), b = Range(100, 108);
+  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 8, nullptr));
+  EXPECT_EQ(kv.NumBlocksToAllocate(Seq(2, b), 8, nullptr), 2);
+  EXPECT_FALSE(kv.AllocateSlots(Seq(2, b), 8, nullptr).has_value());
+  EXPECT_EQ(kv.NumFreeBlocks(), 1);
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{2}));
+  EXPECT_TRUE(kv.BlockIds(2).empty());
+  auto one = kv.AllocateSlots(Seq(2, b), 4, nullptr);
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->new_block_ids, (Ids{2}));
+}
+
+TEST(KvCacheManagerTest, GrowsOneBlockAtATimeDuringDecode) {
+  KvCacheManager kv({.num_blocks = 4, .page_size = 4});
+  std::vector<int32_t> t = Range(0, 4);
+  ASSERT_TRUE(kv.AllocateSlots(Seq(1, t), 4, nullptr));
+  t.push_back(50);
+  EXPECT_EQ(kv.NumBlocksToAllocate(Seq(1, t, 4), 1, nullptr), 1);
+  auto a = kv.AllocateSlots(Seq(1, t, 4), 1, nullptr);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->new_block_ids, (Ids{1}));
+  t.push_back(51);
+  EXPECT_EQ(kv.NumBlocksToAllocate(Seq(1, t, 5), 1, nullptr), 0);
+  auto b = kv.AllocateSlots(Seq(1, t, 5), 1, nullptr);
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(b->new_block_ids.empty());
+  EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, 1}));
+}
+
+TEST(KvCacheManagerTest, PrefixHitSharesFullBlocksAndKeepsTheLastTokenToCompute) {
+  KvCacheManager kv({.num_blocks = 8, .page_size = 4});
+  std::vector<int32_t> a = Range(0, 10);
+  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 10, nullptr));  // blocks 0 1 2
+
+  std::vector<int32_t> b = Range(0, 9);  // same first 8 tokens, then one more
+  b.push_back(77);                       // 10 tokens: blocks 0 and 1 hit
+  ComputedBlocks hit = kv.GetComputedBlocks(Seq(2, b));
+  EXPECT_EQ(hit.block_ids, (Ids{0, 1}));
+  EXPECT_EQ(hit.num_tokens, 8);
+  EXPECT_EQ(hit.num_queried_tokens, 10);
+  EXPECT_EQ(kv.NumBlocksToAllocate(Seq(2, b), 2, &hit), 1);
+  auto alloc = kv.AllocateSlots(Seq(2, b), 2, &hit);
+  ASSERT_TRUE(alloc);
+  EXPECT_EQ(alloc->new_block_ids, (Ids{3}));
+  EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 1, 3}));
+  EXPECT_EQ(kv.RefCount(0), 2);
+  EXPECT_EQ(kv.RefCount(1), 2);
+  EXPECT_EQ(kv.RefCount(3), 1);
+  EXPECT_EQ(kv.prefix_cache_queries(), 10);
+  EXPECT_EQ(kv.prefix_cache_hits(), 8);
+
+  // A prompt that is exactly two cached blocks still recomputes its last block.
+  std::vector<int32_t> c = Range(0, 8);
+  ComputedBlocks hit_c = kv.GetComputedBlocks(Seq(3, c));
+  EXPECT_EQ(hit_c.block_ids, (Ids{0}));
+  EXPECT_EQ(hit_c.num_tokens, 4);
+
+  // A different first block misses everything (chained hashes).
+  std::vector<int32_t> d = Range(0, 10);
+  d[0] = 99;
+  EXPECT_TRUE(kv.GetComputedBlocks(Seq(4, d)).block_ids.empty());
+  // So does a different salt.
+  KvSequence salted = Seq(5, a);
+  salted.cache_salt = 12345;
+  EXPECT_TRUE(kv.GetComputedBlocks(salted).block_ids.empty());
+}
+
+TEST(KvCacheManagerTest, HitOnAFreedBlockRevivesItAndReallocationEvictsIt) {
+  KvCacheManager kv({.num_blocks = 4, .page_size = 4});
+  std::vector<int32_t> a = Range(0, 9);  // blocks 0 1 (full) 2 (partial)
+  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 9, nullptr));
+  kv.Free(1);
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 2, 1, 0}));
+
+  ComputedBlocks hit = kv.GetComputedBlocks(Seq(2, a));
+  EXPECT_EQ(hit.block_ids, (Ids{0, 1}));
+  // Reviving two free cached blocks costs two free blocks, plus one new one.
+  EXPECT_EQ(kv.NumBlocksToAllocate(Seq(2, a), 1, &hit), 3);
+  auto alloc = kv.AllocateSlots(Seq(2, a), 1, &hit);
+  ASSERT_TRUE(alloc);
+  EXPECT_EQ(alloc->new_block_ids, (Ids{3}));  // the head of the free list
+  EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 1, 3}));
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{2}));
+  kv.Free(2);
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{2, 3, 1, 0}));
+
+  // Reusing blocks 2, 3 and 1 for other tokens evicts block 1's hash: the hit shrinks to block 0.
+  std::vector<int32_t> other = Range(200, 212);
+  ASSERT_TRUE(kv.AllocateSlots(Seq(3, other), 12, nullptr));
+  EXPECT_EQ(ToVec(kv.BlockIds(3)), (Ids{2, 3, 1}));
+  EXPECT_EQ(kv.GetComputedBlocks(Seq(4, a)).block_ids, (Ids{0}));
+  EXPECT_EQ(kv.GetComputedBlocks(Seq(4, other)).block_ids, (Ids{2, 3}));
+}
+
+TEST(KvCacheManagerTest, ForkSharesBlocksAndCopiesThePartialBlockOnWrite) {
+  KvCacheManager kv({.num_blocks = 6, .page_size = 4});
+  std::vector<int32_t> prompt = Range(0, 6);  // block 0 full, block 1 partial (2 tokens)
+  ASSERT_TRUE(kv.AllocateSlots(Seq(1, prompt), 6, nullptr));
+  kv.Fork(1, 2);
+  EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 1}));
+  EXPECT_EQ(kv.RefCount(0), 2);
+  EXPECT_EQ(kv.RefCount(1), 2);
+  // Both are shared: freeing either releases nothing.
+  EXPECT_EQ(kv.NumBlocksFreedBy(1), 0);
+
+  std::vector<int32_t> s1 = prompt, s2 = prompt;
+  s1.push_back(40);
+  s2.push_back(41);
+  // The first writer copies the shared partial block.
+  EXPECT_EQ(kv.NumBlocksToAllocate(Seq(2, s2, 6), 1, nullptr), 1);
+  auto a2 = kv.AllocateSlots(Seq(2, s2, 6), 1, nullptr);
+  ASSERT_TRUE(a2);
+  EXPECT_EQ(a2->copies, (std::vector<PageCopy>{{1, 2}}));
+  EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 2}));
+  EXPECT_EQ(kv.RefCount(1), 1);
+  EXPECT_EQ(kv.RefCount(2), 1);
+  // The last holder writes in place.
+  EXPECT_EQ(kv.NumBlocksToAllocate(Seq(1, s1, 6), 1, nullptr), 0);
+  auto a1 = kv.AllocateSlots(Seq(1, s1, 6), 1, nullptr);
+  ASSERT_TRUE(a1);
+  EXPECT_TRUE(a1->copies.empty());
+  EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, 1}));
+
+  kv.Free(1);
+  EXPECT_EQ(kv.RefCount(0), 1);
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 4, 5, 1}));
+  kv.Free(2);
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 4, 5, 1, 2, 0}));
+  EXPECT_EQ(kv.Usage(), 0.0);
+}
+
+TEST(KvCacheManagerTest, CopyOnWriteOutOfBlocksChangesNothing) {
+  KvCacheManager kv({.num_blocks = 2, .page_size = 4});
+  std::vector<int32_t> prompt = Range(0, 6);
+  ASSERT_TRUE(kv.AllocateSlots(Seq(1, prompt), 6, nullptr));
+  kv.Fork(1, 2);
+  prompt.push_back(9);
+  EXPECT_FALSE(kv.AllocateSlots(Seq(2, prompt, 6), 1, nullptr).has_value());
+  EXPECT_EQ(kv.RefCount(1), 2);
+  EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 1}));
+}
+
+TEST(KvCacheManagerTest, PrefixCachingOffFindsNothing) {
+  KvCacheManager kv({.num_blocks = 4, .page_size = 4, .enable_prefix_caching = false});
+  std::vector<int32_t> a = Range(0, 9);
+  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 9, nullptr));
+  EXPECT_FALSE(kv.IsCached(0));
+  ComputedBlocks hit = kv.GetComputedBlocks(Seq(2, a));
+  EXPECT_TRUE(hit.block_ids.empty());
+  EXPECT_EQ(hit.num_queried_tokens, 0);
+}
+
+}  // namespace
+}  // namespace longview
