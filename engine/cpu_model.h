@@ -37,6 +37,15 @@ struct ForwardOptions {
   int64_t window_override = -1;
 };
 
+// One sequence of a batched forward: its new tokens, where they start, and its pages.
+struct BatchSequence {
+  std::span<const int32_t> tokens;  // at positions start_pos, start_pos + 1, ...
+  int64_t start_pos = 0;
+  std::span<const int32_t> block_ids;  // logical block -> page id; covers every position written
+  bool need_logits = false;            // logits of the last token
+  ForwardOptions options;
+};
+
 class CpuModel {
  public:
   // InvalidArgument if the weights do not match the config.
@@ -51,6 +60,14 @@ class CpuModel {
   // InvalidArgument for an out-of-range token id or a table too small for the positions.
   absl::Status Forward(const SequenceChunk& chunk, HostKvStorage& kv, bool all_logits,
                        std::vector<float>& logits, const ForwardOptions& options = {});
+
+  // Runs several sequences at once: their tokens go through the dense layers as one matrix,
+  // attention runs per sequence. `logits` gets one [vocab] row per sequence with need_logits, in
+  // order. Each output equals what Forward computes for that sequence alone, bit for bit: every
+  // element is the same dot product in the same order whatever the batch.
+  // InvalidArgument as Forward, naming the sequence.
+  absl::Status ForwardBatch(std::span<const BatchSequence> seqs, HostKvStorage& kv,
+                            std::vector<float>& logits);
 
  private:
   CpuModel(const ModelConfig& cfg, ModelWeights weights);

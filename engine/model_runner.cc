@@ -1,0 +1,44 @@
+#include "engine/model_runner.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+
+namespace longview {
+
+int64_t StepPlan::NumTokens() const {
+  int64_t n = 0;
+  for (const ScheduledSequence& s : seqs) n += static_cast<int64_t>(s.token_ids.size());
+  return n;
+}
+
+CpuModelRunner::CpuModelRunner(CpuModel& model, int32_t num_pages, int64_t page_size)
+    : model_(model), kv_(model.kv_layout(page_size), num_pages) {}
+
+absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
+  const int64_t page_elements = kv_.layout().PageElements();
+  for (const PageCopy& c : plan.copies) {
+    if (c.src_page < 0 || c.src_page >= kv_.num_pages() || c.dst_page < 0 ||
+        c.dst_page >= kv_.num_pages()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("page copy %d -> %d out of range", c.src_page, c.dst_page));
+    }
+    std::copy_n(kv_.Page(c.src_page), page_elements, kv_.Page(c.dst_page));
+  }
+  batch_.clear();
+  result.vocab_size = vocab_size();
+  result.logits_row.assign(plan.seqs.size(), -1);
+  int32_t row = 0;
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const ScheduledSequence& s = plan.seqs[i];
+    batch_.push_back(BatchSequence{.tokens = s.token_ids,
+                                   .start_pos = s.start_pos,
+                                   .block_ids = s.block_ids,
+                                   .need_logits = s.need_logits,
+                                   .options = s.forward});
+    if (s.need_logits) result.logits_row[i] = row++;
+  }
+  return model_.ForwardBatch(batch_, kv_, result.logits);
+}
+
+}  // namespace longview

@@ -1,0 +1,73 @@
+// What one engine step computes, and who computes it. The scheduler fills a StepPlan with block
+// ids only (never tensors); a ModelRunner does the page copies, then the forward, and returns one
+// logit row per sequence that asked for one.
+//
+//   StepPlan plan = ...;                    // from Scheduler::Apply
+//   StepResult result;
+//   RETURN_IF_ERROR(runner.Execute(plan, result));
+//   std::span<const float> row = result.Row(i);   // plan.seqs[i].need_logits
+// Thread-safety: a runner is driven by one thread (the engine loop).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/cpu_model.h"
+#include "kvcache/host_kv_storage.h"
+#include "kvcache/kv_cache_manager.h"
+
+namespace longview {
+
+// One sequence's share of a step.
+struct ScheduledSequence {
+  int64_t seq_id = 0;
+  std::vector<int32_t> token_ids;  // tokens computed this step
+  int64_t start_pos = 0;           // position of token_ids[0]
+  std::vector<int32_t> block_ids;  // the sequence's whole block table (pages)
+  bool need_logits = false;        // logits of the last token (a token gets sampled)
+  ForwardOptions forward;          // the request's attention mode
+};
+
+struct StepPlan {
+  std::vector<PageCopy> copies;  // copy-on-write, done before the forward, in order
+  std::vector<ScheduledSequence> seqs;
+  int64_t NumTokens() const;
+  bool empty() const { return seqs.empty(); }
+};
+
+struct StepResult {
+  int64_t vocab_size = 0;
+  std::vector<float> logits;        // [rows, vocab]
+  std::vector<int32_t> logits_row;  // per plan sequence: its row, or -1
+  std::span<const float> Row(size_t seq_index) const {
+    return {logits.data() + logits_row[seq_index] * vocab_size, static_cast<size_t>(vocab_size)};
+  }
+};
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  virtual int64_t vocab_size() const = 0;
+  // Copies pages, runs the forward. InvalidArgument for a malformed plan.
+  virtual absl::Status Execute(const StepPlan& plan, StepResult& result) = 0;
+};
+
+// The CPU backend: CpuModel::ForwardBatch over HostKvStorage pages.
+class CpuModelRunner : public ModelRunner {
+ public:
+  // `model` must outlive the runner.
+  CpuModelRunner(CpuModel& model, int32_t num_pages, int64_t page_size);
+  int64_t vocab_size() const override { return model_.config().vocab_size; }
+  absl::Status Execute(const StepPlan& plan, StepResult& result) override;
+  HostKvStorage& kv() { return kv_; }
+
+ private:
+  CpuModel& model_;
+  HostKvStorage kv_;
+  std::vector<BatchSequence> batch_;  // scratch
+};
+
+}  // namespace longview
