@@ -1,0 +1,220 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+
+namespace longview {
+
+Scheduler::Scheduler(const SchedulerOptions& options, KvCacheManager* kv)
+    : options_(options), kv_(kv) {}
+
+int64_t Scheduler::AddSequence(NewSequence seq) {
+  auto s = std::make_unique<Sequence>();
+  s->seq_id = next_seq_id_++;
+  s->num_prompt_tokens = static_cast<int64_t>(seq.prompt.size());
+  s->tokens = std::move(seq.prompt);
+  s->num_pending_forks = seq.num_forks;
+  s->forward = seq.forward;
+  // Pages computed under another attention mode hold other K/V: keep their prefix caches apart.
+  s->cache_salt =
+      seq.forward.window_override < 0
+          ? 0
+          : 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(seq.forward.window_override + 1);
+  waiting_.push_back(s.get());
+  const int64_t id = s->seq_id;
+  seqs_.emplace(id, std::move(s));
+  return id;
+}
+
+KvSequence Scheduler::View(const Sequence& s) const {
+  return KvSequence{.seq_id = s.seq_id,
+                    .tokens = s.tokens,
+                    .num_computed_tokens = s.num_computed_tokens,
+                    .cache_salt = s.cache_salt};
+}
+
+int64_t Scheduler::ChunkLimit(int64_t budget) const {
+  const int64_t t = options_.long_prefill_token_threshold;
+  return t > 0 ? std::min(budget, t) : budget;
+}
+
+SchedulePlan Scheduler::Schedule() const {
+  SchedulePlan plan;
+  int64_t budget = options_.max_num_batched_tokens;
+  // Free blocks as the plan goes. Counting is conservative (shared blocks count as kept, cached
+  // free blocks as revived per hit), so Apply never needs more than the plan counted.
+  int64_t free = kv_->NumFreeBlocks();
+  const int64_t num_running = static_cast<int64_t>(running_.size());
+  int64_t end = num_running;  // running_[end, num_running) are preempted by this plan
+  std::vector<int64_t> entry_of(num_running, -1);
+  std::vector<int32_t> needs;
+  std::vector<char> dead;
+
+  // Running sequences: decodes first (pass 0), then prefill chunks (pass 1), in admission order.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int64_t i = 0; i < end && budget > 0; ++i) {
+      Sequence* s = running_[i];
+      const int64_t remaining = s->num_tokens() - s->num_computed_tokens;
+      if (remaining <= 0 || (remaining == 1) != (pass == 0)) continue;
+      const int64_t k = std::min(remaining, pass == 0 ? budget : ChunkLimit(budget));
+      const KvSequence view = View(*s);
+      while (true) {
+        const int32_t need = kv_->NumBlocksToAllocate(view, k, nullptr);
+        if (need <= free) {
+          free -= need;
+          budget -= k;
+          entry_of[i] = static_cast<int64_t>(plan.entries.size());
+          plan.entries.push_back({.seq = s, .num_new_tokens = k});
+          needs.push_back(need);
+          dead.push_back(0);
+          break;
+        }
+        // Out of blocks: preempt the most recently admitted running sequence (maybe this one).
+        const int64_t v = end - 1;
+        if (entry_of[v] >= 0) {
+          dead[entry_of[v]] = 1;
+          budget += plan.entries[entry_of[v]].num_new_tokens;
+          free += needs[entry_of[v]];
+        }
+        free += kv_->NumBlocksFreedBy(running_[v]->seq_id);
+        plan.preempted.push_back(running_[v]);
+        --end;
+        if (v == i) break;
+      }
+    }
+  }
+
+  // Waiting sequences, FCFS; none in a step that preempts (the blocks went to running ones).
+  if (plan.preempted.empty()) {
+    int64_t num_seqs = 0;
+    for (const Sequence* s : running_) num_seqs += s->weight();
+    for (Sequence* s : waiting_) {
+      if (budget <= 0 || num_seqs + s->weight() > options_.max_num_seqs) break;
+      const KvSequence view = View(*s);
+      ComputedBlocks hit = kv_->GetComputedBlocks(view);
+      const int64_t k = std::min(s->num_tokens() - hit.num_tokens, ChunkLimit(budget));
+      const int32_t need = kv_->NumBlocksToAllocate(view, k, &hit);
+      if (need > free) break;
+      free -= need;
+      budget -= k;
+      num_seqs += s->weight();
+      plan.entries.push_back(
+          {.seq = s, .num_new_tokens = k, .admit = true, .computed = std::move(hit)});
+      dead.push_back(0);
+    }
+  }
+
+  // Drop entries of sequences preempted after they were planned.
+  size_t out = 0;
+  for (size_t i = 0; i < plan.entries.size(); ++i) {
+    if (dead[i]) continue;
+    if (out != i) plan.entries[out] = std::move(plan.entries[i]);
+    plan.num_tokens += plan.entries[out].num_new_tokens;
+    ++out;
+  }
+  plan.entries.resize(out);
+  return plan;
+}
+
+absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
+  for (Sequence* s : plan.preempted) {
+    kv_->Free(s->seq_id);
+    s->num_computed_tokens = 0;
+    s->status = SequenceStatus::kWaiting;
+    ++s->num_preemptions;
+    ++num_preemptions_;
+    running_.erase(std::find(running_.begin(), running_.end(), s));
+  }
+  // The oldest preempted sequence ends up first in line.
+  for (Sequence* s : plan.preempted) waiting_.push_front(s);
+
+  // Admissions take their prefix hits before anything is allocated, so that no allocation
+  // evicts a cached block a hit counts on.
+  for (const SchedulePlan::Entry& e : plan.entries) {
+    if (!e.admit) continue;
+    if (waiting_.empty() || waiting_.front() != e.seq) {
+      return absl::InternalError("Scheduler::Apply: plan admits out of queue order");
+    }
+    waiting_.pop_front();
+    if (!kv_->AllocateSlots(View(*e.seq), 0, &e.computed)) {
+      return absl::InternalError("Scheduler::Apply: prefix hit refused");
+    }
+    e.seq->num_computed_tokens = e.computed.num_tokens;
+    if (e.seq->num_cached_tokens < 0) e.seq->num_cached_tokens = e.computed.num_tokens;
+  }
+
+  StepPlan step;
+  step.seqs.reserve(plan.entries.size());
+  for (const SchedulePlan::Entry& e : plan.entries) {
+    Sequence* s = e.seq;
+    std::optional<SlotAllocation> alloc = kv_->AllocateSlots(View(*s), e.num_new_tokens, nullptr);
+    if (!alloc) {
+      return absl::InternalError(absl::StrFormat(
+          "Scheduler::Apply: out of blocks for sequence %d though the plan counted them",
+          s->seq_id));
+    }
+    step.copies.insert(step.copies.end(), alloc->copies.begin(), alloc->copies.end());
+    ScheduledSequence out;
+    out.seq_id = s->seq_id;
+    out.start_pos = s->num_computed_tokens;
+    out.token_ids.assign(s->tokens.begin() + s->num_computed_tokens,
+                         s->tokens.begin() + s->num_computed_tokens + e.num_new_tokens);
+    std::span<const int32_t> blocks = kv_->BlockIds(s->seq_id);
+    out.block_ids.assign(blocks.begin(), blocks.end());
+    s->num_computed_tokens += e.num_new_tokens;
+    out.need_logits = s->num_computed_tokens == s->num_tokens();
+    out.forward = s->forward;
+    step.seqs.push_back(std::move(out));
+    if (e.admit) {
+      s->status = SequenceStatus::kRunning;
+      s->admitted_at = next_admission_++;
+      running_.push_back(s);
+    }
+  }
+  return step;
+}
+
+void Scheduler::AppendToken(int64_t seq_id, int32_t token) {
+  auto it = seqs_.find(seq_id);
+  if (it != seqs_.end()) it->second->tokens.push_back(token);
+}
+
+int64_t Scheduler::Fork(int64_t seq_id) {
+  Sequence& parent = *seqs_.at(seq_id);
+  auto child = std::make_unique<Sequence>(parent);
+  child->seq_id = next_seq_id_++;
+  child->num_pending_forks = 0;
+  child->num_preemptions = 0;
+  --parent.num_pending_forks;
+  kv_->Fork(parent.seq_id, child->seq_id);
+  if (child->status == SequenceStatus::kRunning) {
+    child->admitted_at = next_admission_++;
+    running_.push_back(child.get());
+  } else {
+    waiting_.push_back(child.get());
+  }
+  const int64_t id = child->seq_id;
+  seqs_.emplace(id, std::move(child));
+  return id;
+}
+
+void Scheduler::Finish(int64_t seq_id) {
+  auto it = seqs_.find(seq_id);
+  if (it == seqs_.end()) return;
+  Sequence* s = it->second.get();
+  kv_->Free(seq_id);
+  if (auto r = std::find(running_.begin(), running_.end(), s); r != running_.end()) {
+    running_.erase(r);
+  } else if (auto w = std::find(waiting_.begin(), waiting_.end(), s); w != waiting_.end()) {
+    waiting_.erase(w);
+  }
+  seqs_.erase(it);
+}
+
+const Sequence* Scheduler::Get(int64_t seq_id) const {
+  auto it = seqs_.find(seq_id);
+  return it == seqs_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace longview
