@@ -103,6 +103,8 @@ struct EngineLoopOptions {
   int64_t page_size = 16;
   int64_t num_kv_pages = 4096;            // KV pages in the pool
   bool enable_prefix_caching = true;
+  // Most prefill tokens one sequence gets per step (0 = up to the whole budget).
+  int64_t long_prefill_token_threshold = 0;
 };
 
 // A Prometheus-style histogram: counts[i] observations <= bounds[i] (not cumulative; the last

@@ -1,0 +1,471 @@
+// The engine loop's thread: drain submissions, reap cancelled requests, schedule, run, sample,
+// detokenize, check stop conditions, push deltas, keep metrics.
+#include "scheduler/engine_loop.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/strings/str_format.h"
+#include "engine/model_runner.h"
+#include "engine/stop_strings.h"
+#include "kvcache/kv_cache_manager.h"
+#include "scheduler/scheduler.h"
+
+namespace longview {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// vLLM's bucket bounds (vllm/v1/metrics/loggers.py).
+Histogram MakeHistogram(std::vector<double> bounds) {
+  Histogram h;
+  h.bounds = std::move(bounds);
+  h.counts.assign(h.bounds.size() + 1, 0);
+  return h;
+}
+
+constexpr int32_t kMaxLogprobs = 20;
+
+struct Submission {
+  GenerationRequest request;
+  std::shared_ptr<RequestStream> stream;
+  Clock::time_point arrival;
+};
+
+struct RequestState;
+
+struct SeqState {
+  SeqState(RequestState* r, int32_t i, int64_t id, const SamplingParams& p, const Tokenizer& tok,
+           std::vector<std::string> stop)
+      : req(r), index(i), seq_id(id), sampler(p), detok(tok, false), stops(std::move(stop)) {}
+  RequestState* req;
+  int32_t index;
+  int64_t seq_id;
+  Sampler sampler;
+  IncrementalDetokenizer detok;
+  StopStringMatcher stops;
+  std::vector<int32_t> output;
+  bool finished = false;
+  Clock::time_point last_token;
+};
+
+struct RequestState {
+  GenerationRequest request;
+  std::shared_ptr<RequestStream> stream;
+  Clock::time_point arrival;
+  bool first_token_seen = false;
+  std::vector<std::unique_ptr<SeqState>> seqs;  // by choice index
+  int32_t num_finished = 0;
+  int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+  RequestOutput pending;  // this step's output
+  bool touched = false;
+};
+
+}  // namespace
+
+struct EngineLoop::Impl {
+  Impl(const LoadedModel& lm, const EngineLoopOptions& o)
+      : model(lm),
+        opt(o),
+        kv({.num_blocks = static_cast<int32_t>(o.num_kv_pages),
+            .page_size = o.page_size,
+            .enable_prefix_caching = o.enable_prefix_caching}),
+        sched({.max_num_batched_tokens = o.max_num_batched_tokens,
+               .max_num_seqs = o.max_num_seqs,
+               .long_prefill_token_threshold = o.long_prefill_token_threshold},
+              &kv),
+        runner(*lm.model, static_cast<int32_t>(o.num_kv_pages), o.page_size) {
+    eos_ids = lm.config.eos_token_ids;
+    if (lm.tokenizer->eos_id() >= 0) eos_ids.push_back(lm.tokenizer->eos_id());
+    metrics.time_to_first_token =
+        MakeHistogram({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
+                       1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0});
+    metrics.inter_token_latency =
+        MakeHistogram({0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
+                       7.5, 10.0, 20.0, 40.0, 80.0});
+    metrics.e2e_request_latency =
+        MakeHistogram({0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
+                       30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0});
+    metrics.num_kv_pages = o.num_kv_pages;
+    metrics.num_free_kv_pages = o.num_kv_pages;
+  }
+
+  void Run();
+  void Admit(Submission sub);
+  void ReapCancelled();
+  absl::Status Step();
+  void SampleAndEmit(SeqState& s, std::span<const float> raw, Clock::time_point now);
+  SequenceDelta& DeltaFor(RequestState& r, int32_t index);
+  void FlushOutputs(Clock::time_point now);
+  void FinishRequest(RequestState& r, absl::Status status);
+  void FailAll(const absl::Status& status);
+  void PublishMetrics();
+  bool IsEos(int32_t t) const {
+    return std::find(eos_ids.begin(), eos_ids.end(), t) != eos_ids.end();
+  }
+
+  const LoadedModel& model;
+  const EngineLoopOptions opt;
+  KvCacheManager kv;
+  Scheduler sched;
+  CpuModelRunner runner;
+  std::vector<int64_t> eos_ids;
+
+  // Shared with frontends.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Submission> queue;
+  bool started = false;
+  bool stopping = false;
+  int64_t num_waiting_requests = 0;  // admitted but not running (published by the loop)
+  std::thread thread;
+  mutable std::mutex metrics_mu;
+  EngineMetrics metrics;
+
+  // Loop thread only.
+  std::vector<std::unique_ptr<RequestState>> requests;
+  std::unordered_map<int64_t, SeqState*> by_seq;
+  std::vector<float> scratch;
+  StepResult result;
+  int64_t prompt_tokens_total = 0, generation_tokens_total = 0;
+  std::vector<double> ttft, itl, e2e;  // observations since the last publish
+};
+
+EngineLoop::EngineLoop(std::shared_ptr<const LoadedModel> model, const EngineLoopOptions& options)
+    : model_(std::move(model)), impl_(std::make_unique<Impl>(*model_, options)) {}
+
+EngineLoop::~EngineLoop() { Stop(); }
+
+void EngineLoop::Start() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->started || impl_->stopping) return;
+  impl_->started = true;
+  impl_->thread = std::thread([this] { impl_->Run(); });
+}
+
+void EngineLoop::Stop() {
+  std::deque<Submission> left;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    left.swap(impl_->queue);
+  }
+  for (Submission& s : left) {
+    RequestOutput out;
+    out.finished = true;
+    out.status = absl::UnavailableError("engine stopped");
+    s.stream->Push(std::move(out));
+  }
+  // Without a thread (never started), open requests were never admitted: nothing else to fail.
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> EngineLoop::Submit(GenerationRequest request) {
+  const ModelConfig& cfg = model_->config;
+  const int64_t num_prompt = static_cast<int64_t>(request.prompt_tokens.size());
+  if (num_prompt == 0) return absl::InvalidArgumentError("prompt_tokens is empty");
+  for (int32_t t : request.prompt_tokens) {
+    if (t < 0 || t >= cfg.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("prompt_tokens: token id %d out of range [0, %d)", t, cfg.vocab_size));
+    }
+  }
+  if (request.max_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("max_tokens must be at least 1, got %d", request.max_tokens));
+  }
+  const int64_t total = num_prompt + request.max_tokens;
+  if (total > cfg.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "prompt_tokens (%d) + max_tokens (%d) = %d exceeds the model's context of %d tokens",
+        num_prompt, request.max_tokens, total, cfg.max_position_embeddings));
+  }
+  const EngineLoopOptions& o = impl_->opt;
+  if ((total + o.page_size - 1) / o.page_size > o.num_kv_pages) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "prompt_tokens + max_tokens = %d tokens cannot fit the KV cache (%d pages of %d)", total,
+        o.num_kv_pages, o.page_size));
+  }
+  RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
+  if (request.n < 1 || request.n > o.max_num_seqs) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("n must be in [1, %d], got %d", o.max_num_seqs, request.n));
+  }
+  if (request.logprobs < -1 || request.logprobs > kMaxLogprobs) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("logprobs must be in [-1, %d], got %d", kMaxLogprobs, request.logprobs));
+  }
+  auto stream = std::make_shared<RequestStream>(request.request_id);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping) return absl::UnavailableError("engine stopped");
+    const int64_t waiting = static_cast<int64_t>(impl_->queue.size()) + impl_->num_waiting_requests;
+    if (waiting >= o.max_queue) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("request queue full (%d waiting requests)", waiting));
+    }
+    impl_->queue.push_back({std::move(request), stream, Clock::now()});
+  }
+  impl_->cv.notify_all();
+  return stream;
+}
+
+EngineMetrics EngineLoop::Snapshot() const {
+  EngineMetrics m;
+  {
+    std::lock_guard<std::mutex> lock(impl_->metrics_mu);
+    m = impl_->metrics;
+  }
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  m.num_requests_waiting += static_cast<int64_t>(impl_->queue.size());
+  return m;
+}
+
+void EngineLoop::Impl::Run() {
+  while (true) {
+    std::deque<Submission> incoming;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      // Idle: block until a submission or Stop.
+      cv.wait(lock, [&] { return stopping || !queue.empty() || sched.HasWork(); });
+      if (stopping) break;
+      incoming.swap(queue);
+    }
+    for (Submission& s : incoming) Admit(std::move(s));
+    ReapCancelled();
+    if (sched.HasWork()) {
+      absl::Status st = Step();
+      if (!st.ok()) FailAll(st);
+    }
+    PublishMetrics();
+  }
+  FailAll(absl::UnavailableError("engine stopped"));
+  PublishMetrics();
+}
+
+void EngineLoop::Impl::Admit(Submission sub) {
+  auto r = std::make_unique<RequestState>();
+  r->request = std::move(sub.request);
+  r->stream = std::move(sub.stream);
+  r->arrival = sub.arrival;
+  const int64_t id = sched.AddSequence({.prompt = r->request.prompt_tokens,
+                                        .forward = r->request.forward,
+                                        .num_forks = r->request.n - 1});
+  auto s = std::make_unique<SeqState>(r.get(), 0, id, r->request.sampling, *model.tokenizer,
+                                      r->request.stop);
+  by_seq[id] = s.get();
+  r->seqs.push_back(std::move(s));
+  prompt_tokens_total += static_cast<int64_t>(r->request.prompt_tokens.size());
+  requests.push_back(std::move(r));
+}
+
+void EngineLoop::Impl::ReapCancelled() {
+  for (auto& r : requests) {
+    if (r->stream->cancelled()) FinishRequest(*r, absl::CancelledError("request cancelled"));
+  }
+  std::erase_if(requests, [](const auto& r) { return r->stream == nullptr; });
+}
+
+void EngineLoop::Impl::FinishRequest(RequestState& r, absl::Status status) {
+  for (auto& s : r.seqs) {
+    sched.Finish(s->seq_id);  // frees its blocks
+    by_seq.erase(s->seq_id);
+  }
+  RequestOutput out;
+  out.finished = true;
+  out.status = std::move(status);
+  out.prompt_tokens = static_cast<int64_t>(r.request.prompt_tokens.size());
+  out.completion_tokens = r.completion_tokens;
+  out.cached_prompt_tokens = r.cached_prompt_tokens;
+  r.stream->Push(std::move(out));
+  r.stream = nullptr;  // marks the request for removal
+}
+
+void EngineLoop::Impl::FailAll(const absl::Status& status) {
+  for (auto& r : requests) {
+    if (r->stream != nullptr) FinishRequest(*r, status);
+  }
+  requests.clear();
+}
+
+SequenceDelta& EngineLoop::Impl::DeltaFor(RequestState& r, int32_t index) {
+  r.touched = true;
+  for (SequenceDelta& d : r.pending.deltas) {
+    if (d.index == index) return d;
+  }
+  r.pending.deltas.push_back(SequenceDelta{.index = index});
+  return r.pending.deltas.back();
+}
+
+absl::Status EngineLoop::Impl::Step() {
+  const SchedulePlan plan = sched.Schedule();
+  if (plan.empty()) {
+    // Nothing fits right now (cannot last: Submit refuses what never fits); do not spin.
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(5), [&] { return stopping || !queue.empty(); });
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(StepPlan step, sched.Apply(plan));
+  if (step.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(runner.Execute(step, result));
+  const Clock::time_point now = Clock::now();
+  std::vector<SeqState*> targets;
+  for (size_t i = 0; i < step.seqs.size(); ++i) {
+    if (!step.seqs[i].need_logits) continue;
+    const int64_t id = step.seqs[i].seq_id;
+    SeqState* s = by_seq.at(id);
+    targets.assign(1, s);
+    // n > 1: the prompt's logits exist now; its siblings share its blocks from here on.
+    for (const Sequence* seq = sched.Get(id); seq->num_pending_forks > 0;) {
+      RequestState& r = *s->req;
+      const int64_t child_id = sched.Fork(id);
+      const int32_t index = static_cast<int32_t>(r.seqs.size());
+      SamplingParams p = r.request.sampling;
+      if (p.seed) p.seed = *p.seed + static_cast<uint64_t>(index);
+      auto child =
+          std::make_unique<SeqState>(&r, index, child_id, p, *model.tokenizer, r.request.stop);
+      by_seq[child_id] = child.get();
+      targets.push_back(child.get());
+      r.seqs.push_back(std::move(child));
+    }
+    for (SeqState* t : targets) SampleAndEmit(*t, result.Row(i), now);
+  }
+  FlushOutputs(now);
+  return absl::OkStatus();
+}
+
+void EngineLoop::Impl::SampleAndEmit(SeqState& s, std::span<const float> raw,
+                                     Clock::time_point now) {
+  RequestState& r = *s.req;
+  const GenerationRequest& req = r.request;
+  scratch.assign(raw.begin(), raw.end());
+  const int32_t tok = s.sampler.Sample(scratch, req.prompt_tokens, s.output);
+  SequenceDelta& d = DeltaFor(r, s.index);
+  if (req.logprobs >= 0) {
+    // Log-softmax of the raw logits (before penalties and temperature), as vLLM by default.
+    float mx = -std::numeric_limits<float>::infinity();
+    for (float x : raw) mx = std::max(mx, x);
+    double sum = 0;
+    for (float x : raw) sum += std::exp(static_cast<double>(x) - mx);
+    const double lse = mx + std::log(sum);
+    auto lp = [&](int32_t t) { return static_cast<float>(raw[t] - lse); };
+    d.logprobs.push_back({tok, lp(tok)});
+    std::vector<int32_t> ids(raw.size());
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+    const size_t k = std::min<size_t>(req.logprobs, ids.size());
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+      return raw[a] > raw[b] || (raw[a] == raw[b] && a < b);
+    });
+    std::vector<TokenLogprob> top;
+    for (size_t i = 0; i < k; ++i) top.push_back({ids[i], lp(ids[i])});
+    d.top_logprobs.push_back(std::move(top));
+  }
+  s.output.push_back(tok);
+  sched.AppendToken(s.seq_id, tok);
+  d.token_ids.push_back(tok);
+  ++r.completion_tokens;
+  ++generation_tokens_total;
+  if (!r.first_token_seen) {
+    r.first_token_seen = true;
+    if (const Sequence* seq = sched.Get(s.seq_id); seq != nullptr) {
+      r.cached_prompt_tokens = std::max<int64_t>(0, seq->num_cached_tokens);
+    }
+    ttft.push_back(Seconds(now - r.arrival));
+  } else if (s.output.size() > 1) {
+    itl.push_back(Seconds(now - s.last_token));
+  }
+  s.last_token = now;
+
+  // Stop conditions, in Generate's order.
+  bool done = false;
+  FinishReason reason = FinishReason::kLength;
+  if (!req.ignore_eos && IsEos(tok)) {
+    done = true;
+    reason = FinishReason::kEos;
+  } else {
+    d.text += s.stops.Push(s.detok.Push(tok));
+    if (s.stops.stopped()) {
+      done = true;
+      reason = FinishReason::kStop;
+    } else if (static_cast<int64_t>(s.output.size()) >= req.max_tokens) {
+      done = true;
+    }
+  }
+  if (!done) return;
+  if (!s.stops.stopped()) {
+    d.text += s.stops.Push(s.detok.Flush());
+    d.text += s.stops.Flush();
+  }
+  d.finished = true;
+  d.finish_reason = reason;
+  s.finished = true;
+  ++r.num_finished;
+  sched.Finish(s.seq_id);  // blocks go back now
+  by_seq.erase(s.seq_id);
+}
+
+void EngineLoop::Impl::FlushOutputs(Clock::time_point now) {
+  for (auto& rp : requests) {
+    RequestState& r = *rp;
+    if (!r.touched) continue;
+    r.touched = false;
+    RequestOutput out = std::move(r.pending);
+    r.pending = RequestOutput{};
+    out.prompt_tokens = static_cast<int64_t>(r.request.prompt_tokens.size());
+    out.completion_tokens = r.completion_tokens;
+    out.cached_prompt_tokens = r.cached_prompt_tokens;
+    out.finished = r.num_finished == r.request.n;
+    if (out.finished) {
+      e2e.push_back(Seconds(now - r.arrival));
+      r.stream->Push(std::move(out));
+      r.stream = nullptr;
+    } else {
+      r.stream->Push(std::move(out));
+    }
+  }
+  std::erase_if(requests, [](const auto& r) { return r->stream == nullptr; });
+}
+
+void EngineLoop::Impl::PublishMetrics() {
+  int64_t running = 0, waiting = 0;
+  for (const auto& r : requests) {
+    bool any_running = false;
+    for (const auto& s : r->seqs) {
+      const Sequence* seq = sched.Get(s->seq_id);
+      any_running = any_running || (seq != nullptr && seq->status == SequenceStatus::kRunning);
+    }
+    (any_running ? running : waiting) += 1;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    num_waiting_requests = waiting;
+  }
+  std::lock_guard<std::mutex> lock(metrics_mu);
+  metrics.num_requests_running = running;
+  metrics.num_requests_waiting = waiting;
+  metrics.kv_cache_usage_perc = kv.Usage();
+  metrics.prefix_cache_queries = kv.prefix_cache_queries();
+  metrics.prefix_cache_hits = kv.prefix_cache_hits();
+  metrics.prompt_tokens_total = prompt_tokens_total;
+  metrics.generation_tokens_total = generation_tokens_total;
+  metrics.num_preemptions_total = sched.num_preemptions();
+  metrics.num_free_kv_pages = kv.NumFreeBlocks();
+  for (double v : ttft) metrics.time_to_first_token.Observe(v);
+  for (double v : itl) metrics.inter_token_latency.Observe(v);
+  for (double v : e2e) metrics.e2e_request_latency.Observe(v);
+  ttft.clear();
+  itl.clear();
+  e2e.clear();
+}
+
+}  // namespace longview

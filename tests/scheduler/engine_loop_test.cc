@@ -1,0 +1,348 @@
+#include "scheduler/engine_loop.h"
+
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace longview {
+namespace {
+
+using Ids = std::vector<int32_t>;
+
+std::shared_ptr<const LoadedModel> Golden() {
+  static std::shared_ptr<const LoadedModel> lm = [] {
+    auto r = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/llama");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return std::shared_ptr<const LoadedModel>(std::move(*r));
+  }();
+  return lm;
+}
+
+struct Collected {
+  std::map<int32_t, Ids> tokens;
+  std::map<int32_t, std::string> text;
+  std::map<int32_t, FinishReason> finish;
+  std::map<int32_t, std::vector<TokenLogprob>> logprobs;
+  std::map<int32_t, std::vector<std::vector<TokenLogprob>>> top;
+  absl::Status status;
+  int64_t cached_prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int num_outputs = 0;
+};
+
+Collected Drain(RequestStream& stream) {
+  Collected c;
+  RequestOutput out;
+  while (stream.Next(&out)) {
+    ++c.num_outputs;
+    for (SequenceDelta& d : out.deltas) {
+      auto& t = c.tokens[d.index];
+      t.insert(t.end(), d.token_ids.begin(), d.token_ids.end());
+      c.text[d.index] += d.text;
+      auto& lp = c.logprobs[d.index];
+      lp.insert(lp.end(), d.logprobs.begin(), d.logprobs.end());
+      for (auto& tl : d.top_logprobs) c.top[d.index].push_back(tl);
+      if (d.finished) c.finish[d.index] = d.finish_reason;
+    }
+    c.status = out.status;
+    c.cached_prompt_tokens = out.cached_prompt_tokens;
+    c.completion_tokens = out.completion_tokens;
+    if (out.finished) break;
+  }
+  return c;
+}
+
+Ids RandomPrompt(int len, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Ids p{1};  // BOS
+  for (int i = 1; i < len; ++i) p.push_back(3 + static_cast<int32_t>(rng() % 500));
+  return p;
+}
+
+GenerationRequest Request(const Ids& prompt, int64_t max_tokens, double temperature = 0) {
+  GenerationRequest r;
+  r.request_id = "req";
+  r.prompt_tokens = prompt;
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = temperature;
+  return r;
+}
+
+// The golden model is random and repeats one token; penalties make its outputs varied, so that
+// comparisons can tell sequences apart.
+GenerationRequest Varied(GenerationRequest r) {
+  r.sampling.repetition_penalty = 1.5;
+  r.sampling.frequency_penalty = 1.5;
+  return r;
+}
+
+int NumDistinct(const Ids& ids) {
+  return static_cast<int>(std::set<int32_t>(ids.begin(), ids.end()).size());
+}
+
+GenerateResult Expected(const GenerationRequest& r) {
+  GenerateOptions o;
+  o.sampling = r.sampling;
+  o.max_tokens = r.max_tokens;
+  o.stop = r.stop;
+  o.ignore_eos = r.ignore_eos;
+  auto g = Generate(*Golden(), r.prompt_tokens, o);
+  EXPECT_TRUE(g.ok()) << g.status();
+  return *g;
+}
+
+std::shared_ptr<RequestStream> MustSubmit(EngineLoop& loop, GenerationRequest r) {
+  auto s = loop.Submit(std::move(r));
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? *s : nullptr;
+}
+
+// Waits until every KV page is free again (blocks are freed by the loop thread).
+bool AllPagesFree(const EngineLoop& loop) {
+  for (int i = 0; i < 2000; ++i) {
+    EngineMetrics m = loop.Snapshot();
+    if (m.num_free_kv_pages == m.num_kv_pages && m.num_requests_running == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+TEST(EngineLoopTest, GreedyOutputEqualsGenerateAlone) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  GenerationRequest r = Varied(Request(Golden()->tokenizer->Encode("Once upon a time"), 40));
+  GenerateResult want = Expected(r);
+  auto s = MustSubmit(loop, r);
+  ASSERT_TRUE(s);
+  Collected got = Drain(*s);
+  ASSERT_TRUE(got.status.ok()) << got.status;
+  EXPECT_EQ(got.tokens[0], want.output_tokens);
+  EXPECT_EQ(got.text[0], want.text);
+  EXPECT_EQ(got.finish[0], want.finish);
+  EXPECT_TRUE(AllPagesFree(loop));
+  loop.Stop();
+}
+
+// 32 concurrent requests of different lengths, with a budget that chunks prefills and a pool
+// small enough to preempt: every greedy output is bit-identical to Generate alone.
+void RunBatched(const EngineLoopOptions& options, bool expect_preemption) {
+  EngineLoop loop(Golden(), options);
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 32; ++i) {
+    GenerationRequest r =
+        Varied(Request(RandomPrompt(3 + (i * 37) % 90, 100 + i), 8 + (i * 13) % 40));
+    r.ignore_eos = i % 2 == 0;
+    reqs.push_back(r);
+  }
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (auto& r : reqs) streams.push_back(MustSubmit(loop, r));
+  loop.Start();        // all 32 are in the queue at the first step
+  int num_varied = 0;  // outputs that would reveal a mix-up between sequences
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(streams[i]);
+    Collected got = Drain(*streams[i]);
+    ASSERT_TRUE(got.status.ok()) << got.status;
+    GenerateResult want = Expected(reqs[i]);
+    EXPECT_EQ(got.tokens[0], want.output_tokens) << "request " << i;
+    num_varied += NumDistinct(want.output_tokens) >= 4 ? 1 : 0;
+    EXPECT_EQ(got.text[0], want.text) << "request " << i;
+  }
+  EXPECT_GE(num_varied, 20);
+  EXPECT_TRUE(AllPagesFree(loop));
+  EngineMetrics m = loop.Snapshot();
+  if (expect_preemption) {
+    EXPECT_GT(m.num_preemptions_total, 0);
+  }
+  EXPECT_EQ(m.time_to_first_token.count, 32);
+  EXPECT_EQ(m.e2e_request_latency.count, 32);
+  loop.Stop();
+}
+
+TEST(EngineLoopTest, GreedyOutputEqualsGenerateBatchedWith31Others) {
+  RunBatched({.max_num_batched_tokens = 96, .page_size = 16, .num_kv_pages = 512}, false);
+}
+
+TEST(EngineLoopTest, GreedyOutputEqualsGenerateUnderPreemption) {
+  RunBatched({.max_num_batched_tokens = 64, .page_size = 4, .num_kv_pages = 48}, true);
+}
+
+TEST(EngineLoopTest, CancellationFreesAllBlocks) {
+  EngineLoopOptions o;
+  o.num_kv_pages = 64;
+  EngineLoop loop(Golden(), o);
+  loop.Start();
+  GenerationRequest r = Request(RandomPrompt(50, 3), 400);
+  r.ignore_eos = true;
+  auto s = MustSubmit(loop, r);
+  ASSERT_TRUE(s);
+  RequestOutput out;
+  ASSERT_TRUE(s->Next(&out));
+  EXPECT_LT(loop.Snapshot().num_free_kv_pages, 64);
+  s->Cancel();
+  Collected rest = Drain(*s);
+  EXPECT_EQ(rest.status.code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(AllPagesFree(loop));
+  loop.Stop();
+}
+
+TEST(EngineLoopTest, SeededSamplingIsReproducibleAndMatchesGenerate) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  GenerationRequest r = Varied(Request(RandomPrompt(20, 9), 30, /*temperature=*/1.0));
+  r.ignore_eos = true;
+  r.sampling.seed = 1234;
+  Collected a = Drain(*MustSubmit(loop, r));
+  Collected b = Drain(*MustSubmit(loop, r));
+  EXPECT_EQ(a.tokens[0], b.tokens[0]);
+  EXPECT_EQ(a.tokens[0], Expected(r).output_tokens);
+  r.sampling.seed = 99;
+  Collected c = Drain(*MustSubmit(loop, r));
+  EXPECT_NE(a.tokens[0], c.tokens[0]);
+  // The second identical prompt was served from the prefix cache.
+  EXPECT_GT(b.cached_prompt_tokens, 0);
+  EXPECT_GT(loop.Snapshot().prefix_cache_hits, 0);
+  loop.Stop();
+}
+
+TEST(EngineLoopTest, StopStringEndsTheOutputLikeGenerate) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  GenerationRequest r = Varied(Request(Golden()->tokenizer->Encode("The quick brown fox"), 60));
+  r.ignore_eos = true;
+  GenerateResult free_run = Expected(r);
+  ASSERT_GE(free_run.text.size(), 12u);
+  r.stop = {free_run.text.substr(free_run.text.size() / 2, 3)};
+  GenerateResult want = Expected(r);
+  ASSERT_EQ(want.finish, FinishReason::kStop);
+  Collected got = Drain(*MustSubmit(loop, r));
+  EXPECT_EQ(got.text[0], want.text);
+  EXPECT_EQ(got.tokens[0], want.output_tokens);
+  EXPECT_EQ(got.finish[0], FinishReason::kStop);
+  EXPECT_EQ(got.text[0].find(r.stop[0]), std::string::npos);
+  loop.Stop();
+}
+
+TEST(EngineLoopTest, TwoChoicesShareThePromptAndUseSeedPlusIndex) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  // 21 tokens: the prompt's last block is partial, so the choices copy it on write.
+  GenerationRequest r = Varied(Request(RandomPrompt(21, 5), 24, /*temperature=*/1.0));
+  r.ignore_eos = true;
+  r.sampling.seed = 77;
+  r.n = 2;
+  Collected got = Drain(*MustSubmit(loop, r));
+  ASSERT_TRUE(got.status.ok()) << got.status;
+  ASSERT_EQ(got.tokens.size(), 2u);
+  GenerationRequest r0 = r, r1 = r;
+  r1.sampling.seed = 78;
+  EXPECT_EQ(got.tokens[0], Expected(r0).output_tokens);
+  EXPECT_EQ(got.tokens[1], Expected(r1).output_tokens);
+  EXPECT_NE(got.tokens[0], got.tokens[1]);
+  EXPECT_EQ(got.completion_tokens, 48);
+  EXPECT_TRUE(AllPagesFree(loop));
+  loop.Stop();
+}
+
+TEST(EngineLoopTest, LogprobsAreLogSoftmaxOfRawLogits) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  GenerationRequest r = Request(RandomPrompt(12, 2), 6);
+  r.ignore_eos = true;
+  r.logprobs = 3;
+  Collected got = Drain(*MustSubmit(loop, r));
+  ASSERT_EQ(got.logprobs[0].size(), 6u);
+  ASSERT_EQ(got.top[0].size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    const auto& top = got.top[0][i];
+    ASSERT_EQ(top.size(), 3u);
+    EXPECT_LE(top[0].logprob, 0.0f);
+    EXPECT_GE(top[0].logprob, top[1].logprob);
+    EXPECT_GE(top[1].logprob, top[2].logprob);
+    // Greedy picks the most probable token.
+    EXPECT_EQ(got.logprobs[0][i].token, top[0].token);
+    EXPECT_EQ(got.logprobs[0][i].logprob, top[0].logprob);
+    EXPECT_EQ(got.tokens[0][i], top[0].token);
+  }
+  loop.Stop();
+}
+
+TEST(EngineLoopTest, SubmitRejectsBadRequestsNamingTheField) {
+  EngineLoopOptions o;
+  o.max_queue = 1;
+  EngineLoop loop(Golden(), o);  // not started: submissions stay queued
+  auto expect_invalid = [&](GenerationRequest r, const std::string& field) {
+    auto s = loop.Submit(std::move(r));
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(s.status().message().find(field), std::string::npos) << s.status();
+  };
+  expect_invalid(Request({}, 4), "prompt");
+  expect_invalid(Request(RandomPrompt(10, 1), 600), "max_tokens");
+  GenerationRequest bad_n = Request(RandomPrompt(10, 1), 4);
+  bad_n.n = 0;
+  expect_invalid(bad_n, "n must");
+  GenerationRequest bad_lp = Request(RandomPrompt(10, 1), 4);
+  bad_lp.logprobs = 21;
+  expect_invalid(bad_lp, "logprobs");
+  GenerationRequest bad_temp = Request(RandomPrompt(10, 1), 4, -1.0);
+  expect_invalid(bad_temp, "temperature");
+  auto first = loop.Submit(Request(RandomPrompt(10, 1), 4));
+  ASSERT_TRUE(first.ok());
+  auto second = loop.Submit(Request(RandomPrompt(10, 1), 4));
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
+  loop.Stop();
+  Collected c = Drain(**first);
+  EXPECT_EQ(c.status.code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(EngineLoopTest, StopFailsOpenRequestsWithUnavailable) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  GenerationRequest r = Request(RandomPrompt(30, 4), 480);
+  r.ignore_eos = true;
+  auto s = MustSubmit(loop, r);
+  RequestOutput out;
+  ASSERT_TRUE(s->Next(&out));
+  loop.Stop();
+  Collected rest = Drain(*s);
+  EXPECT_EQ(rest.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(loop.Submit(r).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(EngineLoopTest, IdleLoopWaitsWithoutSpinning) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::clock_t c0 = std::clock();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const double cpu_s = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
+  EXPECT_LT(cpu_s, 0.05) << "the idle engine loop burns CPU";
+  loop.Stop();
+}
+
+TEST(EngineLoopTest, MetricsCountTokens) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  GenerationRequest r = Request(RandomPrompt(17, 8), 5);
+  r.ignore_eos = true;
+  Drain(*MustSubmit(loop, r));
+  ASSERT_TRUE(AllPagesFree(loop));
+  EngineMetrics m = loop.Snapshot();
+  EXPECT_EQ(m.prompt_tokens_total, 17);
+  EXPECT_EQ(m.generation_tokens_total, 5);
+  EXPECT_EQ(m.prefix_cache_queries, 17);
+  EXPECT_EQ(m.time_to_first_token.count, 1);
+  EXPECT_EQ(m.inter_token_latency.count, 4);
+  EXPECT_EQ(m.e2e_request_latency.count, 1);
+  EXPECT_EQ(m.kv_cache_usage_perc, 0.0);
+  EXPECT_EQ(m.num_requests_waiting, 0);
+  loop.Stop();
+}
+
+}  // namespace
+}  // namespace longview
