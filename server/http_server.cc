@@ -1,0 +1,401 @@
+// HTTP/1.1 transport on Boost.Beast: one strand per connection, requests parsed by Beast,
+// responses serialised here (status line, headers, Content-Length or chunked framing).
+//
+// While a request is being answered, a one-shot "monitor" read stays posted on the socket: it
+// completes with EOF when the client hangs up (closed() turns true, so the producer can cancel
+// generation), or with pipelined bytes that are kept for the next request. When the response
+// is done the monitor is cancelled and the next request is read.
+#include "server/http_server.h"
+
+#include <algorithm>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+namespace longview {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+class Session;
+
+struct Shared {
+  HttpServerOptions options;
+  HttpHandler handler;
+  // Live sessions, so that Stop() can close them.
+  std::mutex mu;
+  std::vector<std::weak_ptr<Session>> sessions;
+};
+
+std::string StatusLine(int status) {
+  std::string reason(http::obsolete_reason(static_cast<http::status>(status)));
+  return absl::StrCat("HTTP/1.1 ", status, " ", reason, "\r\n");
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  // `ioc` is kept alive by every session: a session may outlive the server (a producer still
+  // holds its responder), and its socket must be destroyed before the io_context.
+  Session(std::shared_ptr<net::io_context> ioc, tcp::socket socket, std::shared_ptr<Shared> shared)
+      : ioc_(std::move(ioc)), stream_(std::move(socket)), shared_(std::move(shared)) {}
+
+  void CloseOnStrand() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->CloseSocket(); });
+  }
+
+  void Run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
+  }
+  bool closed() const { return closed_.load(); }
+
+  // Runs `fn` on the connection's strand if `seq` is still the current request.
+  template <typename Fn>
+  void OnStrand(uint64_t seq, Fn fn) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), seq, fn = std::move(fn)]() mutable {
+      if (seq != self->seq_ || self->closed_.load()) return;
+      fn(*self);
+    });
+  }
+
+  void DoRespond(int status, const std::string& content_type, std::string body) {
+    if (state_ != State::kNone) return;
+    state_ = State::kDone;
+    std::string head = StatusLine(status);
+    absl::StrAppend(&head, "Content-Type: ", content_type, "\r\nContent-Length: ", body.size(),
+                    "\r\n", keep_alive_ ? "" : "Connection: close\r\n", "\r\n");
+    Enqueue(head + body, /*last=*/true);
+  }
+  void DoStartStream(int status, const std::string& content_type,
+                     const std::vector<std::string>& extra_headers) {
+    if (state_ != State::kNone) return;
+    state_ = State::kStreaming;
+    std::string head = StatusLine(status);
+    absl::StrAppend(&head, "Content-Type: ", content_type, "\r\nTransfer-Encoding: chunked\r\n");
+    for (const std::string& h : extra_headers) absl::StrAppend(&head, h, "\r\n");
+    absl::StrAppend(&head, keep_alive_ ? "" : "Connection: close\r\n", "\r\n");
+    Enqueue(std::move(head), false);
+  }
+  void DoWrite(const std::string& data) {
+    if (state_ != State::kStreaming || data.empty()) return;
+    char size[32];
+    std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+    Enqueue(absl::StrCat(size, data, "\r\n"), false);
+  }
+  void DoEndStream() {
+    if (state_ != State::kStreaming) return;
+    state_ = State::kDone;
+    Enqueue("0\r\n\r\n", true);
+  }
+
+ private:
+  enum class State { kNone, kStreaming, kDone };
+
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->body_limit(static_cast<uint64_t>(std::max<int64_t>(0, shared_->options.max_body_bytes)));
+    parser_->header_limit(64 * 1024);
+    stream_.expires_after(std::chrono::seconds(shared_->options.idle_timeout_seconds));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, size_t) {
+    stream_.expires_never();
+    ++seq_;
+    state_ = State::kNone;
+    response_done_ = false;
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      DoRespond(413, "application/json",
+                absl::StrCat("{\"error\":{\"message\":\"request body exceeds the limit of ",
+                             shared_->options.max_body_bytes,
+                             " bytes\",\"type\":\"invalid_request_error\",\"param\":null,"
+                             "\"code\":\"request_too_large\"}}"));
+      return;
+    }
+    if (ec && ec.category() == http::make_error_code(http::error::bad_target).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      keep_alive_ = false;
+      DoRespond(400, "application/json",
+                absl::StrCat("{\"error\":{\"message\":\"malformed HTTP request: ", ec.message(),
+                             "\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":400}}"));
+      return;
+    }
+    if (ec) {
+      CloseSocket();
+      return;
+    }
+    http::request<http::string_body> msg = parser_->release();
+    keep_alive_ = msg.keep_alive();
+    HttpRequest req;
+    req.method = std::string(msg.method_string());
+    std::string target(msg.target());
+    size_t q = target.find('?');
+    req.path = target.substr(0, q);
+    if (q != std::string::npos) req.query = target.substr(q + 1);
+    for (const auto& field : msg) {
+      std::string name(field.name_string());
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+      req.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    req.body = std::move(msg.body());
+    StartMonitor();
+    auto responder = MakeResponder();
+    try {
+      shared_->handler(std::move(req), responder);
+    } catch (...) {
+      DoRespond(500, "application/json",
+                "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\","
+                "\"param\":null,\"code\":500}}");
+    }
+  }
+
+  std::shared_ptr<HttpResponder> MakeResponder();
+
+  void StartMonitor() {
+    if (monitoring_ || closed_.load()) return;
+    monitoring_ = true;
+    stream_.socket().async_read_some(
+        buffer_.prepare(4096), beast::bind_front_handler(&Session::OnMonitor, shared_from_this()));
+  }
+
+  void OnMonitor(beast::error_code ec, size_t n) {
+    monitoring_ = false;
+    if (!ec) {
+      buffer_.commit(n);
+      if (response_done_ && !writing_) {
+        ReadRequest();
+      } else if (buffer_.size() < (1 << 20)) {
+        StartMonitor();
+      }
+      return;
+    }
+    if (ec == net::error::operation_aborted && !closed_.load() && response_done_ && !writing_) {
+      ReadRequest();
+      return;
+    }
+    closed_.store(true);  // EOF or reset: the client is gone.
+    if (!writing_) CloseSocket();
+  }
+
+  void Enqueue(std::string data, bool last) {
+    if (closed_.load()) return;
+    out_.push_back(std::move(data));
+    if (last) response_done_ = true;
+    if (!writing_) Flush();
+  }
+
+  void Flush() {
+    writing_ = true;
+    in_flight_.assign(std::make_move_iterator(out_.begin()), std::make_move_iterator(out_.end()));
+    out_.clear();
+    std::vector<net::const_buffer> buffers;
+    buffers.reserve(in_flight_.size());
+    for (const std::string& s : in_flight_) buffers.push_back(net::buffer(s));
+    net::async_write(stream_.socket(), buffers,
+                     beast::bind_front_handler(&Session::OnWritten, shared_from_this()));
+  }
+
+  void OnWritten(beast::error_code ec, size_t) {
+    writing_ = false;
+    in_flight_.clear();
+    if (ec) {
+      closed_.store(true);
+      CloseSocket();
+      return;
+    }
+    if (!out_.empty()) {
+      Flush();
+      return;
+    }
+    if (closed_.load()) {
+      CloseSocket();
+      return;
+    }
+    if (!response_done_) return;
+    if (!keep_alive_) {
+      CloseSocket();
+    } else if (monitoring_) {
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);  // OnMonitor then reads the next request
+    } else {
+      ReadRequest();
+    }
+  }
+
+  void CloseSocket() {
+    closed_.store(true);
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  std::shared_ptr<net::io_context> ioc_;  // first: destroyed after the socket
+  beast::tcp_stream stream_;
+  std::shared_ptr<Shared> shared_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  // Strand state.
+  uint64_t seq_ = 0;  // current request
+  State state_ = State::kNone;
+  bool keep_alive_ = false;
+  bool response_done_ = false;  // the whole response is queued
+  bool writing_ = false;
+  bool monitoring_ = false;
+  std::deque<std::string> out_;
+  std::vector<std::string> in_flight_;
+  std::atomic<bool> closed_{false};
+};
+
+class Responder final : public HttpResponder {
+ public:
+  Responder(std::shared_ptr<Session> session, uint64_t seq)
+      : session_(std::move(session)), seq_(seq) {}
+  void Respond(int status, const std::string& content_type, std::string body) override {
+    session_->OnStrand(seq_, [status, content_type, body = std::move(body)](Session& s) mutable {
+      s.DoRespond(status, content_type, std::move(body));
+    });
+  }
+  void StartStream(int status, const std::string& content_type,
+                   const std::vector<std::string>& extra_headers) override {
+    session_->OnStrand(seq_, [status, content_type, extra_headers](Session& s) {
+      s.DoStartStream(status, content_type, extra_headers);
+    });
+  }
+  void Write(std::string data) override {
+    session_->OnStrand(seq_, [data = std::move(data)](Session& s) { s.DoWrite(data); });
+  }
+  void EndStream() override {
+    session_->OnStrand(seq_, [](Session& s) { s.DoEndStream(); });
+  }
+  bool closed() const override { return session_->closed(); }
+
+ private:
+  std::shared_ptr<Session> session_;
+  uint64_t seq_;
+};
+
+std::shared_ptr<HttpResponder> Session::MakeResponder() {
+  return std::make_shared<Responder>(shared_from_this(), seq_);
+}
+
+}  // namespace
+
+std::string HttpRequest::Header(const std::string& name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+struct HttpServer::Impl {
+  std::shared_ptr<net::io_context> ioc_owner = std::make_shared<net::io_context>();
+  net::io_context& ioc = *ioc_owner;
+  net::executor_work_guard<net::io_context::executor_type> work{ioc.get_executor()};
+  tcp::acceptor acceptor{ioc};
+  net::steady_timer retry{ioc};
+  std::shared_ptr<Shared> shared;
+  std::vector<std::thread> threads;
+  int port = 0;
+  bool stopped = false;
+
+  void Accept() {
+    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+      if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+      if (ec) {
+        // Out of descriptors or similar: back off instead of spinning.
+        retry.expires_after(std::chrono::milliseconds(50));
+        retry.async_wait([this](beast::error_code wec) {
+          if (!wec) Accept();
+        });
+        return;
+      }
+      auto session = std::make_shared<Session>(ioc_owner, std::move(socket), shared);
+      {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        auto& all = shared->sessions;
+        if (all.size() >= 64 && all.size() == all.capacity()) {
+          all.erase(std::remove_if(all.begin(), all.end(),
+                                   [](const std::weak_ptr<Session>& w) { return w.expired(); }),
+                    all.end());
+        }
+        all.push_back(session);
+      }
+      session->Run();
+      Accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpServer::~HttpServer() { Stop(); }
+int HttpServer::port() const { return impl_->port; }
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                              HttpHandler handler) {
+  auto impl = std::make_unique<Impl>();
+  impl->shared = std::make_shared<Shared>();
+  impl->shared->options = options;
+  impl->shared->handler = std::move(handler);
+  std::string where = absl::StrCat(options.host, ":", options.port);
+  beast::error_code ec;
+  tcp::resolver resolver(impl->ioc);
+  auto results = resolver.resolve(options.host, std::to_string(options.port),
+                                  tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--host: cannot resolve '", options.host, "': ", ec.message()));
+  }
+  tcp::endpoint endpoint = results.begin()->endpoint();
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (!ec) impl->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", where, ": ", ec.message()));
+  }
+  impl->port = impl->acceptor.local_endpoint().port();
+  impl->Accept();
+  int n = std::max(1, options.num_io_threads);
+  for (int i = 0; i < n; ++i) {
+    impl->threads.emplace_back([ioc = &impl->ioc] { ioc->run(); });
+  }
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+void HttpServer::Stop() {
+  if (impl_ == nullptr || impl_->stopped) return;
+  impl_->stopped = true;
+  net::post(impl_->ioc, [impl = impl_.get()] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+    impl->retry.cancel();
+  });
+  {
+    std::lock_guard<std::mutex> lock(impl_->shared->mu);
+    for (auto& w : impl_->shared->sessions) {
+      if (auto session = w.lock()) session->CloseOnStrand();
+    }
+    impl_->shared->sessions.clear();
+  }
+  // With the acceptor and every socket closed, pending operations complete with errors and the
+  // io threads run out of work.
+  impl_->work.reset();
+  for (std::thread& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+}  // namespace longview

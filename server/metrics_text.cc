@@ -1,0 +1,107 @@
+// Prometheus text rendering of EngineMetrics.
+#include "server/metrics_text.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace longview {
+namespace {
+
+// Label values escape backslash, double quote and newline.
+std::string EscapeLabel(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+class Writer {
+ public:
+  explicit Writer(const std::string& model_name)
+      : label_("model_name=\"" + EscapeLabel(model_name) + "\"") {}
+
+  void Header(const std::string& name, const char* type, const char* help) {
+    out_ += "# HELP longview:" + name + " " + help + "\n";
+    out_ += "# TYPE longview:" + name + " " + type + "\n";
+  }
+  void Sample(const std::string& name, double value, const std::string& extra_label = "") {
+    out_ += "longview:" + name + "{" + label_ + extra_label + "} " + FormatMetricValue(value) +
+            "\n";
+  }
+  void Gauge(const std::string& name, double value, const char* help) {
+    Header(name, "gauge", help);
+    Sample(name, value);
+  }
+  void Counter(const std::string& name, int64_t value, const char* help) {
+    Header(name, "counter", help);
+    Sample(name, static_cast<double>(value));
+  }
+  void Histo(const std::string& name, const Histogram& h, const char* help) {
+    Header(name, "histogram", help);
+    int64_t cumulative = 0;
+    for (size_t i = 0; i < h.bounds.size(); ++i) {
+      if (i < h.counts.size()) cumulative += h.counts[i];
+      Sample(name + "_bucket", static_cast<double>(cumulative),
+             ",le=\"" + FormatMetricValue(h.bounds[i]) + "\"");
+    }
+    // +Inf holds every observation, whatever the per-bucket counts say.
+    Sample(name + "_bucket", static_cast<double>(h.count), ",le=\"+Inf\"");
+    Sample(name + "_sum", h.sum);
+    Sample(name + "_count", static_cast<double>(h.count));
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string label_;
+  std::string out_;
+};
+
+}  // namespace
+
+std::string FormatMetricValue(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);
+  if (ec != std::errc()) return "NaN";
+  return std::string(buf, end);
+}
+
+std::string RenderMetricsText(const EngineMetrics& m, const std::string& model_name) {
+  Writer w(model_name);
+  w.Gauge("num_requests_running", static_cast<double>(m.num_requests_running),
+          "Number of requests in model execution batches.");
+  w.Gauge("num_requests_waiting", static_cast<double>(m.num_requests_waiting),
+          "Number of requests waiting to be processed.");
+  w.Gauge("kv_cache_usage_perc", m.kv_cache_usage_perc,
+          "KV-cache usage. 1 means 100 percent usage.");
+  w.Counter("prefix_cache_queries_total", m.prefix_cache_queries,
+            "Prefix cache queries, in terms of number of queried tokens.");
+  w.Counter("prefix_cache_hits_total", m.prefix_cache_hits,
+            "Prefix cache hits, in terms of number of cached tokens.");
+  w.Counter("prompt_tokens_total", m.prompt_tokens_total, "Number of prefill tokens processed.");
+  w.Counter("generation_tokens_total", m.generation_tokens_total,
+            "Number of generation tokens processed.");
+  w.Counter("num_preemptions_total", m.num_preemptions_total,
+            "Cumulative number of preemptions from the engine.");
+  w.Histo("time_to_first_token_seconds", m.time_to_first_token,
+          "Histogram of time to first token in seconds.");
+  w.Histo("inter_token_latency_seconds", m.inter_token_latency,
+          "Histogram of inter-token latency in seconds.");
+  w.Histo("e2e_request_latency_seconds", m.e2e_request_latency,
+          "Histogram of e2e request latency in seconds.");
+  return w.Take();
+}
+
+}  // namespace longview

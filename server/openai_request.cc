@@ -1,0 +1,344 @@
+// Request parsing for the OpenAI-compatible API.
+#include "server/openai_request.h"
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "server/api_error.h"
+
+namespace longview {
+namespace {
+
+using json = nlohmann::json;
+
+// The value of `key`, or nullptr when absent or null.
+const json* Find(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+const char* TypeName(const json& v) { return v.type_name(); }
+
+absl::Status ReadNumber(const json& obj, const char* key, double lo, double hi, bool lo_open,
+                        double* out) {
+  const json* v = Find(obj, key);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_number()) {
+    return InvalidParam(key, absl::StrCat(key, " must be a number, got ", TypeName(*v)));
+  }
+  double x = v->get<double>();
+  if (!std::isfinite(x) || x > hi || (lo_open ? x <= lo : x < lo)) {
+    return InvalidParam(key, absl::StrCat(key, " must be in ", lo_open ? "(" : "[", lo, ", ", hi,
+                                          "], got ", x));
+  }
+  *out = x;
+  return absl::OkStatus();
+}
+
+absl::Status ReadInt(const json& obj, const char* key, int64_t lo, int64_t hi,
+                     std::optional<int64_t>* out) {
+  const json* v = Find(obj, key);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_number_integer()) {
+    return InvalidParam(key, absl::StrCat(key, " must be an integer, got ", TypeName(*v)));
+  }
+  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi)) {
+    return InvalidParam(key, absl::StrCat(key, " must be at most ", hi));
+  }
+  int64_t x = v->get<int64_t>();
+  if (x < lo || x > hi) {
+    return InvalidParam(key, absl::StrCat(key, " must be in [", lo, ", ", hi, "], got ", x));
+  }
+  *out = x;
+  return absl::OkStatus();
+}
+
+absl::Status ReadBool(const json& obj, const char* key, bool* out) {
+  const json* v = Find(obj, key);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_boolean()) {
+    return InvalidParam(key, absl::StrCat(key, " must be a boolean, got ", TypeName(*v)));
+  }
+  *out = v->get<bool>();
+  return absl::OkStatus();
+}
+
+absl::Status ReadString(const json& obj, const char* key, std::string* out) {
+  const json* v = Find(obj, key);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_string()) {
+    return InvalidParam(key, absl::StrCat(key, " must be a string, got ", TypeName(*v)));
+  }
+  *out = v->get<std::string>();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> ReadTokenList(const json& list, const std::string& param) {
+  if (list.empty()) return InvalidParam("prompt", absl::StrCat(param, " must not be empty"));
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& t = list[i];
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+        t.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+      return InvalidParam("prompt", absl::StrCat(param, "[", i,
+                                                 "] must be a non-negative token id"));
+    }
+    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+  }
+  return ids;
+}
+
+absl::Status ReadPrompt(const json& body, ApiRequest* r) {
+  const json* p = Find(body, "prompt");
+  if (p == nullptr) return InvalidParam("prompt", "prompt is required");
+  if (p->is_string()) {
+    r->prompts.push_back(PromptInput{false, p->get<std::string>(), {}});
+    return absl::OkStatus();
+  }
+  if (!p->is_array()) {
+    return InvalidParam("prompt", absl::StrCat("prompt must be a string, a list of strings, a "
+                                               "list of token ids or a list of such lists, got ",
+                                               TypeName(*p)));
+  }
+  if (p->empty()) return InvalidParam("prompt", "prompt must not be an empty list");
+  if ((*p)[0].is_number()) {
+    ASSIGN_OR_RETURN(std::vector<int32_t> ids, ReadTokenList(*p, "prompt"));
+    r->prompts.push_back(PromptInput{true, "", std::move(ids)});
+    return absl::OkStatus();
+  }
+  for (size_t i = 0; i < p->size(); ++i) {
+    const json& e = (*p)[i];
+    std::string name = absl::StrCat("prompt[", i, "]");
+    if (e.is_string()) {
+      r->prompts.push_back(PromptInput{false, e.get<std::string>(), {}});
+    } else if (e.is_array()) {
+      ASSIGN_OR_RETURN(std::vector<int32_t> ids, ReadTokenList(e, name));
+      r->prompts.push_back(PromptInput{true, "", std::move(ids)});
+    } else {
+      return InvalidParam("prompt", absl::StrCat(name, " must be a string or a list of token "
+                                                 "ids, got ", TypeName(e)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadMessages(const json& body, ApiRequest* r) {
+  const json* m = Find(body, "messages");
+  if (m == nullptr) return InvalidParam("messages", "messages is required");
+  if (!m->is_array() || m->empty()) {
+    return InvalidParam("messages", "messages must be a non-empty list of message objects");
+  }
+  for (size_t i = 0; i < m->size(); ++i) {
+    const json& msg = (*m)[i];
+    std::string name = absl::StrCat("messages[", i, "]");
+    if (!msg.is_object()) return InvalidParam("messages", name + " must be an object");
+    ChatMessage out;
+    const json* role = Find(msg, "role");
+    if (role == nullptr || !role->is_string()) {
+      return InvalidParam("messages", name + ".role must be a string");
+    }
+    out.role = role->get<std::string>();
+    if (out.role != "system" && out.role != "developer" && out.role != "user" &&
+        out.role != "assistant" && out.role != "tool") {
+      return InvalidParam("messages", absl::StrCat(name, ".role '", out.role,
+                                                   "' is not one of system, developer, user, "
+                                                   "assistant, tool"));
+    }
+    const json* content = Find(msg, "content");
+    if (content == nullptr) {
+      if (out.role != "assistant") {
+        return InvalidParam("messages", name + ".content is required");
+      }
+    } else if (content->is_string()) {
+      out.content = content->get<std::string>();
+    } else if (content->is_array()) {
+      for (size_t j = 0; j < content->size(); ++j) {
+        const json& part = (*content)[j];
+        std::string pname = absl::StrCat(name, ".content[", j, "]");
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+            !part["text"].is_string()) {
+          return InvalidParam("messages", pname + " must be {\"type\": \"text\", \"text\": "
+                                                  "string} (only text parts are supported)");
+        }
+        out.content += part["text"].get<std::string>();
+      }
+    } else {
+      return InvalidParam("messages", name + ".content must be a string or a list of parts");
+    }
+    r->messages.push_back(std::move(out));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadStop(const json& body, ApiRequest* r) {
+  const json* s = Find(body, "stop");
+  if (s == nullptr) return absl::OkStatus();
+  if (s->is_string()) {
+    if (!s->get<std::string>().empty()) r->stop.push_back(s->get<std::string>());
+    return absl::OkStatus();
+  }
+  if (!s->is_array() || s->size() > 16) {
+    return InvalidParam("stop", "stop must be a string or a list of at most 16 strings");
+  }
+  for (size_t i = 0; i < s->size(); ++i) {
+    if (!(*s)[i].is_string()) {
+      return InvalidParam("stop", absl::StrCat("stop[", i, "] must be a string"));
+    }
+    if (!(*s)[i].get<std::string>().empty()) r->stop.push_back((*s)[i].get<std::string>());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadLogprobs(const json& body, ApiRequest* r) {
+  if (r->kind == ApiKind::kCompletion) {
+    std::optional<int64_t> k;
+    RETURN_IF_ERROR(ReadInt(body, "logprobs", 0, 20, &k));
+    if (k) r->logprobs = static_cast<int32_t>(*k);
+    return absl::OkStatus();
+  }
+  bool want = false;
+  RETURN_IF_ERROR(ReadBool(body, "logprobs", &want));
+  std::optional<int64_t> top;
+  RETURN_IF_ERROR(ReadInt(body, "top_logprobs", 0, 20, &top));
+  if (top && !want) {
+    return InvalidParam("top_logprobs", "top_logprobs requires logprobs to be true");
+  }
+  if (want) r->logprobs = static_cast<int32_t>(top.value_or(0));
+  return absl::OkStatus();
+}
+
+// The `longview` extension object: {"attention": {"mode": "dense"}}.
+absl::Status ReadExtension(const json& body, ApiRequest* r) {
+  const json* ext = Find(body, "longview");
+  if (ext == nullptr) return absl::OkStatus();
+  if (!ext->is_object()) return InvalidParam("longview", "longview must be an object");
+  for (const auto& [key, value] : ext->items()) {
+    if (key != "attention") {
+      return InvalidParam("longview." + key,
+                          absl::StrCat("longview.", key, " is not a known field (known: attention)"));
+    }
+  }
+  const json* att = Find(*ext, "attention");
+  if (att == nullptr) return absl::OkStatus();
+  if (!att->is_object()) {
+    return InvalidParam("longview.attention", "longview.attention must be an object");
+  }
+  const json* mode = Find(*att, "mode");
+  if (mode != nullptr && !mode->is_string()) {
+    return InvalidParam("longview.attention.mode", "longview.attention.mode must be a string");
+  }
+  std::string m = mode ? mode->get<std::string>() : "dense";
+  if (m != "dense") {
+    bool known = m == "sliding_window" || m == "hip" || m == "lizard" || m == "delta";
+    return InvalidParam("longview.attention.mode",
+                        absl::StrCat("longview.attention.mode '", m, "' is ",
+                                     known ? "not supported yet" : "unknown",
+                                     "; only 'dense' is supported"));
+  }
+  for (const auto& [key, value] : att->items()) {
+    if (key != "mode") {
+      return InvalidParam("longview.attention." + key,
+                          absl::StrCat("longview.attention.", key,
+                                       " is not a parameter of mode 'dense'"));
+    }
+  }
+  r->attention_mode = m;
+  return absl::OkStatus();
+}
+
+// Known OpenAI parameters this server does not implement: refused rather than ignored.
+absl::Status RefuseUnsupported(const json& body, const ApiRequest& r) {
+  bool echo = false;
+  RETURN_IF_ERROR(ReadBool(body, "echo", &echo));
+  if (echo) return InvalidParam("echo", "echo is not supported");
+  if (const json* s = Find(body, "suffix"); s && !(s->is_string() && s->get<std::string>().empty())) {
+    return InvalidParam("suffix", "suffix is not supported");
+  }
+  std::optional<int64_t> best_of;
+  RETURN_IF_ERROR(ReadInt(body, "best_of", 1, 128, &best_of));
+  if (best_of && *best_of != r.n) {
+    return InvalidParam("best_of", "best_of different from n is not supported");
+  }
+  if (const json* b = Find(body, "logit_bias"); b && !(b->is_object() && b->empty())) {
+    return InvalidParam("logit_bias", "logit_bias is not supported");
+  }
+  if (const json* t = Find(body, "tools"); t && !(t->is_array() && t->empty())) {
+    return InvalidParam("tools", "tools are not supported");
+  }
+  if (const json* f = Find(body, "response_format");
+      f && !(f->is_object() && f->value("type", "") == "text")) {
+    return InvalidParam("response_format", "response_format other than text is not supported");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ApiRequest> ParseApiRequest(ApiKind kind, std::string_view body_text) {
+  json body = json::parse(body_text.begin(), body_text.end(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) {
+    return InvalidParam("body", "the request body is not valid JSON");
+  }
+  if (!body.is_object()) return InvalidParam("body", "the request body must be a JSON object");
+  ApiRequest r;
+  r.kind = kind;
+  RETURN_IF_ERROR(ReadString(body, "model", &r.model));
+  if (kind == ApiKind::kCompletion) {
+    RETURN_IF_ERROR(ReadPrompt(body, &r));
+  } else {
+    RETURN_IF_ERROR(ReadMessages(body, &r));
+  }
+  constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
+  RETURN_IF_ERROR(ReadInt(body, "max_tokens", 1, kMaxInt, &r.max_tokens));
+  if (kind == ApiKind::kChat) {
+    std::optional<int64_t> mct;
+    RETURN_IF_ERROR(ReadInt(body, "max_completion_tokens", 1, kMaxInt, &mct));
+    if (mct) r.max_tokens = mct;
+  }
+  SamplingParams& s = r.sampling;
+  RETURN_IF_ERROR(ReadNumber(body, "temperature", 0, 2, false, &s.temperature));
+  RETURN_IF_ERROR(ReadNumber(body, "top_p", 0, 1, true, &s.top_p));
+  std::optional<int64_t> top_k;
+  RETURN_IF_ERROR(ReadInt(body, "top_k", -1, kMaxInt, &top_k));
+  if (top_k) s.top_k = static_cast<int32_t>(*top_k);
+  RETURN_IF_ERROR(ReadNumber(body, "min_p", 0, 1, false, &s.min_p));
+  RETURN_IF_ERROR(ReadNumber(body, "presence_penalty", -2, 2, false, &s.presence_penalty));
+  RETURN_IF_ERROR(ReadNumber(body, "frequency_penalty", -2, 2, false, &s.frequency_penalty));
+  RETURN_IF_ERROR(ReadNumber(body, "repetition_penalty", 0, 100, true, &s.repetition_penalty));
+  std::optional<int64_t> seed;
+  RETURN_IF_ERROR(ReadInt(body, "seed", std::numeric_limits<int64_t>::min(),
+                          std::numeric_limits<int64_t>::max(), &seed));
+  if (seed) s.seed = static_cast<uint64_t>(*seed);
+  std::optional<int64_t> n;
+  RETURN_IF_ERROR(ReadInt(body, "n", 1, 128, &n));
+  if (n) r.n = static_cast<int32_t>(*n);
+  RETURN_IF_ERROR(ReadStop(body, &r));
+  RETURN_IF_ERROR(ReadBool(body, "stream", &r.stream));
+  if (const json* so = Find(body, "stream_options")) {
+    if (!so->is_object()) {
+      return InvalidParam("stream_options", "stream_options must be an object");
+    }
+    if (!r.stream) {
+      return InvalidParam("stream_options", "stream_options is only allowed when stream is true");
+    }
+    if (const json* iu = Find(*so, "include_usage")) {
+      if (!iu->is_boolean()) {
+        return InvalidParam("stream_options.include_usage",
+                            "stream_options.include_usage must be a boolean");
+      }
+      r.include_usage = iu->get<bool>();
+    }
+  }
+  RETURN_IF_ERROR(ReadLogprobs(body, &r));
+  RETURN_IF_ERROR(ReadBool(body, "ignore_eos", &r.ignore_eos));
+  RETURN_IF_ERROR(ReadString(body, "user", &r.user));
+  RETURN_IF_ERROR(ReadExtension(body, &r));
+  RETURN_IF_ERROR(RefuseUnsupported(body, r));
+  return r;
+}
+
+}  // namespace longview

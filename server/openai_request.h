@@ -1,0 +1,62 @@
+// Parsing and validation of OpenAI `/v1/completions` and `/v1/chat/completions` request bodies
+// into one ApiRequest. Every error is InvalidArgument whose message and `param` payload name the
+// offending field (see server/api_error.h). Checks that need the model (model name, token ids,
+// context length) happen later, in the service.
+//
+//   ASSIGN_OR_RETURN(ApiRequest r, ParseApiRequest(ApiKind::kChat, body));
+//
+// Accepted: model, prompt (string | [string] | [int] | [[int]]), messages (content as a string
+// or a list of text parts), max_tokens (chat also max_completion_tokens), temperature, top_p,
+// top_k, min_p, n, stop (string | [string]), seed, stream, stream_options.include_usage,
+// logprobs (completions: int 0..20; chat: bool, with top_logprobs 0..20), presence_penalty,
+// frequency_penalty, repetition_penalty, user, ignore_eos, and the extension
+// `"longview": {"attention": {"mode": "dense"}}`. Unknown fields are ignored (as vLLM does);
+// known OpenAI features this server lacks (echo, suffix, best_of > n, logit_bias, tools,
+// non-text response_format) are refused by name.
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/cpu_model.h"
+#include "engine/sampler.h"
+#include "server/chat_template.h"
+
+namespace longview {
+
+enum class ApiKind { kCompletion, kChat };
+
+// One completions prompt: text, or token ids.
+struct PromptInput {
+  bool is_tokens = false;
+  std::string text;
+  std::vector<int32_t> tokens;
+};
+
+struct ApiRequest {
+  ApiKind kind = ApiKind::kCompletion;
+  std::string model;                  // "" when absent
+  std::vector<PromptInput> prompts;   // completions: one or more
+  std::vector<ChatMessage> messages;  // chat
+  std::optional<int64_t> max_tokens;  // absent: 16 (completions), rest of the context (chat)
+  SamplingParams sampling;
+  int32_t n = 1;
+  std::vector<std::string> stop;
+  bool stream = false;
+  bool include_usage = false;
+  int32_t logprobs = -1;  // -1: none; k >= 0: the chosen token's logprob plus the top k
+  bool ignore_eos = false;
+  std::string user;
+  std::string attention_mode = "dense";
+  ForwardOptions forward;
+};
+
+// Parses a request body. `body` must be a JSON object.
+absl::StatusOr<ApiRequest> ParseApiRequest(ApiKind kind, std::string_view body);
+
+}  // namespace longview

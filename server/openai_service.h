@@ -1,0 +1,56 @@
+// The OpenAI-compatible HTTP API over an EngineLoop: routing, Bearer-key auth, request
+// validation against the model (name, token ids, context length), submission, and hand-off of
+// the streams to the RequestPump.
+//
+// Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models (all behind the API
+// key when one is set), GET /health and GET /metrics (always open).
+//
+//   OpenAiService service(&loop, &pump, options);
+//   ASSIGN_OR_RETURN(auto http, HttpServer::Start(http_options,
+//       [&](HttpRequest r, std::shared_ptr<HttpResponder> w) { service.Handle(std::move(r), w); }));
+// Thread-safety: Handle is safe from any thread (it runs on io threads and never blocks on
+// generation).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "scheduler/engine_loop.h"
+#include "server/chat_template.h"
+#include "server/http_server.h"
+#include "server/openai_request.h"
+#include "server/request_pump.h"
+
+namespace longview {
+
+struct OpenAiServiceOptions {
+  std::string served_model_name;
+  std::string api_key;  // empty: no auth
+  ChatTemplate chat_template;
+};
+
+class OpenAiService {
+ public:
+  // `loop` and `pump` must outlive the service.
+  OpenAiService(EngineLoop* loop, RequestPump* pump, OpenAiServiceOptions options);
+
+  void Handle(HttpRequest request, std::shared_ptr<HttpResponder> responder);
+
+ private:
+  void HandleGeneration(ApiKind kind, const HttpRequest& request,
+                        const std::shared_ptr<HttpResponder>& responder);
+  // Tokenized prompts of a validated request, checked against the model.
+  absl::StatusOr<std::vector<std::vector<int32_t>>> Prompts(const ApiRequest& r) const;
+  bool Authorized(const HttpRequest& request) const;
+  std::string NewId(const char* prefix);
+
+  EngineLoop* loop_;
+  RequestPump* pump_;
+  OpenAiServiceOptions options_;
+  int64_t context_length_;
+  std::atomic<uint64_t> next_id_{0};
+  uint64_t id_salt_;
+};
+
+}  // namespace longview

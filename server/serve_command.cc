@@ -1,0 +1,160 @@
+// `longview serve`.
+#include "server/serve_command.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "engine/generator.h"
+#include "kernels/cpu/ops.h"
+#include "scheduler/engine_loop.h"
+#include "server/chat_template.h"
+#include "server/grpc_service.h"
+#include "server/http_server.h"
+#include "server/openai_service.h"
+#include "server/request_pump.h"
+
+namespace longview {
+namespace {
+
+// Thousands of open connections need more descriptors than the usual soft limit of 1024.
+void RaiseFileLimit() {
+  rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+std::string DefaultServedName(const std::string& model_dir) {
+  std::filesystem::path p(model_dir);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();
+  std::string name = p.filename().string();
+  return name.empty() ? "longview" : name;
+}
+
+int Fail(const std::string& message) {
+  std::cerr << "error: " << message << "\n";
+  return 1;
+}
+
+}  // namespace
+
+CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
+  auto* s = app.add_subcommand("serve", "Serve the OpenAI-compatible HTTP API (and gRPC)");
+  s->add_option("--model", a->model, "Hugging Face model folder")->capture_default_str();
+  s->add_option("--host", a->host, "Address to listen on")->capture_default_str();
+  s->add_option("--port", a->port, "HTTP port (0 = any free port)")->capture_default_str();
+  s->add_option("--grpc-port", a->grpc_port, "gRPC port (0 = no gRPC server)")
+      ->capture_default_str();
+  s->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/ routes");
+  s->add_option("--device", a->device, "cpu | cuda")->capture_default_str();
+  s->add_option("--served-model-name", a->served_model_name,
+                "Model id of the API (default: the model folder's name)");
+  s->add_option("--max-num-seqs", a->max_num_seqs, "Running sequences at most")
+      ->capture_default_str();
+  s->add_option("--max-num-batched-tokens", a->max_num_batched_tokens, "Token budget per step")
+      ->capture_default_str();
+  s->add_option("--num-kv-pages", a->num_kv_pages, "KV pages in the pool")->capture_default_str();
+  s->add_option("--max-queue", a->max_queue, "Waiting requests beyond which requests get 429")
+      ->capture_default_str();
+  s->add_option("--max-body-bytes", a->max_body_bytes, "Larger request bodies get 413")
+      ->capture_default_str();
+  s->add_option("--page-size", a->page_size, "KV page size in tokens")->capture_default_str();
+  s->add_option("--chat-template", a->chat_template,
+                "llama2 | llama3 | mistral | chatml | plain (default: from tokenizer_config.json)");
+  s->add_option("--io-threads", a->io_threads, "HTTP io threads")->capture_default_str();
+  s->add_option("--pump-threads", a->pump_threads, "Threads moving tokens to HTTP responses")
+      ->capture_default_str();
+  s->add_option("--threads", a->threads, "CPU compute threads (0 = all cores)");
+  return s;
+}
+
+int RunServe(const ServeArgs& a) {
+  if (a.device == "cuda") return Fail("--device cuda: CUDA backend not built yet");
+  if (a.device != "cpu") return Fail("--device must be cpu or cuda, got '" + a.device + "'");
+  if (a.port < 0 || a.port > 65535) return Fail("--port must be in [0, 65535]");
+  if (a.grpc_port > 65535) return Fail("--grpc-port must be at most 65535");
+  if (a.max_body_bytes < 1) return Fail("--max-body-bytes must be at least 1");
+  if (a.io_threads < 1 || a.pump_threads < 1) {
+    return Fail("--io-threads and --pump-threads must be at least 1");
+  }
+  if (a.threads > 0) cpu::SetNumThreads(a.threads);
+  absl::StatusOr<ChatTemplate> tmpl = LoadChatTemplate(a.model, a.chat_template);
+  if (!tmpl.ok()) return Fail(std::string(tmpl.status().message()));
+  auto lm = LoadedModel::Load(a.model);
+  if (!lm.ok()) {
+    return Fail("cannot load model " + a.model + ": " + std::string(lm.status().message()));
+  }
+  // Signals are taken by sigwait below; every thread started from here on blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  RaiseFileLimit();
+
+  EngineLoopOptions eo;
+  eo.max_num_seqs = a.max_num_seqs;
+  eo.max_num_batched_tokens = a.max_num_batched_tokens;
+  eo.num_kv_pages = a.num_kv_pages;
+  eo.max_queue = a.max_queue;
+  eo.page_size = a.page_size;
+  EngineLoop loop(std::shared_ptr<const LoadedModel>(std::move(*lm)), eo);
+  loop.Start();
+
+  OpenAiServiceOptions so;
+  so.served_model_name =
+      a.served_model_name.empty() ? DefaultServedName(a.model) : a.served_model_name;
+  so.api_key = a.api_key;
+  so.chat_template = *tmpl;
+  std::string model_name = so.served_model_name;
+  RequestPump pump(a.pump_threads);
+  OpenAiService service(&loop, &pump, std::move(so));
+  HttpServerOptions ho;
+  ho.host = a.host;
+  ho.port = a.port;
+  ho.num_io_threads = a.io_threads;
+  ho.max_body_bytes = a.max_body_bytes;
+  auto http = HttpServer::Start(ho, [&service](HttpRequest r, std::shared_ptr<HttpResponder> w) {
+    service.Handle(std::move(r), std::move(w));
+  });
+  if (!http.ok()) {
+    pump.Stop();
+    loop.Stop();
+    return Fail(std::string(http.status().message()));
+  }
+  std::unique_ptr<GrpcServer> grpc;
+  if (a.grpc_port > 0) {
+    auto g = StartGrpcServer(&loop, a.host, a.grpc_port, a.api_key, model_name);
+    if (!g.ok()) {
+      (*http)->Stop();
+      pump.Stop();
+      loop.Stop();
+      return Fail(std::string(g.status().message()));
+    }
+    grpc = std::move(*g);
+  }
+  std::cerr << "longview: serving " << model_name << " (" << ChatTemplateKindName(tmpl->kind)
+            << " chat template)\n";
+  std::cerr << "longview: HTTP on http://" << a.host << ":" << (*http)->port() << "\n";
+  if (grpc) std::cerr << "longview: gRPC on " << a.host << ":" << grpc->port() << "\n";
+  std::cerr.flush();
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::cerr << "longview: signal " << sig << ", shutting down\n";
+  if (grpc) grpc->Shutdown();
+  // Ending the engine first lets open HTTP requests receive their Unavailable errors; the pump
+  // then drains, and the io threads stop last (sessions need their io_context).
+  loop.Stop();
+  pump.Stop();
+  (*http)->Stop();
+  return 0;
+}
+
+}  // namespace longview

@@ -1,0 +1,49 @@
+// `longview serve`: loads a model, starts the engine loop, the OpenAI-compatible HTTP server
+// and (with --grpc-port > 0) the gRPC server, and runs until SIGINT or SIGTERM.
+//
+//   longview serve [--model DIR] [--host 127.0.0.1] [--port 8000] [--grpc-port 50051]
+//                  [--api-key KEY] [--device cpu|cuda] [--served-model-name NAME]
+//                  [--max-num-seqs N] [--max-num-batched-tokens N] [--num-kv-pages N]
+//                  [--max-queue N] [--max-body-bytes N]
+//                  [--chat-template llama2|llama3|mistral|chatml]
+//
+// `--port 0` / `--grpc-port 0` for the HTTP port picks a free port; the bound addresses are
+// printed on stderr ("longview: HTTP on http://127.0.0.1:PORT").
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "CLI/CLI.hpp"
+
+namespace longview {
+
+struct ServeArgs {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  int grpc_port = 50051;  // <= 0: no gRPC server
+  std::string api_key;
+  std::string device = "cpu";
+  std::string served_model_name;  // default: the model folder's name
+  int64_t max_num_seqs = 256;
+  int64_t max_num_batched_tokens = 2048;
+  int64_t num_kv_pages = 4096;
+  int64_t max_queue = 1024;
+  int64_t max_body_bytes = 8 << 20;
+  int64_t page_size = 16;
+  std::string chat_template;  // empty: from tokenizer_config.json
+  int io_threads = 2;
+  int pump_threads = 2;
+  int threads = 0;  // CPU compute threads, 0 = all cores
+};
+
+// Registers the `serve` subcommand, writing its options into `*args` (whose current values are
+// the defaults shown).
+CLI::App* AddServeCommand(CLI::App& app, ServeArgs* args);
+
+// Returns the process exit code: 0 after a clean shutdown, 1 with a message on stderr when the
+// model, an option or a port is bad.
+int RunServe(const ServeArgs& args);
+
+}  // namespace longview
