@@ -1,6 +1,8 @@
 // The `longview` command.
 //
 //   longview generate [--model DIR] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]
+//   longview serve [--model DIR] [--host H] [--port P] [--api-key KEY] ...   (serve_command.h)
+//   longview eval --tasks FILE --out FILE ...                                 (eval_command.h)
 //
 // `--model` defaults to the embedded model: $LONGVIEW_MODEL, else models/default beside the
 // binary's bundle (../models/default), else the source tree's models/default.
@@ -16,6 +18,7 @@
 #include "engine/generator.h"
 #include "kernels/cpu/ops.h"
 #include "server/eval_command.h"
+#include "server/serve_command.h"
 
 namespace longview {
 namespace {
@@ -135,7 +138,12 @@ int main(int argc, char** argv) {
   ev->add_option("--limit", e.limit, "Evaluate at most N tasks");
   ev->add_option("--threads", eval_threads, "CPU threads (0 = all cores)");
 
+  longview::ServeArgs s;
+  s.model = g.model;
+  auto* serve = longview::AddServeCommand(app, &s);
+
   CLI11_PARSE(app, argc, argv);
+  if (serve->parsed()) return longview::RunServe(s);
   if (gen->parsed()) return longview::RunGenerate(g);
   if (ev->parsed()) {
     if (eval_threads > 0) longview::cpu::SetNumThreads(eval_threads);
