@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/build.sh
+tools/python_env.sh  # .venv with the e2e tests' Python clients (openai, grpcio, pytest)
 BUILD_DIR="${LONGVIEW_BUILD_DIR:-build}"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)"

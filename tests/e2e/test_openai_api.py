@@ -1,0 +1,365 @@
+"""End-to-end tests of `longview serve`'s OpenAI-compatible API with the official openai SDK.
+
+Starts the real binary ($LONGVIEW_BINARY) on a free loopback port (--port 0; the bound port is
+read from its stderr) with the golden Llama checkpoint and an API key, and checks completions,
+chat, streaming, n, stop strings, logprobs, seeds, error mapping to the SDK's typed errors,
+cancellation of a disconnected stream, and greedy parity with `longview generate`, alone and
+inside a batch of 32 concurrent requests.
+
+Run: tools/python_env.sh && LONGVIEW_BINARY=build/server/longview \
+     .venv/bin/python -m pytest -q tests/e2e/test_openai_api.py
+"""
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import openai
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("LONGVIEW_BINARY", os.path.join(ROOT, "build", "server", "longview"))
+DATA = os.environ.get("LONGVIEW_TEST_DATA_DIR", os.path.join(ROOT, "tests", "data"))
+MODEL_DIR = os.path.join(DATA, "golden", "llama")
+MODEL = "golden-llama"
+KEY = "sk-e2e-test-key"
+CONTEXT = 512  # max_position_embeddings of the golden Llama
+MAX_BODY = 65536
+
+
+class Server:
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [BINARY, "serve", "--model", MODEL_DIR, "--host", "127.0.0.1", "--port", "0",
+             "--grpc-port", "0", "--api-key", KEY, "--served-model-name", MODEL,
+             "--max-body-bytes", str(MAX_BODY), "--threads", "2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.log = []
+        self.port = None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.log.append(line)
+            m = re.search(r"HTTP on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        if self.port is None:
+            self.proc.kill()
+            raise RuntimeError("server did not start:\n" + "".join(self.log))
+        # Keep draining stderr so the server never blocks on a full pipe.
+        threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.stop()
+    assert s.proc.returncode == 0, "".join(s.log)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=KEY,
+                         max_retries=0, timeout=120)
+
+
+def raw_request(server, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    h = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    h.update(headers or {})
+    conn.request(method, path, body=body, headers=h)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def metrics(server):
+    status, data = raw_request(server, "GET", "/metrics")
+    assert status == 200
+    out = {}
+    for line in data.decode().splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        out[name.split("{")[0] if "_bucket" not in name else name] = float(value)
+    return out
+
+
+def generate_cli(prompt, max_tokens):
+    r = subprocess.run(
+        [BINARY, "generate", "--model", MODEL_DIR, "--prompt", prompt, "--max-tokens",
+         str(max_tokens), "--temperature", "0", "--ignore-eos"],
+        capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("\n")
+    return r.stdout[:-1]
+
+
+def test_health_models_and_metrics_are_served(server, client):
+    assert raw_request(server, "GET", "/health", headers={"Authorization": ""})[0] == 200
+    models = client.models.list()
+    assert [m.id for m in models.data] == [MODEL]
+    m = metrics(server)
+    for name in ["longview:num_requests_running", "longview:num_requests_waiting",
+                 "longview:kv_cache_usage_perc", "longview:prompt_tokens_total",
+                 "longview:generation_tokens_total", "longview:num_preemptions_total",
+                 "longview:prefix_cache_queries_total", "longview:prefix_cache_hits_total",
+                 "longview:time_to_first_token_seconds_count",
+                 "longview:inter_token_latency_seconds_count",
+                 "longview:e2e_request_latency_seconds_count"]:
+        assert name in m, name
+
+
+def test_completion(client):
+    r = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=10,
+                                  temperature=0, extra_body={"ignore_eos": True})
+    assert r.object == "text_completion"
+    assert r.model == MODEL
+    assert len(r.choices) == 1
+    assert r.choices[0].finish_reason == "length"
+    assert r.choices[0].text
+    assert r.usage.completion_tokens == 10
+    assert r.usage.prompt_tokens > 0
+    assert r.usage.total_tokens == r.usage.prompt_tokens + 10
+
+
+def test_completion_prompt_lists_and_token_ids(client):
+    r = client.completions.create(model=MODEL, prompt=["a b c", "d e"], max_tokens=3,
+                                  temperature=0, extra_body={"ignore_eos": True})
+    assert sorted(c.index for c in r.choices) == [0, 1]
+    assert r.usage.completion_tokens == 6
+    ids = client.completions.create(model=MODEL, prompt=[1, 5, 7, 9], max_tokens=2,
+                                    temperature=0, extra_body={"ignore_eos": True})
+    assert ids.usage.prompt_tokens == 4
+
+
+def test_chat(client):
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "system", "content": "Be brief."},
+                               {"role": "user", "content": "Hello there"}],
+        max_tokens=6, temperature=0, extra_body={"ignore_eos": True})
+    assert r.object == "chat.completion"
+    assert r.choices[0].message.role == "assistant"
+    assert isinstance(r.choices[0].message.content, str)
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage.completion_tokens == 6
+
+
+def test_streaming_is_token_by_token_and_matches_non_streaming(client):
+    full = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=16,
+                                     temperature=0, extra_body={"ignore_eos": True})
+    stream = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=16,
+                                       temperature=0, stream=True,
+                                       stream_options={"include_usage": True},
+                                       extra_body={"ignore_eos": True})
+    pieces, usage, finish = [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.text:
+                pieces.append(c.text)
+            if c.finish_reason:
+                finish = c.finish_reason
+    assert "".join(pieces) == full.choices[0].text
+    assert len(pieces) >= 8, pieces  # one chunk per token or so, not one blob
+    assert finish == "length"
+    assert usage is not None and usage.completion_tokens == 16
+
+    chat = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Stream please"}], max_tokens=8,
+        temperature=0, stream=True, stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True})
+    roles, content, chunks, usage = [], [], 0, None
+    for chunk in chat:
+        chunks += 1
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.role:
+                roles.append(c.delta.role)
+            if c.delta.content:
+                content.append(c.delta.content)
+    assert roles == ["assistant"]
+    assert len(content) >= 4
+    assert usage.completion_tokens == 8
+
+
+def test_n_equals_2(client):
+    r = client.completions.create(model=MODEL, prompt="Pick a word:", max_tokens=5, n=2,
+                                  temperature=1.0, seed=3, extra_body={"ignore_eos": True})
+    assert sorted(c.index for c in r.choices) == [0, 1]
+    assert r.usage.completion_tokens == 10
+    chat = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "two"}], max_tokens=4, n=2,
+        temperature=0, extra_body={"ignore_eos": True})
+    assert len(chat.choices) == 2
+    # Greedy choices agree.
+    assert chat.choices[0].message.content == chat.choices[1].message.content
+
+
+def test_stop_strings(client):
+    base = client.completions.create(model=MODEL, prompt="Counting: one two", max_tokens=32,
+                                     temperature=0, extra_body={"ignore_eos": True})
+    text = base.choices[0].text
+    assert len(text) >= 6, text
+    stop = text[4:6]
+    cut = text.index(stop)
+    r = client.completions.create(model=MODEL, prompt="Counting: one two", max_tokens=32,
+                                  temperature=0, stop=[stop, "\x00never"],
+                                  extra_body={"ignore_eos": True})
+    assert r.choices[0].text == text[:cut]
+    assert r.choices[0].finish_reason == "stop"
+    # Streaming stops at the same place.
+    pieces = [c.text for ch in client.completions.create(
+        model=MODEL, prompt="Counting: one two", max_tokens=32, temperature=0, stop=stop,
+        stream=True, extra_body={"ignore_eos": True}) for c in ch.choices]
+    assert "".join(pieces) == text[:cut]
+
+
+def test_logprobs(client):
+    r = client.completions.create(model=MODEL, prompt="Logprobs here", max_tokens=6,
+                                  temperature=0, logprobs=2, extra_body={"ignore_eos": True})
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == 6 and len(lp.token_logprobs) == 6 and len(lp.top_logprobs) == 6
+    assert len(lp.text_offset) == 6
+    for chosen, top in zip(lp.token_logprobs, lp.top_logprobs):
+        assert chosen <= 0
+        assert 1 <= len(top) <= 3
+        assert chosen >= max(top.values()) - 1e-5  # greedy picks the most likely
+    chat = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4, temperature=0,
+        logprobs=True, top_logprobs=3, extra_body={"ignore_eos": True})
+    content = chat.choices[0].logprobs.content
+    assert len(content) == 4
+    for entry in content:
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == 3
+        assert entry.bytes is not None
+        assert abs(entry.logprob - max(t.logprob for t in entry.top_logprobs)) < 1e-5
+
+
+def test_seed_reproducibility(client):
+    def sample(seed):
+        return [client.completions.create(model=MODEL, prompt="Random:", max_tokens=24,
+                                          temperature=1.0, top_p=0.95, seed=seed, n=2,
+                                          extra_body={"ignore_eos": True})
+                for _ in range(2)]
+    a, b = sample(1234)
+    assert [c.text for c in a.choices] == [c.text for c in b.choices]
+
+
+def test_errors_surface_as_typed_sdk_errors(server, client):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.completions.create(model="no-such-model", prompt="x", max_tokens=2)
+    assert e.value.status_code == 404
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=-5)
+    assert "max_tokens" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL, prompt="word " * 600, max_tokens=2)
+    assert "maximum context length" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=CONTEXT)
+    assert "max_tokens" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
+                                       extra_body={"longview": {"attention": {"mode": "hip"}}})
+    assert "longview.attention.mode" in str(e.value)
+    bad_key = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="wrong",
+                            max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad_key.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        bad_key.completions.create(model=MODEL, prompt="x", max_tokens=2)
+    # Dense attention through the extension is accepted.
+    ok = client.completions.create(model=MODEL, prompt="x", max_tokens=2,
+                                   extra_body={"longview": {"attention": {"mode": "dense"}}})
+    assert ok.usage.completion_tokens >= 1
+
+
+def test_raw_http_errors(server):
+    status, body = raw_request(server, "POST", "/v1/completions", body=b"{not json")
+    assert status == 400
+    err = json.loads(body)["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert "JSON" in err["message"]
+    status, body = raw_request(server, "POST", "/v1/completions",
+                               body=json.dumps({"prompt": "x" * (MAX_BODY + 10)}).encode())
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+    status, _ = raw_request(server, "GET", "/v1/nothing")
+    assert status == 404
+    status, _ = raw_request(server, "GET", "/v1/models", headers={"Authorization": "Bearer no"})
+    assert status == 401
+
+
+def test_disconnect_mid_stream_frees_blocks(server, client):
+    before = metrics(server)["longview:generation_tokens_total"]
+    max_tokens = CONTEXT - 32
+    stream = client.completions.create(model=MODEL, prompt="Disconnect me", max_tokens=max_tokens,
+                                       temperature=0, stream=True,
+                                       extra_body={"ignore_eos": True})
+    got = 0
+    for chunk in stream:
+        got += sum(1 for c in chunk.choices if c.text)
+        if got >= 3:
+            break
+    running = metrics(server)["longview:num_requests_running"]
+    assert running == 1
+    stream.close()  # drops the connection
+    deadline = time.time() + 20
+    m = metrics(server)
+    while time.time() < deadline and (m["longview:num_requests_running"] != 0 or
+                                      m["longview:kv_cache_usage_perc"] != 0):
+        time.sleep(0.05)
+        m = metrics(server)
+    assert m["longview:num_requests_running"] == 0
+    assert m["longview:num_requests_waiting"] == 0
+    assert m["longview:kv_cache_usage_perc"] == 0
+    # Cancelled, not run to completion.
+    assert m["longview:generation_tokens_total"] - before < max_tokens
+
+
+PROMPTS = ["In the beginning", "Hello world", "The quick brown fox jumps", "Once upon a time",
+           "1 2 3 4 5", "A long time ago in a galaxy", "To be or not", "Lorem ipsum dolor sit"]
+
+
+def test_greedy_matches_longview_generate_alone_and_batched(server, client):
+    n_tokens = 24
+    expected = {p: generate_cli(p, n_tokens) for p in PROMPTS}
+    alone = client.completions.create(model=MODEL, prompt=PROMPTS[0], max_tokens=n_tokens,
+                                      temperature=0, extra_body={"ignore_eos": True})
+    assert alone.choices[0].text == expected[PROMPTS[0]]
+
+    def one(prompt):
+        r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=n_tokens,
+                                      temperature=0, extra_body={"ignore_eos": True})
+        return prompt, r.choices[0].text
+
+    jobs = [p for p in PROMPTS for _ in range(4)]  # 32 concurrent requests
+    assert len(jobs) == 32
+    start = time.time()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(one, jobs))
+    for prompt, text in results:
+        assert text == expected[prompt], prompt
+    assert time.time() - start < 120
