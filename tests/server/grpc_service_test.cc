@@ -423,6 +423,9 @@ v1::GenerateRequest LongRequest() {
   return req;
 }
 
+// At most half of LongRequest's tokens: a request that was really cancelled stops far sooner.
+constexpr int64_t kMaxTokensAfterCancel = 16 * 500 / 2;
+
 bool WaitForIdleEngine(EngineLoop& loop, std::chrono::seconds timeout) {
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {
@@ -439,6 +442,7 @@ bool WaitForIdleEngine(EngineLoop& loop, std::chrono::seconds timeout) {
 TEST_F(GrpcServiceTest, ClientCancelCancelsTheRequest) {
   auto stub = Connect(open_->port());
   const int64_t before = open_->num_client_cancellations();
+  const int64_t tokens_before = loop_->Snapshot().generation_tokens_total;
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   auto reader = stub->Generate(&ctx, LongRequest());
@@ -456,6 +460,8 @@ TEST_F(GrpcServiceTest, ClientCancelCancelsTheRequest) {
   EXPECT_EQ(open_->num_client_cancellations(), before + 1);
   EXPECT_TRUE(WaitForIdleEngine(*loop_, std::chrono::seconds(10)))
       << "the cancelled request still holds the engine";
+  EXPECT_LT(loop_->Snapshot().generation_tokens_total - tokens_before, kMaxTokensAfterCancel)
+      << "the engine kept generating after the client cancelled";
 }
 
 TEST_F(GrpcServiceTest, ShutdownEndsOpenStreamsWithUnavailable) {
@@ -463,6 +469,7 @@ TEST_F(GrpcServiceTest, ShutdownEndsOpenStreamsWithUnavailable) {
   ASSERT_TRUE(started.ok()) << started.status();
   std::unique_ptr<GrpcServer> server = *std::move(started);
   auto stub = Connect(server->port());
+  const int64_t tokens_before = loop_->Snapshot().generation_tokens_total;
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   auto reader = stub->Generate(&ctx, LongRequest());
@@ -476,6 +483,8 @@ TEST_F(GrpcServiceTest, ShutdownEndsOpenStreamsWithUnavailable) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_TRUE(WaitForIdleEngine(*loop_, std::chrono::seconds(10)));
+  EXPECT_LT(loop_->Snapshot().generation_tokens_total - tokens_before, kMaxTokensAfterCancel)
+      << "the engine kept generating after shutdown";
   server->Shutdown();  // idempotent
 }
 
