@@ -12,7 +12,9 @@ Run: tools/python_env.sh && LONGVIEW_BINARY=build/server/longview \
 import concurrent.futures
 import http.client
 import json
+import asyncio
 import os
+import resource
 import re
 import socket
 import subprocess
@@ -33,11 +35,11 @@ MAX_BODY = 65536
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, *extra):
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--model", MODEL_DIR, "--host", "127.0.0.1", "--port", "0",
              "--grpc-port", "0", "--api-key", KEY, "--served-model-name", MODEL,
-             "--max-body-bytes", str(MAX_BODY), "--threads", "2"],
+             "--max-body-bytes", str(MAX_BODY), "--threads", "2", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log = []
         self.port = None
@@ -363,3 +365,65 @@ def test_greedy_matches_longview_generate_alone_and_batched(server, client):
     for prompt, text in results:
         assert text == expected[prompt], prompt
     assert time.time() - start < 120
+
+
+def test_queue_full_is_429():
+    s = Server("--max-num-seqs", "1", "--max-queue", "1")
+    try:
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{s.port}/v1", api_key=KEY, max_retries=0)
+        # One running, one waiting: the queue is full while the first generates.
+        streams = [c.completions.create(model=MODEL, prompt="busy", max_tokens=CONTEXT - 16,
+                                        temperature=0, stream=True,
+                                        extra_body={"ignore_eos": True}) for _ in range(2)]
+        with pytest.raises(openai.RateLimitError) as e:
+            c.completions.create(model=MODEL, prompt="one more", max_tokens=2)
+        assert e.value.status_code == 429
+        for st in streams:
+            st.close()
+    finally:
+        s.stop()
+
+
+def test_holds_2000_concurrent_streaming_connections():
+    """2,000 clients connect first, then all stream at once; every one gets its [DONE]."""
+    n = 2000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * n), hard))
+    s = Server("--max-queue", "4096", "--num-kv-pages", "8192")
+    body = json.dumps({"model": MODEL, "prompt": "hi there", "max_tokens": 4, "temperature": 0,
+                       "stream": True, "ignore_eos": True}).encode()
+    request = (b"POST /v1/completions HTTP/1.1\r\nHost: e2e\r\nAuthorization: Bearer " +
+               KEY.encode() + b"\r\nContent-Type: application/json\r\nContent-Length: " +
+               str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    async def one(gate):
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        await gate.wait()
+        writer.write(request)
+        await writer.drain()
+        data = b""
+        while b"data: [DONE]" not in data:
+            chunk = await asyncio.wait_for(reader.read(65536), 120)
+            if not chunk:
+                break
+            data += chunk
+        writer.close()
+        return data
+
+    async def run_all():
+        gate = asyncio.Event()
+        tasks = [asyncio.create_task(one(gate)) for _ in range(n)]
+        await asyncio.sleep(1.0)  # every connection open and idle at once
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        results = asyncio.run(run_all())
+        errors = [r for r in results if isinstance(r, Exception)]
+        assert not errors, errors[:3]
+        assert all(r.startswith(b"HTTP/1.1 200") and b"data: [DONE]" in r for r in results)
+        m = metrics(s)
+        assert m["longview:num_requests_running"] == 0
+    finally:
+        s.stop()
