@@ -36,24 +36,42 @@ constexpr std::chrono::seconds kShutdownGrace{5};
 
 grpc::StatusCode ToGrpcCode(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return grpc::StatusCode::OK;
-    case absl::StatusCode::kCancelled: return grpc::StatusCode::CANCELLED;
-    case absl::StatusCode::kUnknown: return grpc::StatusCode::UNKNOWN;
-    case absl::StatusCode::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
-    case absl::StatusCode::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
-    case absl::StatusCode::kNotFound: return grpc::StatusCode::NOT_FOUND;
-    case absl::StatusCode::kAlreadyExists: return grpc::StatusCode::ALREADY_EXISTS;
-    case absl::StatusCode::kPermissionDenied: return grpc::StatusCode::PERMISSION_DENIED;
-    case absl::StatusCode::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
-    case absl::StatusCode::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
-    case absl::StatusCode::kAborted: return grpc::StatusCode::ABORTED;
-    case absl::StatusCode::kOutOfRange: return grpc::StatusCode::OUT_OF_RANGE;
-    case absl::StatusCode::kUnimplemented: return grpc::StatusCode::UNIMPLEMENTED;
-    case absl::StatusCode::kInternal: return grpc::StatusCode::INTERNAL;
-    case absl::StatusCode::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
-    case absl::StatusCode::kDataLoss: return grpc::StatusCode::DATA_LOSS;
-    case absl::StatusCode::kUnauthenticated: return grpc::StatusCode::UNAUTHENTICATED;
-    default: return grpc::StatusCode::UNKNOWN;
+    case absl::StatusCode::kOk:
+      return grpc::StatusCode::OK;
+    case absl::StatusCode::kCancelled:
+      return grpc::StatusCode::CANCELLED;
+    case absl::StatusCode::kUnknown:
+      return grpc::StatusCode::UNKNOWN;
+    case absl::StatusCode::kInvalidArgument:
+      return grpc::StatusCode::INVALID_ARGUMENT;
+    case absl::StatusCode::kDeadlineExceeded:
+      return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case absl::StatusCode::kNotFound:
+      return grpc::StatusCode::NOT_FOUND;
+    case absl::StatusCode::kAlreadyExists:
+      return grpc::StatusCode::ALREADY_EXISTS;
+    case absl::StatusCode::kPermissionDenied:
+      return grpc::StatusCode::PERMISSION_DENIED;
+    case absl::StatusCode::kResourceExhausted:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case absl::StatusCode::kFailedPrecondition:
+      return grpc::StatusCode::FAILED_PRECONDITION;
+    case absl::StatusCode::kAborted:
+      return grpc::StatusCode::ABORTED;
+    case absl::StatusCode::kOutOfRange:
+      return grpc::StatusCode::OUT_OF_RANGE;
+    case absl::StatusCode::kUnimplemented:
+      return grpc::StatusCode::UNIMPLEMENTED;
+    case absl::StatusCode::kInternal:
+      return grpc::StatusCode::INTERNAL;
+    case absl::StatusCode::kUnavailable:
+      return grpc::StatusCode::UNAVAILABLE;
+    case absl::StatusCode::kDataLoss:
+      return grpc::StatusCode::DATA_LOSS;
+    case absl::StatusCode::kUnauthenticated:
+      return grpc::StatusCode::UNAUTHENTICATED;
+    default:
+      return grpc::StatusCode::UNKNOWN;
   }
 }
 
@@ -64,9 +82,12 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
 
 v1::FinishReason ToProto(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos:
+      return v1::FINISH_REASON_EOS;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -79,12 +100,12 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids,
-                           int64_t vocab_size, const char* field) {
+absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids, int64_t vocab_size,
+                           const char* field) {
   for (int i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "] = ", ids[i],
-                                                     " is outside [0, ", vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "] = ", ids[i], " is outside [0, ", vocab_size, ")"));
     }
   }
   return absl::OkStatus();
@@ -155,9 +176,9 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   const int64_t context = lm.config.max_position_embeddings;
   const int64_t num_prompt = static_cast<int64_t>(out.prompt_tokens.size());
   if (num_prompt + out.max_tokens > context) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stopping.max_tokens: prompt (", num_prompt, " tokens) + max_tokens (", out.max_tokens,
-        ") exceeds the model's context of ", context, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stopping.max_tokens: prompt (", num_prompt, " tokens) + max_tokens (",
+                     out.max_tokens, ") exceeds the model's context of ", context, " tokens"));
   }
   for (int i = 0; i < stopping.stop_size(); ++i) {
     if (stopping.stop(i).empty()) {
@@ -175,8 +196,8 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   }
   if (output.has_logprobs()) {
     if (output.logprobs() < 0 || output.logprobs() > kMaxLogprobs) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "output.logprobs must be in [0, ", kMaxLogprobs, "], got ", output.logprobs()));
+      return absl::InvalidArgumentError(absl::StrCat("output.logprobs must be in [0, ",
+                                                     kMaxLogprobs, "], got ", output.logprobs()));
     }
     out.logprobs = output.logprobs();
   }
@@ -316,9 +337,8 @@ class GenerationService final : public v1::Generation::Service {
     if (api_key_.empty()) return grpc::Status::OK;
     const auto& md = ctx.client_metadata();
     auto it = md.find("authorization");
-    if (it != md.end() &&
-        ConstantTimeEquals(std::string(it->second.data(), it->second.size()),
-                           "Bearer " + api_key_)) {
+    if (it != md.end() && ConstantTimeEquals(std::string(it->second.data(), it->second.size()),
+                                             "Bearer " + api_key_)) {
       return grpc::Status::OK;
     }
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,

@@ -53,9 +53,11 @@ class GrpcServer {
   int64_t num_client_cancellations() const;
 
  private:
-  friend absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
-      EngineLoop* loop, const std::string& host, int port, const std::string& api_key,
-      const std::string& model_name);
+  friend absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
+                                                                     const std::string& host,
+                                                                     int port,
+                                                                     const std::string& api_key,
+                                                                     const std::string& model_name);
   GrpcServer() = default;
 
   std::unique_ptr<GenerationService> service_;

@@ -29,8 +29,8 @@ constexpr char kPrompt[] = "Once upon a time";
 constexpr char kApiKey[] = "test-key-123";
 
 std::unique_ptr<v1::Generation::Stub> Connect(int port) {
-  return v1::Generation::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                                     grpc::InsecureChannelCredentials()));
+  return v1::Generation::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
 }
 
 void SetDeadline(grpc::ClientContext* ctx, int seconds = 60) {
@@ -40,9 +40,9 @@ void SetDeadline(grpc::ClientContext* ctx, int seconds = 60) {
 struct Collected {
   grpc::Status status;
   std::vector<v1::GenerateResponse> messages;
-  std::map<int, std::string> text;                 // by choice index
-  std::map<int, std::vector<int32_t>> tokens;      // by choice index
-  std::map<int, v1::FinishReason> finish;          // by choice index
+  std::map<int, std::string> text;             // by choice index
+  std::map<int, std::vector<int32_t>> tokens;  // by choice index
+  std::map<int, v1::FinishReason> finish;      // by choice index
 };
 
 Collected RunGenerate(v1::Generation::Stub& stub, const v1::GenerateRequest& req,
@@ -79,9 +79,12 @@ v1::GenerateRequest GreedyRequest(const std::string& prompt, int64_t max_tokens)
 
 v1::FinishReason Expected(FinishReason r) {
   switch (r) {
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos:
+      return v1::FINISH_REASON_EOS;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -90,8 +93,8 @@ v1::FinishReason Expected(FinishReason r) {
 // encoded by hand (HealthCheckRequest{string service = 1}, HealthCheckResponse{enum status = 1}).
 // Returns the serving status (0 UNKNOWN, 1 SERVING, 2 NOT_SERVING) or -1 - grpc code on error.
 int HealthCheck(int port, const std::string& service) {
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
   std::string request;
   if (!service.empty()) {
@@ -112,8 +115,8 @@ int HealthCheck(int port, const std::string& service) {
   std::vector<grpc::Slice> slices;
   EXPECT_TRUE(resp_buf.Dump(&slices).ok());
   std::string bytes;
-  for (const grpc::Slice& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()),
-                                                    sl.size());
+  for (const grpc::Slice& sl : slices)
+    bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
   if (bytes.empty()) return 0;
   EXPECT_EQ(bytes.size(), 2u);
   EXPECT_EQ(bytes[0], 0x08);
@@ -349,8 +352,7 @@ TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
       {"attention mode",
        [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("sliding_window"); },
        "attention.mode"},
-      {"window under dense",
-       [](v1::GenerateRequest* r) { r->mutable_attention()->set_window(64); },
+      {"window under dense", [](v1::GenerateRequest* r) { r->mutable_attention()->set_window(64); },
        "attention.window"},
   };
   auto stub = Connect(open_->port());
@@ -379,8 +381,8 @@ TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
 
 TEST_F(GrpcServiceTest, ApiKeyRequiredWhenSet) {
   auto stub = Connect(keyed_->port());
-  for (const std::string& auth : {std::string(), std::string("Bearer wrong"),
-                                  std::string(kApiKey), std::string("Bearer ") + kApiKey + "x"}) {
+  for (const std::string& auth : {std::string(), std::string("Bearer wrong"), std::string(kApiKey),
+                                  std::string("Bearer ") + kApiKey + "x"}) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
     if (!auth.empty()) ctx.AddMetadata("authorization", auth);
