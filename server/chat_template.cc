@@ -124,11 +124,16 @@ absl::Status ReadTokenText(const nlohmann::json& cfg, const char* key, const std
 
 const char* ChatTemplateKindName(ChatTemplateKind kind) {
   switch (kind) {
-    case ChatTemplateKind::kPlain: return "plain";
-    case ChatTemplateKind::kLlama2: return "llama2";
-    case ChatTemplateKind::kLlama3: return "llama3";
-    case ChatTemplateKind::kMistral: return "mistral";
-    case ChatTemplateKind::kChatMl: return "chatml";
+    case ChatTemplateKind::kPlain:
+      return "plain";
+    case ChatTemplateKind::kLlama2:
+      return "llama2";
+    case ChatTemplateKind::kLlama3:
+      return "llama3";
+    case ChatTemplateKind::kMistral:
+      return "mistral";
+    case ChatTemplateKind::kChatMl:
+      return "chatml";
   }
   return "plain";
 }
@@ -185,11 +190,16 @@ absl::StatusOr<ChatTemplate> LoadChatTemplate(const std::string& model_dir,
 
 std::string RenderChat(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages) {
   switch (tmpl.kind) {
-    case ChatTemplateKind::kLlama2: return RenderLlama2(tmpl, messages);
-    case ChatTemplateKind::kLlama3: return RenderLlama3(tmpl, messages);
-    case ChatTemplateKind::kMistral: return RenderMistral(tmpl, messages);
-    case ChatTemplateKind::kChatMl: return RenderChatMl(messages);
-    case ChatTemplateKind::kPlain: break;
+    case ChatTemplateKind::kLlama2:
+      return RenderLlama2(tmpl, messages);
+    case ChatTemplateKind::kLlama3:
+      return RenderLlama3(tmpl, messages);
+    case ChatTemplateKind::kMistral:
+      return RenderMistral(tmpl, messages);
+    case ChatTemplateKind::kChatMl:
+      return RenderChatMl(messages);
+    case ChatTemplateKind::kPlain:
+      break;
   }
   return RenderPlain(messages);
 }

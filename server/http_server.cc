@@ -63,10 +63,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // Runs `fn` on the connection's strand if `seq` is still the current request.
   template <typename Fn>
   void OnStrand(uint64_t seq, Fn fn) {
-    net::post(stream_.get_executor(), [self = shared_from_this(), seq, fn = std::move(fn)]() mutable {
-      if (seq != self->seq_ || self->closed_.load()) return;
-      fn(*self);
-    });
+    net::post(stream_.get_executor(),
+              [self = shared_from_this(), seq, fn = std::move(fn)]() mutable {
+                if (seq != self->seq_ || self->closed_.load()) return;
+                fn(*self);
+              });
   }
 
   void DoRespond(int status, const std::string& content_type, std::string body) {
@@ -104,7 +105,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ReadRequest() {
     parser_.emplace();
-    parser_->body_limit(static_cast<uint64_t>(std::max<int64_t>(0, shared_->options.max_body_bytes)));
+    parser_->body_limit(
+        static_cast<uint64_t>(std::max<int64_t>(0, shared_->options.max_body_bytes)));
     parser_->header_limit(64 * 1024);
     stream_.expires_after(std::chrono::seconds(shared_->options.idle_timeout_seconds));
     http::async_read(stream_, buffer_, *parser_,
@@ -128,9 +130,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec && ec.category() == http::make_error_code(http::error::bad_target).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message) {
       keep_alive_ = false;
-      DoRespond(400, "application/json",
-                absl::StrCat("{\"error\":{\"message\":\"malformed HTTP request: ", ec.message(),
-                             "\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":400}}"));
+      DoRespond(
+          400, "application/json",
+          absl::StrCat("{\"error\":{\"message\":\"malformed HTTP request: ", ec.message(),
+                       "\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":400}}"));
       return;
     }
     if (ec) {
@@ -353,8 +356,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   std::string where = absl::StrCat(options.host, ":", options.port);
   beast::error_code ec;
   tcp::resolver resolver(impl->ioc);
-  auto results = resolver.resolve(options.host, std::to_string(options.port),
-                                  tcp::resolver::passive, ec);
+  auto results =
+      resolver.resolve(options.host, std::to_string(options.port), tcp::resolver::passive, ec);
   if (ec || results.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--host: cannot resolve '", options.host, "': ", ec.message()));

@@ -27,9 +27,9 @@
 namespace longview {
 
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
-  std::string path;    // target without the query string
-  std::string query;   // after '?', or ""
+  std::string method;                                        // "GET", "POST", ...
+  std::string path;                                          // target without the query string
+  std::string query;                                         // after '?', or ""
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   // The value of a header (name lower-case), or "".
@@ -57,17 +57,17 @@ using HttpHandler = std::function<void(HttpRequest, std::shared_ptr<HttpResponde
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;                       // 0: the kernel picks a free port
+  int port = 8000;  // 0: the kernel picks a free port
   int num_io_threads = 2;
-  int64_t max_body_bytes = 8 << 20;      // larger bodies get 413
-  int idle_timeout_seconds = 120;        // for reading a request
+  int64_t max_body_bytes = 8 << 20;  // larger bodies get 413
+  int idle_timeout_seconds = 120;    // for reading a request
 };
 
 class HttpServer {
  public:
   // Binds and listens; UnavailableError naming host:port if that fails.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
-                                                          HttpHandler handler);
+                                                           HttpHandler handler);
   ~HttpServer();  // Stop()
   // The bound port.
   int port() const;

@@ -36,8 +36,8 @@ class Writer {
     out_ += "# TYPE longview:" + name + " " + type + "\n";
   }
   void Sample(const std::string& name, double value, const std::string& extra_label = "") {
-    out_ += "longview:" + name + "{" + label_ + extra_label + "} " + FormatMetricValue(value) +
-            "\n";
+    out_ +=
+        "longview:" + name + "{" + label_ + extra_label + "} " + FormatMetricValue(value) + "\n";
   }
   void Gauge(const std::string& name, double value, const char* help) {
     Header(name, "gauge", help);

@@ -12,9 +12,7 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // JSON has no infinities; a -inf logprob is reported as vLLM does.
 double FiniteLogprob(float lp) { return std::isfinite(lp) ? lp : -9999.0; }
@@ -45,10 +43,11 @@ void GenerationJob::CancelAll() {
 }
 
 json GenerationJob::ChunkBase() const {
-  return json{{"id", spec_.id},
-              {"object", spec_.kind == ApiKind::kChat ? "chat.completion.chunk" : "text_completion"},
-              {"created", spec_.created},
-              {"model", spec_.model}};
+  return json{
+      {"id", spec_.id},
+      {"object", spec_.kind == ApiKind::kChat ? "chat.completion.chunk" : "text_completion"},
+      {"created", spec_.created},
+      {"model", spec_.model}};
 }
 
 void GenerationJob::SendEvent(const json& chunk) { responder_->Write(SseEvent(chunk)); }
@@ -153,9 +152,10 @@ bool GenerationJob::Apply(size_t stream_index, const RequestOutput& out) {
     }
     bool has_logprobs = spec_.logprobs >= 0 && !d.token_ids.empty();
     if (!spec_.stream || (d.text.empty() && !d.finished && !has_logprobs)) continue;
-    json choice = {{"index", idx},
-                   {"logprobs", LogprobsJson(c, from, c.tokens.size())},
-                   {"finish_reason", d.finished ? json(FinishReasonName(d.finish_reason)) : json()}};
+    json choice = {
+        {"index", idx},
+        {"logprobs", LogprobsJson(c, from, c.tokens.size())},
+        {"finish_reason", d.finished ? json(FinishReasonName(d.finish_reason)) : json()}};
     if (spec_.kind == ApiKind::kChat) {
       choice["delta"] = d.text.empty() && d.finished ? json::object() : json{{"content", d.text}};
     } else {

@@ -32,8 +32,8 @@ absl::Status ReadNumber(const json& obj, const char* key, double lo, double hi, 
   }
   double x = v->get<double>();
   if (!std::isfinite(x) || x > hi || (lo_open ? x <= lo : x < lo)) {
-    return InvalidParam(key, absl::StrCat(key, " must be in ", lo_open ? "(" : "[", lo, ", ", hi,
-                                          "], got ", x));
+    return InvalidParam(
+        key, absl::StrCat(key, " must be in ", lo_open ? "(" : "[", lo, ", ", hi, "], got ", x));
   }
   *out = x;
   return absl::OkStatus();
@@ -84,8 +84,8 @@ absl::StatusOr<std::vector<int32_t>> ReadTokenList(const json& list, const std::
     const json& t = list[i];
     if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
         t.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-      return InvalidParam("prompt", absl::StrCat(param, "[", i,
-                                                 "] must be a non-negative token id"));
+      return InvalidParam("prompt",
+                          absl::StrCat(param, "[", i, "] must be a non-negative token id"));
     }
     ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
   }
@@ -119,8 +119,10 @@ absl::Status ReadPrompt(const json& body, ApiRequest* r) {
       ASSIGN_OR_RETURN(std::vector<int32_t> ids, ReadTokenList(e, name));
       r->prompts.push_back(PromptInput{true, "", std::move(ids)});
     } else {
-      return InvalidParam("prompt", absl::StrCat(name, " must be a string or a list of token "
-                                                 "ids, got ", TypeName(e)));
+      return InvalidParam("prompt", absl::StrCat(name,
+                                                 " must be a string or a list of token "
+                                                 "ids, got ",
+                                                 TypeName(e)));
     }
   }
   return absl::OkStatus();
@@ -161,8 +163,9 @@ absl::Status ReadMessages(const json& body, ApiRequest* r) {
         std::string pname = absl::StrCat(name, ".content[", j, "]");
         if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
             !part["text"].is_string()) {
-          return InvalidParam("messages", pname + " must be {\"type\": \"text\", \"text\": "
-                                                  "string} (only text parts are supported)");
+          return InvalidParam("messages", pname +
+                                              " must be {\"type\": \"text\", \"text\": "
+                                              "string} (only text parts are supported)");
         }
         out.content += part["text"].get<std::string>();
       }
@@ -218,8 +221,9 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
   if (!ext->is_object()) return InvalidParam("longview", "longview must be an object");
   for (const auto& [key, value] : ext->items()) {
     if (key != "attention") {
-      return InvalidParam("longview." + key,
-                          absl::StrCat("longview.", key, " is not a known field (known: attention)"));
+      return InvalidParam(
+          "longview." + key,
+          absl::StrCat("longview.", key, " is not a known field (known: attention)"));
     }
   }
   const json* att = Find(*ext, "attention");
@@ -234,16 +238,16 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
   std::string m = mode ? mode->get<std::string>() : "dense";
   if (m != "dense") {
     bool known = m == "sliding_window" || m == "hip" || m == "lizard" || m == "delta";
-    return InvalidParam("longview.attention.mode",
-                        absl::StrCat("longview.attention.mode '", m, "' is ",
-                                     known ? "not supported yet" : "unknown",
-                                     "; only 'dense' is supported"));
+    return InvalidParam(
+        "longview.attention.mode",
+        absl::StrCat("longview.attention.mode '", m, "' is ",
+                     known ? "not supported yet" : "unknown", "; only 'dense' is supported"));
   }
   for (const auto& [key, value] : att->items()) {
     if (key != "mode") {
-      return InvalidParam("longview.attention." + key,
-                          absl::StrCat("longview.attention.", key,
-                                       " is not a parameter of mode 'dense'"));
+      return InvalidParam(
+          "longview.attention." + key,
+          absl::StrCat("longview.attention.", key, " is not a parameter of mode 'dense'"));
     }
   }
   r->attention_mode = m;
@@ -255,7 +259,8 @@ absl::Status RefuseUnsupported(const json& body, const ApiRequest& r) {
   bool echo = false;
   RETURN_IF_ERROR(ReadBool(body, "echo", &echo));
   if (echo) return InvalidParam("echo", "echo is not supported");
-  if (const json* s = Find(body, "suffix"); s && !(s->is_string() && s->get<std::string>().empty())) {
+  if (const json* s = Find(body, "suffix");
+      s && !(s->is_string() && s->get<std::string>().empty())) {
     return InvalidParam("suffix", "suffix is not supported");
   }
   std::optional<int64_t> best_of;

@@ -58,8 +58,7 @@ bool OpenAiService::Authorized(const HttpRequest& request) const {
 
 std::string OpenAiService::NewId(const char* prefix) {
   char buf[40];
-  std::snprintf(buf, sizeof(buf), "%016llx%08llx",
-                static_cast<unsigned long long>(id_salt_),
+  std::snprintf(buf, sizeof(buf), "%016llx%08llx", static_cast<unsigned long long>(id_salt_),
                 static_cast<unsigned long long>(next_id_.fetch_add(1)));
   return absl::StrCat(prefix, buf);
 }
@@ -87,10 +86,10 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
   auto route = [&](const char* route_path, const char* route_method) {
     if (path != route_path) return false;
     if (method == route_method) return true;
-    responder->Respond(405, "application/json",
-                       ErrorJson(absl::InvalidArgumentError(
-                           absl::StrCat("method ", method, " is not allowed on ", path,
-                                        "; use ", route_method))));
+    responder->Respond(
+        405, "application/json",
+        ErrorJson(absl::InvalidArgumentError(
+            absl::StrCat("method ", method, " is not allowed on ", path, "; use ", route_method))));
     return false;
   };
   if (path == "/v1/models") {
@@ -113,9 +112,9 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
     if (route("/v1/chat/completions", "POST")) HandleGeneration(ApiKind::kChat, request, responder);
     return;
   }
-  RespondError(*responder, WithCode(absl::NotFoundError(absl::StrCat("no route for ", method, " ",
-                                                                     path)),
-                                    "not_found"));
+  RespondError(
+      *responder,
+      WithCode(absl::NotFoundError(absl::StrCat("no route for ", method, " ", path)), "not_found"));
 }
 
 absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
@@ -134,9 +133,9 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
       }
       for (int32_t id : p.tokens) {
         if (id >= tok.vocab_size()) {
-          return InvalidParam("prompt", absl::StrCat("prompt token id ", id,
-                                                     " is outside the vocabulary [0, ",
-                                                     tok.vocab_size(), ")"));
+          return InvalidParam(
+              "prompt", absl::StrCat("prompt token id ", id, " is outside the vocabulary [0, ",
+                                     tok.vocab_size(), ")"));
         }
       }
       prompts.push_back(p.tokens);
@@ -154,8 +153,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
                        absl::StrCat("This model's maximum context length is ", context_length_,
                                     " tokens. However, you requested ", len + max_tokens,
                                     " tokens (", len, " in the ", what, ", ", max_tokens,
-                                    " in the completion). Please reduce the length of the ",
-                                    what, " or max_tokens.")),
+                                    " in the completion). Please reduce the length of the ", what,
+                                    " or max_tokens.")),
           "context_length_exceeded");
     }
   }
@@ -171,12 +170,14 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
   }
   ApiRequest& r = *parsed;
   if (!r.model.empty() && r.model != options_.served_model_name) {
-    RespondError(*responder,
-                 WithCode(WithParam(absl::NotFoundError(absl::StrCat(
-                                        "The model `", r.model, "` does not exist; this server "
-                                        "serves `", options_.served_model_name, "`.")),
-                                    "model"),
-                          "model_not_found"));
+    RespondError(
+        *responder,
+        WithCode(WithParam(absl::NotFoundError(absl::StrCat("The model `", r.model,
+                                                            "` does not exist; this server "
+                                                            "serves `",
+                                                            options_.served_model_name, "`.")),
+                           "model"),
+                 "model_not_found"));
     return;
   }
   absl::StatusOr<std::vector<std::vector<int32_t>>> prompts = Prompts(r);

@@ -7,7 +7,8 @@
 //
 //   OpenAiService service(&loop, &pump, options);
 //   ASSIGN_OR_RETURN(auto http, HttpServer::Start(http_options,
-//       [&](HttpRequest r, std::shared_ptr<HttpResponder> w) { service.Handle(std::move(r), w); }));
+//       [&](HttpRequest r, std::shared_ptr<HttpResponder> w) { service.Handle(std::move(r), w);
+//       }));
 // Thread-safety: Handle is safe from any thread (it runs on io threads and never blocks on
 // generation).
 #pragma once

@@ -213,8 +213,8 @@ TEST(HttpServerTest, ManyConcurrentConnectionsOnFewThreads) {
       w->EndStream();
     }
   }
-  for (auto& c : clients) EXPECT_NE(c->ReadUntil("0\r\n\r\n").find("1\r\nx\r\n0\r\n\r\n"),
-                                    std::string::npos);
+  for (auto& c : clients)
+    EXPECT_NE(c->ReadUntil("0\r\n\r\n").find("1\r\nx\r\n0\r\n\r\n"), std::string::npos);
 }
 
 }  // namespace

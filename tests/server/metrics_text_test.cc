@@ -35,8 +35,9 @@ TEST(MetricsTextTest, GaugesCountersAndLabels) {
   EXPECT_TRUE(Has(t, "longview:prompt_tokens_total" + l + " 1234"));
   EXPECT_TRUE(Has(t, "longview:generation_tokens_total" + l + " 56"));
   EXPECT_TRUE(Has(t, "longview:num_preemptions_total" + l + " 2"));
-  EXPECT_TRUE(Has(t, "# HELP longview:num_preemptions_total "
-                     "Cumulative number of preemptions from the engine."));
+  EXPECT_TRUE(Has(t,
+                  "# HELP longview:num_preemptions_total "
+                  "Cumulative number of preemptions from the engine."));
 }
 
 TEST(MetricsTextTest, HistogramBucketsAreCumulative) {

@@ -118,8 +118,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadCase{kC, "{not json", "body"}, BadCase{kC, "[1, 2]", "body"},
         BadCase{kC, R"({})", "prompt"}, BadCase{kC, R"({"prompt": 5})", "prompt"},
-        BadCase{kC, R"({"prompt": []})", "prompt"},
-        BadCase{kC, R"({"prompt": [1, -2]})", "prompt"},
+        BadCase{kC, R"({"prompt": []})", "prompt"}, BadCase{kC, R"({"prompt": [1, -2]})", "prompt"},
         BadCase{kC, R"({"prompt": [[1], []]})", "prompt"},
         BadCase{kC, R"({"prompt": ["a", 3]})", "prompt"},
         BadCase{kC, R"({"prompt": "a", "model": 3})", "model"},
@@ -184,9 +183,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(ApiErrorTest, ErrorJsonHasOpenAiShape) {
   absl::Status s = WithCode(InvalidParam("max_tokens", "max_tokens must be >= 1"), "bad");
-  EXPECT_EQ(ErrorJson(s),
-            R"({"error":{"code":"bad","message":"max_tokens must be >= 1",)"
-            R"("param":"max_tokens","type":"invalid_request_error"}})");
+  EXPECT_EQ(ErrorJson(s), R"({"error":{"code":"bad","message":"max_tokens must be >= 1",)"
+                          R"("param":"max_tokens","type":"invalid_request_error"}})");
   EXPECT_EQ(HttpStatusFor(absl::NotFoundError("x")), 404);
   EXPECT_EQ(HttpStatusFor(absl::UnauthenticatedError("x")), 401);
   EXPECT_EQ(HttpStatusFor(absl::ResourceExhaustedError("x")), 429);
