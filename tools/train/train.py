@@ -512,12 +512,13 @@ def main(argv=None):
             rec = {"step": step, "progress": round(p, 4), "lr": lr, "loss": loss.item(),
                    "text_loss": s[0] / max(1, s[1]), "answer_loss": s[2] / max(1, s[3]),
                    "answer_acc": s[4] / max(1, s[3]), "grad_norm": float(gnorm), "tok_per_s": tps,
-                   "data_wait_s": round(wait_s, 1), "elapsed_s": round(time.time() - T_START, 1)}
+                   "data_wait_s": round(wait_s, 1), "elapsed_s": round(time.time() - T_START, 1),
+                   "max_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1) if device.type == "cuda" else 0.0}
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
             log(f"step {step:6d} p {p:.3f} lr {lr:.2e} loss {rec['loss']:.3f} text {rec['text_loss']:.3f} "
                 f"ans {rec['answer_loss']:.3f} acc {rec['answer_acc']:.3f} gn {rec['grad_norm']:.2f} "
-                f"{tps / 1e3:.0f}k tok/s wait {wait_s:.1f}s")
+                f"{tps / 1e3:.0f}k tok/s wait {wait_s:.1f}s mem {rec['max_mem_gb']}G")
     loop_s = time.time() - loop_t0
     del it, loader  # stops the worker processes
 
