@@ -98,6 +98,11 @@ def parse_args(argv=None):
     g.add_argument("--prompt-weight", type=float, default=0.0,
                    help="loss weight of a task's prompt tokens (0: the model never learns to write "
                         "task templates such as 'The pass key is' into ordinary text)")
+    g.add_argument("--pack-tasks", type=int, default=1,
+                   help="1: fill a task sequence with several tasks back to back; 0: one task, then text")
+    g.add_argument("--pack-min", type=int, default=128, help="shortest packed task, in tokens")
+    g.add_argument("--long-task-frac", type=float, default=0.6,
+                   help="share of task sequences whose first task takes half the sequence or more")
     g.add_argument("--doc-start-frac", type=float, default=0.5, help="share of text windows starting at a document start")
     g.add_argument("--source-weights", default="", help="e.g. web:0.3,kjv:0.2 (default: meta.json)")
     g = ap.add_argument_group("final eval")
@@ -148,6 +153,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.c, self.T, self.seed = corpus, args.seq_len, args.seed
         self.task_frac, self.classic = args.task_frac, args.classic_filler
         self.doc_start_frac = args.doc_start_frac
+        self.pack, self.pack_min, self.long_frac = args.pack_tasks, args.pack_min, args.long_task_frac
         names, w = zip(*[(k, float(v)) for k, v in (kv.split(":") for kv in args.task_mix.split(","))])
         self.task_names, self.task_cum = names, np.cumsum(np.array(w) / sum(w))
         self.sp = None
@@ -178,31 +184,39 @@ class MixtureDataset(torch.utils.data.Dataset):
         if rng.random() >= self.task_frac:
             ids[1:] = self._text(rng, T)
             return torch.from_numpy(ids), torch.from_numpy(w)
-        k = int(np.searchsorted(self.task_cum, rng.random(), side="right"))
-        name = self.task_names[min(k, len(self.task_names) - 1)]
-        budget = T - 24  # room for the answer and EOS
-        lo = min(256, budget // 2)
-        if rng.random() < 0.6:
-            n = rng.randint(budget // 2, budget)
-        else:
-            n = int(math.exp(rng.uniform(math.log(lo), math.log(budget // 2))))
-        filler = None if rng.random() < self.classic else self.c.filler
+        # A task sequence packs tasks back to back (EOS between them) until it is full: the
+        # first with a length drawn as before, the rest log-uniform in [lo, room], so each
+        # step sees many answers and short contexts teach retrieval before long ones.
         count = lambda s: len(self.sp.encode(s))
-        try:
-            prompt, answer = tasks.TASKS[name](n, rng.random(), rng, count, filler)
-        except ValueError:  # n too small for this task (toy sequence lengths only)
-            ids[1:] = self._text(rng, T)
-            return torch.from_numpy(ids), torch.from_numpy(w)
-        p_ids = self.sp.encode(prompt)
-        a_ids = self.sp.encode(answer)  # encode(prompt)+encode(answer) == encode(prompt+" "+answer)
-        seq = p_ids + a_ids + [self.c.eos]
-        seq = seq[:T]
-        ids[1:1 + len(seq)] = seq
-        w[1:1 + len(p_ids)] = ROLE_PROMPT
-        w[1 + len(p_ids):1 + len(p_ids) + len(a_ids)] = ROLE_ANSWER
-        rest = T - len(seq)
-        if rest > 0:
-            ids[1 + len(seq):] = self._text(rng, rest)
+        pos, first = 1, True
+        while True:
+            room = T + 1 - pos - 24  # room for the answer and EOS
+            if room < 128:
+                break
+            k = int(np.searchsorted(self.task_cum, rng.random(), side="right"))
+            name = self.task_names[min(k, len(self.task_names) - 1)]
+            lo = min(self.pack_min, room // 2)
+            if first and rng.random() < self.long_frac:
+                n = rng.randint(room // 2, room)
+            else:
+                n = int(math.exp(rng.uniform(math.log(lo), math.log(room))))
+            first = False
+            filler = None if rng.random() < self.classic else self.c.filler
+            try:
+                prompt, answer = tasks.TASKS[name](n, rng.random(), rng, count, filler)
+            except ValueError:  # n too small for this task (toy sequence lengths only)
+                break
+            p_ids = self.sp.encode(prompt)
+            a_ids = self.sp.encode(answer)  # encode(prompt)+encode(answer) == encode(prompt+" "+answer)
+            seq = (p_ids + a_ids + [self.c.eos])[:T + 1 - pos]
+            ids[pos:pos + len(seq)] = seq
+            w[pos:pos + len(p_ids)] = ROLE_PROMPT
+            w[pos + len(p_ids):pos + min(len(seq), len(p_ids) + len(a_ids))] = ROLE_ANSWER
+            pos += len(seq)
+            if not self.pack:
+                break
+        if pos < T + 1:
+            ids[pos:] = self._text(rng, T + 1 - pos)
         return torch.from_numpy(ids), torch.from_numpy(w)
 
 
