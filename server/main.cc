@@ -4,8 +4,9 @@
 //   longview serve [--model DIR] [--host H] [--port P] [--api-key KEY] ...   (serve_command.h)
 //   longview eval --tasks FILE --out FILE ...                                 (eval_command.h)
 //
-// `--model` defaults to the embedded model: $LONGVIEW_MODEL, else models/default beside the
-// binary's bundle (../models/default), else the source tree's models/default.
+// `--model` defaults to the embedded model (models/longview-tiny, see its MODEL_CARD.md):
+// $LONGVIEW_MODEL, else ../models/longview-tiny beside the binary (a relocatable bundle), else
+// the source tree's models/longview-tiny.
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,15 +24,17 @@
 namespace longview {
 namespace {
 
+constexpr char kEmbeddedModel[] = "longview-tiny";
+
 std::string DefaultModelDir() {
   if (const char* env = std::getenv("LONGVIEW_MODEL"); env && *env) return env;
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    auto bundled = exe.parent_path().parent_path() / "models" / "default";
+    auto bundled = exe.parent_path().parent_path() / "models" / kEmbeddedModel;
     if (std::filesystem::exists(bundled / "config.json")) return bundled.string();
   }
-  return std::string(LONGVIEW_SOURCE_MODELS_DIR) + "/default";
+  return std::string(LONGVIEW_SOURCE_MODELS_DIR) + "/" + kEmbeddedModel;
 }
 
 struct GenerateArgs {

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Evaluation harness: measures a model under an attention mode and KV policy through
+longview's own engine (`longview eval`), and prints markdown tables.
+
+Tables:
+  * passkey accuracy by context length x needle depth,
+  * multi-key recall and event-stream QA accuracy by context length,
+  * held-out perplexity (texts also longer than any window) and, for a mode other than dense,
+    next-token KL divergence against dense attention on the same inputs.
+
+Every later attention mode and KV policy is measured with the same command:
+
+  python3 tools/eval/run_eval.py --model models/longview-tiny --suite full \\
+      --attention-mode sliding_window --window 512 --out-dir docs/eval/sw512
+
+Suites: `fast` (CI: short contexts, a few tasks) and `full` (lengths 1k/2k/4k/8k, depths
+10%..90%). Tasks come from tools/tasks/longctx_tasks.py with a fixed seed. Needs the
+sentencepiece Python module (tools/python_env.sh installs it into .venv).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "tasks"))
+import longctx_tasks as tasks  # noqa: E402
+
+SUITES = {
+    "fast": {"lengths": [512, 1024], "depths": [0.2, 0.8], "per_cell": 2,
+             "qa_lengths": [1024], "qa_per_length": 4, "ppl_tokens": [1024]},
+    "full": {"lengths": [1024, 2048, 4096, 8192], "depths": [0.1, 0.3, 0.5, 0.7, 0.9],
+             "per_cell": 4, "qa_lengths": [1024, 2048, 4096, 8192], "qa_per_length": 10,
+             "ppl_tokens": [2048, 8192]},
+}
+HELDOUT = os.path.join(HERE, "data", "heldout.txt")
+
+
+def make_tasks(suite, sp, seed, filler):
+    count = lambda s: len(sp.encode(s)) + 1  # BOS
+    out = []
+    for L in suite["lengths"]:
+        for d in suite["depths"]:
+            for i in range(suite["per_cell"]):
+                import random
+                rng = random.Random(f"{seed}:passkey:{L}:{d}:{i}")
+                prompt, answer = tasks.passkey(L, d, rng, count, filler)
+                out.append({"task": "passkey", "length": L, "depth": d, "index": i,
+                            "prompt": prompt, "answer": answer})
+    for name in ("multikey", "events"):
+        for L in suite["qa_lengths"]:
+            for i in range(suite["qa_per_length"]):
+                import random
+                d = (i + 0.5) / suite["qa_per_length"]
+                rng = random.Random(f"{seed}:{name}:{L}:{i}")
+                prompt, answer = tasks.TASKS[name](L, d, rng, count, filler)
+                out.append({"task": name, "length": L, "depth": round(d, 3), "index": i,
+                            "prompt": prompt, "answer": answer})
+    if os.path.exists(HELDOUT):
+        with open(HELDOUT, encoding="utf-8") as f:
+            text = f.read()
+        ids = sp.encode(text)
+        for n in suite["ppl_tokens"]:
+            if len(ids) < n:
+                print(f"warning: held-out text has {len(ids)} tokens, fewer than {n}",
+                      file=sys.stderr)
+            out.append({"task": "perplexity", "length": min(n, len(ids)),
+                        "text": sp.decode(ids[: n - 1])})
+    return out
+
+
+def run_longview(binary, model, task_file, result_file, args):
+    cmd = [binary, "eval", "--model", model, "--tasks", task_file, "--out", result_file,
+           "--attention-mode", args.attention_mode, "--kv-policy", args.kv_policy]
+    if args.window:
+        cmd += ["--window", str(args.window)]
+    if args.sinks:
+        cmd += ["--sinks", str(args.sinks)]
+    if args.kv_budget:
+        cmd += ["--kv-budget", str(args.kv_budget)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    subprocess.run(cmd, check=True)
+    with open(result_file, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def pct(xs):
+    return f"{100.0 * sum(xs) / len(xs):.0f}%" if xs else "—"
+
+
+def tables(results, settings):
+    lines = [f"Settings: {settings}", ""]
+    pk = [r for r in results if r["task"] == "passkey"]
+    if pk:
+        lengths = sorted({r["length"] for r in pk})
+        depths = sorted({r["depth"] for r in pk})
+        lines.append("Passkey accuracy (rows: context length in tokens; columns: needle depth)")
+        lines.append("")
+        lines.append("| length | " + " | ".join(f"{d:.0%}" for d in depths) + " | all |")
+        lines.append("|---" * (len(depths) + 2) + "|")
+        for L in lengths:
+            row = [pct([r["correct"] for r in pk if r["length"] == L and r["depth"] == d])
+                   for d in depths]
+            lines.append(f"| {L} | " + " | ".join(row) + " | "
+                         + pct([r["correct"] for r in pk if r["length"] == L]) + " |")
+        lines.append("")
+    for name, title in (("multikey", "Multi-key recall"), ("events", "Event-stream QA")):
+        rs = [r for r in results if r["task"] == name]
+        if rs:
+            lengths = sorted({r["length"] for r in rs})
+            lines.append(f"{title} accuracy by context length")
+            lines.append("")
+            lines.append("| " + " | ".join(str(L) for L in lengths) + " |")
+            lines.append("|---" * len(lengths) + "|")
+            lines.append("| " + " | ".join(pct([r["correct"] for r in rs if r["length"] == L])
+                                           for L in lengths) + " |")
+            lines.append("")
+    pp = [r for r in results if r["task"] == "perplexity"]
+    if pp:
+        lines.append("Held-out perplexity and next-token KL against dense")
+        lines.append("")
+        lines.append("| tokens | perplexity | dense perplexity | mean KL(dense‖mode) |")
+        lines.append("|---|---|---|---|")
+        import math
+        for r in pp:
+            lines.append(f"| {r['tokens'] + 1} | {r['perplexity']:.3f} | "
+                         f"{math.exp(r['nll_dense'] / r['tokens']):.3f} | "
+                         f"{r['kl_vs_dense']:.5f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def summary(results):
+    s = {}
+    for name in ("passkey", "multikey", "events"):
+        rs = [r for r in results if r["task"] == name]
+        if rs:
+            s[name] = {str(L): sum(r["correct"] for r in rs if r["length"] == L)
+                       / len([r for r in rs if r["length"] == L])
+                       for L in sorted({r["length"] for r in rs})}
+    s["perplexity"] = {str(r["tokens"] + 1): {"perplexity": r["perplexity"],
+                                              "kl_vs_dense": r["kl_vs_dense"]}
+                       for r in results if r["task"] == "perplexity"}
+    return s
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "longview-tiny"))
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build", "server", "longview"))
+    ap.add_argument("--suite", choices=sorted(SUITES), default="fast")
+    ap.add_argument("--attention-mode", default="dense")
+    ap.add_argument("--window", type=int, default=0)
+    ap.add_argument("--sinks", type=int, default=0)
+    ap.add_argument("--kv-policy", default="none")
+    ap.add_argument("--kv-budget", type=int, default=0)
+    ap.add_argument("--filler", default="classic",
+                    help="'classic' or a text file (see longctx_tasks.py)")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out-dir", default=None, help="write tasks, results, tables.md, summary.json")
+    args = ap.parse_args(argv)
+
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
+    filler = tasks.Filler.load(args.filler)
+    task_list = make_tasks(SUITES[args.suite], sp, args.seed, filler)
+    out_dir = args.out_dir or tempfile.mkdtemp(prefix="lv_eval_")
+    os.makedirs(out_dir, exist_ok=True)
+    task_file = os.path.join(out_dir, "tasks.jsonl")
+    with open(task_file, "w", encoding="utf-8") as f:
+        for t in task_list:
+            f.write(json.dumps(t, ensure_ascii=False) + "\n")
+    t0 = time.time()
+    results = run_longview(args.binary, args.model, task_file,
+                           os.path.join(out_dir, "results.jsonl"), args)
+    settings = (f"model={os.path.basename(os.path.normpath(args.model))} "
+                f"attention={args.attention_mode} window={args.window} sinks={args.sinks} "
+                f"kv_policy={args.kv_policy} kv_budget={args.kv_budget} suite={args.suite} "
+                f"filler={filler.kind} seed={args.seed} tasks={len(results)} "
+                f"time={time.time() - t0:.0f}s")
+    text = tables(results, settings)
+    print(text)
+    with open(os.path.join(out_dir, "tables.md"), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump({"settings": settings, "summary": summary(results)}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
