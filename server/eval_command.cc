@@ -29,7 +29,13 @@ int RunEval(const EvalArgs& a) {
     return 1;
   }
   std::string line;
-  int64_t line_no = 0, done = 0;
+  int64_t line_no = 0, done = 0, failed = 0;
+  // A task the engine refuses (e.g. longer than the context) is recorded with its error and
+  // counted; the others still run.
+  auto report_error = [&](const absl::Status& s) {
+    std::cerr << "error: " << a.tasks << ":" << line_no << ": " << s.message() << "\n";
+    ++failed;
+  };
   while (std::getline(in, line)) {
     ++line_no;
     if (line.empty()) continue;
@@ -43,28 +49,31 @@ int RunEval(const EvalArgs& a) {
     const auto t0 = std::chrono::steady_clock::now();
     if (task.contains("text") && task["text"].is_string()) {
       auto r = MeasurePerplexity(**lm, task["text"].get<std::string>(), a.settings);
-      if (!r.ok()) {
-        std::cerr << "error: " << a.tasks << ":" << line_no << ": " << r.status().message() << "\n";
-        return 1;
-      }
       result.erase("text");
-      result["tokens"] = r->tokens;
-      result["nll"] = r->nll;
-      result["nll_dense"] = r->nll_dense;
-      result["perplexity"] = r->Perplexity();
-      result["kl_vs_dense"] = r->kl_vs_dense;
+      if (!r.ok()) {
+        report_error(r.status());
+        result["error"] = std::string(r.status().message());
+      } else {
+        result["tokens"] = r->tokens;
+        result["nll"] = r->nll;
+        result["nll_dense"] = r->nll_dense;
+        result["perplexity"] = r->Perplexity();
+        result["kl_vs_dense"] = r->kl_vs_dense;
+      }
     } else if (task.contains("prompt") && task["prompt"].is_string() && task.contains("answer") &&
                task["answer"].is_string()) {
       auto r = AnswerTask(**lm, task["prompt"].get<std::string>(),
                           task["answer"].get<std::string>(), a.settings);
-      if (!r.ok()) {
-        std::cerr << "error: " << a.tasks << ":" << line_no << ": " << r.status().message() << "\n";
-        return 1;
-      }
       result.erase("prompt");
-      result["output"] = r->output;
-      result["correct"] = r->correct;
-      result["prompt_tokens"] = r->prompt_tokens;
+      if (!r.ok()) {
+        report_error(r.status());
+        result["error"] = std::string(r.status().message());
+        result["correct"] = false;
+      } else {
+        result["output"] = r->output;
+        result["correct"] = r->correct;
+        result["prompt_tokens"] = r->prompt_tokens;
+      }
     } else {
       std::cerr << "error: " << a.tasks << ":" << line_no
                 << ": a task needs \"text\" (perplexity) or \"prompt\" and \"answer\"\n";
@@ -81,7 +90,7 @@ int RunEval(const EvalArgs& a) {
     out.flush();
     ++done;
   }
-  std::cerr << "evaluated " << done << " tasks -> " << a.out << "\n";
+  std::cerr << "evaluated " << done << " tasks (" << failed << " failed) -> " << a.out << "\n";
   return 0;
 }
 

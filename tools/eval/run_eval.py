@@ -40,6 +40,11 @@ SUITES = {
 HELDOUT = os.path.join(HERE, "data", "heldout.txt")
 
 
+# Tokens kept free after a prompt for the answer, so that a task of length L (prompt and
+# answer together) fits a model whose context is L.
+ANSWER_ROOM = 16
+
+
 def make_tasks(suite, sp, seed, filler):
     count = lambda s: len(sp.encode(s)) + 1  # BOS
     out = []
@@ -48,7 +53,7 @@ def make_tasks(suite, sp, seed, filler):
             for i in range(suite["per_cell"]):
                 import random
                 rng = random.Random(f"{seed}:passkey:{L}:{d}:{i}")
-                prompt, answer = tasks.passkey(L, d, rng, count, filler)
+                prompt, answer = tasks.passkey(L - ANSWER_ROOM, d, rng, count, filler)
                 out.append({"task": "passkey", "length": L, "depth": d, "index": i,
                             "prompt": prompt, "answer": answer})
     for name in ("multikey", "events"):
@@ -57,7 +62,7 @@ def make_tasks(suite, sp, seed, filler):
                 import random
                 d = (i + 0.5) / suite["qa_per_length"]
                 rng = random.Random(f"{seed}:{name}:{L}:{i}")
-                prompt, answer = tasks.TASKS[name](L, d, rng, count, filler)
+                prompt, answer = tasks.TASKS[name](L - ANSWER_ROOM, d, rng, count, filler)
                 out.append({"task": name, "length": L, "depth": round(d, 3), "index": i,
                             "prompt": prompt, "answer": answer})
     if os.path.exists(HELDOUT):
@@ -69,7 +74,7 @@ def make_tasks(suite, sp, seed, filler):
                 print(f"warning: held-out text has {len(ids)} tokens, fewer than {n}",
                       file=sys.stderr)
             out.append({"task": "perplexity", "length": min(n, len(ids)),
-                        "text": sp.decode(ids[: n - 1])})
+                        "text": sp.decode(ids[: n - 8])})
     return out
 
 
@@ -89,12 +94,18 @@ def run_longview(binary, model, task_file, result_file, args):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def errors(results):
+    return [r for r in results if "error" in r]
+
+
 def pct(xs):
     return f"{100.0 * sum(xs) / len(xs):.0f}%" if xs else "—"
 
 
 def tables(results, settings):
     lines = [f"Settings: {settings}", ""]
+    for r in errors(results):
+        lines.append(f"error in {r['task']} length {r['length']}: {r['error']}")
     pk = [r for r in results if r["task"] == "passkey"]
     if pk:
         lengths = sorted({r["length"] for r in pk})
@@ -120,7 +131,7 @@ def tables(results, settings):
             lines.append("| " + " | ".join(pct([r["correct"] for r in rs if r["length"] == L])
                                            for L in lengths) + " |")
             lines.append("")
-    pp = [r for r in results if r["task"] == "perplexity"]
+    pp = [r for r in results if r["task"] == "perplexity" and "error" not in r]
     if pp:
         lines.append("Held-out perplexity and next-token KL against dense")
         lines.append("")
@@ -145,7 +156,8 @@ def summary(results):
                        for L in sorted({r["length"] for r in rs})}
     s["perplexity"] = {str(r["tokens"] + 1): {"perplexity": r["perplexity"],
                                               "kl_vs_dense": r["kl_vs_dense"]}
-                       for r in results if r["task"] == "perplexity"}
+                       for r in results if r["task"] == "perplexity" and "error" not in r}
+    s["errors"] = len(errors(results))
     return s
 
 
