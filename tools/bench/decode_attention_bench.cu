@@ -1,0 +1,168 @@
+// Times kernels/cuda paged decode attention (split-KV, in-kernel RoPE) at the ANCHORS.md decode
+// shapes: 32 query / 8 KV heads, head_dim 128, bf16, page size 16; B=64 T=4k, B=64 T=32k,
+// B=1 T=32k. CUDA events around each run, median of many runs after warm-up, queries rotated
+// over several buffers; KV (>= 134 MB) exceeds L2 in every shape. Prints one JSON line per shape
+// with the achieved KV-read TB/s; tools/bench/decode_attention_peer.py prints the same fields for
+// PyTorch SDPA on contiguous KV.
+//
+//   decode_attention_bench [--iters 100] [--warmup 10]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/decode_attention/decode_attention.h"
+#include "kernels/cuda/decode_attention/rope_tables.h"
+
+namespace {
+
+using namespace longview;
+
+#define BENCH_CHECK(expr)                                                          \
+  do {                                                                             \
+    const cudaError_t e_ = (expr);                                                 \
+    if (e_ != cudaSuccess) {                                                       \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,            \
+                   cudaGetErrorString(e_));                                        \
+      return 1;                                                                    \
+    }                                                                              \
+  } while (0)
+
+// Fills n bf16 values with random normals on the device (host-generated in chunks).
+int FillRandomBf16(uint16_t* dst, size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> normal;
+  const size_t chunk = size_t{1} << 24;
+  std::vector<uint16_t> host(std::min(n, chunk));
+  for (size_t off = 0; off < n; off += chunk) {
+    const size_t m = std::min(chunk, n - off);
+    for (size_t i = 0; i < m; ++i) {
+      float f = normal(rng);
+      uint32_t bits;
+      std::memcpy(&bits, &f, 4);
+      host[i] = static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+    BENCH_CHECK(cudaMemcpy(dst + off, host.data(), m * 2, cudaMemcpyHostToDevice));
+  }
+  return 0;
+}
+
+int RunShape(int batch, int kv_len, int iters, int warmup) {
+  constexpr int kHq = 32, kHkv = 8, kD = 128, kPage = 16, kRotations = 4;
+  std::mt19937 rng(1234 + batch + kv_len);
+  const int blocks_per_seq = (kv_len + kPage - 1) / kPage;
+  const int64_t num_pages = static_cast<int64_t>(batch) * blocks_per_seq;
+  const int64_t row = int64_t{kHkv} * kD;
+  const int64_t page_elems = 2 * kPage * row;  // one layer: [k|v][token][kv_head][head_dim]
+  const size_t q_elems = size_t{static_cast<size_t>(batch)} * kHq * kD;
+
+  std::vector<int32_t> ids(num_pages);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);  // scattered pages, as after many allocations
+  std::vector<int32_t> lens(batch, kv_len);
+
+  const std::vector<float> inv_freq =
+      cpu::InvFrequencies(cpu::RopeParams{.head_dim = kD, .theta = 500000.0});
+  const cuda::RopeTablesHost tables = cuda::BuildRopeTables(inv_freq, kv_len - 1);
+
+  cuda::DecodeAttentionShape shape{.dtype = cuda::DType::kBF16, .head_dim = kD,
+                                   .num_q_heads = kHq, .num_kv_heads = kHkv,
+                                   .batch_size = batch, .page_size = kPage,
+                                   .max_kv_len = kv_len, .max_position = kv_len - 1,
+                                   .rope_hi_rows = tables.num_hi_rows};
+  cuda::DecodeAttentionPlan plan;
+  BENCH_CHECK(cuda::PlanDecodeAttention(shape, &plan));
+
+  void *pages, *q, *out, *bt, *dlens, *lo, *hi, *ws = nullptr;
+  BENCH_CHECK(cudaMalloc(&pages, num_pages * page_elems * 2));
+  BENCH_CHECK(cudaMalloc(&q, q_elems * 2 * kRotations));
+  BENCH_CHECK(cudaMalloc(&out, q_elems * 2 * kRotations));
+  BENCH_CHECK(cudaMalloc(&bt, ids.size() * 4));
+  BENCH_CHECK(cudaMalloc(&dlens, lens.size() * 4));
+  BENCH_CHECK(cudaMalloc(&lo, tables.lo.size() * 4));
+  BENCH_CHECK(cudaMalloc(&hi, tables.hi.size() * 4));
+  if (plan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&ws, plan.workspace_bytes));
+  if (FillRandomBf16(static_cast<uint16_t*>(pages), num_pages * page_elems, rng) != 0) return 1;
+  if (FillRandomBf16(static_cast<uint16_t*>(q), q_elems * kRotations, rng) != 0) return 1;
+  BENCH_CHECK(cudaMemcpy(bt, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(dlens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(lo, tables.lo.data(), tables.lo.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(hi, tables.hi.data(), tables.hi.size() * 4, cudaMemcpyHostToDevice));
+
+  auto args_for = [&](int r) {
+    return cuda::DecodeAttentionArgs{
+        .q = static_cast<uint16_t*>(q) + r * q_elems,
+        .out = static_cast<uint16_t*>(out) + r * q_elems,
+        .pages = pages, .page_stride = page_elems, .k_offset = 0, .v_offset = kPage * row,
+        .block_tables = static_cast<int32_t*>(bt), .block_table_stride = blocks_per_seq,
+        .kv_lens = static_cast<int32_t*>(dlens), .pos_start = nullptr,
+        .rope_lo = static_cast<float*>(lo), .rope_hi = static_cast<float*>(hi),
+        .scale = 1.0f / std::sqrt(static_cast<float>(kD))};
+  };
+  cudaStream_t stream;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int i = 0; i < warmup; ++i) {
+    BENCH_CHECK(cuda::RunDecodeAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
+                                         stream));
+  }
+  BENCH_CHECK(cudaStreamSynchronize(stream));
+  cudaEvent_t start, stop;
+  BENCH_CHECK(cudaEventCreate(&start));
+  BENCH_CHECK(cudaEventCreate(&stop));
+  std::vector<float> ms(iters);
+  for (int i = 0; i < iters; ++i) {
+    BENCH_CHECK(cudaEventRecord(start, stream));
+    BENCH_CHECK(cuda::RunDecodeAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
+                                         stream));
+    BENCH_CHECK(cudaEventRecord(stop, stream));
+    BENCH_CHECK(cudaEventSynchronize(stop));
+    BENCH_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
+  }
+  BENCH_CHECK(cudaGetLastError());
+  // A NaN anywhere in the last output means the timing measured a broken kernel.
+  std::vector<uint16_t> host_out(q_elems);
+  BENCH_CHECK(cudaMemcpy(host_out.data(), static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems,
+                         q_elems * 2, cudaMemcpyDeviceToHost));
+  int64_t nan_count = 0;
+  for (uint16_t b : host_out) nan_count += (b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0;
+  std::sort(ms.begin(), ms.end());
+  const double median_ms = ms[iters / 2];
+  const double kv_bytes = double(batch) * kv_len * kHkv * kD * 2 /*k,v*/ * 2 /*bytes*/;
+  std::printf(
+      "{\"bench\": \"decode_attention\", \"impl\": \"longview\", \"batch\": %d, \"kv_len\": %d, "
+      "\"num_q_heads\": %d, \"num_kv_heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\", "
+      "\"page_size\": %d, \"time_ms\": %.5f, \"min_ms\": %.5f, \"kv_tbps\": %.4f, "
+      "\"partitions\": %d, \"partition_tokens\": %d, \"iters\": %d, \"nan_outputs\": %lld}\n",
+      batch, kv_len, kHq, kHkv, kD, kPage, median_ms, ms[0], kv_bytes / (median_ms * 1e-3) / 1e12,
+      plan.num_partitions, plan.partition_tokens, iters, static_cast<long long>(nan_count));
+  std::fflush(stdout);
+  BENCH_CHECK(cudaEventDestroy(start));
+  BENCH_CHECK(cudaEventDestroy(stop));
+  BENCH_CHECK(cudaStreamDestroy(stream));
+  for (void* p : {pages, q, out, bt, dlens, lo, hi, ws}) {
+    if (p != nullptr) BENCH_CHECK(cudaFree(p));
+  }
+  return nan_count == 0 ? 0 : 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iters = 100, warmup = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--iters") == 0) iters = std::max(1, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--warmup") == 0) warmup = std::max(0, std::atoi(argv[i + 1]));
+  }
+  int rc = 0;
+  for (auto [b, t] : {std::pair{64, 4096}, {64, 32768}, {1, 32768}}) {
+    rc |= RunShape(b, t, iters, warmup);
+  }
+  return rc;
+}
