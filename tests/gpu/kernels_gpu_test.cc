@@ -559,7 +559,7 @@ TEST(DecodeAttentionGpu, SweepMatchesDouble) {
     for (int head_dim : {64, 128}) {
       for (int page_size : {1, 8, 16}) {
         for (auto [hq, hkv] : heads) {
-          for (int window : {0, 37}) {
+          for (int window : {0, 137}) {
             for (int partition_tokens : {0, 37}) {
               AttnCase c;
               c.dtype = t;
