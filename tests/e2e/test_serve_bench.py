@@ -100,6 +100,9 @@ def test_token_id_prompts_with_max_concurrency(server, tmp_path):
     # Token-id prompts are used verbatim: input lengths are exact.
     assert all(rec["prompt_tokens"] == 32 for rec in result["requests"])
     assert result["config"]["max_concurrency"] == 4
+    assert 1 <= result["peak_concurrent_requests"] <= 4
+    for rec in result["requests"]:
+        assert rec["start_s"] <= rec["end_s"] <= result["duration"] + 1e-6
 
 
 def test_word_prompts_at_a_poisson_rate_with_range_ratio(server, tmp_path):

@@ -137,6 +137,12 @@ def build_requests(args):
 
 async def send_one(client, args, req, headers):
     """One streaming completion; returns its record (times in seconds until converted)."""
+    rec = await stream_one(client, args, req, headers)
+    rec["end"] = time.perf_counter()
+    return rec
+
+
+async def stream_one(client, args, req, headers):
     payload = {
         "model": args.model,
         "prompt": req["prompt"],
@@ -254,7 +260,18 @@ async def run_benchmark(args, reqs):
         duration = time.perf_counter() - t0
     for r in records:
         r["start"] -= t0
+        r["end"] -= t0
     return records, duration
+
+
+def peak_concurrency(records):
+    """Most requests in flight at one time (from their send to the end of their stream)."""
+    events = sorted([(r["start"], 1) for r in records] + [(r["end"], -1) for r in records])
+    peak = cur = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    return peak
 
 
 def compute_metrics(args, records, duration):
@@ -281,6 +298,7 @@ def compute_metrics(args, records, duration):
         "request_throughput": len(ok) / duration if duration > 0 else 0.0,
         "output_throughput": total_out / duration if duration > 0 else 0.0,
         "total_token_throughput": (total_in + total_out) / duration if duration > 0 else 0.0,
+        "peak_concurrent_requests": peak_concurrency(records),
         "errors": errors,
     }
     for name, vals in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
@@ -297,6 +315,7 @@ def print_report(args, m):
         ("Successful requests:", m["completed"]),
         ("Failed requests:", m["failed"]),
         ("Maximum request concurrency:", args.max_concurrency or "unlimited"),
+        ("Peak concurrent requests:", m["peak_concurrent_requests"]),
         ("Request rate configured (RPS):", args.request_rate),
         ("Benchmark duration (s):", f"{m['duration']:.2f}"),
         ("Total input tokens:", m["total_input_tokens"]),
@@ -416,7 +435,8 @@ def main(argv=None):
         for r in records:
             per_request.append({
                 "index": r["index"], "success": r["success"], "error": r["error"],
-                "start_s": r["start"], "expected_input_len": r["expected_input_len"],
+                "start_s": r["start"], "end_s": r["end"],
+                "expected_input_len": r["expected_input_len"],
                 "expected_output_len": r["expected_output_len"],
                 "prompt_tokens": r["prompt_tokens"], "output_tokens": r["output_tokens"],
                 "ttft_ms": r["ttft"] * 1000.0, "e2el_ms": r["e2el"] * 1000.0,
