@@ -2,7 +2,7 @@
 """Prints a markdown table comparing serve_bench.py result files with a guidellm JSON report.
 
   .venv/bin/python tools/bench/compare_guidellm.py --serve-bench a.json [--serve-bench b.json] \
-      --guidellm guidellm.json
+      --guidellm guidellm.json [--guidellm guidellm2.json]
 
 The two tools name per-token latencies differently; rows are matched by definition:
 
@@ -108,11 +108,12 @@ def fmt(v):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serve-bench", action="append", required=True)
-    p.add_argument("--guidellm", required=True)
+    p.add_argument("--guidellm", action="append", required=True)
     a = p.parse_args()
     cols = [(f"serve_bench ({path.rsplit('/', 1)[-1]})", serve_bench_column(path))
             for path in a.serve_bench]
-    cols.append((f"guidellm ({a.guidellm.rsplit('/', 1)[-1]})", guidellm_column(a.guidellm)))
+    cols += [(f"guidellm ({path.rsplit('/', 1)[-1]})", guidellm_column(path))
+             for path in a.guidellm]
     print("| figure | " + " | ".join(name for name, _ in cols) + " |")
     print("|---|" + "---:|" * len(cols))
     for key in cols[0][1]:
