@@ -60,11 +60,12 @@ set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT_DIR="${OUT:-$PWD/gpu_out}"
 mkdir -p "$OUT_DIR"
-export LD_LIBRARY_PATH="$HERE/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# Only our binaries see the bundled libraries (Debian 12 libssl/libz must not shadow Python's).
+LIBS="$HERE/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT_DIR/gpu.txt" 2>&1
-"$HERE/bin/gpu_kernel_tests" > "$OUT_DIR/gpu_kernel_tests.log" 2>&1
+LD_LIBRARY_PATH="$LIBS" "$HERE/bin/gpu_kernel_tests" > "$OUT_DIR/gpu_kernel_tests.log" 2>&1
 tests_rc=$?
-"$HERE/bin/decode_attention_bench" > "$OUT_DIR/decode_attention_bench.jsonl" \
+LD_LIBRARY_PATH="$LIBS" "$HERE/bin/decode_attention_bench" > "$OUT_DIR/decode_attention_bench.jsonl" \
   2> "$OUT_DIR/decode_attention_bench.err"
 bench_rc=$?
 python3 "$HERE/tools/bench/decode_attention_peer.py" > "$OUT_DIR/decode_attention_peer.jsonl" \
