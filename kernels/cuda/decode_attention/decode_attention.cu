@@ -1,18 +1,25 @@
-// Split-KV paged decode attention with in-kernel RoPE on keys. See decode_attention.h.
+// Split-KV paged decode attention with in-kernel RoPE on keys. See decode_attention.h and NOTES.md.
 //
-// Block = 128 threads for one (partition, KV head, sequence), all G query heads of the group.
-// A key row of D elements is held by D / 16 threads, each owning elements [f0, f0 + 8) of the
-// first half and [D/2 + f0, D/2 + f0 + 8) of the second, i.e. both members of its 8 RoPE pairs,
-// read as two 16-byte loads. Per tile of kTile keys (4 per thread):
-//   1. K rows -> registers (ld.global.nc), V rows -> shared memory (cp.async, zero-filled past
-//      the end of the partition);
-//   2. rotate K: the thread's first key's rotation is composed exactly from the hi/lo tables,
-//      the next three by one exact step rotation each (3 float multiplications of error);
-//   3. scores for every query head (q pre-scaled by scale * log2 e, in shared memory), reduced
-//      over the D / 16 threads of a key by warp shuffles, stored to s_s;
-//   4. online softmax per query head, one warp per head: new max, p = exp2(s - m), rescale acc;
-//   5. acc[g][:] += sum_t p[g][t] * V[t][:] from shared memory; when G * D / 8 < 128 the tokens are
-//      split over thread groups whose sums meet by shared-memory atomics.
+// v2: warp-independent flash-decoding with a cp.async pipeline per warp.
+// Block = 4 warps for one (partition, KV head, sequence, chunk of up to 4 query heads of the
+// group). The partition's keys are cut into chunks of kChunk keys (16 for D = 128, 32 for D = 64);
+// warp w owns chunks w, w + 4, w + 8, ... A key row of D elements is held by D / 16 lanes, each
+// owning elements [f0, f0 + 8) and [D/2 + f0, D/2 + f0 + 8) (both members of its 8 RoPE pairs);
+// a lane handles 4 keys of every chunk (rows slot + r * kSlots).
+//   * Each warp streams its chunks through a private 3-stage shared-memory ring filled by
+//     cp.async (16-byte copies, zero-filled past the partition): 2 chunks (16 KB at D = 128) in
+//     flight per warp while it computes a third. A lane reads back only the K/V bytes it copied
+//     itself; the chunk's RoPE rows (hi/lo table rows of its first position) are copied by the
+//     lanes of slot 0 and shared through __syncwarp. Block-table entries are loaded one chunk
+//     ahead of their copy, so no copy waits on an index load.
+//   * Rotation of key at position P0 + d (P0 = the chunk's first position, d < kChunk):
+//     R(P0) = R(hi) o R(lo) from the exact tables, once per chunk, then R(P0) o R(d) with R(d)
+//     from rows d < kChunk of the lo table (L1-resident): two compositions per key, exact angles.
+//   * Scores for the block's query heads (q prescaled by scale * log2 e, in registers) are reduced
+//     over the D / 16 lanes of a key by xor shuffles, so every lane of a key has them; each group
+//     of D / 16 lanes (a "slot") keeps its own online-softmax state (m, l) and accumulators
+//     acc[head][16] in registers. The accumulators are rescaled only when some lane's max rises.
+//   * At the end the slots of a warp merge by shuffles, the warps through shared memory, once.
 // The block ends by writing out (one partition) or a float partial and its log2-sum-exp.
 #include "kernels/cuda/decode_attention/decode_attention.h"
 
@@ -32,28 +39,28 @@ using detail::Pack8;
 using detail::ToFloat;
 using detail::Unpack8;
 
-constexpr int kThreads = 128;
-constexpr int kTokensPerThread = 4;
-constexpr int kTargetBlocksPerSm = 4;  // split-KV aims at this many blocks per SM in one launch
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kKeysPerLane = 4;    // keys of one chunk per lane
+constexpr int kStages = 3;         // cp.async ring depth per warp
+constexpr int kHeadsPerBlock = 4;  // query heads per block; larger groups take several blocks
+constexpr int kBlocksPerSm = 2;    // by design: 2 x ~108 KB shared memory, <= 255 registers
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <int D>
 struct Geometry {
-  static constexpr int kThreadsPerToken = D / 16;
-  static constexpr int kSlots = kThreads / kThreadsPerToken;  // keys per pass of the block
-  static constexpr int kTile = kSlots * kTokensPerThread;     // keys per tile
-  static_assert(D % 16 == 0 && kThreadsPerToken <= 32 && kSlots <= kRopeLoRows);
+  static constexpr int kTpt = D / 16;                     // lanes per key
+  static constexpr int kSlots = 32 / kTpt;                // keys per warp pass
+  static constexpr int kChunk = kSlots * kKeysPerLane;    // keys per warp chunk
+  static constexpr int kKvUnits = kKeysPerLane * 4 * 32;  // 16-byte units: K lo/hi, V lo/hi
+  static constexpr int kRopeUnits = 2 * 4 * kTpt;         // hi and lo rows of the chunk's P0
+  static constexpr int kStageUnits = kKvUnits + kRopeUnits;
+  static constexpr int kWarpUnits = kStages * kStageUnits;
+  static constexpr size_t kSmemBytes = static_cast<size_t>(kWarps) * kWarpUnits * 16;
+  static_assert(D % 16 == 0 && kTpt <= 32 && kChunk <= kRopeLoRows);
+  // The final merge reuses a warp's ring: acc [kHeadsPerBlock][D], m, l.
+  static_assert((kHeadsPerBlock * D + 2 * kHeadsPerBlock) * 4 <= kWarpUnits * 16);
 };
-
-// Dynamic shared memory: v_s [kTile][D] of T (first, 16-byte aligned), then floats:
-// q_s [G][D], acc_s [G][D], s_s [G][kTile], m_s [G], l_s [G].
-template <int D>
-constexpr size_t SmemBytes(int group) {
-  return static_cast<size_t>(Geometry<D>::kTile) * D * 2 +
-         (2 * static_cast<size_t>(group) * D + static_cast<size_t>(group) * Geometry<D>::kTile +
-          2 * static_cast<size_t>(group)) *
-             sizeof(float);
-}
 
 struct Params {
   const void* q;
@@ -74,7 +81,9 @@ struct Params {
   int num_q_heads;
   int num_kv_heads;
   int group;
+  int num_head_chunks;  // ceil(group / kHeadsPerBlock)
   int page_size;
+  int page_shift;  // log2(page_size) when a power of two, else -1
   int window;
   int rope_hi_rows;
   int partition_tokens;
@@ -116,45 +125,61 @@ __device__ __forceinline__ void CpAsync16(void* smem_dst, const void* gmem_src, 
 __device__ __forceinline__ void CpAsyncCommit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
-__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 
 // (cos, sin) of A + B from those of A and B.
 __device__ __forceinline__ float2 Compose(float ca, float sa, float cb, float sb) {
   return make_float2(ca * cb - sa * sb, sa * cb + ca * sb);
 }
 
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+// A read-only 16-byte load that the compiler may not hoist out of the loop (the RoPE rows R(d) are
+// loop-invariant: hoisted, they would hold 64 registers).
+__device__ __forceinline__ float4 LdgNoHoist(const float4* ptr) {
+  float4 v;
+  asm volatile("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "l"(ptr));
   return v;
 }
-__device__ __forceinline__ float WarpSum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+
+__device__ __forceinline__ float4 AsFloat4(const uint4& u) {
+  return make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z),
+                     __uint_as_float(u.w));
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(const Params p) {
   using Geo = Geometry<D>;
-  constexpr int kTpt = Geo::kThreadsPerToken;
+  constexpr int kTpt = Geo::kTpt;
   constexpr int kSlots = Geo::kSlots;
-  constexpr int kTile = Geo::kTile;
+  constexpr int kChunk = Geo::kChunk;
   constexpr int kHalf = D / 2;
-  constexpr int kUnitsPerHead = D / 8;
+  constexpr int kR = kKeysPerLane;
+  constexpr int kG = kHeadsPerBlock;
 
-  const int part = blockIdx.x;
+  const int hc = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.num_head_chunks));
+  const int part = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.num_head_chunks));
   const int kvh = blockIdx.y;
   const int b = blockIdx.z;
   const int G = p.group;
+  const int g0 = hc * kG;
+  const int n_heads = min(kG, G - g0);  // valid query heads of this block, >= 1
   const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int lane = tid % 32;
   const bool direct = p.num_partitions == 1;
-  const int64_t head_row0 = static_cast<int64_t>(b) * p.num_q_heads + static_cast<int64_t>(kvh) * G;
+  const int64_t head_row0 =
+      static_cast<int64_t>(b) * p.num_q_heads + static_cast<int64_t>(kvh) * G + g0;
 
   const SeqRange seq = GetSeq(p, b);
   if (!seq.valid || seq.end <= 0) {  // block-uniform: before any barrier
     if (direct) {
       T* out = static_cast<T*>(p.out) + head_row0 * D;
       const float fill = seq.valid ? 0.f : __int_as_float(0x7fc00000);
-      for (int i = tid; i < G * D; i += kThreads) out[i] = FromFloat<T>(fill);
+      for (int i = tid; i < n_heads * D; i += kThreads) out[i] = FromFloat<T>(fill);
     }
     return;
   }
@@ -162,212 +187,284 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(const Params p
   if (part_begin >= seq.end) return;  // past this sequence's keys; the combine skips it
   const int part_end = min(seq.end, part_begin + p.partition_tokens);
 
-  extern __shared__ __align__(16) unsigned char smem[];
-  T* v_s = reinterpret_cast<T*>(smem);
-  float* q_s = reinterpret_cast<float*>(smem + static_cast<size_t>(kTile) * D * sizeof(T));
-  float* acc_s = q_s + G * D;
-  float* s_s = acc_s + G * D;
-  float* m_s = s_s + G * kTile;
-  float* l_s = m_s + G;
+  const int piece = lane % kTpt;
+  const int slot = lane / kTpt;
+  const int f0 = piece * 8;  // this lane's first frequency (= element of the first half)
 
-  {
-    const T* q = static_cast<const T*>(p.q) + head_row0 * D;
-    for (int i = tid; i < G * D; i += kThreads) {
-      q_s[i] = ToFloat(q[i]) * p.scale_log2;
-      acc_s[i] = 0.f;
-    }
-    for (int g = tid; g < G; g += kThreads) {
-      m_s[g] = -INFINITY;
-      l_s[g] = 0.f;
-    }
-  }
-
-  const int chunk = tid % kTpt;
-  const int slot = tid / kTpt;
-  const int f0 = chunk * 8;  // this thread's first frequency (= element of the first half)
-
-  // Rotation by kSlots positions: the distance between this thread's consecutive keys.
-  float2 step[8];
-  {
-    const float4* src = reinterpret_cast<const float4*>(
-        p.rope_lo + (static_cast<size_t>(kSlots) * kHalf + f0) * 2);
+  // q of the block's heads, this lane's 16 elements, in the log2 domain. Heads past the group
+  // (n_heads < kG) repeat the last valid one and are never written.
+  float q[kG][16];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float4 v = __ldg(src + k);
-      step[2 * k] = make_float2(v.x, v.y);
-      step[2 * k + 1] = make_float2(v.z, v.w);
-    }
+  for (int g = 0; g < kG; ++g) {
+    const T* qp = static_cast<const T*>(p.q) + (head_row0 + min(g, n_heads - 1)) * D + f0;
+    Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(qp)), q[g]);
+    Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(qp + kHalf)), q[g] + 8);
+#pragma unroll
+    for (int e = 0; e < 16; ++e) q[g][e] *= p.scale_log2;
   }
 
+  extern __shared__ uint4 smem[];
+  uint4* ring = smem + warp * Geo::kWarpUnits;
+
+  const int n_chunks = (part_end - part_begin + kChunk - 1) / kChunk;
+  const int my_chunks = warp < n_chunks ? (n_chunks - 1 - warp) / kWarps + 1 : 0;
   const T* pages = static_cast<const T*>(p.pages);
   const int64_t token_stride = static_cast<int64_t>(p.num_kv_heads) * D;
   const int32_t* block_table = p.block_tables + static_cast<int64_t>(b) * p.block_table_stride;
   const int64_t head_off = static_cast<int64_t>(kvh) * D + f0;
-  const int64_t last_pos = static_cast<int64_t>(seq.pos0) + seq.end - 1;
-  const int warp = tid / 32;
-  const int lane = tid % 32;
-  const int units = G * kUnitsPerHead;
-  const int groups = units >= kThreads ? 1 : kThreads / units;
-  __syncthreads();
+  const int64_t pos_part = static_cast<int64_t>(seq.pos0) + part_begin;
+  // Key index of this lane's row r of its i-th chunk.
+  auto key_of = [&](int i, int r) {
+    return part_begin + (warp + i * kWarps) * kChunk + slot + r * kSlots;
+  };
+  auto page_of = [&](int j) { return p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size; };
 
-  for (int t0 = part_begin; t0 < part_end; t0 += kTile) {
-    // 1. Loads: K to registers, V to shared memory.
-    uint4 klo[kTokensPerThread], khi[kTokensPerThread];
+  int next_page[kR];  // block-table entries of the next chunk to copy
+  auto load_pages = [&](int i) {
 #pragma unroll
-    for (int i = 0; i < kTokensPerThread; ++i) {
-      const int row = slot + i * kSlots;
-      const int j = t0 + row;
-      T* v_dst = v_s + row * D + f0;
+    for (int r = 0; r < kR; ++r) {
+      const int j = key_of(i, r);
+      next_page[r] = i < my_chunks && j < part_end ? __ldg(block_table + page_of(j)) : 0;
+    }
+  };
+  // Copies chunk i (if it exists) into its stage; the caller commits the group.
+  auto issue = [&](int i) {
+    if (i >= my_chunks) return;
+    uint4* st = ring + (i % kStages) * Geo::kStageUnits;
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      const int j = key_of(i, r);
+      uint4* dst = st + r * 128 + lane;
       if (j < part_end) {
-        const int64_t page = block_table[j / p.page_size];
-        const int64_t off =
-            page * p.page_stride + static_cast<int64_t>(j % p.page_size) * token_stride + head_off;
+        const int in_page = j - page_of(j) * p.page_size;
+        const int64_t off = static_cast<int64_t>(next_page[r]) * p.page_stride +
+                            static_cast<int64_t>(in_page) * token_stride + head_off;
         const T* kp = pages + p.k_offset + off;
         const T* vp = pages + p.v_offset + off;
-        klo[i] = __ldg(reinterpret_cast<const uint4*>(kp));
-        khi[i] = __ldg(reinterpret_cast<const uint4*>(kp + kHalf));
-        CpAsync16(v_dst, vp, 16);
-        CpAsync16(v_dst + kHalf, vp + kHalf, 16);
-      } else {
-        klo[i] = make_uint4(0, 0, 0, 0);
-        khi[i] = make_uint4(0, 0, 0, 0);
-        CpAsync16(v_dst, pages, 0);  // zero fill, reads nothing
-        CpAsync16(v_dst + kHalf, pages, 0);
+        CpAsync16(dst, kp, 16);
+        CpAsync16(dst + 32, kp + kHalf, 16);
+        CpAsync16(dst + 64, vp, 16);
+        CpAsync16(dst + 96, vp + kHalf, 16);
+      } else {  // zero fill, reads nothing
+        CpAsync16(dst, pages, 0);
+        CpAsync16(dst + 32, pages, 0);
+        CpAsync16(dst + 64, pages, 0);
+        CpAsync16(dst + 96, pages, 0);
       }
     }
-    CpAsyncCommit();
-
-    // 2. Rotation of this thread's first key of the tile, composed from the exact tables. Keys
-    // past the end (masked below) borrow the last valid position to stay inside the tables.
-    float2 rot[8];
-    {
-      const int64_t pa = min(static_cast<int64_t>(seq.pos0) + t0 + slot, last_pos);
-      const int64_t hi = pa >> kRopeLoBits;
-      const int64_t lo = pa & (kRopeLoRows - 1);
-      const float4* hs = reinterpret_cast<const float4*>(p.rope_hi + (hi * kHalf + f0) * 2);
-      const float4* ls = reinterpret_cast<const float4*>(p.rope_lo + (lo * kHalf + f0) * 2);
+    if (slot == 0) {  // exact-table rows of the chunk's first position (a valid key)
+      const int64_t pos = pos_part + static_cast<int64_t>(warp + i * kWarps) * kChunk;
+      const int64_t hi = pos >> kRopeLoBits;
+      const int64_t lo = pos & (kRopeLoRows - 1);
+      const float* hs = p.rope_hi + (hi * kHalf + f0) * 2;
+      const float* ls = p.rope_lo + (lo * kHalf + f0) * 2;
+      uint4* rd = st + Geo::kKvUnits;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const float4 h = __ldg(hs + k);
-        const float4 l = __ldg(ls + k);
-        rot[2 * k] = Compose(h.x, h.y, l.x, l.y);
-        rot[2 * k + 1] = Compose(h.z, h.w, l.z, l.w);
+        CpAsync16(rd + k * kTpt + piece, hs + 4 * k, 16);
+        CpAsync16(rd + (4 + k) * kTpt + piece, ls + 4 * k, 16);
       }
     }
-    float kf[kTokensPerThread][16];
+  };
+
+  float acc[kG][16];
+  float m[kG], l[kG];
 #pragma unroll
-    for (int i = 0; i < kTokensPerThread; ++i) {
+  for (int g = 0; g < kG; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.f;
+#pragma unroll
+    for (int e = 0; e < 16; ++e) acc[g][e] = 0.f;
+  }
+
+  load_pages(0);
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    issue(s);
+    CpAsyncCommit();
+    load_pages(s + 1);
+  }
+
+  for (int i = 0; i < my_chunks; ++i) {
+    __syncwarp();  // every lane is done with the stage that the next copy overwrites
+    issue(i + kStages - 1);
+    CpAsyncCommit();
+    CpAsyncWait<kStages - 1>();  // chunk i has landed (for this lane)
+    __syncwarp();                // ... and the RoPE rows copied by slot 0 are visible
+
+    const uint4* st = ring + (i % kStages) * Geo::kStageUnits;
+    const uint4* rd = st + Geo::kKvUnits;
+    float2 base[8];  // R(P0) of the chunk, this lane's frequencies
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float4 h = AsFloat4(rd[k * kTpt + piece]);
+      const float4 o = AsFloat4(rd[(4 + k) * kTpt + piece]);
+      base[2 * k] = Compose(h.x, h.y, o.x, o.y);
+      base[2 * k + 1] = Compose(h.z, h.w, o.z, o.w);
+    }
+
+    // Scores of this lane's kR keys for the block's heads (partial over its 16 elements).
+    float s[kR][kG];
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
       float x1[8], x2[8];
-      Unpack8<T>(klo[i], x1);
-      Unpack8<T>(khi[i], x2);
+      Unpack8<T>(st[r * 128 + lane], x1);
+      Unpack8<T>(st[r * 128 + 32 + lane], x2);
+      const float4* rs =
+          reinterpret_cast<const float4*>(p.rope_lo + ((slot + r * kSlots) * kHalf + f0) * 2);
+      float k1[8], k2[8];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        kf[i][e] = x1[e] * rot[e].x - x2[e] * rot[e].y;
-        kf[i][8 + e] = x2[e] * rot[e].x + x1[e] * rot[e].y;
+      for (int k = 0; k < 4; ++k) {
+        const float4 d = LdgNoHoist(rs + k);
+        const float2 c0 = Compose(base[2 * k].x, base[2 * k].y, d.x, d.y);
+        const float2 c1 = Compose(base[2 * k + 1].x, base[2 * k + 1].y, d.z, d.w);
+        k1[2 * k] = x1[2 * k] * c0.x - x2[2 * k] * c0.y;
+        k2[2 * k] = x2[2 * k] * c0.x + x1[2 * k] * c0.y;
+        k1[2 * k + 1] = x1[2 * k + 1] * c1.x - x2[2 * k + 1] * c1.y;
+        k2[2 * k + 1] = x2[2 * k + 1] * c1.x + x1[2 * k + 1] * c1.y;
       }
-      if (i + 1 < kTokensPerThread) {
 #pragma unroll
-        for (int e = 0; e < 8; ++e) rot[e] = Compose(rot[e].x, rot[e].y, step[e].x, step[e].y);
+      for (int g = 0; g < kG; ++g) {
+        float a = 0.f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          a = fmaf(q[g][e], k1[e], a);
+          a = fmaf(q[g][8 + e], k2[e], a);
+        }
+        s[r][g] = a;
+      }
+    }
+#pragma unroll
+    for (int o = kTpt / 2; o > 0; o >>= 1) {
+#pragma unroll
+      for (int r = 0; r < kR; ++r) {
+#pragma unroll
+        for (int g = 0; g < kG; ++g) s[r][g] += __shfl_xor_sync(0xffffffffu, s[r][g], o);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      if (key_of(i, r) >= part_end) {
+#pragma unroll
+        for (int g = 0; g < kG; ++g) s[r][g] = -INFINITY;
       }
     }
 
-    // 3. Scores (log2 domain) for every query head of the group.
-    for (int g = 0; g < G; ++g) {
-      float qv[16];
-      const float4* q1 = reinterpret_cast<const float4*>(q_s + g * D + f0);
-      const float4* q2 = reinterpret_cast<const float4*>(q_s + g * D + kHalf + f0);
-      const float4 a0 = q1[0], a1 = q1[1], b0 = q2[0], b1 = q2[1];
-      qv[0] = a0.x, qv[1] = a0.y, qv[2] = a0.z, qv[3] = a0.w;
-      qv[4] = a1.x, qv[5] = a1.y, qv[6] = a1.z, qv[7] = a1.w;
-      qv[8] = b0.x, qv[9] = b0.y, qv[10] = b0.z, qv[11] = b0.w;
-      qv[12] = b1.x, qv[13] = b1.y, qv[14] = b1.z, qv[15] = b1.w;
-      float sc[kTokensPerThread];
+    // Online softmax per (slot, head); s becomes p.
 #pragma unroll
-      for (int i = 0; i < kTokensPerThread; ++i) {
-        float acc = 0.f;
+    for (int g = 0; g < kG; ++g) {
+      float mx = s[0][g];
 #pragma unroll
-        for (int e = 0; e < 16; ++e) acc = fmaf(qv[e], kf[i][e], acc);
-        sc[i] = acc;
+      for (int r = 1; r < kR; ++r) mx = fmaxf(mx, s[r][g]);
+      if (__any_sync(0xffffffffu, mx > m[g])) {  // rare after the first chunks
+        const float alpha = mx > m[g] ? exp2f(m[g] - mx) : 1.f;  // 0 when m was -inf
+        m[g] = fmaxf(m[g], mx);
+        l[g] *= alpha;
+#pragma unroll
+        for (int e = 0; e < 16; ++e) acc[g][e] *= alpha;
       }
+      const float ms = m[g] == -INFINITY ? 0.f : m[g];  // -inf only while all keys are masked
 #pragma unroll
-      for (int o = kTpt / 2; o > 0; o >>= 1) {
-#pragma unroll
-        for (int i = 0; i < kTokensPerThread; ++i) sc[i] += __shfl_xor_sync(0xffffffffu, sc[i], o);
+      for (int r = 0; r < kR; ++r) {
+        s[r][g] = exp2f(s[r][g] - ms);
+        l[g] += s[r][g];
       }
-      if (chunk == 0) {
+    }
+
+    // acc += p V.
 #pragma unroll
-        for (int i = 0; i < kTokensPerThread; ++i) {
-          const int row = slot + i * kSlots;
-          s_s[g * kTile + row] = t0 + row < part_end ? sc[i] : -INFINITY;
+    for (int r = 0; r < kR; ++r) {
+      float v[16];
+      Unpack8<T>(st[r * 128 + 64 + lane], v);
+      Unpack8<T>(st[r * 128 + 96 + lane], v + 8);
+#pragma unroll
+      for (int g = 0; g < kG; ++g) {
+#pragma unroll
+        for (int e = 0; e < 16; ++e) acc[g][e] = fmaf(s[r][g], v[e], acc[g][e]);
+      }
+    }
+    // Block-table entries of the chunk copied next iteration: loaded here, not earlier, so that
+    // they hold no registers through the chunk's arithmetic (mostly L1 hits: one 128-byte line
+    // covers 32 pages).
+    load_pages(i + kStages);
+  }
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+
+  // Merge the slots of the warp (lanes with the same piece) by xor shuffles.
+#pragma unroll
+  for (int o = kTpt; o < 32; o <<= 1) {
+#pragma unroll
+    for (int g = 0; g < kG; ++g) {
+      const float mo = __shfl_xor_sync(0xffffffffu, m[g], o);
+      const float lo = __shfl_xor_sync(0xffffffffu, l[g], o);
+      const float mn = fmaxf(m[g], mo);
+      const float a = m[g] == -INFINITY ? 0.f : exp2f(m[g] - mn);
+      const float c = mo == -INFINITY ? 0.f : exp2f(mo - mn);
+      l[g] = l[g] * a + lo * c;
+#pragma unroll
+      for (int e = 0; e < 16; ++e) {
+        acc[g][e] = acc[g][e] * a + __shfl_xor_sync(0xffffffffu, acc[g][e], o) * c;
+      }
+      m[g] = mn;
+    }
+  }
+  // Warps meet in shared memory: each warp's ring becomes acc [kG][D], m [kG], l [kG].
+  __syncwarp();
+  {
+    float* mw = reinterpret_cast<float*>(ring);
+    if (slot == 0) {
+#pragma unroll
+      for (int g = 0; g < kG; ++g) {
+        float4* d1 = reinterpret_cast<float4*>(mw + g * D + f0);
+        float4* d2 = reinterpret_cast<float4*>(mw + g * D + kHalf + f0);
+        d1[0] = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
+        d1[1] = make_float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
+        d2[0] = make_float4(acc[g][8], acc[g][9], acc[g][10], acc[g][11]);
+        d2[1] = make_float4(acc[g][12], acc[g][13], acc[g][14], acc[g][15]);
+      }
+      if (lane == 0) {
+#pragma unroll
+        for (int g = 0; g < kG; ++g) {
+          mw[kG * D + g] = m[g];
+          mw[kG * D + kG + g] = l[g];
         }
       }
     }
-    __syncthreads();
-
-    // 4. Online softmax, one warp per query head; rescales that head's accumulator.
-    for (int g = warp; g < G; g += kThreads / 32) {
-      float* sg = s_s + g * kTile;
-      float mx = -INFINITY;
-      for (int k = lane; k < kTile; k += 32) mx = fmaxf(mx, sg[k]);
-      mx = WarpMax(mx);
-      const float m_old = m_s[g];
-      const float m_new = fmaxf(m_old, mx);  // finite: the tile has a valid key
-      float sum = 0.f;
-      for (int k = lane; k < kTile; k += 32) {
-        const float e = exp2f(sg[k] - m_new);
-        sg[k] = e;
-        sum += e;
-      }
-      sum = WarpSum(sum);
-      const float alpha = exp2f(m_old - m_new);  // 0 on the first tile (m_old = -inf)
-      for (int d = lane; d < D; d += 32) acc_s[g * D + d] *= alpha;
-      __syncwarp();
-      if (lane == 0) {
-        m_s[g] = m_new;
-        l_s[g] = l_s[g] * alpha + sum;
-      }
-    }
-    CpAsyncWaitAll();
-    __syncthreads();
-
-    // 5. acc += P V.
-    const int n_tile = min(kTile, part_end - t0);
-    for (int u = tid; u < units * groups; u += kThreads) {
-      const int unit = u % units;
-      const int grp = u / units;
-      const int g = unit / kUnitsPerHead;
-      const int d0 = (unit % kUnitsPerHead) * 8;
-      const float* pg = s_s + g * kTile;
-      const T* vcol = v_s + d0;
-      float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-#pragma unroll 4
-      for (int t = grp; t < n_tile; t += groups) {
-        const float pt = pg[t];
-        float v[8];
-        Unpack8<T>(*reinterpret_cast<const uint4*>(vcol + t * D), v);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) a[e] = fmaf(pt, v[e], a[e]);
-      }
-      float* dst = acc_s + g * D + d0;
-      if (groups == 1) {  // the unit is this thread's alone
-#pragma unroll
-        for (int e = 0; e < 8; ++e) dst[e] += a[e];
-      } else {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) atomicAdd(dst + e, a[e]);
-      }
-    }
-    __syncthreads();
   }
+  __syncthreads();
 
   // Output: normalised by l. One partition: `out`; else a float partial and its log2-sum-exp.
-  for (int u = tid; u < units; u += kThreads) {
+  constexpr int kUnitsPerHead = D / 8;
+  for (int u = tid; u < n_heads * kUnitsPerHead; u += kThreads) {
     const int g = u / kUnitsPerHead;
     const int d0 = (u % kUnitsPerHead) * 8;
-    const float inv_l = 1.f / l_s[g];
-    float a[8];
+    float mx = -INFINITY;
 #pragma unroll
-    for (int e = 0; e < 8; ++e) a[e] = acc_s[g * D + d0 + e] * inv_l;
+    for (int w = 0; w < kWarps; ++w) {
+      mx = fmaxf(mx, reinterpret_cast<const float*>(smem + w * Geo::kWarpUnits)[kG * D + g]);
+    }
+    float sum = 0.f;
+    float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float* mw = reinterpret_cast<const float*>(smem + w * Geo::kWarpUnits);
+      const float mw_g = mw[kG * D + g];
+      const float wt = mw_g == -INFINITY ? 0.f : exp2f(mw_g - mx);
+      sum = fmaf(mw[kG * D + kG + g], wt, sum);
+      const float4 v0 = reinterpret_cast<const float4*>(mw + g * D + d0)[0];
+      const float4 v1 = reinterpret_cast<const float4*>(mw + g * D + d0)[1];
+      a[0] = fmaf(v0.x, wt, a[0]);
+      a[1] = fmaf(v0.y, wt, a[1]);
+      a[2] = fmaf(v0.z, wt, a[2]);
+      a[3] = fmaf(v0.w, wt, a[3]);
+      a[4] = fmaf(v1.x, wt, a[4]);
+      a[5] = fmaf(v1.y, wt, a[5]);
+      a[6] = fmaf(v1.z, wt, a[6]);
+      a[7] = fmaf(v1.w, wt, a[7]);
+    }
+    const float inv_l = 1.f / sum;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) a[e] *= inv_l;
     if (direct) {
       T* out = static_cast<T*>(p.out) + (head_row0 + g) * D + d0;
       *reinterpret_cast<uint4*>(out) = Pack8<T>(a);
@@ -376,7 +473,7 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(const Params p
       float4* po = reinterpret_cast<float4*>(p.part_out + row * D + d0);
       po[0] = make_float4(a[0], a[1], a[2], a[3]);
       po[1] = make_float4(a[4], a[5], a[6], a[7]);
-      if (d0 == 0) p.part_lse[row] = m_s[g] + log2f(l_s[g]);
+      if (d0 == 0) p.part_lse[row] = mx + log2f(sum);
     }
   }
 }
@@ -416,11 +513,14 @@ __global__ void __launch_bounds__(D) DecodeCombineKernel(const Params p) {
 
 bool Aligned16Host(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
 
+int HeadChunks(int group) { return (group + kHeadsPerBlock - 1) / kHeadsPerBlock; }
+
 template <typename T, int D>
 cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
   using Geo = Geometry<D>;
   const int group = s.num_q_heads / s.num_kv_heads;
-  const size_t smem = SmemBytes<D>(group);
+  const int head_chunks = HeadChunks(group);
+  const size_t smem = Geo::kSmemBytes;
   int device = 0;
   LV_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   int num_sms = s.num_sms;
@@ -428,26 +528,45 @@ cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
     LV_CUDA_RETURN_IF_ERROR(
         cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
   }
-  if (smem > 48 * 1024) {
-    int optin = 0;
-    LV_CUDA_RETURN_IF_ERROR(
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    LV_CUDA_REQUIRE(smem <= static_cast<size_t>(optin));
-    LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<T, D>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(smem)));
-  }
+  int optin = 0;
+  LV_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  LV_CUDA_REQUIRE(smem <= static_cast<size_t>(optin));
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<T, D>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem)));
+  // All shared memory, no L1 preference: two blocks (2 x ~108 KB) per SM.
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<T, D>,
+                                               cudaFuncAttributePreferredSharedMemoryCarveout,
+                                               cudaSharedmemCarveoutMaxShared));
   const int64_t eff = s.window > 0 ? std::min(s.max_kv_len, s.window) : s.max_kv_len;
   int64_t part = s.partition_tokens;
   if (part == 0) {
-    const int64_t blocks = static_cast<int64_t>(s.batch_size) * s.num_kv_heads;
-    const int64_t target = static_cast<int64_t>(num_sms) * kTargetBlocksPerSm;
-    const int64_t want = std::max<int64_t>(1, (target + blocks - 1) / blocks);
-    part = (eff + want - 1) / want;
-    part = (part + Geo::kTile - 1) / Geo::kTile * Geo::kTile;
+    // Partitions of whole block-chunks (kWarps * kChunk keys). Up to twice the count that
+    // fills the GPU's block slots (kBlocksPerSm per SM), pick the one that minimises
+    // waves x keys per partition; ties go to fewer partitions (less workspace traffic, no
+    // combine when one). More partitions only trade wave quantisation for combine traffic.
+    const int64_t unit = static_cast<int64_t>(kWarps) * Geo::kChunk;
+    const int64_t pairs = static_cast<int64_t>(s.batch_size) * s.num_kv_heads * head_chunks;
+    const int64_t slots = static_cast<int64_t>(num_sms) * kBlocksPerSm;
+    const int64_t max_parts = std::max<int64_t>(
+        1, std::min<int64_t>({(eff + unit - 1) / unit, 2 * ((slots + pairs - 1) / pairs),
+                              65535 / head_chunks}));
+    int64_t best_cost = INT64_MAX;
+    part = (eff + unit - 1) / unit * unit;
+    for (int64_t n = 1; n <= max_parts; ++n) {
+      const int64_t len = ((eff + n - 1) / n + unit - 1) / unit * unit;
+      const int64_t n_eff = (eff + len - 1) / len;
+      const int64_t waves = (pairs * n_eff + slots - 1) / slots;
+      const int64_t cost = waves * len;
+      if (cost < best_cost) {
+        best_cost = cost;
+        part = len;
+      }
+    }
   }
   const int64_t num_parts = (eff + part - 1) / part;
-  LV_CUDA_REQUIRE(num_parts >= 1 && num_parts <= 65535 && part <= INT_MAX);
+  LV_CUDA_REQUIRE(num_parts >= 1 && num_parts * head_chunks <= 65535 && part <= INT_MAX);
   plan->shape = s;
   plan->partition_tokens = static_cast<int>(part);
   plan->num_partitions = static_cast<int>(num_parts);
@@ -462,8 +581,8 @@ cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
 template <typename T, int D>
 cudaError_t RunImpl(const DecodeAttentionPlan& plan, const Params& p, cudaStream_t stream) {
   const DecodeAttentionShape& s = plan.shape;
-  const dim3 grid(static_cast<unsigned>(plan.num_partitions), static_cast<unsigned>(s.num_kv_heads),
-                  static_cast<unsigned>(s.batch_size));
+  const dim3 grid(static_cast<unsigned>(plan.num_partitions) * p.num_head_chunks,
+                  static_cast<unsigned>(s.num_kv_heads), static_cast<unsigned>(s.batch_size));
   DecodeAttentionKernel<T, D><<<grid, kThreads, plan.smem_bytes, stream>>>(p);
   LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   if (plan.num_partitions > 1) {
@@ -529,7 +648,12 @@ cudaError_t RunDecodeAttention(const DecodeAttentionPlan& plan, const DecodeAtte
   p.num_q_heads = s.num_q_heads;
   p.num_kv_heads = s.num_kv_heads;
   p.group = s.num_q_heads / s.num_kv_heads;
+  p.num_head_chunks = HeadChunks(p.group);
   p.page_size = s.page_size;
+  p.page_shift = -1;
+  for (int sh = 0; sh < 31; ++sh) {
+    if ((1 << sh) == s.page_size) p.page_shift = sh;
+  }
   p.window = s.window;
   p.rope_hi_rows = s.rope_hi_rows;
   p.partition_tokens = plan.partition_tokens;

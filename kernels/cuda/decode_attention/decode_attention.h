@@ -14,8 +14,8 @@
 // only keys j >= kv_len - window are attended (transformers' sliding-window convention).
 //
 // Split-KV: each (sequence, KV head) is cut into partitions of partition_tokens keys; one block
-// per (partition, KV head, sequence) handles all the group's query heads, writing float partial
-// outputs and log-sum-exps to the workspace that a combine kernel merges. With one partition the
+// per (partition, KV head, sequence, group of up to 4 query heads of the KV head) writes float
+// partial outputs and log-sum-exps to the workspace that a combine kernel merges. With one partition the
 // main kernel writes `out` directly and there is no workspace.
 //
 // Plan/run split (FlashInfer): PlanDecodeAttention runs on the host (may query the device and set
