@@ -614,6 +614,35 @@ TEST(DecodeAttentionGpu, GroupsAndDirectPath) {
   }
 }
 
+// Page sizes that are not powers of two (the kernel's division path), partitions that cut pages
+// and chunks at odd places, GQA groups that need several head chunks (6 = 4 + 2).
+TEST(DecodeAttentionGpu, OddPageSizes) {
+  std::mt19937_64 rng(Seed() + 9);
+  for (DType t : kDTypes) {
+    for (int head_dim : {64, 128}) {
+      for (auto [page_size, hq, hkv, window, part] :
+           {std::tuple{5, 8, 2, 0, 0}, {3, 12, 2, 137, 0}, {24, 8, 2, 0, 53}, {7, 6, 6, 0, 37}}) {
+        AttnCase c;
+        c.dtype = t;
+        c.head_dim = head_dim;
+        c.page_size = page_size;
+        c.num_q_heads = hq;
+        c.num_kv_heads = hkv;
+        c.lens = {1, 33, 250, 0, 777};
+        c.pos_start = {9, 0, 1025, 0, 4000000};
+        c.window = window;
+        c.partition_tokens = part;
+        AttnResult r;
+        RunAttention(c, rng, &r);
+        if (HasFatalFailure()) return;
+        std::printf("[decode_attention/odd_pages] %s %s\n", Describe(c, r).c_str(),
+                    Verdict(r.cmp, TolFor(t)).c_str());
+        EXPECT_TRUE(r.cmp.Pass(TolFor(t))) << Describe(c, r);
+      }
+    }
+  }
+}
+
 // Positions up to 2^24: the exact rotation must beat float32 angles by a wide margin.
 TEST(DecodeAttentionGpu, ExactRotationAtLargePositions) {
   std::mt19937_64 rng(Seed() + 6);
