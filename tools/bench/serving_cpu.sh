@@ -56,6 +56,20 @@ guidellm_c8() {  # args: result name
     --output "kind=json,path=$OUT/$1.json" --output kind=console \
     --disable-progress 2>&1 | tee "$OUT/$1.txt"
 }
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git rev-parse HEAD)"
+  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) online CPUs"
+  echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "python: $("$PY" --version 2>&1); guidellm: $("$PY" -c 'import importlib.metadata as m; print(m.version("guidellm"))')"
+  echo "httpx used by serve_bench: $("$PY" -c 'import importlib.metadata as m; print("httpx2", m.version("httpx2"))' 2>/dev/null || echo httpx)"
+} > "$OUT/environment.txt"
+# Other processes compete for the CPUs with the server and the client: a busy machine gives
+# slower and noisier figures. vmstat records the CPU use over the whole run.
+vmstat 5 > "$OUT/vmstat.txt" &
+VMSTAT_PID=$!
+trap '[ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID"; kill "$VMSTAT_PID" 2>/dev/null' EXIT
+
 C8=(--num-prompts 32 --random-input-len 128 --random-output-len 64 --max-concurrency 8 --seed 0)
 
 # 1. Cross-check at concurrency 8.
