@@ -1,9 +1,6 @@
 #include "engine/generator.h"
 
-#include <algorithm>
-
 #include "absl/strings/str_format.h"
-#include "engine/stop_strings.h"
 #include "engine/weights.h"
 #include "kvcache/block_pool.h"
 
@@ -16,16 +13,12 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string
   ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(dir, lm->config));
   ASSIGN_OR_RETURN(lm->tokenizer, Tokenizer::Load(dir));
   if (lm->tokenizer->vocab_size() > lm->config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s/tokenizer.model has %d pieces, more than config.json's vocab_size %d", dir,
-        lm->tokenizer->vocab_size(), lm->config.vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s/tokenizer.model has %d pieces, more than config.json's vocab_size %d",
+                        dir, lm->tokenizer->vocab_size(), lm->config.vocab_size));
   }
   ASSIGN_OR_RETURN(lm->model, CpuModel::Create(lm->config, std::move(weights)));
   return lm;
-}
-
-const char* FinishReasonName(FinishReason reason) {
-  return reason == FinishReason::kLength ? "length" : "stop";
 }
 
 absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::string_view prompt,
@@ -66,48 +59,28 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
   GenerateResult result;
   result.prompt_tokens = std::move(prompt_tokens);
   Sampler sampler(options.sampling);
-  IncrementalDetokenizer detok(*lm.tokenizer, /*at_text_start=*/false);
-  StopStringMatcher stops(options.stop);
-  auto emit = [&](const std::string& s) {
-    if (s.empty()) return;
-    result.text += s;
-    if (on_text) on_text(s);
-  };
+  SequenceOutput output(
+      *lm.tokenizer, EosTokenIds(lm.config.eos_token_ids, *lm.tokenizer),
+      {.stop = options.stop, .max_tokens = options.max_tokens, .ignore_eos = options.ignore_eos});
 
   std::vector<float> logits;
-  RETURN_IF_ERROR(model.Forward({result.prompt_tokens, 0, &table}, kv, false, logits,
-                                options.forward));
+  RETURN_IF_ERROR(
+      model.Forward({result.prompt_tokens, 0, &table}, kv, false, logits, options.forward));
   int64_t pos = static_cast<int64_t>(result.prompt_tokens.size());
-  // EOS: the tokenizer's, plus every id config.json lists (Llama 3 lists several).
-  std::vector<int64_t> eos_ids = lm.config.eos_token_ids;
-  if (lm.tokenizer->eos_id() >= 0) eos_ids.push_back(lm.tokenizer->eos_id());
-  auto is_eos = [&](int32_t t) {
-    return std::find(eos_ids.begin(), eos_ids.end(), t) != eos_ids.end();
-  };
   while (true) {
     int32_t tok = sampler.Sample(logits, result.prompt_tokens, result.output_tokens);
     result.output_tokens.push_back(tok);
-    if (!options.ignore_eos && is_eos(tok)) {
-      result.finish = FinishReason::kEos;
-      break;
+    const std::string text = output.Append(tok);
+    if (!text.empty()) {
+      result.text += text;
+      if (on_text) on_text(text);
     }
-    emit(stops.Push(detok.Push(tok)));
-    if (stops.stopped()) {
-      result.finish = FinishReason::kStop;
-      break;
-    }
-    if (static_cast<int64_t>(result.output_tokens.size()) >= options.max_tokens) {
-      result.finish = FinishReason::kLength;
-      break;
-    }
+    if (output.finished()) break;
     RETURN_IF_ERROR(model.Forward({std::span<const int32_t>(&tok, 1), pos, &table}, kv, false,
                                   logits, options.forward));
     ++pos;
   }
-  if (!stops.stopped()) {
-    emit(stops.Push(detok.Flush()));
-    emit(stops.Flush());
-  }
+  result.finish = output.reason();
   return result;
 }
 

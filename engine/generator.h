@@ -20,6 +20,7 @@
 #include "engine/cpu_model.h"
 #include "engine/model_config.h"
 #include "engine/sampler.h"
+#include "engine/sequence_output.h"
 #include "engine/tokenizer.h"
 
 namespace longview {
@@ -34,9 +35,6 @@ struct LoadedModel {
   // file and the problem.
   static absl::StatusOr<std::unique_ptr<LoadedModel>> Load(const std::string& dir);
 };
-
-enum class FinishReason { kLength, kStop, kEos };
-const char* FinishReasonName(FinishReason reason);  // "length" / "stop" (EOS reports "stop")
 
 struct GenerateOptions {
   SamplingParams sampling;

@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/model_runner.h"
-#include "engine/stop_strings.h"
+#include "engine/sequence_output.h"
 #include "kvcache/kv_cache_manager.h"
 #include "scheduler/scheduler.h"
 
@@ -39,16 +39,23 @@ struct Submission {
 
 struct RequestState;
 
+StopConditions StopConditionsOf(const GenerationRequest& req) {
+  return {.stop = req.stop, .max_tokens = req.max_tokens, .ignore_eos = req.ignore_eos};
+}
+
 struct SeqState {
   SeqState(RequestState* r, int32_t i, int64_t id, const SamplingParams& p, const Tokenizer& tok,
-           std::vector<std::string> stop)
-      : req(r), index(i), seq_id(id), sampler(p), detok(tok, false), stops(std::move(stop)) {}
+           std::vector<int64_t> eos_ids, StopConditions conditions)
+      : req(r),
+        index(i),
+        seq_id(id),
+        sampler(p),
+        out(tok, std::move(eos_ids), std::move(conditions)) {}
   RequestState* req;
   int32_t index;
   int64_t seq_id;
   Sampler sampler;
-  IncrementalDetokenizer detok;
-  StopStringMatcher stops;
+  SequenceOutput out;  // stop conditions and text
   std::vector<int32_t> output;
   bool finished = false;
   Clock::time_point last_token;
@@ -81,8 +88,7 @@ struct EngineLoop::Impl {
                .long_prefill_token_threshold = o.long_prefill_token_threshold},
               &kv),
         runner(*lm.model, static_cast<int32_t>(o.num_kv_pages), o.page_size) {
-    eos_ids = lm.config.eos_token_ids;
-    if (lm.tokenizer->eos_id() >= 0) eos_ids.push_back(lm.tokenizer->eos_id());
+    eos_ids = EosTokenIds(lm.config.eos_token_ids, *lm.tokenizer);
     metrics.time_to_first_token =
         MakeHistogram({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
                        1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0});
@@ -106,9 +112,6 @@ struct EngineLoop::Impl {
   void FinishRequest(RequestState& r, absl::Status status);
   void FailAll(const absl::Status& status);
   void PublishMetrics();
-  bool IsEos(int32_t t) const {
-    return std::find(eos_ids.begin(), eos_ids.end(), t) != eos_ids.end();
-  }
 
   const LoadedModel& model;
   const EngineLoopOptions opt;
@@ -262,7 +265,7 @@ void EngineLoop::Impl::Admit(Submission sub) {
                                         .forward = r->request.forward,
                                         .num_forks = r->request.n - 1});
   auto s = std::make_unique<SeqState>(r.get(), 0, id, r->request.sampling, *model.tokenizer,
-                                      r->request.stop);
+                                      eos_ids, StopConditionsOf(r->request));
   by_seq[id] = s.get();
   r->seqs.push_back(std::move(s));
   prompt_tokens_total += static_cast<int64_t>(r->request.prompt_tokens.size());
@@ -332,8 +335,8 @@ absl::Status EngineLoop::Impl::Step() {
       const int32_t index = static_cast<int32_t>(r.seqs.size());
       SamplingParams p = r.request.sampling;
       if (p.seed) p.seed = *p.seed + static_cast<uint64_t>(index);
-      auto child =
-          std::make_unique<SeqState>(&r, index, child_id, p, *model.tokenizer, r.request.stop);
+      auto child = std::make_unique<SeqState>(&r, index, child_id, p, *model.tokenizer, eos_ids,
+                                              StopConditionsOf(r.request));
       by_seq[child_id] = child.get();
       targets.push_back(child.get());
       r.seqs.push_back(std::move(child));
@@ -386,26 +389,9 @@ void EngineLoop::Impl::SampleAndEmit(SeqState& s, std::span<const float> raw,
   }
   s.last_token = now;
 
-  // Stop conditions, in Generate's order.
-  bool done = false;
-  FinishReason reason = FinishReason::kLength;
-  if (!req.ignore_eos && IsEos(tok)) {
-    done = true;
-    reason = FinishReason::kEos;
-  } else {
-    d.text += s.stops.Push(s.detok.Push(tok));
-    if (s.stops.stopped()) {
-      done = true;
-      reason = FinishReason::kStop;
-    } else if (static_cast<int64_t>(s.output.size()) >= req.max_tokens) {
-      done = true;
-    }
-  }
-  if (!done) return;
-  if (!s.stops.stopped()) {
-    d.text += s.stops.Push(s.detok.Flush());
-    d.text += s.stops.Flush();
-  }
+  d.text += s.out.Append(tok);
+  if (!s.out.finished()) return;
+  const FinishReason reason = s.out.reason();
   d.finished = true;
   d.finish_reason = reason;
   s.finished = true;
