@@ -1,4 +1,5 @@
-// CPU reference of paged attention over keys cached before RoPE.
+// CPU reference of paged attention over keys cached before RoPE: dense (or model-windowed)
+// attention, built as the selection of every visible key (kernels/cpu/selection_attention.h).
 //
 // Pages are read through a PagedKvView: one layer's K and V inside pages laid out as
 // [layer][k|v][token][kv_head][head_dim] (DESIGN §3). Key j (logical token index in the
