@@ -1,11 +1,14 @@
 #include "engine/cpu_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "kernels/cpu/kv_selection.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/paged_attention.h"
+#include "kernels/cpu/selection_attention.h"
 
 namespace longview {
 namespace {
@@ -26,7 +29,50 @@ cpu::RopeParams RopeParamsOf(const ModelConfig& cfg) {
   return p;
 }
 
+bool IsStreaming(const ForwardOptions& o) { return o.sinks > 0; }
+
+// The RoPE position of the query at token index `token`: its index, or under StreamingLLM its
+// re-assigned position after the sinks and the rest of the window.
+int64_t QueryPosition(const ForwardOptions& o, int64_t token) {
+  if (!IsStreaming(o)) return token;
+  const int64_t num_sinks = std::min(o.sinks, token + 1);
+  return num_sinks + (token - std::max(num_sinks, token - o.window_override + 1));
+}
+
+// StreamingLLM attention of `n` query rows at token indices token[i]: each query reads its own
+// selection (sinks + window, positions re-assigned), so a prefill chunk longer than the window
+// still gives every token what decoding it alone would.
+void StreamingAttention(const cpu::AttentionParams& params, const cpu::PagedKvView& view,
+                        const cpu::RopeTable& rope, std::span<const int32_t> blocks,
+                        const ForwardOptions& o, const float* q, const int64_t* token, int64_t n,
+                        float* out) {
+  cpu::AttentionParams ap = params;
+  ap.window = 0;  // the selection is the window
+  const int64_t q_dim = ap.num_q_heads * ap.head_dim;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t q_pos = 0;
+    cpu::KvSelection sel = cpu::SinkWindowSelection(blocks, view.page_size, token[i], o.sinks,
+                                                    o.window_override, &q_pos);
+    cpu::SelectionAttention(ap, view, rope, sel, q + i * q_dim, &q_pos, 1, out + i * q_dim);
+  }
+}
+
 }  // namespace
+
+absl::Status ValidateForwardOptions(const ForwardOptions& o) {
+  if (o.sinks < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("sinks must be >= 0, got %d", o.sinks));
+  }
+  if (o.sinks > 0 && o.window_override < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sinks (%d) need a window of at least 1 token, got window %d", o.sinks, o.window_override));
+  }
+  if (o.sinks > o.window_override && o.sinks > 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sinks (%d) must not exceed window (%d)", o.sinks, o.window_override));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<CpuModel>> CpuModel::Create(const ModelConfig& cfg,
                                                            ModelWeights weights) {
@@ -56,6 +102,7 @@ KvLayout CpuModel::kv_layout(int64_t page_size) const {
 absl::Status CpuModel::Forward(const SequenceChunk& chunk, HostKvStorage& kv, bool all_logits,
                                std::vector<float>& logits, const ForwardOptions& options) {
   const int64_t n = static_cast<int64_t>(chunk.tokens.size());
+  RETURN_IF_ERROR(ValidateForwardOptions(options));
   if (n == 0) return absl::InvalidArgumentError("Forward: no tokens");
   if (chunk.table == nullptr) return absl::InvalidArgumentError("Forward: no block table");
   const int64_t end = chunk.start_pos + n;
@@ -104,7 +151,8 @@ absl::Status CpuModel::Forward(const SequenceChunk& chunk, HostKvStorage& kv, bo
       auto [page, slot] = chunk.table->Locate(pos[i]);
       std::memcpy(kv.At(page, l, KvLayout::kKey, slot, 0), &k[i * kv_dim], kv_dim * sizeof(float));
       std::memcpy(kv.At(page, l, KvLayout::kValue, slot, 0), &v[i * kv_dim], kv_dim * sizeof(float));
-      for (int64_t h = 0; h < nh; ++h) rope_.Rotate(&q[(i * nh + h) * hd], pos[i]);
+      const int64_t q_pos = QueryPosition(options, pos[i]);
+      for (int64_t h = 0; h < nh; ++h) rope_.Rotate(&q[(i * nh + h) * hd], q_pos);
     }
     cpu::PagedKvView view{.pages = kv.Page(0),
                           .page_elements = layout.PageElements(),
@@ -115,7 +163,12 @@ absl::Status CpuModel::Forward(const SequenceChunk& chunk, HostKvStorage& kv, bo
                           .block_table = chunk.table->blocks().data(),
                           .num_blocks = static_cast<int64_t>(chunk.table->blocks().size())};
     ap.window = options.window_override >= 0 ? options.window_override : cfg_.layer_window[l];
-    cpu::PagedAttention(ap, view, rope_, q.data(), pos.data(), n, end, attn.data());
+    if (IsStreaming(options)) {
+      StreamingAttention(ap, view, rope_, chunk.table->blocks(), options, q.data(), pos.data(), n,
+                         attn.data());
+    } else {
+      cpu::PagedAttention(ap, view, rope_, q.data(), pos.data(), n, end, attn.data());
+    }
     cpu::MatMulTransposed(attn.data(), lw.o_proj.data.data(), nullptr, proj.data(), n, hidden, q_dim);
     cpu::AddInPlace(x.data(), proj.data(), n * hidden);
 
@@ -158,6 +211,9 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
     const BatchSequence& seq = seqs[s];
     const int64_t n = static_cast<int64_t>(seq.tokens.size());
     if (n == 0) return absl::InvalidArgumentError(absl::StrFormat("sequence %d: no tokens", s));
+    if (absl::Status st = ValidateForwardOptions(seq.options); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrFormat("sequence %d: %s", s, st.message()));
+    }
     const int64_t capacity = static_cast<int64_t>(seq.block_ids.size()) * ps;
     if (capacity < seq.start_pos + n) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -165,6 +221,7 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
           seq.start_pos + n));
     }
     for (int32_t page : seq.block_ids) {
+      if (page == -1 && IsStreaming(seq.options)) continue;  // released: outside the selection
       if (page < 0 || page >= kv.num_pages()) {
         return absl::InvalidArgumentError(
             absl::StrFormat("sequence %d: page %d out of range [0, %d)", s, page, kv.num_pages()));
@@ -214,7 +271,8 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
                     kv_dim * sizeof(float));
         std::memcpy(kv.At(page, l, KvLayout::kValue, slot, 0), &v[r * kv_dim],
                     kv_dim * sizeof(float));
-        for (int64_t h = 0; h < nh; ++h) rope_.Rotate(&q[(r * nh + h) * hd], pos[r]);
+        const int64_t q_pos = QueryPosition(seq.options, pos[r]);
+        for (int64_t h = 0; h < nh; ++h) rope_.Rotate(&q[(r * nh + h) * hd], q_pos);
       }
     }
     for (size_t s = 0; s < seqs.size(); ++s) {
@@ -235,8 +293,13 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
           .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
           .window = seq.options.window_override >= 0 ? seq.options.window_override
                                                      : cfg_.layer_window[l]};
-      cpu::PagedAttention(ap, view, rope_, &q[row0[s] * q_dim], &pos[row0[s]], rows,
-                          seq.start_pos + rows, &attn[row0[s] * q_dim]);
+      if (IsStreaming(seq.options)) {
+        StreamingAttention(ap, view, rope_, seq.block_ids, seq.options, &q[row0[s] * q_dim],
+                           &pos[row0[s]], rows, &attn[row0[s] * q_dim]);
+      } else {
+        cpu::PagedAttention(ap, view, rope_, &q[row0[s] * q_dim], &pos[row0[s]], rows,
+                            seq.start_pos + rows, &attn[row0[s] * q_dim]);
+      }
     }
     cpu::MatMulTransposed(attn.data(), lw.o_proj.data.data(), nullptr, proj.data(), n, hidden,
                           q_dim);

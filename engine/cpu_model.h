@@ -35,7 +35,17 @@ struct SequenceChunk {
 struct ForwardOptions {
   // Overrides every layer's window when >= 0 (0 = full attention); -1 keeps the model's.
   int64_t window_override = -1;
+  // StreamingLLM attention sinks (DESIGN §4 sliding_window): when > 0, every layer attends to the
+  // first `sinks` tokens plus the last `window_override` tokens (the query included), with
+  // positions re-assigned inside the cache: sinks at 0..sinks-1, the window's keys contiguous
+  // from `sinks` on, the query last. Keys outside that selection are never read, so their pages
+  // may be released (block table entry -1). 0 = plain windows by token position.
+  // REQUIRES (checked, InvalidArgument): sinks >= 0; sinks > 0 needs 1 <= sinks <= window_override.
+  int64_t sinks = 0;
 };
+
+// InvalidArgument naming the field when `options` break the rules above.
+absl::Status ValidateForwardOptions(const ForwardOptions& options);
 
 // One sequence of a batched forward: its new tokens, where they start, and its pages.
 struct BatchSequence {

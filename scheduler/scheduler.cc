@@ -20,7 +20,8 @@ int64_t Scheduler::AddSequence(NewSequence seq) {
   s->cache_salt =
       seq.forward.window_override < 0
           ? 0
-          : 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(seq.forward.window_override + 1);
+          : (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(seq.forward.window_override + 1)) ^
+                (0xC2B2AE3D27D4EB4Full * static_cast<uint64_t>(seq.forward.sinks));
   waiting_.push_back(s.get());
   const int64_t id = s->seq_id;
   seqs_.emplace(id, std::move(s));
