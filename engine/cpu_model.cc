@@ -221,7 +221,7 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
           seq.start_pos + n));
     }
     for (int32_t page : seq.block_ids) {
-      if (page == -1 && IsStreaming(seq.options)) continue;  // released: outside the selection
+      if (page == -1 && seq.options.window_override > 0) continue;  // released: out of the window
       if (page < 0 || page >= kv.num_pages()) {
         return absl::InvalidArgumentError(
             absl::StrFormat("sequence %d: page %d out of range [0, %d)", s, page, kv.num_pages()));

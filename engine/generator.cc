@@ -1,5 +1,7 @@
 #include "engine/generator.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 #include "engine/weights.h"
 #include "kvcache/block_pool.h"
@@ -40,21 +42,52 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
         absl::StrFormat("page_size must be at least 1, got %d", options.page_size));
   }
   if (prompt_tokens.empty()) return absl::InvalidArgumentError("prompt is empty");
+  RETURN_IF_ERROR(ValidateForwardOptions(options.forward));
   const int64_t context = lm.config.max_position_embeddings;
   const int64_t total = static_cast<int64_t>(prompt_tokens.size()) + options.max_tokens;
-  if (total > context) {
+  const int64_t sinks = options.forward.sinks, window = options.forward.window_override;
+  if (sinks > 0 && sinks + window > context) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sinks (%d) + window (%d) = %d exceeds the model's context of %d tokens", sinks, window,
+        sinks + window, context));
+  }
+  if (sinks == 0 && total > context) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "prompt (%d tokens) + max_tokens (%d) = %d exceeds the model's context of %d tokens",
         prompt_tokens.size(), options.max_tokens, total, context));
   }
 
   CpuModel& model = *lm.model;
-  BlockTable table(options.page_size);
-  BlockPool pool(table.BlocksNeeded(total));
-  HostKvStorage kv(model.kv_layout(options.page_size), pool.num_blocks());
-  auto ids = pool.Allocate(pool.num_blocks());
-  if (!ids) return absl::ResourceExhaustedError("KV page pool exhausted");
-  table.Append(*ids);
+  const int64_t ps = options.page_size;
+  const bool windowed = window > 0;
+  BlockTable table(ps);
+  int32_t num_pages = table.BlocksNeeded(total);
+  if (windowed) {
+    num_pages = static_cast<int32_t>(std::min<int64_t>(
+        num_pages, (sinks + ps - 1) / ps + (window + ps - 1) / ps + 1));
+  }
+  BlockPool pool(num_pages);
+  HostKvStorage kv(model.kv_layout(ps), pool.num_blocks());
+  int64_t released_end = 0;  // blocks below it are released (or sinks)
+  int64_t peak_pages = 0;
+  // Makes the pages ready for tokens [start, end): frees those the query at `start` and later
+  // ones no longer see, then allocates what the new tokens need.
+  auto make_room = [&](int64_t start, int64_t end) -> absl::Status {
+    if (windowed) {
+      const BlockRange out = BlocksOutsideWindow(ps, sinks, window, start);
+      for (int64_t b = std::max(out.begin, released_end); b < out.end; ++b) {
+        const int32_t id = table.ReleaseBlock(b);
+        if (id >= 0) pool.Free(std::span<const int32_t>(&id, 1));
+      }
+      released_end = std::max(released_end, out.end);
+    }
+    auto ids = pool.Allocate(table.BlocksNeeded(end));
+    if (!ids) return absl::ResourceExhaustedError("KV page pool exhausted");
+    table.Append(*ids);
+    peak_pages = std::max(peak_pages, table.NumResident());
+    if (options.on_kv_pages) options.on_kv_pages(end, table.NumResident());
+    return absl::OkStatus();
+  };
 
   GenerateResult result;
   result.prompt_tokens = std::move(prompt_tokens);
@@ -64,9 +97,17 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
       {.stop = options.stop, .max_tokens = options.max_tokens, .ignore_eos = options.ignore_eos});
 
   std::vector<float> logits;
-  RETURN_IF_ERROR(
-      model.Forward({result.prompt_tokens, 0, &table}, kv, false, logits, options.forward));
-  int64_t pos = static_cast<int64_t>(result.prompt_tokens.size());
+  // Prefill: at once, or under a window a page at a time so that the pages stay bounded.
+  const int64_t prompt_len = static_cast<int64_t>(result.prompt_tokens.size());
+  for (int64_t start = 0; start < prompt_len;) {
+    const int64_t end = windowed ? std::min(prompt_len, (start / ps + 1) * ps) : prompt_len;
+    RETURN_IF_ERROR(make_room(start, end));
+    RETURN_IF_ERROR(model.Forward(
+        {std::span<const int32_t>(result.prompt_tokens).subspan(start, end - start), start, &table},
+        kv, false, logits, options.forward));
+    start = end;
+  }
+  int64_t pos = prompt_len;
   while (true) {
     int32_t tok = sampler.Sample(logits, result.prompt_tokens, result.output_tokens);
     result.output_tokens.push_back(tok);
@@ -76,11 +117,13 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
       if (on_text) on_text(text);
     }
     if (output.finished()) break;
+    RETURN_IF_ERROR(make_room(pos, pos + 1));
     RETURN_IF_ERROR(model.Forward({std::span<const int32_t>(&tok, 1), pos, &table}, kv, false,
                                   logits, options.forward));
     ++pos;
   }
   result.finish = output.reason();
+  result.peak_kv_pages = peak_pages;
   return result;
 }
 

@@ -43,6 +43,9 @@ struct GenerateOptions {
   bool ignore_eos = false;
   int64_t page_size = 16;          // KV page size in tokens
   ForwardOptions forward;
+  // Called after the KV pages for each step are in place: tokens in the sequence once the step
+  // has run, and KV pages the sequence holds (bounded under a sliding window, see Generate).
+  std::function<void(int64_t num_tokens, int64_t kv_pages)> on_kv_pages;
 };
 
 struct GenerateResult {
@@ -50,11 +53,17 @@ struct GenerateResult {
   std::vector<int32_t> output_tokens;
   std::string text;  // generated text (stop string excluded)
   FinishReason finish = FinishReason::kLength;
+  int64_t peak_kv_pages = 0;  // most KV pages held at once
 };
 
 using TextCallback = std::function<void(std::string_view)>;
 
 // InvalidArgument for bad options or when prompt + max_tokens exceeds the model's context.
+// Under a window (forward.window_override > 0) pages are allocated as tokens arrive and every
+// page that holds no sink and left the window is freed, so at most ceil(sinks / page_size) +
+// ceil(window / page_size) + 1 pages are held whatever the length; the prompt is then prefilled a
+// page at a time. With sinks > 0 (StreamingLLM) positions are re-assigned and never exceed
+// sinks + window - 1, so the length is not limited by the model's context (sinks + window is).
 absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32_t> prompt_tokens,
                                         const GenerateOptions& options,
                                         const TextCallback& on_text = nullptr);

@@ -66,6 +66,42 @@ TEST(BlockTableTest, LocatesTokensAndCountsNeededBlocks) {
   EXPECT_EQ(t.Capacity(), 0);
 }
 
+TEST(BlockTableTest, ReleasedBlocksKeepLaterPositionsInPlace) {
+  BlockTable t(4);
+  t.Append(std::vector<int32_t>{7, 3, 5, 9});
+  EXPECT_EQ(t.ReleaseBlock(1), 3);
+  EXPECT_EQ(t.ReleaseBlock(1), -1);  // already released
+  EXPECT_EQ(t.ReleaseBlock(2), 5);
+  EXPECT_EQ(t.NumResident(), 2);
+  EXPECT_EQ(t.blocks(), (std::vector<int32_t>{7, -1, -1, 9}));
+  EXPECT_EQ(t.Locate(13), (std::pair<int32_t, int64_t>{9, 1}));
+  EXPECT_EQ(t.Capacity(), 16);
+  EXPECT_EQ(t.Release(), (std::vector<int32_t>{7, 9}));  // only blocks still held
+  EXPECT_EQ(t.NumResident(), 0);
+}
+
+TEST(BlockTableTest, BlocksOutsideWindowKeepSinkPagesAndTheWindow) {
+  // Page 4, sinks 3 (block 0), window 6: the query at token 20 sees tokens >= 15, so blocks 1, 2
+  // (tokens 4..11) can go; block 3 (12..15) holds token 15.
+  BlockRange r = BlocksOutsideWindow(4, 3, 6, 20);
+  EXPECT_EQ(r.begin, 1);
+  EXPECT_EQ(r.end, 3);
+  // Token 21 sees >= 16: block 3 goes too.
+  EXPECT_EQ(BlocksOutsideWindow(4, 3, 6, 21).end, 4);
+  // Early on nothing is outside.
+  r = BlocksOutsideWindow(4, 3, 6, 5);
+  EXPECT_EQ(r.begin, r.end);
+  r = BlocksOutsideWindow(4, 3, 6, 0);
+  EXPECT_EQ(r.begin, r.end);
+  // Sinks spanning two blocks keep both; no sinks keeps none.
+  EXPECT_EQ(BlocksOutsideWindow(4, 5, 6, 40).begin, 2);
+  EXPECT_EQ(BlocksOutsideWindow(4, 0, 6, 40).begin, 0);
+  EXPECT_EQ(BlocksOutsideWindow(4, 0, 6, 40).end, 8);  // tokens >= 35 seen: block 8 holds 35
+  // Page size 1: every token its own block.
+  EXPECT_EQ(BlocksOutsideWindow(1, 2, 3, 10).begin, 2);
+  EXPECT_EQ(BlocksOutsideWindow(1, 2, 3, 10).end, 8);
+}
+
 TEST(KvLayoutTest, PageIsLayerMajorWithKeysBeforeValues) {
   KvLayout l{.num_layers = 3, .num_kv_heads = 2, .head_dim = 4, .page_size = 5};
   EXPECT_EQ(l.TokenStride(), 8);
