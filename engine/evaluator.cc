@@ -20,9 +20,13 @@ absl::Status ValidateEvalSettings(const EvalSettings& s) {
       return absl::InvalidArgumentError(
           absl::StrFormat("attention.window must be at least 1, got %d", a.window));
     }
-    if (a.sinks != 0) {
+    if (a.sinks < 0) {
       return absl::InvalidArgumentError(
-          "attention.sinks > 0 (StreamingLLM) is not implemented yet; use sinks 0");
+          absl::StrFormat("attention.sinks must be >= 0, got %d", a.sinks));
+    }
+    if (a.sinks > a.window) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "attention.sinks (%d) must not exceed attention.window (%d)", a.sinks, a.window));
     }
   } else {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -43,7 +47,10 @@ absl::Status ValidateEvalSettings(const EvalSettings& s) {
 absl::StatusOr<ForwardOptions> ForwardOptionsFor(const EvalSettings& s) {
   RETURN_IF_ERROR(ValidateEvalSettings(s));
   ForwardOptions fo;
-  if (s.attention.mode == "sliding_window") fo.window_override = s.attention.window;
+  if (s.attention.mode == "sliding_window") {
+    fo.window_override = s.attention.window;
+    fo.sinks = s.attention.sinks;  // > 0: StreamingLLM, positions re-assigned
+  }
   return fo;
 }
 

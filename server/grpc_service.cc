@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/attention_mode.h"
 #include "engine/generator.h"
 #include "proto/longview.grpc.pb.h"
 #include "proto/longview.pb.h"
@@ -111,18 +112,11 @@ absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids, 
   return absl::OkStatus();
 }
 
-absl::Status CheckAttention(const v1::AttentionConfig& a) {
-  if (!a.mode().empty() && a.mode() != "dense") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "attention.mode \"", a.mode(), "\" is not supported; this server accepts: dense"));
-  }
-  if (a.has_window()) {
-    return absl::InvalidArgumentError("attention.window does not apply to attention.mode dense");
-  }
-  if (a.has_sinks()) {
-    return absl::InvalidArgumentError("attention.sinks does not apply to attention.mode dense");
-  }
-  return absl::OkStatus();
+absl::StatusOr<ForwardOptions> ToForwardOptions(const v1::AttentionConfig& a) {
+  AttentionModeRequest request{.mode = a.mode()};
+  if (a.has_window()) request.window = a.window();
+  if (a.has_sinks()) request.sinks = a.sinks();
+  return ForwardOptionsForMode(request, "attention.");
 }
 
 SamplingParams ToSamplingParams(const v1::SamplingParams& s) {
@@ -202,8 +196,7 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
     out.logprobs = output.logprobs();
   }
 
-  RETURN_IF_ERROR(CheckAttention(req.attention()));
-  out.forward = ForwardOptions{};  // dense: the model's own attention
+  ASSIGN_OR_RETURN(out.forward, ToForwardOptions(req.attention()));
   return out;
 }
 
@@ -329,6 +322,7 @@ class GenerationService final : public v1::Generation::Service {
     m->set_vocab_size(cfg.vocab_size);
     m->set_architecture(ArchitectureName(cfg.architecture));
     m->add_attention_modes("dense");
+    m->add_attention_modes("sliding_window");
     return grpc::Status::OK;
   }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "engine/attention_mode.h"
 #include "server/api_error.h"
 
 namespace longview {
@@ -214,7 +215,8 @@ absl::Status ReadLogprobs(const json& body, ApiRequest* r) {
   return absl::OkStatus();
 }
 
-// The `longview` extension object: {"attention": {"mode": "dense"}}.
+// The `longview` extension object: {"attention": {"mode": "sliding_window", "window": 4096,
+// "sinks": 4}} (engine/attention_mode.h).
 absl::Status ReadExtension(const json& body, ApiRequest* r) {
   const json* ext = Find(body, "longview");
   if (ext == nullptr) return absl::OkStatus();
@@ -231,25 +233,26 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
   if (!att->is_object()) {
     return InvalidParam("longview.attention", "longview.attention must be an object");
   }
-  const json* mode = Find(*att, "mode");
-  if (mode != nullptr && !mode->is_string()) {
-    return InvalidParam("longview.attention.mode", "longview.attention.mode must be a string");
-  }
-  std::string m = mode ? mode->get<std::string>() : "dense";
-  if (m != "dense") {
-    bool known = m == "sliding_window" || m == "hip" || m == "lizard" || m == "delta";
-    return InvalidParam(
-        "longview.attention.mode",
-        absl::StrCat("longview.attention.mode '", m, "' is ",
-                     known ? "not supported yet" : "unknown", "; only 'dense' is supported"));
-  }
+  AttentionModeRequest request;
   for (const auto& [key, value] : att->items()) {
-    if (key != "mode") {
-      return InvalidParam(
-          "longview.attention." + key,
-          absl::StrCat("longview.attention.", key, " is not a parameter of mode 'dense'"));
+    const std::string field = "longview.attention." + key;
+    if (key == "mode") {
+      if (!value.is_string()) return InvalidParam(field, field + " must be a string");
+      request.mode = value.get<std::string>();
+    } else if (key == "window" || key == "sinks") {
+      if (!value.is_number_integer()) return InvalidParam(field, field + " must be an integer");
+      (key == "window" ? request.window : request.sinks) = value.get<int64_t>();
+    } else {
+      return InvalidParam(field, absl::StrCat(field, " is not a known parameter (known: mode, "
+                                                     "window, sinks)"));
     }
   }
+  std::string bad_field;
+  absl::StatusOr<ForwardOptions> forward =
+      ForwardOptionsForMode(request, "longview.attention.", &bad_field);
+  if (!forward.ok()) return InvalidParam(bad_field, std::string(forward.status().message()));
+  r->forward = *forward;
+  const std::string m = request.mode.empty() ? "dense" : request.mode;
   r->attention_mode = m;
   return absl::OkStatus();
 }

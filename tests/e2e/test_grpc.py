@@ -136,13 +136,24 @@ def run(args, pb, pb_grpc, f):
                 "ListModels: %s" % [(m.id, m.max_context_length) for m in models])
 
         # A bad request names the field.
-        try:
-            stream_generate(stub, pb, pb.GenerateRequest(
-                prompt=pb.Prompt(text="hi"), attention=pb.AttentionConfig(mode="sliding_window")))
-            f.check(False, "attention.mode sliding_window rejected")
-        except grpc.RpcError as e:
-            f.check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "attention.mode" in e.details(),
-                    "attention.mode rejected: %s %s" % (e.code(), e.details()))
+        bad_attention = [
+            (pb.AttentionConfig(mode="hip"), "attention.mode"),
+            (pb.AttentionConfig(mode="sliding_window"), "attention.window"),
+            (pb.AttentionConfig(mode="sliding_window", window=4, sinks=5), "attention.sinks"),
+        ]
+        for attention, field in bad_attention:
+            try:
+                stream_generate(stub, pb, pb.GenerateRequest(prompt=pb.Prompt(text="hi"),
+                                                             attention=attention))
+                f.check(False, "%s rejected" % field)
+            except grpc.RpcError as e:
+                f.check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and field in e.details(),
+                        "%s rejected: %s %s" % (field, e.code(), e.details()))
+        # StreamingLLM is served.
+        _, sw_tokens, _, _ = stream_generate(stub, pb, pb.GenerateRequest(
+            prompt=pb.Prompt(text="hi"), stopping=pb.StoppingCriteria(max_tokens=4),
+            attention=pb.AttentionConfig(mode="sliding_window", window=8, sinks=2)))
+        f.check(len(sw_tokens.get(0, [])) >= 1, "sliding_window with sinks generates: %s" % sw_tokens)
 
         # Auth: no key and a wrong key are refused.
         for md in [(), (("authorization", "Bearer nope"),)]:

@@ -296,6 +296,20 @@ def test_errors_surface_as_typed_sdk_errors(server, client):
     ok = client.completions.create(model=MODEL, prompt="x", max_tokens=2,
                                    extra_body={"longview": {"attention": {"mode": "dense"}}})
     assert ok.usage.completion_tokens >= 1
+    # StreamingLLM (sliding window with sinks) is accepted; bad values are 400 naming the field.
+    ok = client.completions.create(
+        model=MODEL, prompt="x", max_tokens=4, extra_body={"longview": {"attention": {
+            "mode": "sliding_window", "window": 8, "sinks": 2}}})
+    assert ok.usage.completion_tokens >= 1
+    for attention, field in [({"mode": "sliding_window"}, "longview.attention.window"),
+                             ({"mode": "sliding_window", "window": 0}, "longview.attention.window"),
+                             ({"mode": "sliding_window", "window": 4, "sinks": 5},
+                              "longview.attention.sinks"),
+                             ({"mode": "nope"}, "longview.attention.mode")]:
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model=MODEL, prompt="x", max_tokens=2,
+                                      extra_body={"longview": {"attention": attention}})
+        assert field in str(e.value), (attention, str(e.value))
 
 
 def test_raw_http_errors(server):

@@ -88,6 +88,28 @@ TEST(EvaluatorTest, SlidingWindowKlIsZeroWhenTheWindowCoversEverythingAndPositiv
   EXPECT_NEAR(q->nll_dense, r->nll_dense, 1e-6 * r->nll_dense);
 }
 
+TEST(EvaluatorTest, StreamingLlmIsDenseWhenWideAndDiffersFromThePlainWindowWhenNarrow) {
+  auto lm = Load("llama");
+  ASSERT_TRUE(lm);
+  const std::string text =
+      "And the earth was without form, and void; and darkness was upon the face of the deep.";
+  EvalSettings wide;
+  wide.attention = {.mode = "sliding_window", .window = 1000, .sinks = 4};
+  auto r = MeasurePerplexity(*lm, text, wide);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NEAR(r->kl_vs_dense, 0.0, 1e-9);  // nothing evicted: dense
+  EvalSettings plain = wide;
+  plain.attention.window = 6;
+  plain.attention.sinks = 0;
+  EvalSettings sinks = plain;
+  sinks.attention.sinks = 2;
+  auto p = MeasurePerplexity(*lm, text, plain);
+  auto s = MeasurePerplexity(*lm, text, sinks);
+  ASSERT_TRUE(p.ok() && s.ok());
+  EXPECT_GT(s->kl_vs_dense, 1e-4);   // the window still cuts
+  EXPECT_NE(s->kl_vs_dense, p->kl_vs_dense);  // and the sinks change what is attended
+}
+
 TEST(EvaluatorTest, InvalidSettingsNameTheField) {
   EvalSettings s;
   s.attention.mode = "hyperattention";
@@ -96,6 +118,12 @@ TEST(EvaluatorTest, InvalidSettingsNameTheField) {
   s.attention.window = 0;
   EXPECT_NE(ValidateEvalSettings(s).message().find("attention.window"), std::string::npos);
   s.attention.window = 64;
+  s.attention.sinks = 65;
+  EXPECT_NE(ValidateEvalSettings(s).message().find("attention.sinks"), std::string::npos);
+  s.attention.sinks = -1;
+  EXPECT_NE(ValidateEvalSettings(s).message().find("attention.sinks"), std::string::npos);
+  s.attention.sinks = 4;
+  EXPECT_TRUE(ValidateEvalSettings(s).ok());
   s.kv.policy = "mystery";
   EXPECT_NE(ValidateEvalSettings(s).message().find("kv.policy"), std::string::npos);
   s.kv.policy = "none";

@@ -193,6 +193,38 @@ TEST_F(GrpcServiceTest, GreedyStreamEqualsGenerate) {
   EXPECT_EQ(usage.completion_tokens(), static_cast<int64_t>(want->output_tokens.size()));
 }
 
+// StreamingLLM through the engine loop (batched forward, pages kept) gives the tokens Generate
+// gives (pages freed as they leave the window), and not the dense ones.
+TEST_F(GrpcServiceTest, SlidingWindowWithSinksEqualsGenerate) {
+  // Token ids spread over the vocabulary: the embedded model does not settle into a loop.
+  std::vector<int32_t> prompt;
+  for (int32_t i = 0; i < 30; ++i) prompt.push_back(3 + (i * 193) % 500);
+  GenerateOptions opt;
+  opt.sampling.temperature = 0;
+  opt.max_tokens = 40;
+  opt.ignore_eos = true;
+  opt.forward = {.window_override = 6, .sinks = 2};
+  auto want = Generate(*model_, prompt, opt);
+  ASSERT_TRUE(want.ok()) << want.status();
+  opt.forward = {};
+  auto dense = Generate(*model_, prompt, opt);
+  ASSERT_TRUE(dense.ok()) << dense.status();
+  EXPECT_NE(want->output_tokens, dense->output_tokens);
+
+  auto stub = Connect(open_->port());
+  v1::GenerateRequest req;
+  req.mutable_prompt()->mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
+  req.mutable_sampling()->set_temperature(0);
+  req.mutable_stopping()->set_max_tokens(40);
+  req.mutable_stopping()->set_ignore_eos(true);
+  req.mutable_attention()->set_mode("sliding_window");
+  req.mutable_attention()->set_window(6);
+  req.mutable_attention()->set_sinks(2);
+  Collected got = RunGenerate(*stub, req);
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  EXPECT_EQ(got.tokens[0], want->output_tokens);
+}
+
 TEST_F(GrpcServiceTest, TokenIdPromptAndSeveralChoices) {
   GenerateOptions opt;
   opt.sampling.temperature = 0;
@@ -312,8 +344,9 @@ TEST_F(GrpcServiceTest, ListModels) {
   EXPECT_EQ(m.max_context_length(), 512);
   EXPECT_EQ(m.vocab_size(), model_->config.vocab_size);
   EXPECT_EQ(m.architecture(), "LlamaForCausalLM");
-  ASSERT_EQ(m.attention_modes_size(), 1);
+  ASSERT_EQ(m.attention_modes_size(), 2);
   EXPECT_EQ(m.attention_modes(0), "dense");
+  EXPECT_EQ(m.attention_modes(1), "sliding_window");
 }
 
 TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
@@ -349,9 +382,33 @@ TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
       {"n", [](v1::GenerateRequest* r) { r->mutable_output()->set_n(0); }, "output.n"},
       {"logprobs", [](v1::GenerateRequest* r) { r->mutable_output()->set_logprobs(21); },
        "output.logprobs"},
-      {"attention mode",
-       [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("sliding_window"); },
+      {"attention mode", [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("hip"); },
        "attention.mode"},
+      {"unknown attention mode",
+       [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("nope"); }, "attention.mode"},
+      {"sliding_window without window",
+       [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("sliding_window"); },
+       "attention.window"},
+      {"window zero",
+       [](v1::GenerateRequest* r) {
+         r->mutable_attention()->set_mode("sliding_window");
+         r->mutable_attention()->set_window(0);
+       },
+       "attention.window"},
+      {"sinks beyond window",
+       [](v1::GenerateRequest* r) {
+         r->mutable_attention()->set_mode("sliding_window");
+         r->mutable_attention()->set_window(4);
+         r->mutable_attention()->set_sinks(5);
+       },
+       "attention.sinks"},
+      {"negative sinks",
+       [](v1::GenerateRequest* r) {
+         r->mutable_attention()->set_mode("sliding_window");
+         r->mutable_attention()->set_window(4);
+         r->mutable_attention()->set_sinks(-1);
+       },
+       "attention.sinks"},
       {"window under dense", [](v1::GenerateRequest* r) { r->mutable_attention()->set_window(64); },
        "attention.window"},
   };

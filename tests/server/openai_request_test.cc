@@ -40,6 +40,24 @@ TEST(OpenAiRequestTest, ParsesEveryCompletionField) {
   EXPECT_EQ(r->attention_mode, "dense");
 }
 
+TEST(OpenAiRequestTest, SlidingWindowWithSinksBecomesForwardOptions) {
+  auto r = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "hi", "longview": {"attention":
+      {"mode": "sliding_window", "window": 4096, "sinks": 4}}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->attention_mode, "sliding_window");
+  EXPECT_EQ(r->forward.window_override, 4096);
+  EXPECT_EQ(r->forward.sinks, 4);
+  auto plain = ParseApiRequest(ApiKind::kChat, R"({"messages": [{"role": "user", "content": "x"}],
+      "longview": {"attention": {"mode": "sliding_window", "window": 16}}})");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->forward.window_override, 16);
+  EXPECT_EQ(plain->forward.sinks, 0);
+  auto dense = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "hi"})");
+  ASSERT_TRUE(dense.ok());
+  EXPECT_EQ(dense->forward.window_override, -1);
+  EXPECT_EQ(dense->forward.sinks, 0);
+}
+
 TEST(OpenAiRequestTest, DefaultsWhenAbsentOrNull) {
   auto r = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "x", "max_tokens": null})");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -161,6 +179,30 @@ INSTANTIATE_TEST_SUITE_P(
                 "longview.attention.mode"},
         BadCase{kC, R"({"prompt": "a", "longview": {"attention": {"window": 5}}})",
                 "longview.attention.window"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"attention": {"mode": "sliding_window"}}})",
+                "longview.attention.window"},
+        BadCase{kC,
+                R"({"prompt": "a", "longview": {"attention": {"mode": "sliding_window",
+                                                               "window": 0}}})",
+                "longview.attention.window"},
+        BadCase{kC,
+                R"({"prompt": "a", "longview": {"attention": {"mode": "sliding_window",
+                                                               "window": "8"}}})",
+                "longview.attention.window"},
+        BadCase{kC,
+                R"({"prompt": "a", "longview": {"attention": {"mode": "sliding_window",
+                                                               "window": 8, "sinks": 9}}})",
+                "longview.attention.sinks"},
+        BadCase{kC,
+                R"({"prompt": "a", "longview": {"attention": {"mode": "sliding_window",
+                                                               "window": 8, "sinks": -1}}})",
+                "longview.attention.sinks"},
+        BadCase{kC,
+                R"({"prompt": "a", "longview": {"attention": {"mode": "sliding_window",
+                                                               "window": 8, "top_k": 3}}})",
+                "longview.attention.top_k"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"attention": {"sinks": 2}}})",
+                "longview.attention.sinks"},
         BadCase{kChat, R"({})", "messages"}, BadCase{kChat, R"({"messages": []})", "messages"},
         BadCase{kChat, R"({"messages": [{"content": "x"}]})", "messages"},
         BadCase{kChat, R"({"messages": [{"role": "wizard", "content": "x"}]})", "messages"},
