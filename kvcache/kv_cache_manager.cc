@@ -108,7 +108,7 @@ int32_t KvCacheManager::NumBlocksFreedBy(int64_t seq_id) const {
   auto it = seqs_.find(seq_id);
   if (it == seqs_.end()) return 0;
   int32_t n = 0;
-  for (int32_t id : it->second.blocks) n += ref_counts_[id] == 1 ? 1 : 0;
+  for (int32_t id : it->second.blocks) n += id >= 0 && ref_counts_[id] == 1 ? 1 : 0;
   return n;
 }
 
@@ -170,7 +170,7 @@ void KvCacheManager::RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, in
     sb.hashes.push_back(h);
     const int32_t id = sb.blocks[b];
     // The first block computed with this content stays the cached one.
-    if (has_hash_[id] || cached_.contains(h)) continue;
+    if (id < 0 || has_hash_[id] || cached_.contains(h)) continue;
     cached_.emplace(h, id);
     has_hash_[id] = 1;
     hash_[id] = h;
@@ -184,6 +184,7 @@ void KvCacheManager::Free(int64_t seq_id) {
   if (it == seqs_.end()) return;
   const std::vector<int32_t>& blocks = it->second.blocks;
   for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) {
+    if (*b < 0) continue;  // released by a sliding window
     int32_t& rc = ref_counts_[*b];
     if (rc <= 0) throw std::logic_error("KvCacheManager::Free: block already free");
     if (--rc == 0) PushFreeTail(*b);
@@ -195,8 +196,36 @@ void KvCacheManager::Fork(int64_t parent_id, int64_t child_id) {
   auto it = seqs_.find(parent_id);
   if (it == seqs_.end()) return;
   SeqBlocks copy = it->second;
-  for (int32_t id : copy.blocks) ++ref_counts_[id];
+  for (int32_t id : copy.blocks) {
+    if (id >= 0) ++ref_counts_[id];
+  }
   seqs_[child_id] = std::move(copy);
+}
+
+int32_t KvCacheManager::ReleaseBlocks(int64_t seq_id, int64_t begin, int64_t end) {
+  auto it = seqs_.find(seq_id);
+  if (it == seqs_.end()) return 0;
+  SeqBlocks& sb = it->second;
+  end = std::min<int64_t>(end, static_cast<int64_t>(sb.blocks.size()));
+  int32_t freed = 0;
+  // Skip the run already known released (each step releases a little past the last one).
+  const bool extends = sb.released_begin <= begin && begin <= sb.released_end;
+  for (int64_t b = extends ? std::max(begin, sb.released_end) : begin; b < end; ++b) {
+    const int32_t id = sb.blocks[b];
+    if (id < 0) continue;
+    sb.blocks[b] = -1;
+    if (--ref_counts_[id] == 0) {
+      PushFreeTail(id);
+      ++freed;
+    }
+  }
+  if (extends) {
+    sb.released_end = std::max(sb.released_end, end);
+  } else {
+    sb.released_begin = begin;
+    sb.released_end = std::max(begin, end);
+  }
+  return freed;
 }
 
 std::span<const int32_t> KvCacheManager::BlockIds(int64_t seq_id) const {

@@ -99,6 +99,13 @@ class KvCacheManager {
   // Drops the sequence's references; blocks reaching zero go to the free list tail, last block
   // first. No-op for an unknown sequence.
   void Free(int64_t seq_id);
+  // Sliding windows: drops the sequence's references to its logical blocks [begin, end) (those
+  // its attention no longer reads, see BlocksOutsideWindow) and leaves -1 in their place in
+  // BlockIds, so later positions keep their blocks. Blocks reaching zero go to the free list
+  // tail, still findable by the prefix cache. Already released blocks are skipped. Returns the
+  // blocks that went to the free list. No-op for an unknown sequence.
+  // REQUIRES: the range excludes the block holding the next token to compute.
+  int32_t ReleaseBlocks(int64_t seq_id, int64_t begin, int64_t end);
   // Gives `child_id` the blocks of `parent_id` (shared; reference counts + 1). Never fails.
   void Fork(int64_t parent_id, int64_t child_id);
 
@@ -116,6 +123,9 @@ class KvCacheManager {
   struct SeqBlocks {
     std::vector<int32_t> blocks;
     std::vector<uint64_t> hashes;  // of the first hashes.size() blocks (full, registered)
+    // A run of blocks ReleaseBlocks already released: [released_begin, released_end).
+    int64_t released_begin = 0;
+    int64_t released_end = 0;
   };
 
   // Blocks needed from the free list; *cow_index set to the block to copy, or -1.

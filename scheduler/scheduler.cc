@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "kvcache/block_table.h"
 
 namespace longview {
 
@@ -149,6 +150,13 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
   step.seqs.reserve(plan.entries.size());
   for (const SchedulePlan::Entry& e : plan.entries) {
     Sequence* s = e.seq;
+    if (s->forward.window_override > 0) {
+      // Pages no query of this sequence reads again go back (DESIGN §4 sliding_window). The plan
+      // did not count them: it stays conservative.
+      const BlockRange out = BlocksOutsideWindow(kv_->page_size(), s->forward.sinks,
+                                                 s->forward.window_override, s->num_computed_tokens);
+      kv_->ReleaseBlocks(s->seq_id, out.begin, out.end);
+    }
     std::optional<SlotAllocation> alloc = kv_->AllocateSlots(View(*s), e.num_new_tokens, nullptr);
     if (!alloc) {
       return absl::InternalError(absl::StrFormat(

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kvcache/block_table.h"
 
 namespace longview {
 namespace {
@@ -176,6 +177,44 @@ TEST(KvCacheManagerTest, ForkSharesBlocksAndCopiesThePartialBlockOnWrite) {
   kv.Free(2);
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 4, 5, 1, 2, 0}));
   EXPECT_EQ(kv.Usage(), 0.0);
+}
+
+TEST(KvCacheManagerTest, SlidingWindowReleasesBlocksThatLeftIt) {
+  KvCacheManager kv({.num_blocks = 8, .page_size = 4});
+  std::vector<int32_t> a = Range(0, 18);  // blocks 0..4 (4 full + 2 tokens)
+  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 18, nullptr));
+  EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, 1, 2, 3, 4}));
+  kv.Fork(1, 2);  // block 1 shared with another sequence
+  kv.Free(2);
+  kv.Fork(1, 3);
+  // Sinks in block 0, window 6 for the query at token 18: blocks 1..2 left it.
+  const BlockRange r = BlocksOutsideWindow(4, 2, 6, 18);
+  ASSERT_EQ(r.begin, 1);
+  ASSERT_EQ(r.end, 3);
+  EXPECT_EQ(kv.ReleaseBlocks(1, r.begin, r.end), 0);  // sequence 3 still holds them
+  EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, -1, -1, 3, 4}));
+  EXPECT_EQ(kv.RefCount(1), 1);
+  EXPECT_EQ(kv.ReleaseBlocks(3, r.begin, r.end), 2);  // last holder: freed, last in line
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{5, 6, 7, 1, 2}));
+  EXPECT_TRUE(kv.IsCached(1));  // still findable by the prefix cache
+  EXPECT_EQ(kv.ReleaseBlocks(1, 1, 3), 0);  // again: nothing left to release
+  // The window moves on: block 3 goes; the released run is extended, not rescanned.
+  EXPECT_EQ(kv.ReleaseBlocks(3, 1, 4), 0);  // sequence 1 still holds block 3
+  EXPECT_EQ(kv.ReleaseBlocks(1, 1, 4), 1);
+  EXPECT_EQ(kv.RefCount(3), 0);
+  EXPECT_EQ(kv.FreeBlockIds(), (Ids{5, 6, 7, 1, 2, 3}));
+  // Decoding on: the shared partial block 4 is copied, a new block follows; Free and
+  // NumBlocksFreedBy skip the released entries.
+  std::vector<int32_t> b = Range(0, 21);
+  auto alloc = kv.AllocateSlots(Seq(1, b, 18), 3, nullptr);
+  ASSERT_TRUE(alloc);
+  EXPECT_EQ(alloc->copies, (std::vector<PageCopy>{{4, 5}}));
+  EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, -1, -1, -1, 5, 6}));
+  EXPECT_EQ(kv.NumBlocksFreedBy(1), 2);  // 5 and 6; block 0 is shared with sequence 3
+  kv.Free(1);
+  kv.Free(3);
+  EXPECT_EQ(kv.Usage(), 0.0);
+  EXPECT_EQ(kv.NumFreeBlocks(), 8);
 }
 
 TEST(KvCacheManagerTest, CopyOnWriteOutOfBlocksChangesNothing) {
