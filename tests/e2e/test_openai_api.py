@@ -31,13 +31,14 @@ MODEL_DIR = os.path.join(DATA, "golden", "llama")
 MODEL = "golden-llama"
 KEY = "sk-e2e-test-key"
 CONTEXT = 512  # max_position_embeddings of the golden Llama
+EMBEDDED_DIR = os.path.join(ROOT, "models", "longview-tiny")
 MAX_BODY = 65536
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, model_dir=MODEL_DIR):
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--model", MODEL_DIR, "--host", "127.0.0.1", "--port", "0",
+            [BINARY, "serve", "--model", model_dir, "--host", "127.0.0.1", "--port", "0",
              "--grpc-port", "0", "--api-key", KEY, "--served-model-name", MODEL,
              "--max-body-bytes", str(MAX_BODY), "--threads", "2", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -382,11 +383,13 @@ def test_greedy_matches_longview_generate_alone_and_batched(server, client):
 
 
 def test_queue_full_is_429():
-    s = Server("--max-num-seqs", "1", "--max-queue", "1")
+    # The embedded model (8k context, ~1k tokens/s here) keeps the first request generating for
+    # seconds, so the queue is reliably full; the golden model finished 496 tokens too fast.
+    s = Server("--max-num-seqs", "1", "--max-queue", "1", model_dir=EMBEDDED_DIR)
     try:
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{s.port}/v1", api_key=KEY, max_retries=0)
         # One running, one waiting: the queue is full while the first generates.
-        streams = [c.completions.create(model=MODEL, prompt="busy", max_tokens=CONTEXT - 16,
+        streams = [c.completions.create(model=MODEL, prompt="busy", max_tokens=6000,
                                         temperature=0, stream=True,
                                         extra_body={"ignore_eos": True}) for _ in range(2)]
         with pytest.raises(openai.RateLimitError) as e:
