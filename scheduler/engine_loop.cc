@@ -243,6 +243,9 @@ void EngineLoop::Impl::Run() {
       cv.wait(lock, [&] { return stopping || !queue.empty() || sched.HasWork(); });
       if (stopping) break;
       incoming.swap(queue);
+      // Admitted requests wait until the step below has run; count them now so that Submit
+      // cannot slip past max_queue before PublishMetrics sets the exact figure.
+      num_waiting_requests += static_cast<int64_t>(incoming.size());
     }
     for (Submission& s : incoming) Admit(std::move(s));
     ReapCancelled();

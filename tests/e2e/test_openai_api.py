@@ -18,11 +18,15 @@ import resource
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 import openai
 import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from longview_server import LongviewServer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("LONGVIEW_BINARY", os.path.join(ROOT, "build", "server", "longview"))
@@ -35,38 +39,11 @@ EMBEDDED_DIR = os.path.join(ROOT, "models", "longview-tiny")
 MAX_BODY = 65536
 
 
-class Server:
+class Server(LongviewServer):
     def __init__(self, *extra, model_dir=MODEL_DIR):
-        self.proc = subprocess.Popen(
-            [BINARY, "serve", "--model", model_dir, "--host", "127.0.0.1", "--port", "0",
-             "--grpc-port", "0", "--api-key", KEY, "--served-model-name", MODEL,
-             "--max-body-bytes", str(MAX_BODY), "--threads", "2", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.log = []
-        self.port = None
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.log.append(line)
-            m = re.search(r"HTTP on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                break
-        if self.port is None:
-            self.proc.kill()
-            raise RuntimeError("server did not start:\n" + "".join(self.log))
-        # Keep draining stderr so the server never blocks on a full pipe.
-        threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(BINARY, model_dir, "--grpc-port", "0", "--api-key", KEY,
+                         "--served-model-name", MODEL, "--max-body-bytes", str(MAX_BODY),
+                         "--threads", "2", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -388,10 +365,15 @@ def test_queue_full_is_429():
     s = Server("--max-num-seqs", "1", "--max-queue", "1", model_dir=EMBEDDED_DIR)
     try:
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{s.port}/v1", api_key=KEY, max_retries=0)
-        # One running, one waiting: the queue is full while the first generates.
-        streams = [c.completions.create(model=MODEL, prompt="busy", max_tokens=6000,
+        # One running, one waiting: the queue is full while the first generates. The second is
+        # sent only once the first streams (is running), or it could find the first still queued.
+        def busy():
+            return c.completions.create(model=MODEL, prompt="busy", max_tokens=6000,
                                         temperature=0, stream=True,
-                                        extra_body={"ignore_eos": True}) for _ in range(2)]
+                                        extra_body={"ignore_eos": True})
+        streams = [busy()]
+        next(iter(streams[0]))
+        streams.append(busy())
         with pytest.raises(openai.RateLimitError) as e:
             c.completions.create(model=MODEL, prompt="one more", max_tokens=2)
         assert e.value.status_code == 429

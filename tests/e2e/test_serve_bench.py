@@ -18,6 +18,9 @@ import time
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from longview_server import LongviewServer  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("LONGVIEW_BINARY", os.path.join(ROOT, "build", "server", "longview"))
 DATA = os.environ.get("LONGVIEW_TEST_DATA_DIR", os.path.join(ROOT, "tests", "data"))
@@ -30,33 +33,10 @@ BENCH = os.path.join(ROOT, "tools", "bench", "serve_bench.py")
 
 @pytest.fixture(scope="module")
 def server():
-    proc = subprocess.Popen(
-        [BINARY, "serve", "--model", MODEL_DIR, "--host", "127.0.0.1", "--port", "0",
-         "--grpc-port", "0", "--api-key", KEY, "--served-model-name", MODEL, "--threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    log, port = [], None
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        log.append(line)
-        m = re.search(r"HTTP on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    if port is None:
-        proc.kill()
-        raise RuntimeError("server did not start:\n" + "".join(log))
-    threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
-    yield port
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 0, "".join(log)
+    s = LongviewServer(BINARY, MODEL_DIR, "--grpc-port", "0", "--api-key", KEY,
+                       "--served-model-name", MODEL, "--threads", "2")
+    yield s.port
+    assert s.stop() == 0, "".join(s.log)
 
 
 def run_bench(port, tmp_path, *extra, key=KEY):
