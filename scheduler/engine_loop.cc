@@ -112,6 +112,9 @@ struct EngineLoop::Impl {
   void FinishRequest(RequestState& r, absl::Status status);
   void FailAll(const absl::Status& status);
   void PublishMetrics();
+  // Recounts waiting requests into num_waiting_requests (read by Submit); returns it and, when
+  // `running` is given, the running ones.
+  int64_t PublishWaiting(int64_t* running);
 
   const LoadedModel& model;
   const EngineLoopOptions opt;
@@ -322,6 +325,9 @@ absl::Status EngineLoop::Impl::Step() {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(StepPlan step, sched.Apply(plan));
+  // Requests this plan started are running from now on: publish that before any of their
+  // output reaches a client, so a client that reacts to it is counted correctly by Submit.
+  PublishWaiting(nullptr);
   if (step.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(runner.Execute(step, result));
   const Clock::time_point now = Clock::now();
@@ -425,20 +431,25 @@ void EngineLoop::Impl::FlushOutputs(Clock::time_point now) {
   std::erase_if(requests, [](const auto& r) { return r->stream == nullptr; });
 }
 
-void EngineLoop::Impl::PublishMetrics() {
-  int64_t running = 0, waiting = 0;
+int64_t EngineLoop::Impl::PublishWaiting(int64_t* running) {
+  int64_t num_running = 0, waiting = 0;
   for (const auto& r : requests) {
     bool any_running = false;
     for (const auto& s : r->seqs) {
       const Sequence* seq = sched.Get(s->seq_id);
       any_running = any_running || (seq != nullptr && seq->status == SequenceStatus::kRunning);
     }
-    (any_running ? running : waiting) += 1;
+    (any_running ? num_running : waiting) += 1;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    num_waiting_requests = waiting;
-  }
+  std::lock_guard<std::mutex> lock(mu);
+  num_waiting_requests = waiting;
+  if (running != nullptr) *running = num_running;
+  return waiting;
+}
+
+void EngineLoop::Impl::PublishMetrics() {
+  int64_t running = 0;
+  const int64_t waiting = PublishWaiting(&running);
   std::lock_guard<std::mutex> lock(metrics_mu);
   metrics.num_requests_running = running;
   metrics.num_requests_waiting = waiting;
