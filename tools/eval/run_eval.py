@@ -33,6 +33,10 @@ import longctx_tasks as tasks  # noqa: E402
 SUITES = {
     "fast": {"lengths": [512, 1024], "depths": [0.2, 0.8], "per_cell": 2,
              "qa_lengths": [1024], "qa_per_length": 4, "ppl_tokens": [1024]},
+    # Attention-mode comparisons (sliding windows, sinks): passkey by depth at one length past
+    # the windows, and perplexity / KL over the whole held-out text.
+    "window": {"lengths": [2048], "depths": [0.1, 0.3, 0.5, 0.7, 0.9], "per_cell": 2,
+               "qa_lengths": [], "qa_per_length": 0, "ppl_tokens": [8192]},
     "full": {"lengths": [1024, 2048, 4096, 8192], "depths": [0.1, 0.3, 0.5, 0.7, 0.9],
              "per_cell": 4, "qa_lengths": [1024, 2048, 4096, 8192], "qa_per_length": 10,
              "ppl_tokens": [2048, 8192]},
