@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/kernels/attention_reference.h"
 
 namespace longview::cpu {
 namespace {
@@ -18,22 +19,11 @@ struct Case {
   int64_t kv_len, n_q, page_size, num_q_heads, num_kv_heads, head_dim, window;
 };
 
-// Rotates in double, independently of RopeTable.
-void RotateRef(std::vector<double>& x, int64_t pos, const std::vector<float>& inv_freq) {
-  const size_t half = x.size() / 2;
-  for (size_t i = 0; i < half; ++i) {
-    double a = static_cast<double>(pos) * inv_freq[i];
-    double x1 = x[i], x2 = x[i + half];
-    x[i] = x1 * std::cos(a) - x2 * std::sin(a);
-    x[i + half] = x2 * std::cos(a) + x1 * std::sin(a);
-  }
-}
-
 void RunCase(const Case& c, uint32_t seed) {
-  SCOPED_TRACE(::testing::Message() << "seed " << seed << " kv_len " << c.kv_len << " n_q " << c.n_q
-                                    << " page " << c.page_size << " heads " << c.num_q_heads << "/"
-                                    << c.num_kv_heads << " hd " << c.head_dim << " window "
-                                    << c.window);
+  SCOPED_TRACE(::testing::Message()
+               << "seed " << seed << " kv_len " << c.kv_len << " n_q " << c.n_q << " page "
+               << c.page_size << " heads " << c.num_q_heads << "/" << c.num_kv_heads << " hd "
+               << c.head_dim << " window " << c.window);
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const int64_t d = c.head_dim, tok_stride = c.num_kv_heads * d;
@@ -74,46 +64,37 @@ void RunCase(const Case& c, uint32_t seed) {
   PagedAttention(ap, view, rope, q.data(), q_pos.data(), c.n_q, c.kv_len, out.data());
 
   auto key_at = [&](int64_t j, int64_t kh, int64_t off) {
-    const float* p = pool.data() + table[j / c.page_size] * page_elements + off +
-                     (j % c.page_size) * tok_stride + kh * d;
-    return std::vector<double>(p, p + d);
+    return pool.data() + table[j / c.page_size] * page_elements + off +
+           (j % c.page_size) * tok_stride + kh * d;
   };
-  double err2 = 0, ref2 = 0, max_excess = 0;
+  test::ErrorStats stats;
   const int64_t group = c.num_q_heads / c.num_kv_heads;
   for (int64_t i = 0; i < c.n_q; ++i) {
     for (int64_t h = 0; h < c.num_q_heads; ++h) {
       const int64_t kh = h / group;
       std::vector<double> qd(q.begin() + (i * c.num_q_heads + h) * d,
                              q.begin() + (i * c.num_q_heads + h + 1) * d);
-      std::vector<double> scores, acc(d, 0.0);
-      std::vector<int64_t> keys;
+      std::vector<double> scores;
+      std::vector<const float*> values;
       for (int64_t j = 0; j <= q_pos[i]; ++j) {
         if (c.window > 0 && j <= q_pos[i] - c.window) continue;
-        std::vector<double> k = key_at(j, kh, view.k_offset);
-        RotateRef(k, j, inv);
+        const float* kp = key_at(j, kh, view.k_offset);
+        std::vector<double> k(kp, kp + d);
+        test::RotateRef(k, j, inv);
         double s = 0;
         for (int64_t t = 0; t < d; ++t) s += qd[t] * k[t];
         scores.push_back(s / std::sqrt(static_cast<double>(d)));
-        keys.push_back(j);
+        values.push_back(key_at(j, kh, view.v_offset));
       }
-      double m = *std::max_element(scores.begin(), scores.end()), z = 0;
-      for (auto& s : scores) z += (s = std::exp(s - m));
-      for (size_t n = 0; n < keys.size(); ++n) {
-        std::vector<double> v = key_at(keys[n], kh, view.v_offset);
-        for (int64_t t = 0; t < d; ++t) acc[t] += scores[n] / z * v[t];
-      }
+      std::vector<double> acc = test::SoftmaxWeightedSum(std::move(scores), values, d);
       for (int64_t t = 0; t < d; ++t) {
         double got = out[(i * c.num_q_heads + h) * d + t];
         ASSERT_FALSE(std::isnan(got)) << "output not written";
-        double e = std::fabs(got - acc[t]);
-        err2 += e * e;
-        ref2 += acc[t] * acc[t];
-        max_excess = std::max(max_excess, e - (1e-5 + 1e-4 * std::fabs(acc[t])));
+        stats.Add(got, acc[t]);
       }
     }
   }
-  EXPECT_LE(max_excess, 0.0) << "|out - ref| > atol + rtol |ref|";
-  EXPECT_LT(err2 / ref2, 1e-10) << "normalised mean squared error";
+  stats.Expect();
 }
 
 TEST(PagedAttentionTest, MatchesDenseReference) {

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/kv_selection.h"
 #include "kernels/cpu/paged_attention.h"
+#include "tests/kernels/attention_reference.h"
 
 namespace longview::cpu {
 namespace {
@@ -23,16 +24,6 @@ struct Case {
   int64_t num_pages, page_size, num_q_heads, num_kv_heads, head_dim, n_q, window;
   bool per_head;
 };
-
-void RotateRef(std::vector<double>& x, int64_t pos, const std::vector<float>& inv_freq) {
-  const size_t half = x.size() / 2;
-  for (size_t i = 0; i < half; ++i) {
-    double a = static_cast<double>(pos) * inv_freq[i];
-    double x1 = x[i], x2 = x[i + half];
-    x[i] = x1 * std::cos(a) - x2 * std::sin(a);
-    x[i + half] = x2 * std::cos(a) + x1 * std::sin(a);
-  }
-}
 
 // Random spans over random pages: partial pages, gaps in slots and positions, pages reused.
 std::vector<KvSpan> RandomSpans(const Case& c, std::mt19937& rng, int64_t* next_pos) {
@@ -102,57 +93,47 @@ void RunCase(const Case& c, uint32_t seed) {
   std::vector<float> out(q.size(), std::nanf(""));
   SelectionAttention(ap, view, rope, sel, q.data(), q_pos.data(), c.n_q, out.data());
 
-  double err2 = 0, ref2 = 0, max_excess = 0;
+  test::ErrorStats stats;
   const int64_t group = c.num_q_heads / c.num_kv_heads;
   for (int64_t i = 0; i < c.n_q; ++i) {
     for (int64_t h = 0; h < c.num_q_heads; ++h) {
       const int64_t kh = h / group;
       std::vector<double> qd(q.begin() + (i * c.num_q_heads + h) * d,
                              q.begin() + (i * c.num_q_heads + h + 1) * d);
-      std::vector<double> scores, acc(d, 0.0);
+      std::vector<double> scores;
       std::vector<const float*> vals;
       for (const KvSpan& s : sel.ForHead(kh)) {
         for (int64_t t = 0; t < s.count; ++t) {
           const int64_t kpos = s.first_position + t;
           if (kpos > q_pos[i] || (c.window > 0 && kpos <= q_pos[i] - c.window)) continue;
-          const float* base = pool.data() + s.page_id * page_elements +
-                              (s.first_slot + t) * tok_stride + kh * d;
+          const float* base =
+              pool.data() + s.page_id * page_elements + (s.first_slot + t) * tok_stride + kh * d;
           std::vector<double> k(base + view.k_offset, base + view.k_offset + d);
-          RotateRef(k, kpos, inv);
+          test::RotateRef(k, kpos, inv);
           double dot = 0;
           for (int64_t e = 0; e < d; ++e) dot += qd[e] * k[e];
           scores.push_back(dot / std::sqrt(static_cast<double>(d)));
           vals.push_back(base + view.v_offset);
         }
       }
-      if (!scores.empty()) {
-        double m = *std::max_element(scores.begin(), scores.end()), z = 0;
-        for (auto& s : scores) z += (s = std::exp(s - m));
-        for (size_t n = 0; n < vals.size(); ++n) {
-          for (int64_t e = 0; e < d; ++e) acc[e] += scores[n] / z * vals[n][e];
-        }
-      }
+      std::vector<double> acc = test::SoftmaxWeightedSum(std::move(scores), vals, d);
       for (int64_t e = 0; e < d; ++e) {
         double got = out[(i * c.num_q_heads + h) * d + e];
         ASSERT_FALSE(std::isnan(got)) << "output not written";
-        double err = std::fabs(got - acc[e]);
-        err2 += err * err;
-        ref2 += acc[e] * acc[e];
-        max_excess = std::max(max_excess, err - (1e-5 + 1e-4 * std::fabs(acc[e])));
+        stats.Add(got, acc[e]);
       }
     }
   }
-  EXPECT_LE(max_excess, 0.0) << "|out - ref| > atol + rtol |ref|";
-  EXPECT_LT(err2 / std::max(ref2, 1e-30), 1e-10) << "normalised mean squared error";
+  stats.Expect();
 }
 
 TEST(SelectionAttentionTest, MatchesDoubleReferenceOnRandomSelections) {
   const uint32_t seed = 20261127;
   std::vector<Case> cases = {
-      {17, 1, 4, 2, 64, 17, 0, false},   {9, 8, 8, 2, 128, 5, 0, true},
-      {7, 16, 6, 2, 64, 3, 0, false},    {7, 16, 4, 4, 128, 1, 0, true},
-      {54, 1, 8, 1, 64, 9, 13, false},   {11, 8, 4, 2, 32, 7, 20, true},
-      {5, 16, 2, 1, 16, 97, 0, false},   {13, 8, 6, 3, 64, 4, 5, true},
+      {17, 1, 4, 2, 64, 17, 0, false}, {9, 8, 8, 2, 128, 5, 0, true},
+      {7, 16, 6, 2, 64, 3, 0, false},  {7, 16, 4, 4, 128, 1, 0, true},
+      {54, 1, 8, 1, 64, 9, 13, false}, {11, 8, 4, 2, 32, 7, 20, true},
+      {5, 16, 2, 1, 16, 97, 0, false}, {13, 8, 6, 3, 64, 4, 5, true},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     for (uint32_t rep = 0; rep < 4; ++rep) {
@@ -212,10 +193,12 @@ TEST(KvSelectionTest, SinkWindowBeforeEvictionIsDense) {
     ASSERT_EQ(sw.NumKeys(0), dense.NumKeys(0)) << "t " << t;
     std::vector<std::pair<int64_t, int64_t>> a, b;  // (page*4 + slot, position) per key
     for (const KvSpan& s : sw.spans) {
-      for (int i = 0; i < s.count; ++i) a.push_back({s.page_id * 4 + s.first_slot + i, s.first_position + i});
+      for (int i = 0; i < s.count; ++i)
+        a.push_back({s.page_id * 4 + s.first_slot + i, s.first_position + i});
     }
     for (const KvSpan& s : dense.spans) {
-      for (int i = 0; i < s.count; ++i) b.push_back({s.page_id * 4 + s.first_slot + i, s.first_position + i});
+      for (int i = 0; i < s.count; ++i)
+        b.push_back({s.page_id * 4 + s.first_slot + i, s.first_position + i});
     }
     EXPECT_EQ(a, b) << "t " << t;
   }
@@ -230,17 +213,25 @@ TEST(SelectionAttentionTest, PagedAttentionIsTheDenseSelectionBitForBit) {
   std::vector<float> pool(page_elements * num_blocks), q(n_q * nh * d);
   for (auto& v : pool) v = normal(rng);
   for (auto& v : q) v = normal(rng);
-  PagedKvView view{.pages = pool.data(), .page_elements = page_elements, .k_offset = 0,
-                   .v_offset = ps * tok, .token_stride = tok, .page_size = ps,
-                   .block_table = table.data(), .num_blocks = num_blocks};
+  PagedKvView view{.pages = pool.data(),
+                   .page_elements = page_elements,
+                   .k_offset = 0,
+                   .v_offset = ps * tok,
+                   .token_stride = tok,
+                   .page_size = ps,
+                   .block_table = table.data(),
+                   .num_blocks = num_blocks};
   RopeParams rp;
   rp.head_dim = d;
   RopeTable rope(InvFrequencies(rp), d);
   std::vector<int64_t> q_pos(n_q);
   for (int64_t i = 0; i < n_q; ++i) q_pos[i] = kv_len - n_q + i;
   for (int64_t window : {0, 7}) {
-    AttentionParams ap{.num_q_heads = nh, .num_kv_heads = nkv, .head_dim = d,
-                       .scale = 1.0f / std::sqrt(static_cast<float>(d)), .window = window};
+    AttentionParams ap{.num_q_heads = nh,
+                       .num_kv_heads = nkv,
+                       .head_dim = d,
+                       .scale = 1.0f / std::sqrt(static_cast<float>(d)),
+                       .window = window};
     std::vector<float> a(q.size()), b(q.size());
     PagedAttention(ap, view, rope, q.data(), q_pos.data(), n_q, kv_len, a.data());
     SelectionAttention(ap, view, rope, DenseSelection(table, ps, kv_len), q.data(), q_pos.data(),
