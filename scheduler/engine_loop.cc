@@ -325,9 +325,6 @@ absl::Status EngineLoop::Impl::Step() {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(StepPlan step, sched.Apply(plan));
-  // Requests this plan started are running from now on: publish that before any of their
-  // output reaches a client, so a client that reacts to it is counted correctly by Submit.
-  PublishWaiting(nullptr);
   if (step.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(runner.Execute(step, result));
   const Clock::time_point now = Clock::now();
@@ -410,6 +407,7 @@ void EngineLoop::Impl::SampleAndEmit(SeqState& s, std::span<const float> raw,
 }
 
 void EngineLoop::Impl::FlushOutputs(Clock::time_point now) {
+  std::vector<std::pair<std::shared_ptr<RequestStream>, RequestOutput>> deliveries;
   for (auto& rp : requests) {
     RequestState& r = *rp;
     if (!r.touched) continue;
@@ -422,13 +420,17 @@ void EngineLoop::Impl::FlushOutputs(Clock::time_point now) {
     out.finished = r.num_finished == r.request.n;
     if (out.finished) {
       e2e.push_back(Seconds(now - r.arrival));
-      r.stream->Push(std::move(out));
+      deliveries.emplace_back(std::move(r.stream), std::move(out));
       r.stream = nullptr;
     } else {
-      r.stream->Push(std::move(out));
+      deliveries.emplace_back(r.stream, std::move(out));
     }
   }
   std::erase_if(requests, [](const auto& r) { return r->stream == nullptr; });
+  // Publish the step's state (the waiting count Submit reads, KV pages, counters, latencies)
+  // before its output reaches clients, so a client reacting to the output sees its effects.
+  PublishMetrics();
+  for (auto& [stream, out] : deliveries) stream->Push(std::move(out));
 }
 
 int64_t EngineLoop::Impl::PublishWaiting(int64_t* running) {
