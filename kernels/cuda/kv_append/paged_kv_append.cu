@@ -9,12 +9,13 @@ namespace {
 
 constexpr int kThreads = 128;
 
-// One block per token; row_vecs = num_kv_heads * head_dim / 8 vectors of 16 bytes for K, then V.
+// One block per token; row_vecs = num_kv_heads * head_dim / 8 vectors of 16 bytes for K, then V;
+// source rows are k_stride_vecs / v_stride_vecs vectors apart.
 __global__ void __launch_bounds__(kThreads)
     PagedKvAppendKernel(const uint4* __restrict__ k, const uint4* __restrict__ v,
                         const int64_t* __restrict__ slot_mapping, uint16_t* __restrict__ pages,
-                        int64_t row_vecs, int page_size, int64_t page_stride, int64_t k_offset,
-                        int64_t v_offset) {
+                        int64_t row_vecs, int64_t k_stride_vecs, int64_t v_stride_vecs,
+                        int page_size, int64_t page_stride, int64_t k_offset, int64_t v_offset) {
   const int64_t t = blockIdx.x;
   const int64_t slot = slot_mapping[t];
   if (slot < 0) return;
@@ -23,8 +24,8 @@ __global__ void __launch_bounds__(kThreads)
   uint16_t* base = pages + page * page_stride + in_page * row_vecs * 8;
   uint4* kd = reinterpret_cast<uint4*>(base + k_offset);
   uint4* vd = reinterpret_cast<uint4*>(base + v_offset);
-  const uint4* ks = k + t * row_vecs;
-  const uint4* vs = v + t * row_vecs;
+  const uint4* ks = k + t * k_stride_vecs;
+  const uint4* vs = v + t * v_stride_vecs;
   for (int64_t i = threadIdx.x; i < row_vecs; i += kThreads) {
     const uint4 kv = ks[i];
     const uint4 vv = vs[i];
@@ -49,11 +50,15 @@ cudaError_t PagedKvAppend(const KvAppendArgs& a, cudaStream_t stream) {
       const int64_t row = static_cast<int64_t>(a.num_kv_heads) * kHeadDim;
       LV_CUDA_REQUIRE(a.k_offset + a.page_size * row <= a.page_stride &&
                       a.v_offset + a.page_size * row <= a.page_stride);
+      const int64_t k_stride = a.k_row_stride != 0 ? a.k_row_stride : row;
+      const int64_t v_stride = a.v_row_stride != 0 ? a.v_row_stride : row;
+      LV_CUDA_REQUIRE(k_stride >= row && v_stride >= row && k_stride % 8 == 0 &&
+                      v_stride % 8 == 0);
       if (a.num_tokens == 0) return cudaSuccess;
       PagedKvAppendKernel<<<static_cast<unsigned>(a.num_tokens), kThreads, 0, stream>>>(
           static_cast<const uint4*>(a.k), static_cast<const uint4*>(a.v), a.slot_mapping,
-          static_cast<uint16_t*>(a.pages), row / 8, a.page_size, a.page_stride, a.k_offset,
-          a.v_offset);
+          static_cast<uint16_t*>(a.pages), row / 8, k_stride / 8, v_stride / 8, a.page_size,
+          a.page_stride, a.k_offset, a.v_offset);
       return cudaGetLastError();
     });
   });
