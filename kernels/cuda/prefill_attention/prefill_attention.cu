@@ -1,0 +1,269 @@
+// Paged prefill attention: prepare (bounds, prefix sums), gather + rotate keys, tensor-core
+// attention. See prefill_attention.h, NOTES.md and internal/attention_kernel.cuh.
+#include <algorithm>
+#include <climits>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/decode_attention/rope_tables.h"
+#include "kernels/cuda/dispatch.h"
+#include "kernels/cuda/prefill_attention/internal/attention_kernel.cuh"
+#include "kernels/cuda/prefill_attention/internal/common.cuh"
+#include "kernels/cuda/prefill_attention/prefill_attention.h"
+#include "kernels/cuda/vec.cuh"
+
+namespace longview::cuda {
+namespace {
+
+using prefill::kBlockM;
+using prefill::Params;
+using prefill::SeqInfo;
+
+constexpr int kPrepThreads = 512;
+constexpr int kGatherRows = 16;
+constexpr int kGatherThreads = 256;
+
+// One block: validates every sequence against the plan's bounds, then exclusive prefix sums of
+// stored keys (kv_base) and query tiles (tile_base), chunk by chunk.
+__global__ void __launch_bounds__(kPrepThreads) PrefillPrepareKernel(const Params p) {
+  __shared__ long long s_cnt[kPrepThreads];
+  __shared__ int s_tiles[kPrepThreads];
+  const int tid = threadIdx.x;
+  long long carry_cnt = 0;
+  int carry_tiles = 0;
+  for (int c0 = 0; c0 < p.batch; c0 += kPrepThreads) {
+    const int b = c0 + tid;
+    SeqInfo si{};
+    long long cnt = 0;
+    int tiles = 0;
+    bool ok = false;
+    if (b < p.batch) {
+      const int q0 = p.q_start[b], q1 = p.q_start[b + 1];
+      const int n = q1 - q0;
+      const bool q_ok = q0 >= 0 && n >= 0 && q1 <= p.max_total_q;
+      const int kv = p.kv_lens[b];
+      const int W = p.window != nullptr ? p.window[b] : p.default_window;
+      const int S = p.sinks != nullptr ? p.sinks[b] : p.default_sinks;
+      ok = q_ok && kv >= n &&
+           static_cast<int64_t>(kv) <= static_cast<int64_t>(p.block_table_stride) * p.page_size &&
+           static_cast<int64_t>(kv) <= static_cast<int64_t>(p.rope_hi_rows) * kRopeLoRows &&
+           W >= 0 && S >= 0 && (S == 0 || (W >= 1 && S <= W));
+      si.q0 = q_ok ? q0 : 0;
+      si.n = q_ok ? n : 0;
+      si.kv_len = kv;
+      si.window = W;
+      si.sinks = S;
+      if (ok) {
+        const int t0 = kv - n;
+        si.lo = W > 0 ? max(0, t0 - W + 1) : 0;
+        si.s_eff = min(S, si.lo);
+        cnt = static_cast<long long>(si.s_eff) + kv - si.lo;
+      }
+      tiles = q_ok ? (n + kBlockM - 1) / kBlockM : 0;
+    }
+    s_cnt[tid] = cnt;
+    s_tiles[tid] = tiles;
+    __syncthreads();
+    for (int off = 1; off < kPrepThreads; off <<= 1) {
+      const long long a = tid >= off ? s_cnt[tid - off] : 0;
+      const int t = tid >= off ? s_tiles[tid - off] : 0;
+      __syncthreads();
+      s_cnt[tid] += a;
+      s_tiles[tid] += t;
+      __syncthreads();
+    }
+    if (b < p.batch) {
+      const long long excl = carry_cnt + s_cnt[tid] - cnt;
+      si.valid = ok && excl + cnt <= p.max_total_kv ? 1 : 0;
+      p.kv_base[b] = static_cast<int32_t>(min(excl, static_cast<long long>(p.max_total_kv)));
+      p.tile_base[b] = carry_tiles + s_tiles[tid] - tiles;
+      p.info[b] = si;
+    }
+    carry_cnt += s_cnt[kPrepThreads - 1];
+    carry_tiles += s_tiles[kPrepThreads - 1];
+    __syncthreads();
+  }
+  if (tid == 0) {
+    p.kv_base[p.batch] =
+        static_cast<int32_t>(min(carry_cnt, static_cast<long long>(p.max_total_kv)));
+    p.tile_base[p.batch] = carry_tiles;
+  }
+}
+
+// Copies every stored key (rotated at its position, rounded to T) and its value from the pages
+// into the workspace. Block = kGatherRows stored rows; a thread unit = 8 RoPE pairs of one KV
+// head's K (two 16-byte halves) or the same 16 elements of its V.
+template <typename T, int D>
+__global__ void __launch_bounds__(kGatherThreads) PrefillGatherKernel(const Params p) {
+  constexpr int kHalf = D / 2;
+  constexpr int kPieces = D / 16;
+  __shared__ int s_b[kGatherRows];
+  const int r0 = blockIdx.x * kGatherRows;
+  const int total = p.kv_base[p.batch];
+  if (r0 >= total) return;
+  const int tid = threadIdx.x;
+  if (tid < kGatherRows) {
+    const int r = r0 + tid;
+    s_b[tid] = r < total ? prefill::FindSeq(p.kv_base, p.batch, r) : -1;
+  }
+  __syncthreads();
+  const int64_t row_elems = static_cast<int64_t>(p.num_kv_heads) * D;
+  const int k_units = p.num_kv_heads * kPieces;
+  const int units = 2 * k_units;
+  const T* pages = static_cast<const T*>(p.pages);
+  for (int u = tid; u < kGatherRows * units; u += kGatherThreads) {
+    const int rr = u / units;
+    const int unit = u % units;
+    const int b = s_b[rr];
+    if (b < 0) continue;
+    const SeqInfo si = p.info[b];
+    if (!si.valid) continue;
+    const int r = r0 + rr;
+    const int i = r - p.kv_base[b];
+    const int j = i < si.s_eff ? i : si.lo + (i - si.s_eff);
+    const bool is_v = unit >= k_units;
+    const int uu = is_v ? unit - k_units : unit;
+    const int f0 = (uu % kPieces) * 8;
+    const int64_t head_off = static_cast<int64_t>(uu / kPieces) * D + f0;
+    T* dst = static_cast<T*>(is_v ? p.v_copy : p.k_rot) + r * row_elems + head_off;
+    const int page =
+        p.block_tables[static_cast<int64_t>(b) * p.block_table_stride + j / p.page_size];
+    if (page < 0) {  // a visible key's page was released: poison, never read out of bounds
+      float nan8[8];
+      for (int e = 0; e < 8; ++e) nan8[e] = __int_as_float(0x7fc00000);
+      const uint4 w = detail::Pack8<T>(nan8);
+      *reinterpret_cast<uint4*>(dst) = w;
+      *reinterpret_cast<uint4*>(dst + kHalf) = w;
+      continue;
+    }
+    const T* src = pages + static_cast<int64_t>(page) * p.page_stride +
+                   (is_v ? p.v_offset : p.k_offset) +
+                   static_cast<int64_t>(j % p.page_size) * row_elems + head_off;
+    uint4 w1 = __ldg(reinterpret_cast<const uint4*>(src));
+    uint4 w2 = __ldg(reinterpret_cast<const uint4*>(src + kHalf));
+    if (!is_v) {
+      float x1[8], x2[8];
+      detail::Unpack8<T>(w1, x1);
+      detail::Unpack8<T>(w2, x2);
+      prefill::RotatePairs8<D>(p.rope_lo, p.rope_hi, j, f0, x1, x2);
+      w1 = detail::Pack8<T>(x1);
+      w2 = detail::Pack8<T>(x2);
+    }
+    *reinterpret_cast<uint4*>(dst) = w1;
+    *reinterpret_cast<uint4*>(dst + kHalf) = w2;
+  }
+}
+
+bool Aligned16Host(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
+
+size_t Align256(size_t x) { return (x + 255) / 256 * 256; }
+
+template <typename T, int D>
+cudaError_t PlanImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan) {
+  using Geo = prefill::AttnGeo<D>;
+  int device = 0;
+  LV_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  int optin = 0;
+  LV_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  LV_CUDA_REQUIRE(Geo::kSmemBytes <= static_cast<size_t>(optin));
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(Geo::kSmemBytes)));
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D>,
+                                               cudaFuncAttributePreferredSharedMemoryCarveout,
+                                               cudaSharedmemCarveoutMaxShared));
+  plan->shape = s;
+  plan->num_tile_slots = (s.max_total_q + kBlockM - 1) / kBlockM + s.batch_size;
+  plan->smem_bytes = Geo::kSmemBytes;
+  plan->meta_bytes = Align256(static_cast<size_t>(s.batch_size) * sizeof(SeqInfo) +
+                              2 * (static_cast<size_t>(s.batch_size) + 1) * sizeof(int32_t));
+  plan->kv_bytes = Align256(static_cast<size_t>(s.max_total_kv) * s.num_kv_heads * D * sizeof(T));
+  plan->workspace_bytes = plan->meta_bytes + 2 * plan->kv_bytes;
+  return cudaSuccess;
+}
+
+template <typename T, int D>
+cudaError_t RunImpl(const PrefillAttentionPlan& plan, const Params& p, cudaStream_t stream) {
+  const PrefillAttentionShape& s = plan.shape;
+  PrefillPrepareKernel<<<1, kPrepThreads, 0, stream>>>(p);
+  LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  const int64_t gather_blocks = (s.max_total_kv + kGatherRows - 1) / kGatherRows;
+  PrefillGatherKernel<T, D><<<static_cast<unsigned>(gather_blocks), kGatherThreads, 0, stream>>>(p);
+  LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  const dim3 grid(static_cast<unsigned>(s.num_q_heads), static_cast<unsigned>(plan.num_tile_slots));
+  prefill::PrefillAttentionKernel<T, D><<<grid, prefill::kThreads, plan.smem_bytes, stream>>>(p);
+  LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return cudaSuccess;
+}
+
+}  // namespace
+
+cudaError_t PlanPrefillAttention(const PrefillAttentionShape& s, PrefillAttentionPlan* plan) {
+  LV_CUDA_REQUIRE(plan != nullptr);
+  LV_CUDA_REQUIRE(s.num_q_heads >= 1 && s.num_kv_heads >= 1 &&
+                  s.num_q_heads % s.num_kv_heads == 0 && s.num_q_heads <= 65535);
+  LV_CUDA_REQUIRE(s.batch_size >= 1 && s.page_size >= 1 && s.max_total_q >= 1 &&
+                  s.max_total_kv >= 1 && s.max_total_kv <= INT_MAX && s.rope_hi_rows >= 1);
+  LV_CUDA_REQUIRE(s.window >= 0 && s.sinks >= 0 && (s.sinks == 0 || s.sinks <= s.window));
+  LV_CUDA_REQUIRE((static_cast<int64_t>(s.max_total_q) + kBlockM - 1) / kBlockM + s.batch_size <=
+                  65535);
+  LV_DISPATCH_DTYPE(s.dtype, T, {
+    LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim, { return PlanImpl<T, kHeadDim>(s, plan); });
+  });
+}
+
+cudaError_t RunPrefillAttention(const PrefillAttentionPlan& plan, const PrefillAttentionArgs& a,
+                                void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  const PrefillAttentionShape& s = plan.shape;
+  LV_CUDA_REQUIRE(plan.num_tile_slots >= 1 && plan.workspace_bytes > 0);
+  LV_CUDA_REQUIRE(a.q != nullptr && a.out != nullptr && a.pages != nullptr &&
+                  a.block_tables != nullptr && a.q_start != nullptr && a.kv_lens != nullptr &&
+                  a.rope_lo != nullptr && a.rope_hi != nullptr);
+  LV_CUDA_REQUIRE(Aligned16Host(a.q) && Aligned16Host(a.out) && Aligned16Host(a.pages) &&
+                  Aligned16Host(a.rope_lo) && Aligned16Host(a.rope_hi));
+  LV_CUDA_REQUIRE(a.q_row_stride >= static_cast<int64_t>(s.num_q_heads) * s.head_dim &&
+                  a.q_row_stride % 8 == 0);
+  LV_CUDA_REQUIRE(a.page_stride % 8 == 0 && a.k_offset % 8 == 0 && a.v_offset % 8 == 0 &&
+                  a.k_offset >= 0 && a.v_offset >= 0 && a.block_table_stride >= 1);
+  LV_CUDA_REQUIRE(a.scale > 0.f && a.scale < INFINITY);
+  LV_CUDA_REQUIRE(workspace != nullptr && Aligned16Host(workspace) &&
+                  workspace_bytes >= plan.workspace_bytes);
+  unsigned char* ws = static_cast<unsigned char*>(workspace);
+  Params p;
+  p.q = a.q;
+  p.out = a.out;
+  p.pages = a.pages;
+  p.q_row_stride = a.q_row_stride;
+  p.page_stride = a.page_stride;
+  p.k_offset = a.k_offset;
+  p.v_offset = a.v_offset;
+  p.block_tables = a.block_tables;
+  p.q_start = a.q_start;
+  p.kv_lens = a.kv_lens;
+  p.window = a.window;
+  p.sinks = a.sinks;
+  p.rope_lo = a.rope_lo;
+  p.rope_hi = a.rope_hi;
+  p.info = reinterpret_cast<SeqInfo*>(ws);
+  p.kv_base = reinterpret_cast<int32_t*>(ws + static_cast<size_t>(s.batch_size) * sizeof(SeqInfo));
+  p.tile_base = p.kv_base + s.batch_size + 1;
+  p.k_rot = ws + plan.meta_bytes;
+  p.v_copy = ws + plan.meta_bytes + plan.kv_bytes;
+  p.scale_log2 = a.scale * prefill::kLog2e;
+  p.block_table_stride = a.block_table_stride;
+  p.num_q_heads = s.num_q_heads;
+  p.num_kv_heads = s.num_kv_heads;
+  p.group = s.num_q_heads / s.num_kv_heads;
+  p.batch = s.batch_size;
+  p.page_size = s.page_size;
+  p.max_total_q = s.max_total_q;
+  p.max_total_kv = static_cast<int>(s.max_total_kv);
+  p.rope_hi_rows = s.rope_hi_rows;
+  p.default_window = s.window;
+  p.default_sinks = s.sinks;
+  LV_DISPATCH_DTYPE(s.dtype, T, {
+    LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim, { return RunImpl<T, kHeadDim>(plan, p, stream); });
+  });
+}
+
+}  // namespace longview::cuda

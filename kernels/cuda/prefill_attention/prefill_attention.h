@@ -1,0 +1,113 @@
+// Paged prefill attention on tensor cores: a variable-length batch of query chunks, each attending
+// causally to its sequence's cached prefix plus itself, over keys cached before RoPE.
+//
+// Layouts (elements are `dtype`, bf16 or fp16; accumulation float32):
+//   q             [total_q][num_q_heads][head_dim], row r at q + r * q_row_stride (so q can be
+//                 read straight out of a fused QKV projection); q arrives UNROTATED.
+//   out           [total_q][num_q_heads][head_dim], contiguous.
+//   q_start       int32 [batch + 1] (cu_seqlens): sequence b's queries are rows
+//                 q_start[b] .. q_start[b + 1] - 1; n_b = q_start[b + 1] - q_start[b].
+//   kv_lens       int32 [batch]: keys [0, kv_len) of sequence b are in the pages; its n_b queries
+//                 are the LAST n_b tokens, query i at token t = kv_len - n_b + i (chunked prefill).
+//   pages         the KV pool, page p at pages + p * page_stride; one layer's K of slot s of a page
+//                 at + k_offset + s * token_stride, V at + v_offset + ..., token_stride =
+//                 num_kv_heads * head_dim, a token's row [kv_head][head_dim] (kvcache/kv_layout.h).
+//   block_tables  int32 [batch][block_table_stride]: logical block -> page id. Entries of blocks
+//                 no query of the chunk can see (outside sinks + window) may be -1: never read.
+//   window/sinks  int32 [batch] or nullptr (= shape.window / shape.sinks for every sequence).
+//   rope_lo/hi    exact RoPE tables of decode_attention/rope_tables.h (device copies).
+// Semantics (engine/cpu_model.cc, kernels/cpu/kv_selection.h): the query at token t sees keys
+// j <= t; with window W > 0 only t - W < j (the query counts in the window); with sinks S > 0
+// (1 <= S <= W) also every j < S, at StreamingLLM's re-assigned positions (sinks 0..S-1, window
+// contiguous after them, the query last). Query head h reads KV head h / (num_q_heads /
+// num_kv_heads). Keys and queries are rotated in-kernel (Llama half-split pairs (i, i + D/2)).
+//
+// Kernels (see NOTES.md): a one-block prepare kernel (per-sequence bounds, prefix sums), a
+// gather kernel that rotates each visible key once at its position and copies it and its value
+// into a contiguous workspace, and a FlashAttention-2 style mma.sync kernel over that workspace.
+//
+// Plan/run split (FlashInfer): PlanPrefillAttention runs on the host (queries the device, sets
+// kernel attributes; not capturable); RunPrefillAttention only launches, so it can be captured in
+// a CUDA graph and replayed while q_start, kv_lens, window, sinks and block tables change on the
+// device within the plan's bounds. A sequence outside them (q_start[batch] > max_total_q, keys
+// beyond max_total_kv, kv_len beyond the block table or the RoPE tables, n_b > kv_len, bad
+// window/sinks) gets NaN outputs (nothing if its q rows themselves are out of range), never
+// truncated attention.
+//
+//   PrefillAttentionShape s{.dtype = DType::kBF16, .head_dim = 128, .num_q_heads = 32,
+//                           .num_kv_heads = 8, .batch_size = b, .page_size = 16,
+//                           .max_total_q = 8192, .max_total_kv = 65536,
+//                           .rope_hi_rows = tables.num_hi_rows};
+//   PrefillAttentionPlan plan;
+//   LV_CUDA_RETURN_IF_ERROR(PlanPrefillAttention(s, &plan));   // once, outside capture
+//   ... allocate plan.workspace_bytes ...
+//   LV_CUDA_RETURN_IF_ERROR(RunPrefillAttention(plan, args, ws, ws_bytes, stream));
+// Thread-safety: Plan is reentrant; Run enqueues on `stream` only and uses the workspace, so two
+// runs in flight need two workspaces.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/dtype.h"
+
+namespace longview::cuda {
+
+struct PrefillAttentionShape {
+  DType dtype = DType::kBF16;
+  int head_dim = 128;  // 64 or 128
+  int num_q_heads = 0;
+  int num_kv_heads = 0;
+  int batch_size = 0;
+  int page_size = 16;   // any value >= 1
+  int max_total_q = 0;  // upper bound of q_start[batch]
+  // Upper bound of the keys the chunks can see, summed over the batch: per sequence kv_len, or
+  // with a window min(kv_len, sinks + window + n_b - 1). Sizes the key/value workspace.
+  int64_t max_total_kv = 0;
+  int rope_hi_rows = 0;  // RopeTablesHost::num_hi_rows; positions < rope_hi_rows * 1024
+  int window = 0;        // every sequence's window when args.window == nullptr (0 = full causal)
+  int sinks = 0;         // every sequence's sinks when args.sinks == nullptr; 1 <= sinks <= window
+};
+
+struct PrefillAttentionPlan {
+  PrefillAttentionShape shape;
+  int num_tile_slots = 0;  // grid rows: ceil(max_total_q / 64) + batch_size
+  size_t smem_bytes = 0;   // dynamic shared memory of the attention kernel
+  size_t meta_bytes = 0;   // per-sequence bounds at the workspace's start
+  size_t kv_bytes = 0;     // each of the rotated-K and V copies
+  size_t workspace_bytes = 0;
+};
+
+struct PrefillAttentionArgs {
+  const void* q = nullptr;
+  int64_t q_row_stride = 0;  // elements, >= num_q_heads * head_dim, multiple of 8
+  void* out = nullptr;
+  const void* pages = nullptr;
+  int64_t page_stride = 0;  // elements
+  int64_t k_offset = 0;     // elements
+  int64_t v_offset = 0;     // elements
+  const int32_t* block_tables = nullptr;
+  int block_table_stride = 0;
+  const int32_t* q_start = nullptr;  // [batch + 1]
+  const int32_t* kv_lens = nullptr;  // [batch]
+  const int32_t* window = nullptr;   // [batch], nullable
+  const int32_t* sinks = nullptr;    // [batch], nullable
+  const float* rope_lo = nullptr;
+  const float* rope_hi = nullptr;
+  float scale = 0.f;  // softmax scale, usually 1 / sqrt(head_dim); > 0
+};
+
+// Validates the shape (cudaErrorInvalidValue on a bad or unsupported value: head_dim not 64/128,
+// heads not grouping, sinks without a window or sinks > window, bounds out of range) and fills
+// `plan`.
+cudaError_t PlanPrefillAttention(const PrefillAttentionShape& shape, PrefillAttentionPlan* plan);
+
+// REQUIRES: `plan` from PlanPrefillAttention; workspace of at least plan.workspace_bytes, 16-byte
+// aligned (cudaMalloc); q, out, pages, rope tables 16-byte aligned; q_row_stride, page_stride,
+// k_offset, v_offset multiples of 8. Only launches kernels (3 launches).
+cudaError_t RunPrefillAttention(const PrefillAttentionPlan& plan, const PrefillAttentionArgs& args,
+                                void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace longview::cuda
