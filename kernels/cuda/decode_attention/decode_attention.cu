@@ -21,11 +21,20 @@
 //     acc[head][16] in registers. The accumulators are rescaled only when some lane's max rises.
 //   * At the end the slots of a warp merge by shuffles, the warps through shared memory, once.
 // The block ends by writing out (one partition) or a float partial and its log2-sum-exp.
+//
+// Selection mode (kSelect): the same kernel over a row's spans instead of [begin, kv_len). A
+// warp chunk is a piece of one span (span s gives chunks_per_span = ceil(page_size / kChunk)
+// "virtual" chunks, those past the span's count are empty), so the chunk's keys still sit at
+// P0 + d, d < kChunk, and the rotation composes as above. A partition is a run of spans. The
+// span of a chunk is loaded one chunk ahead (as the dense path's block-table entries); its key
+// count travels to the compute step in the stage's one metadata unit. A malformed span is read
+// as empty and turns the block's outputs (or its partial's log-sum-exp) into NaN.
 #include "kernels/cuda/decode_attention/decode_attention.h"
 
 #include <algorithm>
 #include <climits>
 
+#include "kernels/cpu/kv_selection.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/dispatch.h"
@@ -47,14 +56,22 @@ constexpr int kHeadsPerBlock = 4;  // query heads per block; larger groups take 
 constexpr int kBlocksPerSm = 2;    // by design: 2 x ~108 KB shared memory, <= 255 registers
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int D>
+// DecodeKvSpan is cpu::KvSpan's layout: host selections copy as they are.
+static_assert(sizeof(DecodeKvSpan) == sizeof(cpu::KvSpan) &&
+              offsetof(DecodeKvSpan, page_id) == offsetof(cpu::KvSpan, page_id) &&
+              offsetof(DecodeKvSpan, first_slot) == offsetof(cpu::KvSpan, first_slot) &&
+              offsetof(DecodeKvSpan, count) == offsetof(cpu::KvSpan, count) &&
+              offsetof(DecodeKvSpan, first_position) == offsetof(cpu::KvSpan, first_position));
+
+template <int D, bool kSelect>
 struct Geometry {
   static constexpr int kTpt = D / 16;                     // lanes per key
   static constexpr int kSlots = 32 / kTpt;                // keys per warp pass
   static constexpr int kChunk = kSlots * kKeysPerLane;    // keys per warp chunk
   static constexpr int kKvUnits = kKeysPerLane * 4 * 32;  // 16-byte units: K lo/hi, V lo/hi
   static constexpr int kRopeUnits = 2 * 4 * kTpt;         // hi and lo rows of the chunk's P0
-  static constexpr int kStageUnits = kKvUnits + kRopeUnits;
+  static constexpr int kMetaUnits = kSelect ? 1 : 0;      // selection: the chunk's key count
+  static constexpr int kStageUnits = kKvUnits + kRopeUnits + kMetaUnits;
   static constexpr int kWarpUnits = kStages * kStageUnits;
   static constexpr size_t kSmemBytes = static_cast<size_t>(kWarps) * kWarpUnits * 16;
   static_assert(D % 16 == 0 && kTpt <= 32 && kChunk <= kRopeLoRows);
@@ -64,6 +81,7 @@ struct Geometry {
 
 struct Params {
   const void* q;
+  int64_t q_row_stride;  // elements
   void* out;
   const void* pages;
   int64_t page_stride;
@@ -88,6 +106,13 @@ struct Params {
   int rope_hi_rows;
   int partition_tokens;
   int num_partitions;
+  // Selection mode.
+  const DecodeKvSpan* spans;
+  const int32_t* span_offsets;
+  int spans_per_kv_head;
+  int max_spans;
+  int partition_spans;
+  int chunks_per_span;  // ceil(page_size / kChunk)
 };
 
 struct SeqRange {
@@ -113,6 +138,23 @@ __device__ __forceinline__ SeqRange GetSeq(const Params& p, int b) {
              static_cast<int64_t>(p.rope_hi_rows) * kRopeLoRows;
   }
   r.valid = ok;
+  return r;
+}
+
+struct RowRange {
+  int begin;    // first span of the row
+  int n_spans;
+  bool valid;   // inside the plan's bounds
+};
+
+__device__ __forceinline__ RowRange GetRow(const Params& p, int b, int kvh) {
+  const int row = p.spans_per_kv_head ? b * p.num_kv_heads + kvh : b;
+  const int begin = p.span_offsets[row];
+  const int end = p.span_offsets[row + 1];
+  RowRange r;
+  r.begin = begin;
+  r.n_spans = end - begin;
+  r.valid = begin >= 0 && end >= begin && end - begin <= p.max_spans;
   return r;
 }
 
@@ -150,9 +192,9 @@ __device__ __forceinline__ float4 AsFloat4(const uint4& u) {
                      __uint_as_float(u.w));
 }
 
-template <typename T, int D>
+template <typename T, int D, bool kSelect>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(const Params p) {
-  using Geo = Geometry<D>;
+  using Geo = Geometry<D, kSelect>;
   constexpr int kTpt = Geo::kTpt;
   constexpr int kSlots = Geo::kSlots;
   constexpr int kChunk = Geo::kChunk;
@@ -174,18 +216,39 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   const int64_t head_row0 =
       static_cast<int64_t>(b) * p.num_q_heads + static_cast<int64_t>(kvh) * G + g0;
 
-  const SeqRange seq = GetSeq(p, b);
-  if (!seq.valid || seq.end <= 0) {  // block-uniform: before any barrier
-    if (direct) {
-      T* out = static_cast<T*>(p.out) + head_row0 * D;
-      const float fill = seq.valid ? 0.f : __int_as_float(0x7fc00000);
-      for (int i = tid; i < n_heads * D; i += kThreads) out[i] = FromFloat<T>(fill);
+  // Dense: keys [part_begin, part_end) of the sequence. Selection: the row's virtual chunks
+  // [part_begin, part_end) (chunk c is piece c % chunks_per_span of span c / chunks_per_span).
+  int part_begin, part_end;
+  int row_span0 = 0;  // selection: the row's first span
+  int64_t pos_part = 0;  // dense: position of key part_begin
+  {
+    bool valid, empty;
+    if constexpr (kSelect) {
+      const RowRange row = GetRow(p, b, kvh);
+      valid = row.valid;
+      empty = row.n_spans <= 0;
+      row_span0 = row.begin;
+      const int span_begin = part * p.partition_spans;
+      part_begin = span_begin * p.chunks_per_span;
+      part_end = min(row.n_spans, span_begin + p.partition_spans) * p.chunks_per_span;
+    } else {
+      const SeqRange seq = GetSeq(p, b);
+      valid = seq.valid;
+      empty = seq.end <= 0;
+      part_begin = seq.begin + part * p.partition_tokens;
+      part_end = min(seq.end, part_begin + p.partition_tokens);
+      pos_part = static_cast<int64_t>(seq.pos0) + part_begin;
     }
-    return;
+    if (!valid || empty) {  // block-uniform: before any barrier
+      if (direct) {
+        T* out = static_cast<T*>(p.out) + head_row0 * D;
+        const float fill = valid ? 0.f : __int_as_float(0x7fc00000);
+        for (int i = tid; i < n_heads * D; i += kThreads) out[i] = FromFloat<T>(fill);
+      }
+      return;
+    }
+    if (part_begin >= part_end) return;  // past this row's keys; the combine skips it
   }
-  const int part_begin = seq.begin + part * p.partition_tokens;
-  if (part_begin >= seq.end) return;  // past this sequence's keys; the combine skips it
-  const int part_end = min(seq.end, part_begin + p.partition_tokens);
 
   const int piece = lane % kTpt;
   const int slot = lane / kTpt;
@@ -196,7 +259,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   float q[kG][16];
 #pragma unroll
   for (int g = 0; g < kG; ++g) {
-    const T* qp = static_cast<const T*>(p.q) + (head_row0 + min(g, n_heads - 1)) * D + f0;
+    const T* qp = static_cast<const T*>(p.q) + b * p.q_row_stride +
+                  (static_cast<int64_t>(kvh) * G + g0 + min(g, n_heads - 1)) * D + f0;
     Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(qp)), q[g]);
     Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(qp + kHalf)), q[g] + 8);
 #pragma unroll
@@ -206,63 +270,130 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   extern __shared__ uint4 smem[];
   uint4* ring = smem + warp * Geo::kWarpUnits;
 
-  const int n_chunks = (part_end - part_begin + kChunk - 1) / kChunk;
+  const int n_chunks =
+      kSelect ? part_end - part_begin : (part_end - part_begin + kChunk - 1) / kChunk;
   const int my_chunks = warp < n_chunks ? (n_chunks - 1 - warp) / kWarps + 1 : 0;
   const T* pages = static_cast<const T*>(p.pages);
   const int64_t token_stride = static_cast<int64_t>(p.num_kv_heads) * D;
   const int32_t* block_table = p.block_tables + static_cast<int64_t>(b) * p.block_table_stride;
   const int64_t head_off = static_cast<int64_t>(kvh) * D + f0;
-  const int64_t pos_part = static_cast<int64_t>(seq.pos0) + part_begin;
   // Key index of this lane's row r of its i-th chunk.
   auto key_of = [&](int i, int r) {
     return part_begin + (warp + i * kWarps) * kChunk + slot + r * kSlots;
   };
   auto page_of = [&](int j) { return p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size; };
 
-  int next_page[kR];  // block-table entries of the next chunk to copy
+  int next_page[kR];  // dense: block-table entries of the next chunk to copy
+  // Selection: the next chunk's page, first slot, key count (0: empty) and first position.
+  int nx_page = 0, nx_slot = 0, nx_n = 0, nx_pos = 0;
+  bool bad = false;  // selection: a malformed span was met
   auto load_pages = [&](int i) {
+    if constexpr (kSelect) {
+      nx_n = 0;
+      if (i < my_chunks) {
+        const int vc = part_begin + warp + i * kWarps;
+        const int si = p.chunks_per_span == 1 ? vc : vc / p.chunks_per_span;
+        const int piece_off = (vc - si * p.chunks_per_span) * kChunk;
+        const DecodeKvSpan* sp = p.spans + row_span0 + si;
+        const int count = __ldg(&sp->count);
+        if (count != 0) {
+          const int page = __ldg(&sp->page_id);
+          const int first_slot = __ldg(&sp->first_slot);
+          const int64_t first_pos = __ldg(&sp->first_position);
+          const bool ok = count > 0 && page >= 0 && first_slot >= 0 &&
+                          count <= p.page_size - first_slot && first_pos >= 0 &&
+                          first_pos + count <= static_cast<int64_t>(p.rope_hi_rows) * kRopeLoRows;
+          bad = bad || !ok;
+          nx_page = page;
+          nx_slot = first_slot + piece_off;
+          nx_n = ok ? min(kChunk, max(0, count - piece_off)) : 0;
+          nx_pos = static_cast<int>(first_pos) + piece_off;  // used only when nx_n > 0
+        }
+      }
+    } else {
 #pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      const int j = key_of(i, r);
-      next_page[r] = i < my_chunks && j < part_end ? __ldg(block_table + page_of(j)) : 0;
+      for (int r = 0; r < kR; ++r) {
+        const int j = key_of(i, r);
+        next_page[r] = i < my_chunks && j < part_end ? __ldg(block_table + page_of(j)) : 0;
+      }
     }
   };
   // Copies chunk i (if it exists) into its stage; the caller commits the group.
   auto issue = [&](int i) {
     if (i >= my_chunks) return;
     uint4* st = ring + (i % kStages) * Geo::kStageUnits;
+    if constexpr (kSelect) {
 #pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      const int j = key_of(i, r);
-      uint4* dst = st + r * 128 + lane;
-      if (j < part_end) {
-        const int in_page = j - page_of(j) * p.page_size;
-        const int64_t off = static_cast<int64_t>(next_page[r]) * p.page_stride +
-                            static_cast<int64_t>(in_page) * token_stride + head_off;
-        const T* kp = pages + p.k_offset + off;
-        const T* vp = pages + p.v_offset + off;
-        CpAsync16(dst, kp, 16);
-        CpAsync16(dst + 32, kp + kHalf, 16);
-        CpAsync16(dst + 64, vp, 16);
-        CpAsync16(dst + 96, vp + kHalf, 16);
-      } else {  // zero fill, reads nothing
-        CpAsync16(dst, pages, 0);
-        CpAsync16(dst + 32, pages, 0);
-        CpAsync16(dst + 64, pages, 0);
-        CpAsync16(dst + 96, pages, 0);
+      for (int r = 0; r < kR; ++r) {
+        const int k = slot + r * kSlots;
+        uint4* dst = st + r * 128 + lane;
+        if (k < nx_n) {
+          const int64_t off = static_cast<int64_t>(nx_page) * p.page_stride +
+                              static_cast<int64_t>(nx_slot + k) * token_stride + head_off;
+          const T* kp = pages + p.k_offset + off;
+          const T* vp = pages + p.v_offset + off;
+          CpAsync16(dst, kp, 16);
+          CpAsync16(dst + 32, kp + kHalf, 16);
+          CpAsync16(dst + 64, vp, 16);
+          CpAsync16(dst + 96, vp + kHalf, 16);
+        } else {  // zero fill, reads nothing
+          CpAsync16(dst, pages, 0);
+          CpAsync16(dst + 32, pages, 0);
+          CpAsync16(dst + 64, pages, 0);
+          CpAsync16(dst + 96, pages, 0);
+        }
       }
-    }
-    if (slot == 0) {  // exact-table rows of the chunk's first position (a valid key)
-      const int64_t pos = pos_part + static_cast<int64_t>(warp + i * kWarps) * kChunk;
-      const int64_t hi = pos >> kRopeLoBits;
-      const int64_t lo = pos & (kRopeLoRows - 1);
-      const float* hs = p.rope_hi + (hi * kHalf + f0) * 2;
-      const float* ls = p.rope_lo + (lo * kHalf + f0) * 2;
-      uint4* rd = st + Geo::kKvUnits;
+      if (slot == 0) {  // exact-table rows of the chunk's first position; zeros when empty
+        const int pos = nx_n > 0 ? nx_pos : 0;
+        const int bytes = nx_n > 0 ? 16 : 0;
+        const int64_t hi = pos >> kRopeLoBits;
+        const int64_t lo = pos & (kRopeLoRows - 1);
+        const float* hs = p.rope_hi + (hi * kHalf + f0) * 2;
+        const float* ls = p.rope_lo + (lo * kHalf + f0) * 2;
+        uint4* rd = st + Geo::kKvUnits;
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        CpAsync16(rd + k * kTpt + piece, hs + 4 * k, 16);
-        CpAsync16(rd + (4 + k) * kTpt + piece, ls + 4 * k, 16);
+        for (int k = 0; k < 4; ++k) {
+          CpAsync16(rd + k * kTpt + piece, hs + 4 * k, bytes);
+          CpAsync16(rd + (4 + k) * kTpt + piece, ls + 4 * k, bytes);
+        }
+      }
+      if (lane == 0) {
+        reinterpret_cast<int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[0] = nx_n;
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < kR; ++r) {
+        const int j = key_of(i, r);
+        uint4* dst = st + r * 128 + lane;
+        if (j < part_end) {
+          const int in_page = j - page_of(j) * p.page_size;
+          const int64_t off = static_cast<int64_t>(next_page[r]) * p.page_stride +
+                              static_cast<int64_t>(in_page) * token_stride + head_off;
+          const T* kp = pages + p.k_offset + off;
+          const T* vp = pages + p.v_offset + off;
+          CpAsync16(dst, kp, 16);
+          CpAsync16(dst + 32, kp + kHalf, 16);
+          CpAsync16(dst + 64, vp, 16);
+          CpAsync16(dst + 96, vp + kHalf, 16);
+        } else {  // zero fill, reads nothing
+          CpAsync16(dst, pages, 0);
+          CpAsync16(dst + 32, pages, 0);
+          CpAsync16(dst + 64, pages, 0);
+          CpAsync16(dst + 96, pages, 0);
+        }
+      }
+      if (slot == 0) {  // exact-table rows of the chunk's first position (a valid key)
+        const int64_t pos = pos_part + static_cast<int64_t>(warp + i * kWarps) * kChunk;
+        const int64_t hi = pos >> kRopeLoBits;
+        const int64_t lo = pos & (kRopeLoRows - 1);
+        const float* hs = p.rope_hi + (hi * kHalf + f0) * 2;
+        const float* ls = p.rope_lo + (lo * kHalf + f0) * 2;
+        uint4* rd = st + Geo::kKvUnits;
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          CpAsync16(rd + k * kTpt + piece, hs + 4 * k, 16);
+          CpAsync16(rd + (4 + k) * kTpt + piece, ls + 4 * k, 16);
+        }
       }
     }
   };
@@ -342,11 +473,22 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
         for (int g = 0; g < kG; ++g) s[r][g] += __shfl_xor_sync(0xffffffffu, s[r][g], o);
       }
     }
+    if constexpr (kSelect) {
+      const int n_keys = reinterpret_cast<const int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[0];
 #pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      if (key_of(i, r) >= part_end) {
+      for (int r = 0; r < kR; ++r) {
+        if (slot + r * kSlots >= n_keys) {
 #pragma unroll
-        for (int g = 0; g < kG; ++g) s[r][g] = -INFINITY;
+          for (int g = 0; g < kG; ++g) s[r][g] = -INFINITY;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < kR; ++r) {
+        if (key_of(i, r) >= part_end) {
+#pragma unroll
+          for (int g = 0; g < kG; ++g) s[r][g] = -INFINITY;
+        }
       }
     }
 
@@ -431,7 +573,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
       }
     }
   }
-  __syncthreads();
+  if constexpr (kSelect) {
+    bad = __syncthreads_or(bad) != 0;
+  } else {
+    __syncthreads();
+  }
 
   // Output: normalised by l. One partition: `out`; else a float partial and its log2-sum-exp.
   constexpr int kUnitsPerHead = D / 8;
@@ -462,7 +608,10 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
       a[6] = fmaf(v1.z, wt, a[6]);
       a[7] = fmaf(v1.w, wt, a[7]);
     }
-    const float inv_l = 1.f / sum;
+    float inv_l = 1.f / sum;
+    if constexpr (kSelect) {  // a partition of empty spans has sum 0; a malformed span: NaN
+      inv_l = bad ? __int_as_float(0x7fc00000) : (sum > 0.f ? inv_l : 0.f);
+    }
 #pragma unroll
     for (int e = 0; e < 8; ++e) a[e] *= inv_l;
     if (direct) {
@@ -473,27 +622,37 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
       float4* po = reinterpret_cast<float4*>(p.part_out + row * D + d0);
       po[0] = make_float4(a[0], a[1], a[2], a[3]);
       po[1] = make_float4(a[4], a[5], a[6], a[7]);
-      if (d0 == 0) p.part_lse[row] = mx + log2f(sum);
+      if (d0 == 0) {
+        p.part_lse[row] = kSelect && bad ? __int_as_float(0x7fc00000) : mx + log2f(sum);
+      }
     }
   }
 }
 
 // One block of D threads per (query head, sequence): merges the partitions by log-sum-exp.
-template <typename T, int D>
+template <typename T, int D, bool kSelect>
 __global__ void __launch_bounds__(D) DecodeCombineKernel(const Params p) {
   const int hq = blockIdx.x;
   const int b = blockIdx.y;
   const int d = threadIdx.x;
   const int64_t head_row = static_cast<int64_t>(b) * p.num_q_heads + hq;
   T* out = static_cast<T*>(p.out) + head_row * D;
-  const SeqRange seq = GetSeq(p, b);
-  if (!seq.valid) {
+  bool valid;
+  int n;  // partitions that hold keys of this head
+  if constexpr (kSelect) {
+    const RowRange row = GetRow(p, b, hq / p.group);
+    valid = row.valid;
+    n = row.n_spans > 0 ? (row.n_spans + p.partition_spans - 1) / p.partition_spans : 0;
+  } else {
+    const SeqRange seq = GetSeq(p, b);
+    valid = seq.valid;
+    n = seq.end > seq.begin ? (seq.end - seq.begin + p.partition_tokens - 1) / p.partition_tokens
+                            : 0;
+  }
+  if (!valid) {
     out[d] = FromFloat<T>(__int_as_float(0x7fc00000));
     return;
   }
-  const int n = seq.end > seq.begin
-                    ? (seq.end - seq.begin + p.partition_tokens - 1) / p.partition_tokens
-                    : 0;
   if (n == 0) {
     out[d] = FromFloat<T>(0.f);
     return;
@@ -502,6 +661,16 @@ __global__ void __launch_bounds__(D) DecodeCombineKernel(const Params p) {
   const float* lse = p.part_lse + row0;
   float m = -INFINITY;
   for (int i = 0; i < n; ++i) m = fmaxf(m, lse[i]);
+  if constexpr (kSelect) {
+    // Partitions of empty spans have lse -inf (all of them: no key, zeros); a malformed span's
+    // partition has NaN, which fmaxf skips.
+    bool nan = false;
+    for (int i = 0; i < n; ++i) nan = nan || isnan(lse[i]);
+    if (nan || m == -INFINITY) {
+      out[d] = FromFloat<T>(nan ? __int_as_float(0x7fc00000) : 0.f);
+      return;
+    }
+  }
   float wsum = 0.f, acc = 0.f;
   for (int i = 0; i < n; ++i) {
     const float w = exp2f(lse[i] - m);
@@ -515,9 +684,9 @@ bool Aligned16Host(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) &
 
 int HeadChunks(int group) { return (group + kHeadsPerBlock - 1) / kHeadsPerBlock; }
 
-template <typename T, int D>
+template <typename T, int D, bool kSelect>
 cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
-  using Geo = Geometry<D>;
+  using Geo = Geometry<D, kSelect>;
   const int group = s.num_q_heads / s.num_kv_heads;
   const int head_chunks = HeadChunks(group);
   const size_t smem = Geo::kSmemBytes;
@@ -532,21 +701,24 @@ cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
   LV_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   LV_CUDA_REQUIRE(smem <= static_cast<size_t>(optin));
-  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<T, D>,
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<T, D, kSelect>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(smem)));
   // All shared memory, no L1 preference: two blocks (2 x ~108 KB) per SM.
-  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<T, D>,
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<T, D, kSelect>,
                                                cudaFuncAttributePreferredSharedMemoryCarveout,
                                                cudaSharedmemCarveoutMaxShared));
-  const int64_t eff = s.window > 0 ? std::min(s.max_kv_len, s.window) : s.max_kv_len;
-  int64_t part = s.partition_tokens;
+  // Dense: keys; selection: spans (each up to page_size keys, whole spans per partition).
+  const int64_t eff = kSelect ? s.max_spans
+                              : (s.window > 0 ? std::min(s.max_kv_len, s.window) : s.max_kv_len);
+  int64_t part = kSelect ? s.partition_spans : s.partition_tokens;
   if (part == 0) {
-    // Partitions of whole block-chunks (kWarps * kChunk keys). Up to twice the count that
-    // fills the GPU's block slots (kBlocksPerSm per SM), pick the one that minimises
-    // waves x keys per partition; ties go to fewer partitions (less workspace traffic, no
-    // combine when one). More partitions only trade wave quantisation for combine traffic.
-    const int64_t unit = static_cast<int64_t>(kWarps) * Geo::kChunk;
+    // Partitions of whole block-chunks (kWarps * kChunk keys; selection: kWarps spans). Up to
+    // twice the count that fills the GPU's block slots (kBlocksPerSm per SM), pick the one that
+    // minimises waves x keys per partition; ties go to fewer partitions (less workspace
+    // traffic, no combine when one). More partitions only trade wave quantisation for combine
+    // traffic.
+    const int64_t unit = static_cast<int64_t>(kWarps) * (kSelect ? 1 : Geo::kChunk);
     const int64_t pairs = static_cast<int64_t>(s.batch_size) * s.num_kv_heads * head_chunks;
     const int64_t slots = static_cast<int64_t>(num_sms) * kBlocksPerSm;
     const int64_t max_parts = std::max<int64_t>(
@@ -567,8 +739,14 @@ cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
   }
   const int64_t num_parts = (eff + part - 1) / part;
   LV_CUDA_REQUIRE(num_parts >= 1 && num_parts * head_chunks <= 65535 && part <= INT_MAX);
+  if constexpr (kSelect) {  // virtual chunk indices of a row fit an int
+    LV_CUDA_REQUIRE((num_parts * part) * ((s.page_size + Geo::kChunk - 1) / Geo::kChunk) +
+                        kWarps * Geo::kChunk <=
+                    INT_MAX);
+  }
   plan->shape = s;
-  plan->partition_tokens = static_cast<int>(part);
+  plan->partition_tokens = kSelect ? 0 : static_cast<int>(part);
+  plan->partition_spans = kSelect ? static_cast<int>(part) : 0;
   plan->num_partitions = static_cast<int>(num_parts);
   plan->smem_bytes = smem;
   plan->workspace_bytes =
@@ -578,16 +756,18 @@ cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
   return cudaSuccess;
 }
 
-template <typename T, int D>
-cudaError_t RunImpl(const DecodeAttentionPlan& plan, const Params& p, cudaStream_t stream) {
+template <typename T, int D, bool kSelect>
+cudaError_t RunImpl(const DecodeAttentionPlan& plan, Params p, cudaStream_t stream) {
   const DecodeAttentionShape& s = plan.shape;
+  p.chunks_per_span = (s.page_size + Geometry<D, kSelect>::kChunk - 1) /
+                      Geometry<D, kSelect>::kChunk;
   const dim3 grid(static_cast<unsigned>(plan.num_partitions) * p.num_head_chunks,
                   static_cast<unsigned>(s.num_kv_heads), static_cast<unsigned>(s.batch_size));
-  DecodeAttentionKernel<T, D><<<grid, kThreads, plan.smem_bytes, stream>>>(p);
+  DecodeAttentionKernel<T, D, kSelect><<<grid, kThreads, plan.smem_bytes, stream>>>(p);
   LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   if (plan.num_partitions > 1) {
     const dim3 cgrid(static_cast<unsigned>(s.num_q_heads), static_cast<unsigned>(s.batch_size));
-    DecodeCombineKernel<T, D><<<cgrid, D, 0, stream>>>(p);
+    DecodeCombineKernel<T, D, kSelect><<<cgrid, D, 0, stream>>>(p);
     LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   }
   return cudaSuccess;
@@ -600,26 +780,46 @@ cudaError_t PlanDecodeAttention(const DecodeAttentionShape& s, DecodeAttentionPl
   LV_CUDA_REQUIRE(s.num_q_heads >= 1 && s.num_kv_heads >= 1 &&
                   s.num_q_heads % s.num_kv_heads == 0 && s.num_kv_heads <= 65535);
   LV_CUDA_REQUIRE(s.batch_size >= 1 && s.batch_size <= 65535 && s.num_q_heads <= 65535);
+  LV_CUDA_REQUIRE(s.max_spans >= 0);
+  if (s.max_spans > 0) {  // selection mode
+    LV_CUDA_REQUIRE(s.page_size >= 1 && s.window == 0 && s.partition_spans >= 0);
+    LV_CUDA_REQUIRE(s.rope_hi_rows >= 1 && s.max_position >= 0 &&
+                    s.max_position < static_cast<int64_t>(s.rope_hi_rows) * kRopeLoRows);
+    LV_DISPATCH_DTYPE(s.dtype, T, {
+      LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim,
+                           { return PlanImpl<T, kHeadDim, true>(s, plan); });
+    });
+  }
   LV_CUDA_REQUIRE(s.page_size >= 1 && s.max_kv_len >= 1 && s.window >= 0 &&
                   s.partition_tokens >= 0);
   LV_CUDA_REQUIRE(s.rope_hi_rows >= 1 && s.max_position >= s.max_kv_len - 1 &&
                   s.max_position < static_cast<int64_t>(s.rope_hi_rows) * kRopeLoRows);
   LV_DISPATCH_DTYPE(s.dtype, T, {
-    LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim, { return PlanImpl<T, kHeadDim>(s, plan); });
+    LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim, { return PlanImpl<T, kHeadDim, false>(s, plan); });
   });
 }
 
 cudaError_t RunDecodeAttention(const DecodeAttentionPlan& plan, const DecodeAttentionArgs& a,
                                void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   const DecodeAttentionShape& s = plan.shape;
-  LV_CUDA_REQUIRE(plan.num_partitions >= 1 && plan.partition_tokens >= 1);
+  const bool select = s.max_spans > 0;
+  LV_CUDA_REQUIRE(plan.num_partitions >= 1);
+  LV_CUDA_REQUIRE(select ? plan.partition_spans >= 1 : plan.partition_tokens >= 1);
   LV_CUDA_REQUIRE(a.q != nullptr && a.out != nullptr && a.pages != nullptr &&
-                  a.block_tables != nullptr && a.kv_lens != nullptr && a.rope_lo != nullptr &&
-                  a.rope_hi != nullptr);
+                  a.rope_lo != nullptr && a.rope_hi != nullptr);
+  if (select) {
+    LV_CUDA_REQUIRE(a.spans != nullptr && a.span_offsets != nullptr &&
+                    (reinterpret_cast<uintptr_t>(a.spans) & 7u) == 0);
+  } else {
+    LV_CUDA_REQUIRE(a.block_tables != nullptr && a.kv_lens != nullptr &&
+                    a.block_table_stride >= 1);
+  }
   LV_CUDA_REQUIRE(Aligned16Host(a.q) && Aligned16Host(a.out) && Aligned16Host(a.pages) &&
                   Aligned16Host(a.rope_lo) && Aligned16Host(a.rope_hi));
   LV_CUDA_REQUIRE(a.page_stride % 8 == 0 && a.k_offset % 8 == 0 && a.v_offset % 8 == 0 &&
-                  a.k_offset >= 0 && a.v_offset >= 0 && a.block_table_stride >= 1);
+                  a.k_offset >= 0 && a.v_offset >= 0);
+  const int64_t packed_q = static_cast<int64_t>(s.num_q_heads) * s.head_dim;
+  LV_CUDA_REQUIRE(a.q_row_stride == 0 || (a.q_row_stride >= packed_q && a.q_row_stride % 8 == 0));
   float* part_out = nullptr;
   float* part_lse = nullptr;
   if (plan.num_partitions > 1) {
@@ -631,6 +831,7 @@ cudaError_t RunDecodeAttention(const DecodeAttentionPlan& plan, const DecodeAtte
   }
   Params p;
   p.q = a.q;
+  p.q_row_stride = a.q_row_stride > 0 ? a.q_row_stride : packed_q;
   p.out = a.out;
   p.pages = a.pages;
   p.page_stride = a.page_stride;
@@ -658,8 +859,21 @@ cudaError_t RunDecodeAttention(const DecodeAttentionPlan& plan, const DecodeAtte
   p.rope_hi_rows = s.rope_hi_rows;
   p.partition_tokens = plan.partition_tokens;
   p.num_partitions = plan.num_partitions;
+  p.spans = a.spans;
+  p.span_offsets = a.span_offsets;
+  p.spans_per_kv_head = s.spans_per_kv_head ? 1 : 0;
+  p.max_spans = s.max_spans;
+  p.partition_spans = plan.partition_spans;
+  p.chunks_per_span = 1;  // set by RunImpl
+  if (select) {
+    LV_DISPATCH_DTYPE(s.dtype, T, {
+      LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim,
+                           { return RunImpl<T, kHeadDim, true>(plan, p, stream); });
+    });
+  }
   LV_DISPATCH_DTYPE(s.dtype, T, {
-    LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim, { return RunImpl<T, kHeadDim>(plan, p, stream); });
+    LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim,
+                         { return RunImpl<T, kHeadDim, false>(plan, p, stream); });
   });
 }
 

@@ -1,7 +1,10 @@
 // Paged decode attention: one query token per sequence over keys cached before RoPE.
 //
 // Layouts (elements are `dtype`, bf16 or fp16; accumulation float32):
-//   q, out        [batch][num_q_heads][head_dim]; q arrives already rotated (RoPE at its position).
+//   q             row b at q + b * q_row_stride (0 = packed, num_q_heads * head_dim), inside it
+//                 [num_q_heads][head_dim]; q arrives already rotated (RoPE at its position). A
+//                 stride lets the runner pass the q part of a fused QKV GEMM output [q | k | v].
+//   out           [batch][num_q_heads][head_dim], packed.
 //   pages         the KV pool, page p at pages + p * page_stride; one layer's K of token s of a
 //                 page at + k_offset + s * token_stride, V at + v_offset + ..., where
 //                 token_stride = num_kv_heads * head_dim and a token's row is [kv_head][head_dim]
@@ -34,6 +37,38 @@
 //   ... allocate plan.workspace_bytes ...
 //   LV_CUDA_RETURN_IF_ERROR(RunDecodeAttention(plan, args, ws, ws_bytes, stream));
 // Thread-safety: Plan is reentrant; Run enqueues on `stream` only.
+//
+// Selection mode (DESIGN §3–4; plan with max_spans > 0): instead of [0, kv_len) through a block
+// table, each row — a sequence, or a (sequence, KV head) with spans_per_kv_head — attends to
+// exactly the keys of its spans (DecodeKvSpan, the CPU cpu::KvSpan's layout): span_offsets is
+// CSR, row r reads spans[span_offsets[r], span_offsets[r + 1]), row r = b or b * num_kv_heads +
+// kv_head. A span's keys are consecutive slots of one page at consecutive positions from
+// first_position; they are rotated in-kernel with the exact tables as above. There is no
+// position mask: the host selects (the CPU reference's mask `key position <= query position`
+// holds for every selection its builders make). Spans need not be in page or position order.
+// Block tables, kv_lens, pos_start and window are not read: a page that no span names is never
+// touched (block-table entries of released pages may be -1). A row with no keys gives zeros; a
+// row with more than max_spans spans or a malformed span (count > page_size - first_slot, a
+// negative field, a position beyond the tables) gives NaN for the row's heads.
+// Split-KV partitions are runs of partition_spans spans; a warp chunk never straddles spans
+// (a span of count <= page_size gives ceil(page_size / chunk) chunks: 16 keys at head_dim 128, 32
+// at 64), so spans shorter than a chunk cost a whole chunk's arithmetic but only their bytes.
+// The span arrays live at fixed device addresses: the host rewrites them (and the offsets)
+// before each step or graph replay, within max_spans per row and the allocated span count.
+//
+// How modes plug in: every step the host builds each sequence's cpu::KvSelection (StreamingLLM:
+// cpu::SinkWindowSelection with the re-assigned query position; ReKV: sinks + retrieved blocks
+// + window with positions re-numbered contiguously, cpu::AppendTokenRange per block; HiP:
+// sinks + window + its top-k blocks at their (extended) positions; eviction policies: the
+// surviving slots as runs per page), rotates q to the query position it chose, and copies the
+// spans into the fixed device arrays. Modes that choose blocks per KV head (HiP, score-based
+// policies) set spans_per_kv_head and emit one CSR row per (sequence, KV head), spans of head h
+// after those of head h - 1 (cpu::KvSelection::head_begin's order).
+//
+//   shape.max_spans = (sinks + ps - 1) / ps + window / ps + 2;  // StreamingLLM, per row
+//   PlanDecodeAttention(shape, &plan);  // plan.partition_spans, plan.num_partitions
+//   args.spans = d_spans; args.span_offsets = d_offsets;  // rewritten per step, same addresses
+//   RunDecodeAttention(plan, args, ws, ws_bytes, stream);
 #pragma once
 
 #include <cuda_runtime.h>
@@ -58,27 +93,47 @@ struct DecodeAttentionShape {
   int rope_hi_rows = 0;  // RopeTablesHost::num_hi_rows of the tables passed to Run
   int partition_tokens = 0;  // 0 = choose to fill the GPU; else keys per partition
   int num_sms = 0;  // 0 = read from the current device
+  // Selection mode when > 0 (see above): the most spans of any row. max_kv_len and window are
+  // then not used (window must be 0); max_position bounds every span key's position.
+  int max_spans = 0;
+  bool spans_per_kv_head = false;  // rows are (sequence, KV head), else sequences
+  int partition_spans = 0;  // selection mode: 0 = choose to fill the GPU; else spans per partition
 };
+
+// One span of a KV selection; the layout of cpu::KvSpan (kernels/cpu/kv_selection.h), so a
+// host vector of those copies as is.
+struct DecodeKvSpan {
+  int32_t page_id = 0;         // page in the pool
+  int32_t first_slot = 0;      // first token slot inside the page
+  int32_t count = 0;           // consecutive slots, first_slot + count <= page_size; 0 = none
+  int32_t reserved = 0;        // padding of cpu::KvSpan
+  int64_t first_position = 0;  // RoPE position of the key at first_slot; the next ones follow
+};
+static_assert(sizeof(DecodeKvSpan) == 24);
 
 struct DecodeAttentionPlan {
   DecodeAttentionShape shape;
   int partition_tokens = 0;
   int num_partitions = 0;
+  int partition_spans = 0;  // selection mode: spans per partition (partition_tokens is then 0)
   size_t smem_bytes = 0;  // dynamic shared memory of the main kernel
   size_t workspace_bytes = 0;  // 0 when num_partitions == 1
 };
 
 struct DecodeAttentionArgs {
   const void* q = nullptr;
+  int64_t q_row_stride = 0;  // elements between sequences' q rows; 0 = num_q_heads * head_dim
   void* out = nullptr;
   const void* pages = nullptr;
   int64_t page_stride = 0;  // elements
   int64_t k_offset = 0;  // elements
   int64_t v_offset = 0;  // elements
-  const int32_t* block_tables = nullptr;
-  int block_table_stride = 0;
-  const int32_t* kv_lens = nullptr;
-  const int32_t* pos_start = nullptr;  // nullable
+  const int32_t* block_tables = nullptr;  // dense mode only
+  int block_table_stride = 0;             // dense mode only
+  const int32_t* kv_lens = nullptr;       // dense mode only
+  const int32_t* pos_start = nullptr;     // dense mode only; nullable
+  const DecodeKvSpan* spans = nullptr;    // selection mode only
+  const int32_t* span_offsets = nullptr;  // selection mode only: [rows + 1]
   const float* rope_lo = nullptr;
   const float* rope_hi = nullptr;
   float scale = 0.f;  // softmax scale, usually 1 / sqrt(head_dim)
@@ -88,8 +143,9 @@ struct DecodeAttentionArgs {
 cudaError_t PlanDecodeAttention(const DecodeAttentionShape& shape, DecodeAttentionPlan* plan);
 
 // REQUIRES: `plan` from PlanDecodeAttention; workspace of at least plan.workspace_bytes, 16-byte
-// aligned (cudaMalloc); q, out, pages 16-byte aligned; page_stride, k_offset, v_offset multiples
-// of 8. Only launches kernels.
+// aligned (cudaMalloc); q, out, pages 16-byte aligned; page_stride, k_offset, v_offset and
+// q_row_stride multiples of 8 (q_row_stride 0 or >= num_q_heads * head_dim). Selection mode:
+// spans 8-byte aligned. Only launches kernels.
 cudaError_t RunDecodeAttention(const DecodeAttentionPlan& plan, const DecodeAttentionArgs& args,
                                void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
