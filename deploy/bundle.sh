@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Builds a Release build with CUDA into build-cuda/ and assembles a relocatable folder
 # dist/longview-bundle/ for the GPU machine (TOOLCHAIN.md: no gRPC/RocksDB/Abseil there):
-#   bin/   longview, gpu_kernel_tests, decode_attention_bench (stripped)
+#   bin/   gpu_kernel_tests, gpu_model_tests and the CUDA benchmarks (stripped); the longview
+#          server too with LONGVIEW_BUNDLE_SERVER=1 (+15 MB of gRPC/TLS libraries: the working
+#          tree and the bundle travel to the GPU machine within 64 MiB together)
 #   lib/   every non-system shared library they need per ldd (stripped); glibc, libstdc++,
 #          libgcc_s, libm, ld-linux and CUDA/NCCL libraries are left to the GPU machine
-#   tools/bench/decode_attention_peer.py
-#   run_gpu.sh  GPU tests, then the benchmark and its peer; logs and JSON to $OUT when set
+#   run_gpu.sh  GPU tests and/or benchmarks with their PyTorch peers, run from the repository
+#               root (the working tree travels with the bundle: models, test data, peer scripts)
 # Usage: deploy/bundle.sh            (LONGVIEW_JOBS=<n> to limit build parallelism)
+# Then on the GPU machine, from the repository root:
+#   dist/longview-bundle/run_gpu.sh [tests|bench|e2e|all]     (logs and JSON to $OUT)
 # Not part of CI (CI runs deploy/test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,16 +19,22 @@ DIST=dist/longview-bundle
 JOBS="${LONGVIEW_JOBS:-$(nproc)}"
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGVIEW_CUDA=ON >/dev/null
-cmake --build "$BUILD_DIR" -j "$JOBS" --target longview gpu_kernel_tests decode_attention_bench
-
-BINS=("$BUILD_DIR/server/longview" "$BUILD_DIR/tests/gpu_kernel_tests"
-      "$BUILD_DIR/tools/bench/decode_attention_bench")
+TARGETS=(gpu_kernel_tests gpu_model_tests decode_attention_bench prefill_attention_bench
+         e2e_decode_bench)
+BINS=("$BUILD_DIR/tests/gpu_kernel_tests" "$BUILD_DIR/tests/gpu_model_tests"
+      "$BUILD_DIR/tools/bench/decode_attention_bench"
+      "$BUILD_DIR/tools/bench/prefill_attention_bench" "$BUILD_DIR/tools/bench/e2e_decode_bench")
+if [[ "${LONGVIEW_BUNDLE_SERVER:-0}" == 1 ]]; then
+  TARGETS+=(longview)
+  BINS+=("$BUILD_DIR/server/longview")
+fi
+cmake --build "$BUILD_DIR" -j "$JOBS" --target "${TARGETS[@]}"
 for b in "${BINS[@]}"; do
   [[ -x "$b" ]] || { echo "bundle: missing $b (is nvcc on PATH?)" >&2; exit 1; }
 done
 
 rm -rf "$DIST"
-mkdir -p "$DIST/bin" "$DIST/lib" "$DIST/tools/bench"
+mkdir -p "$DIST/bin" "$DIST/lib"
 for b in "${BINS[@]}"; do
   cp "$b" "$DIST/bin/"
   strip --strip-unneeded "$DIST/bin/$(basename "$b")"
@@ -49,37 +59,8 @@ for b in "${BINS[@]}"; do
     strip --strip-unneeded "$dest"
   done
 done
-cp tools/bench/decode_attention_peer.py "$DIST/tools/bench/"
+cp deploy/run_gpu.sh "$DIST/run_gpu.sh"
 
-cat > "$DIST/run_gpu.sh" <<'RUN'
-#!/usr/bin/env bash
-# On the GPU machine: GPU kernel tests, then decode_attention_bench and its PyTorch peer.
-# Writes logs and JSON lines to $OUT (or ./gpu_out); prints a short summary last.
-# Usage: dist/longview-bundle/run_gpu.sh   (from anywhere; LV_TEST_SEED=<n> repeats a test seed)
-set -uo pipefail
-HERE="$(cd "$(dirname "$0")" && pwd)"
-OUT_DIR="${OUT:-$PWD/gpu_out}"
-mkdir -p "$OUT_DIR"
-# Only our binaries see the bundled libraries (Debian 12 libssl/libz must not shadow Python's).
-LIBS="$HERE/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT_DIR/gpu.txt" 2>&1
-LD_LIBRARY_PATH="$LIBS" "$HERE/bin/gpu_kernel_tests" > "$OUT_DIR/gpu_kernel_tests.log" 2>&1
-tests_rc=$?
-LD_LIBRARY_PATH="$LIBS" "$HERE/bin/decode_attention_bench" > "$OUT_DIR/decode_attention_bench.jsonl" \
-  2> "$OUT_DIR/decode_attention_bench.err"
-bench_rc=$?
-python3 "$HERE/tools/bench/decode_attention_peer.py" > "$OUT_DIR/decode_attention_peer.jsonl" \
-  2> "$OUT_DIR/decode_attention_peer.err"
-peer_rc=$?
-echo "== gpu: $(tail -n 1 "$OUT_DIR/gpu.txt")"
-echo "== gpu_kernel_tests rc=$tests_rc: $(grep -c ' PASS' "$OUT_DIR/gpu_kernel_tests.log") cases PASS, $(grep -c ' FAIL' "$OUT_DIR/gpu_kernel_tests.log") FAIL"
-grep -E '^\[  (PASSED|FAILED) |FAIL$' "$OUT_DIR/gpu_kernel_tests.log" | head -20
-echo "== decode_attention_bench rc=$bench_rc"; cat "$OUT_DIR/decode_attention_bench.jsonl"
-tail -n 3 "$OUT_DIR/decode_attention_bench.err"
-echo "== decode_attention_peer rc=$peer_rc"; cat "$OUT_DIR/decode_attention_peer.jsonl"
-tail -n 3 "$OUT_DIR/decode_attention_peer.err"
-exit $(( tests_rc != 0 || bench_rc != 0 || peer_rc != 0 ))
-RUN
 chmod +x "$DIST/run_gpu.sh"
 
 size_mb=$(du -sm "$DIST" | cut -f1)

@@ -13,31 +13,7 @@
 namespace longview {
 namespace {
 
-cpu::RopeParams RopeParamsOf(const ModelConfig& cfg) {
-  cpu::RopeParams p;
-  p.head_dim = cfg.head_dim;
-  p.theta = cfg.rope.theta;
-  p.factor = cfg.rope.factor;
-  p.low_freq_factor = cfg.rope.low_freq_factor;
-  p.high_freq_factor = cfg.rope.high_freq_factor;
-  p.original_max_position_embeddings = cfg.rope.original_max_position_embeddings;
-  switch (cfg.rope.type) {
-    case RopeType::kDefault: p.scaling = cpu::RopeScaling::kNone; break;
-    case RopeType::kLinear: p.scaling = cpu::RopeScaling::kLinear; break;
-    case RopeType::kLlama3: p.scaling = cpu::RopeScaling::kLlama3; break;
-  }
-  return p;
-}
-
 bool IsStreaming(const ForwardOptions& o) { return o.sinks > 0; }
-
-// The RoPE position of the query at token index `token`: its index, or under StreamingLLM its
-// re-assigned position after the sinks and the rest of the window.
-int64_t QueryPosition(const ForwardOptions& o, int64_t token) {
-  if (!IsStreaming(o)) return token;
-  const int64_t num_sinks = std::min(o.sinks, token + 1);
-  return num_sinks + (token - std::max(num_sinks, token - o.window_override + 1));
-}
 
 // StreamingLLM attention of `n` query rows at token indices token[i]: each query reads its own
 // selection (sinks + window, positions re-assigned), so a prefill chunk longer than the window
@@ -58,6 +34,28 @@ void StreamingAttention(const cpu::AttentionParams& params, const cpu::PagedKvVi
 }
 
 }  // namespace
+
+cpu::RopeParams RopeParamsOf(const ModelConfig& cfg) {
+  cpu::RopeParams p;
+  p.head_dim = cfg.head_dim;
+  p.theta = cfg.rope.theta;
+  p.factor = cfg.rope.factor;
+  p.low_freq_factor = cfg.rope.low_freq_factor;
+  p.high_freq_factor = cfg.rope.high_freq_factor;
+  p.original_max_position_embeddings = cfg.rope.original_max_position_embeddings;
+  switch (cfg.rope.type) {
+    case RopeType::kDefault: p.scaling = cpu::RopeScaling::kNone; break;
+    case RopeType::kLinear: p.scaling = cpu::RopeScaling::kLinear; break;
+    case RopeType::kLlama3: p.scaling = cpu::RopeScaling::kLlama3; break;
+  }
+  return p;
+}
+
+int64_t QueryPosition(const ForwardOptions& o, int64_t token) {
+  if (o.sinks <= 0) return token;
+  const int64_t num_sinks = std::min(o.sinks, token + 1);
+  return num_sinks + (token - std::max(num_sinks, token - o.window_override + 1));
+}
 
 absl::Status ValidateForwardOptions(const ForwardOptions& o) {
   if (o.sinks < 0) {

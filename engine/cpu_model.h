@@ -47,6 +47,13 @@ struct ForwardOptions {
 // InvalidArgument naming the field when `options` break the rules above.
 absl::Status ValidateForwardOptions(const ForwardOptions& options);
 
+// The RoPE position of the query at token index `token`: the index itself, or under StreamingLLM
+// (sinks > 0) its re-assigned position after the sinks and the rest of the window.
+int64_t QueryPosition(const ForwardOptions& options, int64_t token);
+
+// The model's RoPE (theta, scaling) as the kernels take it; every backend rotates with it.
+cpu::RopeParams RopeParamsOf(const ModelConfig& cfg);
+
 // One sequence of a batched forward: its new tokens, where they start, and its pages.
 struct BatchSequence {
   std::span<const int32_t> tokens;  // at positions start_pos, start_pos + 1, ...
@@ -63,6 +70,8 @@ class CpuModel {
                                                            ModelWeights weights);
 
   const ModelConfig& config() const { return cfg_; }
+  // The float32 weights (the CUDA backend converts and uploads them).
+  const ModelWeights& weights() const { return w_; }
   KvLayout kv_layout(int64_t page_size) const;
 
   // Runs `chunk.tokens` through the model, writing their K/V into the pages, and fills `logits`

@@ -28,6 +28,8 @@ absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
   batch_.clear();
   result.vocab_size = vocab_size();
   result.logits_row.assign(plan.seqs.size(), -1);
+  result.tokens.clear();  // this backend returns logits only
+  result.token_logprobs.clear();
   int32_t row = 0;
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const ScheduledSequence& s = plan.seqs[i];

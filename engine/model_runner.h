@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -21,6 +22,16 @@
 
 namespace longview {
 
+// Sampling the runner may do on its device instead of returning logits (the CUDA backend):
+// temperature (0 = greedy), top-k, top-p, and a counter-based RNG keyed by (seed, counter).
+struct DeviceSampling {
+  float temperature = 1.f;
+  int32_t top_k = 0;  // <= 0: off
+  float top_p = 1.f;
+  uint64_t seed = 0;
+  uint64_t counter = 0;  // e.g. tokens generated so far: each step draws afresh
+};
+
 // One sequence's share of a step.
 struct ScheduledSequence {
   int64_t seq_id = 0;
@@ -29,6 +40,8 @@ struct ScheduledSequence {
   std::vector<int32_t> block_ids;  // the sequence's whole block table (pages)
   bool need_logits = false;        // logits of the last token (a token gets sampled)
   ForwardOptions forward;          // the request's attention mode
+  // Set when this row's token may be sampled on the device (no penalties, no top logprobs).
+  std::optional<DeviceSampling> device_sampling;
 };
 
 struct StepPlan {
@@ -42,6 +55,12 @@ struct StepResult {
   int64_t vocab_size = 0;
   std::vector<float> logits;        // [rows, vocab]
   std::vector<int32_t> logits_row;  // per plan sequence: its row, or -1
+  // Filled instead of `logits` when the runner sampled on its device (every sequence that needed
+  // logits had device_sampling): per plan sequence its token (or -1) and the token's logprob
+  // (log-softmax of the raw logits).
+  std::vector<int32_t> tokens;
+  std::vector<float> token_logprobs;
+  bool sampled() const { return !tokens.empty(); }
   std::span<const float> Row(size_t seq_index) const {
     return {logits.data() + logits_row[seq_index] * vocab_size, static_cast<size_t>(vocab_size)};
   }
@@ -51,6 +70,8 @@ class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
   virtual int64_t vocab_size() const = 0;
+  // Whether Execute honours ScheduledSequence::device_sampling.
+  virtual bool samples_on_device() const { return false; }
   // Copies pages, runs the forward. InvalidArgument for a malformed plan.
   virtual absl::Status Execute(const StepPlan& plan, StepResult& result) = 0;
 };

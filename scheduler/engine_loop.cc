@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -50,13 +51,15 @@ struct SeqState {
         index(i),
         seq_id(id),
         sampler(p),
-        out(tok, std::move(eos_ids), std::move(conditions)) {}
+        out(tok, std::move(eos_ids), std::move(conditions)),
+        device_seed(p.seed ? *p.seed : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()) {}
   RequestState* req;
   int32_t index;
   int64_t seq_id;
   Sampler sampler;
   SequenceOutput out;  // stop conditions and text
   std::vector<int32_t> output;
+  uint64_t device_seed;  // seed of device-side sampling (the request's, or random)
   bool finished = false;
   Clock::time_point last_token;
 };
@@ -87,7 +90,11 @@ struct EngineLoop::Impl {
                .max_num_seqs = o.max_num_seqs,
                .long_prefill_token_threshold = o.long_prefill_token_threshold},
               &kv),
-        runner(*lm.model, static_cast<int32_t>(o.num_kv_pages), o.page_size) {
+        runner_holder(o.runner != nullptr
+                          ? o.runner
+                          : std::make_shared<CpuModelRunner>(
+                                *lm.model, static_cast<int32_t>(o.num_kv_pages), o.page_size)),
+        runner(*runner_holder) {
     eos_ids = EosTokenIds(lm.config.eos_token_ids, *lm.tokenizer);
     metrics.time_to_first_token =
         MakeHistogram({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
@@ -107,6 +114,10 @@ struct EngineLoop::Impl {
   void ReapCancelled();
   absl::Status Step();
   void SampleAndEmit(SeqState& s, std::span<const float> raw, Clock::time_point now);
+  // Appends `tok` (chosen already) and its logprobs to `s`'s output; stop checks, metrics.
+  void Emit(SeqState& s, int32_t tok, SequenceDelta& d, Clock::time_point now);
+  // Asks the runner to sample rows on its device where the request allows it.
+  void OfferDeviceSampling(StepPlan& step);
   SequenceDelta& DeltaFor(RequestState& r, int32_t index);
   void FlushOutputs(Clock::time_point now);
   void FinishRequest(RequestState& r, absl::Status status);
@@ -120,7 +131,8 @@ struct EngineLoop::Impl {
   const EngineLoopOptions opt;
   KvCacheManager kv;
   Scheduler sched;
-  CpuModelRunner runner;
+  std::shared_ptr<ModelRunner> runner_holder;
+  ModelRunner& runner;
   std::vector<int64_t> eos_ids;
 
   // Shared with frontends.
@@ -326,6 +338,7 @@ absl::Status EngineLoop::Impl::Step() {
   }
   ASSIGN_OR_RETURN(StepPlan step, sched.Apply(plan));
   if (step.empty()) return absl::OkStatus();
+  if (runner.samples_on_device()) OfferDeviceSampling(step);
   RETURN_IF_ERROR(runner.Execute(step, result));
   const Clock::time_point now = Clock::now();
   std::vector<SeqState*> targets;
@@ -346,6 +359,13 @@ absl::Status EngineLoop::Impl::Step() {
       by_seq[child_id] = child.get();
       targets.push_back(child.get());
       r.seqs.push_back(std::move(child));
+    }
+    if (result.sampled()) {
+      // The runner sampled this row on its device (OfferDeviceSampling: no forks pending).
+      SequenceDelta& d = DeltaFor(*s->req, s->index);
+      if (s->req->request.logprobs >= 0) d.logprobs.push_back({result.tokens[i], result.token_logprobs[i]});
+      Emit(*s, result.tokens[i], d, now);
+      continue;
     }
     for (SeqState* t : targets) SampleAndEmit(*t, result.Row(i), now);
   }
@@ -379,6 +399,34 @@ void EngineLoop::Impl::SampleAndEmit(SeqState& s, std::span<const float> raw,
     for (size_t i = 0; i < k; ++i) top.push_back({ids[i], lp(ids[i])});
     d.top_logprobs.push_back(std::move(top));
   }
+  Emit(s, tok, d, now);
+}
+
+void EngineLoop::Impl::OfferDeviceSampling(StepPlan& step) {
+  for (ScheduledSequence& ss : step.seqs) {
+    if (!ss.need_logits) continue;
+    auto it = by_seq.find(ss.seq_id);
+    if (it == by_seq.end()) return;
+    const SeqState& s = *it->second;
+    const GenerationRequest& req = s.req->request;
+    const SamplingParams& p = req.sampling;
+    const Sequence* seq = sched.Get(ss.seq_id);
+    // Penalties, min-p and top logprobs need the whole row on the host; so do forks (n > 1),
+    // whose siblings draw their own tokens from the same row.
+    if (p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 ||
+        p.min_p > 0.0 || req.logprobs > 0 || seq == nullptr || seq->num_pending_forks > 0) {
+      continue;
+    }
+    ss.device_sampling = DeviceSampling{.temperature = static_cast<float>(p.temperature),
+                                        .top_k = p.top_k,
+                                        .top_p = static_cast<float>(p.top_p),
+                                        .seed = s.device_seed,
+                                        .counter = s.output.size()};
+  }
+}
+
+void EngineLoop::Impl::Emit(SeqState& s, int32_t tok, SequenceDelta& d, Clock::time_point now) {
+  RequestState& r = *s.req;
   s.output.push_back(tok);
   sched.AppendToken(s.seq_id, tok);
   d.token_ids.push_back(tok);

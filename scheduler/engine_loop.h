@@ -29,6 +29,7 @@
 
 #include "common/status.h"
 #include "engine/generator.h"
+#include "engine/model_runner.h"
 #include "engine/sampler.h"
 
 namespace longview {
@@ -105,6 +106,9 @@ struct EngineLoopOptions {
   bool enable_prefix_caching = true;
   // Most prefill tokens one sequence gets per step (0 = up to the whole budget).
   int64_t long_prefill_token_threshold = 0;
+  // The backend; null = the CPU backend over num_kv_pages host pages. A given runner must hold
+  // at least num_kv_pages pages of page_size tokens.
+  std::shared_ptr<ModelRunner> runner;
 };
 
 // A Prometheus-style histogram: counts[i] observations <= bounds[i] (not cumulative; the last

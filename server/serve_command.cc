@@ -16,6 +16,7 @@
 #include "server/http_server.h"
 #include "server/openai_service.h"
 #include "server/request_pump.h"
+#include "server/runner_factory.h"
 
 namespace longview {
 namespace {
@@ -51,14 +52,19 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--grpc-port", a->grpc_port, "gRPC port (0 = no gRPC server)")
       ->capture_default_str();
   s->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/ routes");
-  s->add_option("--device", a->device, "cpu | cuda")->capture_default_str();
+  s->add_option("--device", a->device, "auto | cpu | cuda (auto: cuda where a GPU is present)")
+      ->capture_default_str();
+  s->add_option("--gpu-memory-utilization", a->gpu_memory_utilization,
+                "CUDA: share of the GPU's memory for weights, activations and KV pages")
+      ->capture_default_str();
   s->add_option("--served-model-name", a->served_model_name,
                 "Model id of the API (default: the model folder's name)");
   s->add_option("--max-num-seqs", a->max_num_seqs, "Running sequences at most")
       ->capture_default_str();
   s->add_option("--max-num-batched-tokens", a->max_num_batched_tokens, "Token budget per step")
       ->capture_default_str();
-  s->add_option("--num-kv-pages", a->num_kv_pages, "KV pages in the pool")->capture_default_str();
+  s->add_option("--num-kv-pages", a->num_kv_pages, "KV pages in the pool (0 = CPU: 4096, CUDA: from free memory)")
+      ->capture_default_str();
   s->add_option("--max-queue", a->max_queue, "Waiting requests beyond which requests get 429")
       ->capture_default_str();
   s->add_option("--max-body-bytes", a->max_body_bytes, "Larger request bodies get 413")
@@ -74,8 +80,9 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
 }
 
 int RunServe(const ServeArgs& a) {
-  if (a.device == "cuda") return Fail("--device cuda: CUDA backend not built yet");
-  if (a.device != "cpu") return Fail("--device must be cpu or cuda, got '" + a.device + "'");
+  if (a.device != "auto" && a.device != "cpu" && a.device != "cuda") {
+    return Fail("--device must be auto, cpu or cuda, got '" + a.device + "'");
+  }
   if (a.port < 0 || a.port > 65535) return Fail("--port must be in [0, 65535]");
   if (a.grpc_port > 65535) return Fail("--grpc-port must be at most 65535");
   if (a.max_body_bytes < 1) return Fail("--max-body-bytes must be at least 1");
@@ -98,10 +105,21 @@ int RunServe(const ServeArgs& a) {
   signal(SIGPIPE, SIG_IGN);
   RaiseFileLimit();
 
+  absl::StatusOr<BackendChoice> backend =
+      CreateBackend(**lm, {.device = a.device,
+                           .page_size = a.page_size,
+                           .num_kv_pages = a.num_kv_pages,
+                           .gpu_memory_utilization = a.gpu_memory_utilization,
+                           .max_num_batched_tokens = a.max_num_batched_tokens,
+                           .max_num_seqs = a.max_num_seqs});
+  if (!backend.ok()) return Fail(std::string(backend.status().message()));
+  std::cerr << "longview: device " << backend->device << ", " << backend->num_kv_pages
+            << " KV pages of " << a.page_size << " tokens\n";
   EngineLoopOptions eo;
+  eo.runner = backend->runner;
   eo.max_num_seqs = a.max_num_seqs;
   eo.max_num_batched_tokens = a.max_num_batched_tokens;
-  eo.num_kv_pages = a.num_kv_pages;
+  eo.num_kv_pages = backend->num_kv_pages;
   eo.max_queue = a.max_queue;
   eo.page_size = a.page_size;
   EngineLoop loop(std::shared_ptr<const LoadedModel>(std::move(*lm)), eo);

@@ -2,7 +2,7 @@
 // and (with --grpc-port > 0) the gRPC server, and runs until SIGINT or SIGTERM.
 //
 //   longview serve [--model DIR] [--host 127.0.0.1] [--port 8000] [--grpc-port 50051]
-//                  [--api-key KEY] [--device cpu|cuda] [--served-model-name NAME]
+//                  [--api-key KEY] [--device auto|cpu|cuda] [--served-model-name NAME]
 //                  [--max-num-seqs N] [--max-num-batched-tokens N] [--num-kv-pages N]
 //                  [--max-queue N] [--max-body-bytes N]
 //                  [--chat-template llama2|llama3|mistral|chatml]
@@ -24,11 +24,12 @@ struct ServeArgs {
   int port = 8000;
   int grpc_port = 50051;  // <= 0: no gRPC server
   std::string api_key;
-  std::string device = "cpu";
+  std::string device = "auto";
+  double gpu_memory_utilization = 0.9;
   std::string served_model_name;  // default: the model folder's name
   int64_t max_num_seqs = 256;
   int64_t max_num_batched_tokens = 2048;
-  int64_t num_kv_pages = 4096;
+  int64_t num_kv_pages = 0;  // 0 = CPU: 4096, CUDA: from free GPU memory
   int64_t max_queue = 1024;
   int64_t max_body_bytes = 8 << 20;
   int64_t page_size = 16;

@@ -10,6 +10,10 @@ that were first rounded to the storage dtype, so the only difference left to the
 own float32 arithmetic.
 
 Usage:  python3 tools/golden/make_golden.py --out tests/data/golden
+        python3 tools/golden/make_golden.py --gpu-shapes --out tests/data/golden_gpu
+--gpu-shapes builds the same three architectures with head dims the CUDA kernels dispatch
+(llama 128 with hidden 256, so head_dim != hidden / heads; mistral and qwen2 64) for the CUDA
+backend's parity tests.
 """
 import argparse
 import json
@@ -74,6 +78,23 @@ MODELS = {
 }
 
 
+# Overrides of --gpu-shapes, per model.
+GPU_SHAPES = {
+    "llama": dict(hidden_size=256, intermediate_size=640, head_dim=128),
+    "mistral": dict(hidden_size=256, intermediate_size=640, head_dim=64),
+    "qwen2": dict(hidden_size=256, intermediate_size=640, head_dim=64),
+}
+
+
+def gpu_models():
+    out = {}
+    for name, (cls, config, dtype, shard) in MODELS.items():
+        for k, v in GPU_SHAPES[name].items():
+            setattr(config, k, v)
+        out[name] = (cls, config, dtype, "400KB" if shard else None)
+    return out
+
+
 def randomize(model, seed):
     """Weights large enough that logits have O(1) spread, so greedy choices are not near-ties."""
     g = torch.Generator().manual_seed(seed)
@@ -105,10 +126,13 @@ def greedy(model, ids, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data", "golden"))
+    ap.add_argument("--gpu-shapes", action="store_true",
+                    help="head dims 64/128 for the CUDA backend's parity tests")
     args = ap.parse_args()
+    models = gpu_models() if args.gpu_shapes else MODELS
     sp = spm.SentencePieceProcessor(model_file=os.path.join(TOKENIZER_DIR, "tokenizer.model"))
     summary = {"transformers": transformers.__version__, "torch": torch.__version__, "models": {}}
-    for seed, (name, (cls, config, dtype, shard)) in enumerate(sorted(MODELS.items())):
+    for seed, (name, (cls, config, dtype, shard)) in enumerate(sorted(models.items())):
         torch.manual_seed(seed)
         config._attn_implementation = "eager"
         model = cls(config).eval()

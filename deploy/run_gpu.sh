@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repository root (the bundle is dist/longview-bundle/):
+#   dist/longview-bundle/run_gpu.sh [all | a comma-separated list of: kernels,models,bench,e2e]
+#   kernels  gpu_kernel_tests (every kernel against double references)
+#   models   transformers golden files for the CUDA parity tests (tools/golden/make_golden.py
+#            --gpu-shapes -> tests/data/golden_gpu, seeded: the same files every time), then
+#            gpu_model_tests
+#   bench  prefill and decode attention benchmarks, each with its PyTorch peer in the same run
+#   e2e    e2e_decode_bench (random Llama-3-8B shape) and Hugging Face generate on the same shape
+# Logs and JSON lines go to $OUT (or ./gpu_out), packed into $OUT/gpu_results.tgz at the end;
+# a short summary is printed last. LV_TEST_SEED=<n> repeats a kernel-test seed.
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+MODE=",${1:-all},"
+want() { [[ "$MODE" == *",$1,"* || "$MODE" == *",all,"* ]]; }
+OUT_DIR="${OUT:-$PWD/gpu_out}"
+LOGS="$OUT_DIR/logs"
+mkdir -p "$LOGS"
+# Only our binaries see the bundled libraries (Debian 12 libssl/libz must not shadow Python's).
+LIBS="$HERE/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+run() { LD_LIBRARY_PATH="$LIBS" "$@"; }
+export LV_TEST_DATA="$REPO/tests/data" LV_MODELS_DIR="$REPO/models"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv > "$LOGS/gpu.txt" 2>&1
+(cd "$REPO" && git rev-parse HEAD 2>/dev/null || echo unknown) > "$LOGS/commit.txt"
+date -u +%Y-%m-%dT%H:%M:%SZ > "$LOGS/date.txt"
+rc=0
+step() {  # step NAME CMD...: runs CMD with output to $LOGS/NAME.log, records its exit code
+  local name="$1"; shift
+  local t0=$SECONDS
+  "$@" > "$LOGS/$name.log" 2>&1
+  local r=$?
+  echo "== $name rc=$r ($((SECONDS - t0)) s)" | tee -a "$LOGS/summary.txt"
+  (( r != 0 )) && rc=1
+  return 0
+}
+if want kernels; then
+  step gpu_kernel_tests run "$HERE/bin/gpu_kernel_tests"
+fi
+if want models; then
+  step golden_gpu python3 "$REPO/tools/golden/make_golden.py" --gpu-shapes --out "$REPO/tests/data/golden_gpu"
+  cp "$REPO/tests/data/golden_gpu/MANIFEST.json" "$LOGS/golden_gpu_manifest.json"
+  step gpu_model_tests run "$HERE/bin/gpu_model_tests"
+fi
+if want bench; then
+  step prefill_attention_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/prefill_attention_bench' > '$LOGS/prefill_attention_bench.jsonl'"
+  step prefill_attention_peer sh -c "python3 '$REPO/tools/bench/prefill_attention_peer.py' > '$LOGS/prefill_attention_peer.jsonl'"
+  step decode_attention_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/decode_attention_bench' > '$LOGS/decode_attention_bench.jsonl'"
+  step decode_attention_peer sh -c "python3 '$REPO/tools/bench/decode_attention_peer.py' > '$LOGS/decode_attention_peer.jsonl'"
+fi
+if want e2e; then
+  step e2e_decode_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/e2e_decode_bench' > '$LOGS/e2e_decode_bench.jsonl'"
+  step e2e_hf_peer sh -c "python3 '$REPO/tools/bench/e2e_hf_peer.py' > '$LOGS/e2e_hf_peer.jsonl'"
+fi
+tar -C "$OUT_DIR" -czf "$OUT_DIR/gpu_results.tgz" logs
+echo "== gpu: $(tail -n 1 "$LOGS/gpu.txt")"
+for f in "$LOGS"/*test*.log; do
+  [[ -e "$f" ]] || continue
+  echo "== $(basename "$f"): $(grep -c ' PASS' "$f") PASS lines, $(grep -c 'FAIL$' "$f") FAIL lines"
+  grep -E '^\[  (PASSED|FAILED) |FAIL$|Failure|error' "$f" | head -25
+done
+for f in "$LOGS"/*.jsonl; do [[ -e "$f" ]] && { echo "== $(basename "$f")"; cat "$f"; }; done
+for f in "$LOGS"/*.log; do
+  [[ "$f" == *test* ]] && continue
+  echo "== $(basename "$f") (tail)"; tail -n 4 "$f"
+done
+exit $rc

@@ -1,0 +1,438 @@
+// Whole-model GPU tests of the CUDA backend (CudaModelRunner) against the CPU engine and the
+// transformers golden files (tests/data/golden_gpu, made by tools/golden/make_golden.py
+// --gpu-shapes), and greedy continuations against the CPU engine's.
+//
+// Not registered with ctest (CI has no GPU): run build-cuda/tests/gpu_model_tests on a GPU
+// machine (deploy/bundle.sh packs it). LV_TEST_DATA / LV_MODELS_DIR point at the data when the
+// binary runs outside the source tree. Each case prints one summary line ending PASS or FAIL.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "engine/cuda/cuda_model_runner.h"
+#include "engine/generator.h"
+#include "engine/safetensors.h"
+#include "gtest/gtest.h"
+#include "kvcache/block_pool.h"
+#include "kvcache/block_table.h"
+#include "scheduler/engine_loop.h"
+
+namespace longview {
+namespace {
+
+std::string Env(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : fallback;
+}
+const std::string kData = Env("LV_TEST_DATA", LONGVIEW_TEST_DATA_DIR);
+const std::string kModels = Env("LV_MODELS_DIR", LONGVIEW_MODELS_DIR);
+
+struct Golden {
+  std::vector<int32_t> ids;
+  std::vector<float> logits;  // [T][vocab]
+  std::vector<int32_t> greedy;
+};
+
+std::vector<int32_t> Ids(const TensorView& t) {
+  std::vector<int32_t> out(t.NumElements());
+  for (int64_t i = 0; i < t.NumElements(); ++i) {
+    int64_t v;
+    std::memcpy(&v, t.data + i * sizeof(int64_t), sizeof(v));
+    out[i] = static_cast<int32_t>(v);
+  }
+  return out;
+}
+
+std::vector<Golden> ReadGolden(const std::string& dir) {
+  auto st = SafetensorsArchive::OpenFile(dir + "/golden.safetensors");
+  EXPECT_TRUE(st.ok()) << st.status();
+  if (!st.ok()) return {};
+  std::vector<Golden> out;
+  for (int i = 0;; ++i) {
+    const std::string p = "p" + std::to_string(i) + ".";
+    const TensorView* ids = (*st)->Find(p + "input_ids");
+    if (ids == nullptr) break;
+    Golden g;
+    g.ids = Ids(*ids);
+    g.greedy = Ids(*(*st)->Find(p + "greedy"));
+    const TensorView* lt = (*st)->Find(p + "logits");
+    g.logits.resize(lt->NumElements());
+    EXPECT_TRUE(lt->ToFloat32(g.logits.data()).ok());
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+// A sequence driven step by step through a runner: its own pages from a private pool.
+class Driver {
+ public:
+  Driver(ModelRunner& runner, int64_t page_size, int32_t num_pages)
+      : runner_(runner), ps_(page_size), pool_(num_pages), table_(page_size) {}
+
+  // Runs tokens [start, start + chunk.size()) and returns the last token's logits (or the
+  // device-sampled token when `device` is set: then *token is filled and logits are empty).
+  absl::StatusOr<std::vector<float>> Step(std::span<const int32_t> chunk, ForwardOptions fwd = {},
+                                          std::optional<DeviceSampling> device = std::nullopt,
+                                          int32_t* token = nullptr) {
+    const int64_t end = pos_ + static_cast<int64_t>(chunk.size());
+    auto ids = pool_.Allocate(table_.BlocksNeeded(end));
+    if (!ids) return absl::ResourceExhaustedError("test pool exhausted");
+    table_.Append(*ids);
+    StepPlan plan;
+    ScheduledSequence s;
+    s.seq_id = 1;
+    s.token_ids.assign(chunk.begin(), chunk.end());
+    s.start_pos = pos_;
+    s.block_ids.assign(table_.blocks().begin(), table_.blocks().end());
+    s.need_logits = true;
+    s.forward = fwd;
+    s.device_sampling = device;
+    plan.seqs.push_back(std::move(s));
+    StepResult r;
+    RETURN_IF_ERROR(runner_.Execute(plan, r));
+    pos_ = end;
+    if (r.sampled()) {
+      if (token != nullptr) *token = r.tokens[0];
+      return std::vector<float>{};
+    }
+    auto row = r.Row(0);
+    return std::vector<float>(row.begin(), row.end());
+  }
+  int64_t pos() const { return pos_; }
+
+ private:
+  ModelRunner& runner_;
+  int64_t ps_;
+  int64_t pos_ = 0;
+  BlockPool pool_;
+  BlockTable table_;
+};
+
+struct RowCompare {
+  double max_abs = 0, ref_max = 0;
+  int32_t argmax_a = -1, argmax_b = -1;
+};
+
+RowCompare CompareRow(std::span<const float> a, std::span<const float> b) {
+  RowCompare c;
+  float ma = -INFINITY, mb = -INFINITY;
+  for (size_t i = 0; i < a.size(); ++i) {
+    c.max_abs = std::max(c.max_abs, static_cast<double>(std::fabs(a[i] - b[i])));
+    if (!std::isfinite(a[i])) c.max_abs = INFINITY;
+    c.ref_max = std::max(c.ref_max, static_cast<double>(std::fabs(b[i])));
+    if (a[i] > ma) ma = a[i], c.argmax_a = static_cast<int32_t>(i);
+    if (b[i] > mb) mb = b[i], c.argmax_b = static_cast<int32_t>(i);
+  }
+  return c;
+}
+
+CudaRunnerOptions SmallOptions(bool fp16, int64_t page_size) {
+  CudaRunnerOptions o;
+  o.fp16 = fp16;
+  o.page_size = page_size;
+  o.num_pages = 512;
+  o.max_num_tokens = 512;
+  o.max_num_seqs = 16;
+  return o;
+}
+
+// Relative logit tolerance (max |gpu - ref| / max |ref| per row): the GPU rounds weights and
+// activations to bf16 (8 significant bits) or fp16 (11); the references are float32 / float64.
+double Tol(bool fp16) { return fp16 ? 1e-2 : 4e-2; }
+
+// How far `token` is from the CPU engine's best next token after `ids`, relative to the row's
+// largest |logit|: 0 when it is the CPU's argmax. Greedy runs in two precisions may part only
+// where this is within the logit tolerance (a near-tie of the reference itself).
+double CpuGap(const LoadedModel& lm, const std::vector<int32_t>& ids, int32_t token) {
+  const int64_t T = static_cast<int64_t>(ids.size());
+  BlockTable table(16);
+  BlockPool pool(static_cast<int32_t>(T / 16 + 2));
+  table.Append(*pool.Allocate(table.BlocksNeeded(T)));
+  HostKvStorage kv(lm.model->kv_layout(16), pool.num_blocks());
+  std::vector<float> logits;
+  EXPECT_TRUE(lm.model->Forward({ids, 0, &table}, kv, false, logits).ok());
+  float best = -INFINITY, scale = 0;
+  for (float x : logits) best = std::max(best, x), scale = std::max(scale, std::fabs(x));
+  return (best - logits[token]) / scale;
+}
+
+// Compares a GPU greedy continuation with the CPU's: equal, or equal up to a first difference
+// at which the GPU's token is within `tol` of the CPU's best (a near-tie). Prints one line.
+bool GreedyAgrees(const LoadedModel& lm, const std::vector<int32_t>& prompt,
+                  const std::vector<int32_t>& gpu, const std::vector<int32_t>& cpu, double tol,
+                  const std::string& label) {
+  size_t same = 0;
+  while (same < gpu.size() && same < cpu.size() && gpu[same] == cpu[same]) ++same;
+  bool ok = same == gpu.size() && gpu.size() == cpu.size();
+  double gap = 0;
+  if (!ok && same < gpu.size() && same < cpu.size()) {
+    std::vector<int32_t> ids = prompt;
+    ids.insert(ids.end(), cpu.begin(), cpu.begin() + same);
+    gap = CpuGap(lm, ids, gpu[same]);
+    ok = gap <= tol;
+  }
+  std::printf("[greedy] %s equal_prefix=%zu/%zu%s %s\n", label.c_str(), same, cpu.size(),
+              same == cpu.size() ? ""
+                                 : absl::StrFormat(" (then a near-tie: the GPU's token is %.2g "
+                                                   "of max|logit| below the CPU's best, tol %.2g)",
+                                                   gap, tol).c_str(),
+              ok ? "PASS" : "FAIL");
+  return ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logits at every position against transformers (float64) and the CPU engine, fed token by token
+// (decode kernel, CUDA graphs) and in chunks (prefill kernel over a cached prefix).
+TEST(CudaModelGpu, GoldenLogitsEveryPosition) {
+  for (const char* name : {"llama", "mistral", "qwen2"}) {
+    const std::string dir = kData + "/golden_gpu/" + name;
+    auto lm = LoadedModel::Load(dir);
+    ASSERT_TRUE(lm.ok()) << lm.status();
+    const std::vector<Golden> golden = ReadGolden(dir);
+    ASSERT_FALSE(golden.empty());
+    const int64_t vocab = (*lm)->config.vocab_size;
+    for (bool fp16 : {false, true}) {
+      for (int64_t ps : {1, 16}) {
+        auto runner = CudaModelRunner::Create((*lm)->config, &(*lm)->model->weights(),
+                                              SmallOptions(fp16, ps));
+        ASSERT_TRUE(runner.ok()) << runner.status();
+        double worst_golden = 0, worst_cpu = 0;
+        int64_t rows = 0, argmax_mismatch = 0;
+        for (const Golden& g : golden) {
+          const int64_t T = static_cast<int64_t>(g.ids.size());
+          // CPU engine, all positions.
+          BlockTable cpu_table(ps);
+          BlockPool cpu_pool(static_cast<int32_t>(T / ps + 2));
+          cpu_table.Append(*cpu_pool.Allocate(cpu_table.BlocksNeeded(T)));
+          HostKvStorage cpu_kv((*lm)->model->kv_layout(ps), cpu_pool.num_blocks());
+          std::vector<float> cpu_logits;
+          ASSERT_TRUE((*lm)->model->Forward({g.ids, 0, &cpu_table}, cpu_kv, true, cpu_logits).ok());
+          // Token by token: every position.
+          Driver d(**runner, ps, 512);
+          for (int64_t t = 0; t < T; ++t) {
+            auto row = d.Step(std::span<const int32_t>(&g.ids[t], 1));
+            ASSERT_TRUE(row.ok()) << row.status();
+            const RowCompare vs_golden = CompareRow(*row, {&g.logits[t * vocab], size_t(vocab)});
+            const RowCompare vs_cpu = CompareRow(*row, {&cpu_logits[t * vocab], size_t(vocab)});
+            worst_golden = std::max(worst_golden, vs_golden.max_abs / vs_golden.ref_max);
+            worst_cpu = std::max(worst_cpu, vs_cpu.max_abs / vs_cpu.ref_max);
+            argmax_mismatch += vs_golden.argmax_a != vs_golden.argmax_b;
+            ++rows;
+          }
+          // Chunks of 1, 5, 16 and the rest: the prefill kernel over a cached prefix.
+          Driver c(**runner, ps, 512);
+          for (int64_t start = 0, i = 0; start < T; ++i) {
+            const int64_t len = std::min<int64_t>(T - start, i == 0 ? 1 : i == 1 ? 5 : i == 2 ? 16 : T);
+            auto row = c.Step(std::span<const int32_t>(&g.ids[start], len));
+            ASSERT_TRUE(row.ok()) << row.status();
+            start += len;
+            const RowCompare vs_golden =
+                CompareRow(*row, {&g.logits[(start - 1) * vocab], size_t(vocab)});
+            worst_golden = std::max(worst_golden, vs_golden.max_abs / vs_golden.ref_max);
+            ++rows;
+          }
+        }
+        const bool pass = worst_golden <= Tol(fp16) && worst_cpu <= Tol(fp16);
+        std::printf("[golden] %s %s ps=%lld rows=%lld max_rel_err_vs_transformers=%.3g "
+                    "vs_cpu=%.3g argmax_mismatch=%lld graphs=%lld/%lld %s\n",
+                    name, fp16 ? "fp16" : "bf16", static_cast<long long>(ps),
+                    static_cast<long long>(rows), worst_golden, worst_cpu,
+                    static_cast<long long>(argmax_mismatch),
+                    static_cast<long long>((*runner)->stats().graph_replays),
+                    static_cast<long long>((*runner)->stats().graph_captures),
+                    pass ? "PASS" : "FAIL");
+        EXPECT_TRUE(pass) << name;
+      }
+    }
+  }
+}
+
+// Greedy continuations: sampled on the GPU (temperature 0) for 64 tokens, equal to the CPU
+// engine's Generate, on the golden models (fp16) and on the embedded model (bf16 and fp16) —
+// or equal until a near-tie of the CPU's own logits (GreedyAgrees), where two precisions may
+// legitimately choose differently.
+TEST(CudaModelGpu, GreedyContinuationsMatchCpu) {
+  struct Case {
+    std::string dir;
+    bool fp16;
+  };
+  std::vector<Case> cases;
+  for (const char* name : {"llama", "mistral", "qwen2"}) {
+    cases.push_back({kData + "/golden_gpu/" + name, true});
+  }
+  cases.push_back({kModels + "/longview-tiny", false});
+  cases.push_back({kModels + "/longview-tiny", true});
+  const std::vector<std::string> prompts = {
+      "In the beginning", "The key is 83119. Remember it. The sky was grey and",
+      "Once upon a time, in a small village by the sea, there lived"};
+  for (const Case& c : cases) {
+    auto lm = LoadedModel::Load(c.dir);
+    ASSERT_TRUE(lm.ok()) << lm.status();
+    auto runner = CudaModelRunner::Create((*lm)->config, &(*lm)->model->weights(),
+                                          SmallOptions(c.fp16, 16));
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    for (const std::string& prompt : prompts) {
+      GenerateOptions go;
+      go.max_tokens = 64;
+      go.ignore_eos = true;
+      go.sampling.temperature = 0;
+      auto cpu = Generate(**lm, prompt, go);
+      ASSERT_TRUE(cpu.ok()) << cpu.status();
+      Driver d(**runner, 16, 512);
+      int32_t tok = -1;
+      auto first = d.Step(cpu->prompt_tokens, {}, DeviceSampling{.temperature = 0}, &tok);
+      ASSERT_TRUE(first.ok()) << first.status();
+      std::vector<int32_t> gpu{tok};
+      while (gpu.size() < 64) {
+        auto r = d.Step(std::span<const int32_t>(&gpu.back(), 1), {},
+                        DeviceSampling{.temperature = 0}, &tok);
+        ASSERT_TRUE(r.ok()) << r.status();
+        gpu.push_back(tok);
+      }
+      EXPECT_TRUE(GreedyAgrees(**lm, cpu->prompt_tokens, gpu, cpu->output_tokens, Tol(c.fp16),
+                               absl::StrFormat("%s %s prompt=\"%.20s\"", c.dir,
+                                               c.fp16 ? "fp16" : "bf16", prompt)))
+          << c.dir;
+    }
+  }
+}
+
+// StreamingLLM sinks + window and a plain window override through the CUDA backend, against the
+// CPU engine at every position of a stream several windows long (pages out of the window freed).
+TEST(CudaModelGpu, SlidingWindowAndSinksMatchCpu) {
+  auto lm = LoadedModel::Load(kModels + "/longview-tiny");
+  ASSERT_TRUE(lm.ok()) << lm.status();
+  const int64_t vocab = (*lm)->config.vocab_size;
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 300; ++i) ids.push_back(3 + (i * 7919) % static_cast<int32_t>(vocab - 3));
+  for (int64_t sinks : {0, 4}) {
+    ForwardOptions fwd{.window_override = 48, .sinks = sinks};
+    auto runner = CudaModelRunner::Create((*lm)->config, &(*lm)->model->weights(),
+                                          SmallOptions(true, 16));
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    BlockTable table(16);
+    BlockPool pool(64);
+    table.Append(*pool.Allocate(table.BlocksNeeded(300)));
+    HostKvStorage kv((*lm)->model->kv_layout(16), pool.num_blocks());
+    Driver d(**runner, 16, 512);
+    double worst = 0;
+    int64_t mismatch = 0;
+    std::vector<float> cpu;
+    for (int64_t t = 0; t < 300;) {
+      const int64_t len = t < 100 ? 1 : std::min<int64_t>(37, 300 - t);  // decode, then chunks
+      ASSERT_TRUE((*lm)->model->Forward({std::span<const int32_t>(&ids[t], len), t, &table}, kv,
+                                        false, cpu, fwd).ok());
+      auto row = d.Step(std::span<const int32_t>(&ids[t], len), fwd);
+      ASSERT_TRUE(row.ok()) << row.status();
+      const RowCompare c = CompareRow(*row, {cpu.data(), size_t(vocab)});
+      worst = std::max(worst, c.max_abs / c.ref_max);
+      mismatch += c.argmax_a != c.argmax_b;
+      t += len;
+    }
+    const bool pass = worst <= Tol(true);
+    std::printf("[window] window=48 sinks=%lld max_rel_err_vs_cpu=%.3g argmax_mismatch=%lld %s\n",
+                static_cast<long long>(sinks), worst, static_cast<long long>(mismatch),
+                pass ? "PASS" : "FAIL");
+    EXPECT_TRUE(pass);
+  }
+}
+
+// The engine loop over the CUDA runner (device sampling, graphs, batching) gives the CPU
+// backend's greedy text for a batch of concurrent requests.
+TEST(CudaModelGpu, EngineLoopMatchesCpuBackend) {
+  auto load = [] { return LoadedModel::Load(kModels + "/longview-tiny"); };
+  auto lm_gpu = load();
+  ASSERT_TRUE(lm_gpu.ok()) << lm_gpu.status();
+  auto runner = CudaModelRunner::Create((*lm_gpu)->config, &(*lm_gpu)->model->weights(),
+                                        SmallOptions(true, 16));
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  const int32_t pages = (*runner)->num_pages();
+  std::vector<std::string> prompts;
+  for (int i = 0; i < 12; ++i) prompts.push_back("Story " + std::to_string(i) + ": the river");
+  auto run = [&](std::shared_ptr<const LoadedModel> lm, std::shared_ptr<ModelRunner> r) {
+    EngineLoopOptions eo;
+    eo.num_kv_pages = pages;
+    eo.max_num_seqs = 16;
+    eo.max_num_batched_tokens = 512;
+    eo.runner = std::move(r);
+    EngineLoop loop(lm, eo);
+    loop.Start();
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      GenerationRequest req;
+      req.request_id = "r" + std::to_string(i);
+      req.prompt_tokens = lm->tokenizer->Encode(prompts[i], true);
+      req.sampling.temperature = 0;
+      req.max_tokens = 24;
+      req.ignore_eos = true;
+      auto s = loop.Submit(std::move(req));
+      EXPECT_TRUE(s.ok()) << s.status();
+      if (s.ok()) streams.push_back(*s);
+    }
+    std::vector<std::vector<int32_t>> out(streams.size());
+    for (size_t i = 0; i < streams.size(); ++i) {
+      RequestOutput o;
+      while (streams[i]->Next(&o)) {
+        for (const SequenceDelta& d : o.deltas) {
+          out[i].insert(out[i].end(), d.token_ids.begin(), d.token_ids.end());
+        }
+        if (o.finished) break;
+      }
+    }
+    loop.Stop();
+    return out;
+  };
+  std::shared_ptr<const LoadedModel> shared_gpu(std::move(*lm_gpu));
+  const auto gpu = run(shared_gpu, std::shared_ptr<ModelRunner>(std::move(*runner)));
+  auto lm_cpu = load();
+  ASSERT_TRUE(lm_cpu.ok());
+  std::shared_ptr<const LoadedModel> shared_cpu(std::move(*lm_cpu));
+  const auto cpu = run(shared_cpu, nullptr);
+  int64_t equal = 0, agree = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    equal += gpu[i] == cpu[i] && gpu[i].size() == 24;
+    agree += GreedyAgrees(*shared_cpu, shared_cpu->tokenizer->Encode(prompts[i], true), gpu[i],
+                          cpu[i], Tol(true), "engine_loop request " + std::to_string(i));
+  }
+  std::printf("[engine_loop] %lld/%zu requests equal to the CPU backend, %lld/%zu agree %s\n",
+              static_cast<long long>(equal), prompts.size(), static_cast<long long>(agree),
+              prompts.size(), agree == static_cast<int64_t>(prompts.size()) ? "PASS" : "FAIL");
+  EXPECT_EQ(agree, static_cast<int64_t>(prompts.size()));
+  EXPECT_EQ(cpu[0].size(), 24u);
+}
+
+// Bad plans are refused with InvalidArgument, and the runner keeps working afterwards.
+TEST(CudaModelGpu, RejectsBadPlans) {
+  auto lm = LoadedModel::Load(kModels + "/longview-tiny");
+  ASSERT_TRUE(lm.ok()) << lm.status();
+  auto runner = CudaModelRunner::Create((*lm)->config, &(*lm)->model->weights(),
+                                        SmallOptions(false, 16));
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  StepPlan plan;
+  ScheduledSequence s;
+  s.token_ids = {1, 2, 3};
+  s.block_ids = {0};
+  s.need_logits = true;
+  plan.seqs.push_back(s);
+  StepResult r;
+  plan.seqs[0].token_ids[1] = static_cast<int32_t>((*lm)->config.vocab_size);
+  EXPECT_EQ((*runner)->Execute(plan, r).code(), absl::StatusCode::kInvalidArgument);
+  plan.seqs[0].token_ids[1] = 2;
+  plan.seqs[0].block_ids = {(*runner)->num_pages()};
+  EXPECT_EQ((*runner)->Execute(plan, r).code(), absl::StatusCode::kInvalidArgument);
+  plan.seqs[0].block_ids = {0};
+  plan.seqs[0].start_pos = 14;  // 14 + 3 > 16
+  EXPECT_EQ((*runner)->Execute(plan, r).code(), absl::StatusCode::kInvalidArgument);
+  plan.seqs[0].start_pos = 0;
+  EXPECT_TRUE((*runner)->Execute(plan, r).ok());
+  std::printf("[reject] bad token, page and capacity refused; runner still works PASS\n");
+}
+
+}  // namespace
+}  // namespace longview
