@@ -8,14 +8,15 @@
 #          libgcc_s, libm, ld-linux and CUDA/NCCL libraries are left to the GPU machine
 #   run_gpu.sh  GPU tests and/or benchmarks with their PyTorch peers, run from the repository
 #               root (the working tree travels with the bundle: models, test data, peer scripts)
-# Usage: deploy/bundle.sh            (LONGVIEW_JOBS=<n> to limit build parallelism)
+# Usage: deploy/bundle.sh   (LONGVIEW_JOBS=<n> build parallelism; LONGVIEW_BUILD_DIR, LONGVIEW_DIST
+#        other build / bundle folders, e.g. dist/<name>/longview-bundle)
 # Then on the GPU machine, from the repository root:
-#   dist/longview-bundle/run_gpu.sh [tests|bench|e2e|all]     (logs and JSON to $OUT)
+#   dist/longview-bundle/run_gpu.sh [all|kernels,models,bench,e2e]   (logs and JSON to $OUT)
 # Not part of CI (CI runs deploy/test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD_DIR=build-cuda
-DIST=dist/longview-bundle
+BUILD_DIR="${LONGVIEW_BUILD_DIR:-build-cuda}"
+DIST="${LONGVIEW_DIST:-dist/longview-bundle}"
 JOBS="${LONGVIEW_JOBS:-$(nproc)}"
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGVIEW_CUDA=ON >/dev/null

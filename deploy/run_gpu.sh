@@ -11,7 +11,8 @@
 # a short summary is printed last. LV_TEST_SEED=<n> repeats a kernel-test seed.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
+REPO="$HERE"  # the repository root: the nearest folder above the bundle with deploy/run_gpu.sh
+while [[ "$REPO" != / && ! -f "$REPO/deploy/run_gpu.sh" ]]; do REPO="$(dirname "$REPO")"; done
 MODE=",${1:-all},"
 want() { [[ "$MODE" == *",$1,"* || "$MODE" == *",all,"* ]]; }
 OUT_DIR="${OUT:-$PWD/gpu_out}"
