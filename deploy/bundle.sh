@@ -21,10 +21,11 @@ JOBS="${LONGVIEW_JOBS:-$(nproc)}"
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGVIEW_CUDA=ON >/dev/null
 TARGETS=(gpu_kernel_tests gpu_model_tests decode_attention_bench prefill_attention_bench
-         e2e_decode_bench)
+         e2e_decode_bench streaming_gpu_bench)
 BINS=("$BUILD_DIR/tests/gpu_kernel_tests" "$BUILD_DIR/tests/gpu_model_tests"
       "$BUILD_DIR/tools/bench/decode_attention_bench"
-      "$BUILD_DIR/tools/bench/prefill_attention_bench" "$BUILD_DIR/tools/bench/e2e_decode_bench")
+      "$BUILD_DIR/tools/bench/prefill_attention_bench" "$BUILD_DIR/tools/bench/e2e_decode_bench"
+      "$BUILD_DIR/tools/bench/streaming_gpu_bench")
 if [[ "${LONGVIEW_BUNDLE_SERVER:-0}" == 1 ]]; then
   TARGETS+=(longview)
   BINS+=("$BUILD_DIR/server/longview")

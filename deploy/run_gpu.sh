@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root (the bundle is dist/longview-bundle/):
-#   dist/longview-bundle/run_gpu.sh [all | a comma-separated list of: kernels,models,bench,e2e]
+#   dist/longview-bundle/run_gpu.sh [all | a comma-separated list of: kernels,models,bench,e2e,stream]
 #   kernels  gpu_kernel_tests (every kernel against double references)
 #   models   transformers golden files for the CUDA parity tests (tools/golden/make_golden.py
 #            --gpu-shapes -> tests/data/golden_gpu, seeded: the same files every time), then
 #            gpu_model_tests
 #   bench  prefill and decode attention benchmarks, each with its PyTorch peer in the same run
-#   e2e    e2e_decode_bench (random Llama-3-8B shape) and Hugging Face generate on the same shape
+#   e2e      e2e_decode_bench (random Llama-3-8B shape) and Hugging Face generate on the same shape
+#   stream   streaming_gpu_bench: a 1M-token StreamingLLM stream (sinks 4 + window 4096), 8B shape
 # Logs and JSON lines go to $OUT (or ./gpu_out), packed into $OUT/gpu_results.tgz at the end;
 # a short summary is printed last. LV_TEST_SEED=<n> repeats a kernel-test seed.
 set -uo pipefail
@@ -52,6 +53,9 @@ fi
 if want e2e; then
   step e2e_decode_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/e2e_decode_bench' > '$LOGS/e2e_decode_bench.jsonl'"
   step e2e_hf_peer sh -c "python3 '$REPO/tools/bench/e2e_hf_peer.py' > '$LOGS/e2e_hf_peer.jsonl'"
+fi
+if want stream; then
+  step streaming_gpu_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/streaming_gpu_bench' > '$LOGS/streaming_gpu_bench.jsonl'"
 fi
 tar -C "$OUT_DIR" -czf "$OUT_DIR/gpu_results.tgz" logs
 echo "== gpu: $(tail -n 1 "$LOGS/gpu.txt")"

@@ -57,7 +57,44 @@ CublasLtGemm::~CublasLtGemm() {
   cublasLtDestroy(handle_);
 }
 
-absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::PlanFor(const GemmArgs& g) {
+absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::Fastest(
+    const Plan& p, const GemmArgs& g, const cublasLtMatmulHeuristicResult_t* candidates,
+    int num_candidates, cudaStream_t stream) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&start), "event"));
+  RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&stop), "event"));
+  const float alpha = 1.f, beta = 0.f;
+  float best_ms = 0;
+  int best = 0;
+  bool timed = false;
+  absl::Status status;
+  for (int c = 0; c < num_candidates && status.ok(); ++c) {
+    auto launch = [&] {
+      return cublasLtMatmul(handle_, p.op, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.d, g.y, p.d,
+                            &candidates[c].algo, workspace_, workspace_bytes_, stream);
+    };
+    if (launch() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate may not run here
+    constexpr int kRuns = 5;
+    (void)cudaEventRecord(start, stream);
+    for (int r = 0; r < kRuns; ++r) (void)launch();
+    (void)cudaEventRecord(stop, stream);
+    status = CudaStatus(cudaEventSynchronize(stop), "GEMM tuning");
+    float ms = 0;
+    if (status.ok() && cudaEventElapsedTime(&ms, start, stop) == cudaSuccess &&
+        (!timed || ms < best_ms)) {
+      best_ms = ms;
+      best = c;
+      timed = true;
+    }
+  }
+  (void)cudaEventDestroy(start);
+  (void)cudaEventDestroy(stop);
+  RETURN_IF_ERROR(status);
+  return candidates[best].algo;
+}
+
+absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::PlanFor(const GemmArgs& g,
+                                                                cudaStream_t stream) {
   const int64_t ldy = g.ldy > 0 ? g.ldy : g.n;
   const auto key = std::make_tuple(g.m, g.n, g.k, static_cast<int>(g.dtype), g.y_float32,
                                    g.bias != nullptr, ldy);
@@ -93,11 +130,12 @@ absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::PlanFor(const GemmArgs& 
   size_t ws = workspace_bytes_;
   cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-  cublasLtMatmulHeuristicResult_t result{};
+  constexpr int kCandidates = 8;
+  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
   if (s == CUBLAS_STATUS_SUCCESS) {
-    s = cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->d, p->d, pref, 1, &result,
-                                       &found);
+    s = cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->d, p->d, pref, kCandidates,
+                                       results, &found);
   }
   cublasLtMatmulPreferenceDestroy(pref);
   LT_RETURN_IF_ERROR(s, "heuristic");
@@ -105,7 +143,12 @@ absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::PlanFor(const GemmArgs& 
     return absl::InternalError(absl::StrFormat(
         "cuBLASLt has no algorithm for m=%d n=%d k=%d %s", g.m, g.n, g.k, DTypeName(g.dtype)));
   }
-  p->algo = result.algo;
+  p->algo = results[0].algo;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  RETURN_IF_ERROR(CudaStatus(cudaStreamIsCapturing(stream, &capturing), "capture status"));
+  if (g.m <= kTuneMaxM && found > 1 && capturing == cudaStreamCaptureStatusNone) {
+    ASSIGN_OR_RETURN(p->algo, Fastest(*p, g, results, found, stream));
+  }
   const Plan* raw = p.get();
   plans_.emplace(key, std::move(p));
   return raw;
@@ -120,7 +163,7 @@ absl::Status CublasLtGemm::Run(const GemmArgs& g, cudaStream_t stream) {
   if (g.x == nullptr || g.w == nullptr || g.y == nullptr) {
     return absl::InvalidArgumentError("GEMM: null operand");
   }
-  ASSIGN_OR_RETURN(const Plan* p, PlanFor(g));
+  ASSIGN_OR_RETURN(const Plan* p, PlanFor(g, stream));
   if (g.bias != nullptr) {
     LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                       &g.bias, sizeof(g.bias)),

@@ -4,6 +4,9 @@
 //
 // Algorithms come from cuBLASLt's heuristic once per (m, n, k, types) and are cached, so a call
 // inside CUDA-graph capture only launches: warm the shapes up (same call) before capturing.
+// For skinny GEMMs (m <= kTuneMaxM: decode steps, bound by reading the weights) the first call
+// outside a capture times cuBLASLt's top candidates on the real operands and keeps the fastest:
+// the heuristic's first pick is often not the fastest at m = 1.
 //
 //   ASSIGN_OR_RETURN(auto gemm, CublasLtGemm::Create(/*workspace_bytes=*/32 << 20));
 //   RETURN_IF_ERROR(gemm->Run({.dtype = DType::kBF16, .m = tokens, .n = 4096, .k = 4096,
@@ -22,8 +25,7 @@
 #include "common/status.h"
 #include "kernels/cuda/dtype.h"
 
-struct cublasLtContext;
-typedef struct cublasLtContext* cublasLtHandle_t;
+#include <cublasLt.h>
 
 namespace longview::cuda {
 
@@ -40,6 +42,7 @@ struct GemmArgs {
 
 class CublasLtGemm {
  public:
+  static constexpr int64_t kTuneMaxM = 256;
   // Internal if cuBLASLt cannot start; allocates the workspace on the current device.
   static absl::StatusOr<std::unique_ptr<CublasLtGemm>> Create(size_t workspace_bytes);
   ~CublasLtGemm();
@@ -53,7 +56,11 @@ class CublasLtGemm {
  private:
   struct Plan;
   CublasLtGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes);
-  absl::StatusOr<const Plan*> PlanFor(const GemmArgs& args);
+  absl::StatusOr<const Plan*> PlanFor(const GemmArgs& args, cudaStream_t stream);
+  // The fastest of `candidates` on the real operands (times them on `stream`).
+  absl::StatusOr<cublasLtMatmulAlgo_t> Fastest(const Plan& plan, const GemmArgs& args,
+                                               const cublasLtMatmulHeuristicResult_t* candidates,
+                                               int num_candidates, cudaStream_t stream);
 
   cublasLtHandle_t handle_;
   void* workspace_;

@@ -14,9 +14,11 @@
 #include "engine/cuda/cublaslt_gemm.h"
 #include "engine/cuda/internal/device_weights.h"
 #include "engine/cuda/internal/kernels_facade.h"
+#include "engine/cuda/internal/runner_impl.h"
 #include "engine/cuda/internal/step_meta.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/activation/silu_mul.h"
+#include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/norm/rmsnorm.h"
 #include "kernels/cuda/status.h"
@@ -34,109 +36,6 @@ bool CudaDeviceAvailable() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-namespace {
-
-constexpr int64_t kMinContextBucket = 256;
-// Positions the RoPE tables cover: StreamingLLM sequences keep their token index as position
-// inside the kernels (only differences matter), so streams far past the model's context work.
-constexpr int64_t kMaxRopePosition = (int64_t{1} << 24) - 1;
-
-int64_t NextPow2(int64_t x) {
-  int64_t p = 1;
-  while (p < x) p <<= 1;
-  return p;
-}
-
-// A device allocation freed with the runner.
-struct DeviceAlloc {
-  void* p = nullptr;
-  size_t bytes = 0;
-};
-
-}  // namespace
-
-struct CudaModelRunner::Impl {
-  ModelConfig cfg;
-  CudaRunnerOptions opt;
-  DType dt = DType::kBF16;
-  int64_t hidden = 0, nh = 0, nkv = 0, hd = 0, q_dim = 0, kv_dim = 0, qkv_dim = 0, inter = 0;
-  int64_t vocab = 0, num_layers = 0, max_model_len = 0, max_blocks = 0;
-  KvLayout layout;
-  std::vector<int64_t> layer_window;      // per layer, 0 = full
-  std::vector<int64_t> distinct_windows;  // sorted distinct values of layer_window
-  std::vector<int> layer_window_index;    // layer -> index into distinct_windows
-
-  cudaStream_t stream = nullptr;
-  std::unique_ptr<cuda::CublasLtGemm> gemm;
-  DeviceWeights w;
-  std::vector<DeviceAlloc> allocs;
-  void* pages = nullptr;
-  int32_t num_pages = 0;
-  float* rope_lo = nullptr;
-  float* rope_hi = nullptr;
-  int rope_hi_rows = 0;
-
-  // Activations, sized for max_num_tokens rows.
-  void *x = nullptr, *xn = nullptr, *qkv = nullptr, *attn = nullptr, *proj = nullptr;
-  void *gu = nullptr, *act = nullptr, *last = nullptr;
-  float* logits = nullptr;  // [max_num_seqs][vocab]
-  int32_t* sampled_tokens = nullptr;
-  float* sampled_logprobs = nullptr;
-
-  // Per-step metadata.
-  char* meta_host = nullptr;  // pinned
-  char* meta_dev = nullptr;
-  size_t meta_capacity = 0;
-
-  std::unique_ptr<KernelsFacade> kernels;
-
-  struct Graph {
-    cudaGraphExec_t exec = nullptr;
-  };
-  std::map<std::tuple<int64_t, int64_t, bool>, Graph> graphs;  // (batch, context bucket, sample)
-  Stats stats;
-
-  ~Impl();
-  absl::Status Init(const ModelWeights* weights, uint64_t seed);
-  absl::StatusOr<void*> Alloc(size_t bytes, const char* what);
-  absl::Status EnsureMeta(size_t bytes);
-  void DropGraphs();
-  int64_t ElemBytes() const { return 2; }
-  char* Row(void* base, int64_t row, int64_t width) const {
-    return static_cast<char*>(base) + row * width * ElemBytes();
-  }
-};
-
-namespace {
-
-// One step, laid out: decode-kernel sequences first (their rows 0..nd), then the rest.
-struct StepLayout {
-  int64_t num_tokens = 0;
-  int64_t nd = 0;                 // rows (= sequences) of the decode group
-  int64_t np = 0;                 // sequences of the prefill group
-  int64_t batch_padded = 0;       // decode rows after padding to the bucket (>= nd)
-  int64_t context_bucket = 0;     // decode: keys bound of the plan
-  int64_t decode_stride = 0;      // decode block-table stride
-  int64_t prefill_stride = 0;     // prefill block-table stride
-  int64_t total_rows = 0;         // batch_padded + prefill rows
-  std::vector<size_t> order;      // plan index of each processed sequence (decode group first)
-  std::vector<int64_t> row0;      // first row of each processed sequence
-  std::vector<int64_t> logit_src; // rows whose logits are needed, in output order
-  std::vector<int32_t> out_row;   // per plan sequence: output row or -1
-  bool sample = false;
-  // Offsets into the metadata buffer.
-  size_t ids = 0, slots = 0, dec_pos = 0, dec_lens = 0, dec_tables = 0, pre_qstart = 0,
-         pre_lens = 0, pre_tables = 0, pre_windows = 0, pre_sinks = 0, gather = 0, s_temp = 0,
-         s_topk = 0, s_topp = 0, s_seed = 0, s_counter = 0;
-  size_t meta_bytes = 0;
-  int64_t prefill_total_kv = 0;  // keys the prefill kernel's workspace must hold (all layers' max)
-};
-
-bool InDecodeGroup(const ScheduledSequence& s) {
-  return s.token_ids.size() == 1 && s.forward.window_override < 0 && s.forward.sinks == 0;
-}
-
-}  // namespace
 
 CudaModelRunner::Impl::~Impl() {
   DropGraphs();
@@ -146,6 +45,8 @@ CudaModelRunner::Impl::~Impl() {
   for (DeviceAlloc& a : allocs) (void)cudaFree(a.p);
   if (meta_host != nullptr) (void)cudaFreeHost(meta_host);
   if (meta_dev != nullptr) (void)cudaFree(meta_dev);
+  if (step_start != nullptr) (void)cudaEventDestroy(step_start);
+  if (step_end != nullptr) (void)cudaEventDestroy(step_end);
   if (stream != nullptr) (void)cudaStreamDestroy(stream);
 }
 
@@ -203,6 +104,8 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
 
   RETURN_IF_ERROR(CudaStatus(cudaSetDevice(opt.device), "cudaSetDevice"));
   RETURN_IF_ERROR(CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream"));
+  RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&step_start), "event"));
+  RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&step_end), "event"));
   ASSIGN_OR_RETURN(gemm, cuda::CublasLtGemm::Create(size_t{32} << 20));
   if (weights != nullptr) {
     ASSIGN_OR_RETURN(w, cuda_internal::UploadWeights(cfg, *weights, dt));
@@ -283,227 +186,8 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
 }  // namespace longview
 
 namespace longview {
-namespace {
 
-// Fills `L` and the metadata of `plan` into m.meta_host; InvalidArgument for a malformed plan.
-absl::Status Prepare(CudaModelRunner::Impl& m, const StepPlan& plan, StepLayout& L) {
-  const int64_t ps = m.opt.page_size;
-  if (static_cast<int64_t>(plan.seqs.size()) > m.opt.max_num_seqs) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "step has %d sequences, the runner takes at most %d", plan.seqs.size(), m.opt.max_num_seqs));
-  }
-  int64_t num_tokens = 0;
-  int64_t num_logits = 0, num_device_sampled = 0;
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
-    const ScheduledSequence& s = plan.seqs[i];
-    const int64_t n = static_cast<int64_t>(s.token_ids.size());
-    if (n == 0) return absl::InvalidArgumentError(absl::StrFormat("sequence %d: no tokens", i));
-    if (absl::Status st = ValidateForwardOptions(s.forward); !st.ok()) {
-      return absl::InvalidArgumentError(absl::StrFormat("sequence %d: %s", i, st.message()));
-    }
-    const int64_t capacity = static_cast<int64_t>(s.block_ids.size()) * ps;
-    if (s.start_pos < 0 || capacity < s.start_pos + n) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: block table holds %d tokens, positions up to %d needed", i, capacity,
-          s.start_pos + n));
-    }
-    if (s.forward.sinks == 0 && s.start_pos + n > m.max_model_len) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: %d tokens exceed the runner's max_model_len %d", i, s.start_pos + n,
-          m.max_model_len));
-    }
-    if (s.start_pos + n > kMaxRopePosition) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("sequence %d: position %d beyond the RoPE tables", i, s.start_pos + n));
-    }
-    for (size_t b = 0; b < s.block_ids.size(); ++b) {
-      const int32_t page = s.block_ids[b];
-      const bool written = static_cast<int64_t>(b + 1) * ps > s.start_pos;
-      if (page == -1 && s.forward.window_override > 0 && !written) continue;  // released
-      if (page < 0 || page >= m.num_pages) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d: page %d out of range [0, %d)", i, page, m.num_pages));
-      }
-    }
-    for (int32_t t : s.token_ids) {
-      if (t < 0 || t >= m.vocab) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("sequence %d: token id %d out of range [0, %d)", i, t, m.vocab));
-      }
-    }
-    num_tokens += n;
-    if (s.need_logits) {
-      ++num_logits;
-      num_device_sampled += s.device_sampling.has_value();
-    }
-  }
-  L.sample = num_logits > 0 && num_device_sampled == num_logits;
-
-  // Decode group first.
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
-    if (InDecodeGroup(plan.seqs[i])) L.order.push_back(i);
-  }
-  L.nd = static_cast<int64_t>(L.order.size());
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
-    if (!InDecodeGroup(plan.seqs[i])) L.order.push_back(i);
-  }
-  L.np = static_cast<int64_t>(plan.seqs.size()) - L.nd;
-  const int64_t max_rows = std::max<int64_t>(NextPow2(m.opt.max_num_seqs), m.opt.max_num_seqs);
-  L.batch_padded = L.nd == 0 ? 0 : std::min(NextPow2(L.nd), max_rows);
-  int64_t max_dec_len = 0;
-  for (int64_t k = 0; k < L.nd; ++k) {
-    max_dec_len = std::max(max_dec_len, plan.seqs[L.order[k]].start_pos + 1);
-  }
-  L.context_bucket = L.nd == 0 ? 0 : std::max(kMinContextBucket, NextPow2(max_dec_len));
-  L.decode_stride = (L.context_bucket + ps - 1) / ps;
-  L.prefill_stride = 1;
-  int64_t prefill_rows = 0;
-  for (int64_t k = L.nd; k < static_cast<int64_t>(L.order.size()); ++k) {
-    const ScheduledSequence& s = plan.seqs[L.order[k]];
-    L.prefill_stride = std::max<int64_t>(L.prefill_stride, s.block_ids.size());
-    prefill_rows += static_cast<int64_t>(s.token_ids.size());
-  }
-  for (int64_t v = 0; v < static_cast<int64_t>(m.distinct_windows.size()); ++v) {
-    int64_t total = 0;
-    for (int64_t k = L.nd; k < static_cast<int64_t>(L.order.size()); ++k) {
-      const ScheduledSequence& s = plan.seqs[L.order[k]];
-      const int64_t n = static_cast<int64_t>(s.token_ids.size()), kv_len = s.start_pos + n;
-      const int64_t window =
-          s.forward.window_override >= 0 ? s.forward.window_override : m.distinct_windows[v];
-      total += window > 0 ? std::min(kv_len, s.forward.sinks + window + n - 1) : kv_len;
-    }
-    L.prefill_total_kv = std::max(L.prefill_total_kv, total);
-  }
-  L.num_tokens = num_tokens;
-  L.total_rows = L.batch_padded + prefill_rows;
-  if (L.total_rows > m.opt.max_num_tokens + max_rows || num_tokens > m.opt.max_num_tokens) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "step has %d tokens, the runner takes at most %d", num_tokens, m.opt.max_num_tokens));
-  }
-  L.row0.resize(L.order.size());
-  int64_t row = L.batch_padded;
-  for (size_t k = 0; k < L.order.size(); ++k) {
-    if (static_cast<int64_t>(k) < L.nd) {
-      L.row0[k] = static_cast<int64_t>(k);
-    } else {
-      L.row0[k] = row;
-      row += static_cast<int64_t>(plan.seqs[L.order[k]].token_ids.size());
-    }
-  }
-  L.out_row.assign(plan.seqs.size(), -1);
-  for (size_t k = 0; k < L.order.size(); ++k) {
-    const ScheduledSequence& s = plan.seqs[L.order[k]];
-    if (!s.need_logits) continue;
-    L.out_row[L.order[k]] = static_cast<int32_t>(L.logit_src.size());
-    L.logit_src.push_back(L.row0[k] + static_cast<int64_t>(s.token_ids.size()) - 1);
-  }
-  const int64_t r = static_cast<int64_t>(L.logit_src.size());
-  const int64_t sample_rows = std::max(r, L.batch_padded);
-
-  // Layout of the metadata: sizes only, so equal sizes give equal offsets (graphs rely on it).
-  const int64_t nwin = static_cast<int64_t>(m.distinct_windows.size());
-  MetaArena a;
-  L.ids = a.Reserve<int32_t>(L.total_rows);
-  L.slots = a.Reserve<int64_t>(L.total_rows);
-  L.dec_pos = a.Reserve<int32_t>(L.batch_padded);
-  L.dec_lens = a.Reserve<int32_t>(L.batch_padded);
-  L.dec_tables = a.Reserve<int32_t>(L.batch_padded * L.decode_stride);
-  L.pre_qstart = a.Reserve<int32_t>(L.np + 1);
-  L.pre_lens = a.Reserve<int32_t>(L.np);
-  L.pre_tables = a.Reserve<int32_t>(L.np * L.prefill_stride);
-  L.pre_windows = a.Reserve<int32_t>(nwin * L.np);
-  L.pre_sinks = a.Reserve<int32_t>(L.np);
-  L.gather = a.Reserve<int32_t>(r);
-  L.s_temp = a.Reserve<float>(sample_rows);
-  L.s_topk = a.Reserve<int32_t>(sample_rows);
-  L.s_topp = a.Reserve<float>(sample_rows);
-  L.s_seed = a.Reserve<uint64_t>(sample_rows);
-  L.s_counter = a.Reserve<uint64_t>(sample_rows);
-  L.meta_bytes = a.used();
-  RETURN_IF_ERROR(m.EnsureMeta(L.meta_bytes));
-  char* h = m.meta_host;
-  auto arr = [h](size_t off, auto* type_tag) { return reinterpret_cast<decltype(type_tag)>(h + off); };
-  int32_t* ids = arr(L.ids, static_cast<int32_t*>(nullptr));
-  int64_t* slots = arr(L.slots, static_cast<int64_t*>(nullptr));
-  int32_t* dec_pos = arr(L.dec_pos, static_cast<int32_t*>(nullptr));
-  int32_t* dec_lens = arr(L.dec_lens, static_cast<int32_t*>(nullptr));
-  int32_t* dec_tables = arr(L.dec_tables, static_cast<int32_t*>(nullptr));
-  int32_t* qstart = arr(L.pre_qstart, static_cast<int32_t*>(nullptr));
-  int32_t* pre_lens = arr(L.pre_lens, static_cast<int32_t*>(nullptr));
-  int32_t* pre_tables = arr(L.pre_tables, static_cast<int32_t*>(nullptr));
-  int32_t* windows = arr(L.pre_windows, static_cast<int32_t*>(nullptr));
-  int32_t* sinks = arr(L.pre_sinks, static_cast<int32_t*>(nullptr));
-  int32_t* gather = arr(L.gather, static_cast<int32_t*>(nullptr));
-  float* temp = arr(L.s_temp, static_cast<float*>(nullptr));
-  int32_t* topk = arr(L.s_topk, static_cast<int32_t*>(nullptr));
-  float* topp = arr(L.s_topp, static_cast<float*>(nullptr));
-  uint64_t* seed = arr(L.s_seed, static_cast<uint64_t*>(nullptr));
-  uint64_t* counter = arr(L.s_counter, static_cast<uint64_t*>(nullptr));
-
-  std::fill_n(ids, L.batch_padded, 0);
-  std::fill_n(slots, L.batch_padded, -1);
-  std::fill_n(dec_pos, L.batch_padded, 0);
-  std::fill_n(dec_lens, L.batch_padded, 0);
-  std::fill_n(dec_tables, L.batch_padded * L.decode_stride, 0);
-  std::fill_n(pre_tables, L.np * L.prefill_stride, 0);
-  for (size_t k = 0; k < L.order.size(); ++k) {
-    const ScheduledSequence& s = plan.seqs[L.order[k]];
-    const int64_t n = static_cast<int64_t>(s.token_ids.size());
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t pos = s.start_pos + i;
-      ids[L.row0[k] + i] = s.token_ids[i];
-      slots[L.row0[k] + i] = static_cast<int64_t>(s.block_ids[pos / ps]) * ps + pos % ps;
-    }
-    const int64_t kv_len = s.start_pos + n;
-    if (static_cast<int64_t>(k) < L.nd) {
-      dec_pos[k] = static_cast<int32_t>(s.start_pos);
-      dec_lens[k] = static_cast<int32_t>(kv_len);
-      std::copy(s.block_ids.begin(), s.block_ids.end(), dec_tables + k * L.decode_stride);
-    } else {
-      const int64_t j = static_cast<int64_t>(k) - L.nd;
-      qstart[j] = static_cast<int32_t>(L.row0[k] - L.batch_padded);
-      pre_lens[j] = static_cast<int32_t>(kv_len);
-      std::copy(s.block_ids.begin(), s.block_ids.end(), pre_tables + j * L.prefill_stride);
-      for (int64_t v = 0; v < nwin; ++v) {
-        windows[v * L.np + j] = static_cast<int32_t>(
-            s.forward.window_override >= 0 ? s.forward.window_override : m.distinct_windows[v]);
-      }
-      sinks[j] = static_cast<int32_t>(s.forward.sinks);
-    }
-  }
-  if (L.np > 0) qstart[L.np] = static_cast<int32_t>(L.total_rows - L.batch_padded);
-  for (int64_t i = 0; i < r; ++i) gather[i] = static_cast<int32_t>(L.logit_src[i]);
-  std::fill_n(temp, sample_rows, 0.f);
-  std::fill_n(topk, sample_rows, 0);
-  std::fill_n(topp, sample_rows, 1.f);
-  std::fill_n(seed, sample_rows, 0);
-  std::fill_n(counter, sample_rows, 0);
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
-    const int32_t o = L.out_row[i];
-    if (o < 0 || !plan.seqs[i].device_sampling) continue;
-    const DeviceSampling& d = *plan.seqs[i].device_sampling;
-    temp[o] = d.temperature;
-    topk[o] = d.top_k;
-    topp[o] = d.top_p;
-    seed[o] = d.seed;
-    counter[o] = d.counter;
-  }
-  return absl::OkStatus();
-}
-
-// Whether the needed logits are exactly rows 0..r-1 (a pure decode step), so the LM head can
-// read the normed rows in place.
-bool LogitsInPlace(const StepLayout& L) {
-  if (L.np > 0) return false;
-  for (size_t i = 0; i < L.logit_src.size(); ++i) {
-    if (L.logit_src[i] != static_cast<int64_t>(i)) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-// The forward of one laid-out step; only enqueues (capturable when L.np == 0).
+// The forward of one laid-out step; only enqueues (capturable for pure dense-decode steps).
 static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
   using cuda_internal::PagesView;
   const char* d = m.meta_dev;
@@ -512,7 +196,6 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
   cuda::CublasLtGemm& g = *m.gemm;
   const cudaStream_t st = m.stream;
   const int64_t rows = L.total_rows;
-  const int64_t prefill_rows = rows - L.batch_padded;
   RETURN_IF_ERROR(k.Gather(i32(L.ids), rows, m.w.embed, m.vocab, m.hidden, m.x, st));
   for (int64_t l = 0; l < m.num_layers; ++l) {
     const cuda_internal::DeviceLayer& lw = m.w.layers[l];
@@ -533,17 +216,25 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
     char* qkv = static_cast<char*>(m.qkv);
     RETURN_IF_ERROR(k.KvAppend(qkv + m.q_dim * 2, qkv + (m.q_dim + m.kv_dim) * 2, m.qkv_dim,
                                reinterpret_cast<const int64_t*>(d + L.slots), rows, view, st));
+    if (L.batch_padded + L.ns > 0) {
+      RETURN_IF_ERROR(k.RotateQ(m.qkv, L.batch_padded + L.ns, m.qkv_dim, i32(L.dec_pos), st));
+    }
     if (L.batch_padded > 0) {
-      RETURN_IF_ERROR(k.RotateQ(m.qkv, L.batch_padded, m.qkv_dim, i32(L.dec_pos), st));
       RETURN_IF_ERROR(k.Decode(m.layer_window[l], L.batch_padded, L.context_bucket, m.qkv,
                                m.qkv_dim, m.attn, view, i32(L.dec_tables), L.decode_stride,
                                i32(L.dec_lens), st));
     }
+    if (L.ns > 0) {
+      RETURN_IF_ERROR(k.DecodeSelection(
+          L.ns, L.max_spans, m.Row(m.qkv, L.batch_padded, m.qkv_dim), m.qkv_dim,
+          m.Row(m.attn, L.batch_padded, m.q_dim), view,
+          reinterpret_cast<const cuda::DecodeKvSpan*>(d + L.sel_spans), i32(L.sel_offsets), st));
+    }
     if (L.np > 0) {
       RETURN_IF_ERROR(k.Prefill(
-          L.np, prefill_rows, L.prefill_total_kv, m.Row(m.qkv, L.batch_padded, m.qkv_dim), m.qkv_dim,
-          m.Row(m.attn, L.batch_padded, m.q_dim), view, i32(L.pre_tables), L.prefill_stride,
-          i32(L.pre_qstart), i32(L.pre_lens),
+          L.np, rows - L.prefill_row0, L.prefill_total_kv, m.Row(m.qkv, L.prefill_row0, m.qkv_dim),
+          m.qkv_dim, m.Row(m.attn, L.prefill_row0, m.q_dim), view, i32(L.pre_tables),
+          L.prefill_stride, i32(L.pre_qstart), i32(L.pre_lens),
           i32(L.pre_windows) + m.layer_window_index[l] * L.np, i32(L.pre_sinks), st));
     }
     RETURN_IF_ERROR(g.Run({.dtype = m.dt, .m = rows, .n = m.hidden, .k = m.q_dim, .x = m.attn,
@@ -642,7 +333,7 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
     }
   }
   StepLayout L;
-  RETURN_IF_ERROR(Prepare(m, plan, L));
+  RETURN_IF_ERROR(PrepareStep(m, plan, L));
   char* pages = static_cast<char*>(m.pages);
   for (const PageCopy& c : plan.copies) {
     RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(pages + c.dst_page * page_bytes,
@@ -650,10 +341,11 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
                                                cudaMemcpyDeviceToDevice, m.stream),
                                "page copy"));
   }
+  RETURN_IF_ERROR(CudaStatus(cudaEventRecord(m.step_start, m.stream), "event"));
   RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(m.meta_dev, m.meta_host, L.meta_bytes,
                                              cudaMemcpyHostToDevice, m.stream),
                              "metadata upload"));
-  const bool graph = m.opt.cuda_graphs && L.np == 0 && LogitsInPlace(L) && L.batch_padded > 0;
+  const bool graph = m.opt.cuda_graphs && LogitsInPlace(L) && L.batch_padded > 0;
   if (graph) {
     const auto key = std::make_tuple(L.batch_padded, L.context_bucket, L.sample);
     auto it = m.graphs.find(key);
@@ -681,6 +373,7 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
     RETURN_IF_ERROR(Forward(m, L));
     ++m.stats.eager_steps;
   }
+  RETURN_IF_ERROR(CudaStatus(cudaEventRecord(m.step_end, m.stream), "event"));
   const int64_t r = static_cast<int64_t>(L.logit_src.size());
   result.vocab_size = m.vocab;
   result.logits_row.assign(L.out_row.begin(), L.out_row.end());
@@ -696,6 +389,10 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
                                                cudaMemcpyDeviceToHost, m.stream),
                                "logprobs download"));
     RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(m.stream), "step"));
+    float gpu_ms = 0;
+    if (cudaEventElapsedTime(&gpu_ms, m.step_start, m.step_end) == cudaSuccess) {
+      m.stats.last_step_gpu_ms = gpu_ms;
+    }
     result.logits.clear();
     result.tokens.assign(plan.seqs.size(), -1);
     result.token_logprobs.assign(plan.seqs.size(), 0.f);
@@ -711,7 +408,12 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
                                              r * m.vocab * sizeof(float), cudaMemcpyDeviceToHost,
                                              m.stream),
                              "logits download"));
-  return CudaStatus(cudaStreamSynchronize(m.stream), "step");
+  RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(m.stream), "step"));
+  float gpu_ms = 0;
+  if (cudaEventElapsedTime(&gpu_ms, m.step_start, m.step_end) == cudaSuccess) {
+    m.stats.last_step_gpu_ms = gpu_ms;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace longview

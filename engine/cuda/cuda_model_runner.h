@@ -67,6 +67,7 @@ class CudaModelRunner : public ModelRunner {
     int64_t graph_replays = 0;
     int64_t graph_captures = 0;
     int64_t eager_steps = 0;
+    double last_step_gpu_ms = 0;  // GPU time of the last step, metadata upload to last kernel
   };
   const Stats& stats() const;
 

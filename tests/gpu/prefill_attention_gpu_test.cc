@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -476,6 +477,28 @@ TEST(PrefillAttentionGpu, LargeSequence) {
                     .num_kv_heads = 1,
                     .seqs = {{300, 1000}, {257, 257}}};
   RunCase(chunk, rng);
+}
+
+// Head dim 128 runs the Hopper wgmma kernel on sm_90 and the mma.sync kernel elsewhere or when
+// LONGVIEW_PREFILL_MMA_SYNC=1: both, on sinks that overlap the chunk's window (lo < sinks),
+// sinks below it, chunks not aligned to the 128-row tiles and a dense batch.
+TEST(PrefillAttentionGpu, HeadDim128BothKernels) {
+  std::mt19937_64 rng(Seed() + 108);
+  for (const char* force : {"0", "1"}) {
+    ASSERT_EQ(setenv("LONGVIEW_PREFILL_MMA_SYNC", force, 1), 0);
+    std::printf("LONGVIEW_PREFILL_MMA_SYNC=%s\n", force);
+    PrefillCase c{.name = "hd128-both",
+                  .head_dim = 128,
+                  .page_size = 16,
+                  .num_q_heads = 8,
+                  .num_kv_heads = 2,
+                  .seqs = {{20, 200, 100, 90}, {130, 900, 300, 5}, {259, 259, 0, 0},
+                           {77, 333, 0, 0}},
+                  .per_seq_arrays = true,
+                  .release_pages = true};
+    RunCase(c, rng);
+  }
+  ASSERT_EQ(unsetenv("LONGVIEW_PREFILL_MMA_SYNC"), 0);
 }
 
 TEST(PrefillAttentionGpu, GraphCaptureReplayWithNewLengths) {

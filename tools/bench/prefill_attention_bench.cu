@@ -167,9 +167,11 @@ int RunShape(int T, int window, int sinks, int iters, int warmup) {
       "{\"bench\": \"prefill_attention\", \"impl\": \"longview\", \"mask\": \"%s\", \"T\": %d, "
       "\"window\": %d, \"sinks\": %d, \"num_q_heads\": %d, \"num_kv_heads\": %d, "
       "\"head_dim\": %d, \"dtype\": \"bf16\", \"page_size\": %d, \"time_ms\": %.5f, "
-      "\"min_ms\": %.5f, \"tflops\": %.2f, \"iters\": %d, \"nan_outputs\": %lld}\n",
+      "\"min_ms\": %.5f, \"tflops\": %.2f, \"iters\": %d, \"nan_outputs\": %lld, "
+      "\"kernel\": \"%s\"}\n",
       window > 0 ? "sliding_window" : "causal", T, window, sinks, kHq, kHkv, kD, kPage, median_ms,
-      ms[0], flops / (median_ms * 1e-3) / 1e12, iters, static_cast<long long>(nan_count));
+      ms[0], flops / (median_ms * 1e-3) / 1e12, iters, static_cast<long long>(nan_count),
+      plan.kernel == 1 ? "wgmma" : "mma_sync");
   std::fflush(stdout);
   BENCH_CHECK(cudaEventDestroy(start));
   BENCH_CHECK(cudaEventDestroy(stop));

@@ -34,6 +34,8 @@ struct KernelsFacade::State {
   size_t decode_ws_bytes = 0;
   void* prefill_ws = nullptr;
   size_t prefill_ws_bytes = 0;
+  void* select_ws = nullptr;
+  size_t select_ws_bytes = 0;
   cuda::SamplingPlan sampling_plan;
   void* sampling_ws = nullptr;
 
@@ -67,6 +69,7 @@ KernelsFacade::KernelsFacade(std::unique_ptr<State> state) : s_(std::move(state)
 KernelsFacade::~KernelsFacade() {
   if (s_->decode_ws != nullptr) (void)cudaFree(s_->decode_ws);
   if (s_->prefill_ws != nullptr) (void)cudaFree(s_->prefill_ws);
+  if (s_->select_ws != nullptr) (void)cudaFree(s_->select_ws);
   if (s_->sampling_ws != nullptr) (void)cudaFree(s_->sampling_ws);
 }
 
@@ -189,6 +192,56 @@ absl::Status KernelsFacade::Decode(int64_t window, int64_t batch, int64_t contex
       "decode attention");
 }
 
+// Grows a workspace that no captured graph uses (the stream is synchronised first).
+static absl::Status Grow(void** ws, size_t* bytes, size_t need, cudaStream_t stream,
+                         const char* what) {
+  if (need <= *bytes) return absl::OkStatus();
+  RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream), "sync"));
+  if (*ws != nullptr) (void)cudaFree(*ws);
+  *ws = nullptr;
+  *bytes = 0;
+  RETURN_IF_ERROR(CudaStatus(cudaMalloc(ws, need), what));
+  *bytes = need;
+  return absl::OkStatus();
+}
+
+absl::Status KernelsFacade::DecodeSelection(int64_t batch, int64_t max_spans, const void* q,
+                                            int64_t q_row_stride, void* out, const PagesView& p,
+                                            const cuda::DecodeKvSpan* spans,
+                                            const int32_t* span_offsets, cudaStream_t stream) {
+  cuda::DecodeAttentionShape shape{.dtype = s_->c.dtype,
+                                   .head_dim = s_->c.head_dim,
+                                   .num_q_heads = s_->c.num_q_heads,
+                                   .num_kv_heads = s_->c.num_kv_heads,
+                                   .batch_size = static_cast<int>(batch),
+                                   .page_size = s_->c.page_size,
+                                   .max_kv_len = 0,
+                                   .max_position = s_->c.max_position,
+                                   .window = 0,
+                                   .rope_hi_rows = s_->c.rope_hi_rows};
+  shape.max_spans = static_cast<int>(std::max<int64_t>(max_spans, 1));
+  cuda::DecodeAttentionPlan plan;
+  RETURN_IF_ERROR(CudaStatus(cuda::PlanDecodeAttention(shape, &plan), "selection decode plan"));
+  RETURN_IF_ERROR(Grow(&s_->select_ws, &s_->select_ws_bytes, plan.workspace_bytes, stream,
+                       "selection decode workspace"));
+  cuda::DecodeAttentionArgs a{};
+  a.q = q;
+  a.q_row_stride = q_row_stride;
+  a.out = out;
+  a.pages = p.pages;
+  a.page_stride = p.page_stride;
+  a.k_offset = p.k_offset;
+  a.v_offset = p.v_offset;
+  a.spans = spans;
+  a.span_offsets = span_offsets;
+  a.rope_lo = s_->c.rope_lo;
+  a.rope_hi = s_->c.rope_hi;
+  a.scale = 1.f / std::sqrt(static_cast<float>(s_->c.head_dim));
+  return CudaStatus(
+      cuda::RunDecodeAttention(plan, a, s_->select_ws, s_->select_ws_bytes, stream),
+      "selection decode attention");
+}
+
 absl::Status KernelsFacade::Prefill(int64_t num_seqs, int64_t num_rows, int64_t max_total_kv,
                                     const void* q, int64_t q_row_stride, void* out,
                                     const PagesView& p, const int32_t* block_tables,
@@ -206,16 +259,9 @@ absl::Status KernelsFacade::Prefill(int64_t num_seqs, int64_t num_rows, int64_t 
                                     .rope_hi_rows = s_->c.rope_hi_rows};
   cuda::PrefillAttentionPlan plan;
   RETURN_IF_ERROR(CudaStatus(cuda::PlanPrefillAttention(shape, &plan), "prefill attention plan"));
-  if (plan.workspace_bytes > s_->prefill_ws_bytes) {
-    // Prefill steps are never captured: growing here is safe once the stream is idle.
-    RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream), "sync"));
-    if (s_->prefill_ws != nullptr) (void)cudaFree(s_->prefill_ws);
-    s_->prefill_ws = nullptr;
-    s_->prefill_ws_bytes = 0;
-    RETURN_IF_ERROR(
-        CudaStatus(cudaMalloc(&s_->prefill_ws, plan.workspace_bytes), "prefill workspace"));
-    s_->prefill_ws_bytes = plan.workspace_bytes;
-  }
+  // Prefill steps are never captured: growing here is safe.
+  RETURN_IF_ERROR(Grow(&s_->prefill_ws, &s_->prefill_ws_bytes, plan.workspace_bytes, stream,
+                       "prefill workspace"));
   cuda::PrefillAttentionArgs a{};
   a.q = q;
   a.q_row_stride = q_row_stride;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/dtype.h"
 
 namespace longview::cuda_internal {
@@ -54,6 +55,12 @@ class KernelsFacade {
                       int64_t q_row_stride, void* out, const PagesView& pages,
                       const int32_t* block_tables, int64_t table_stride, const int32_t* kv_lens,
                       cudaStream_t stream);
+  // Decode over `batch` sequences (q pre-rotated at each query's position) attending to exactly
+  // their spans (CSR offsets [batch + 1]); eager only (the workspace grows on demand).
+  absl::Status DecodeSelection(int64_t batch, int64_t max_spans, const void* q,
+                               int64_t q_row_stride, void* out, const PagesView& pages,
+                               const cuda::DecodeKvSpan* spans, const int32_t* span_offsets,
+                               cudaStream_t stream);
   // Prefill / general attention over num_seqs sequences (q unrotated).
   absl::Status Prefill(int64_t num_seqs, int64_t num_rows, int64_t max_kv_len, const void* q,
                        int64_t q_row_stride, void* out, const PagesView& pages,

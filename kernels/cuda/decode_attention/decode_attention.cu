@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <type_traits>
 
 #include "kernels/cpu/kv_selection.h"
 #include "kernels/cuda/cuda_check.h"
@@ -46,13 +47,14 @@ namespace {
 using detail::FromFloat;
 using detail::Pack8;
 using detail::ToFloat;
-using detail::Unpack8;
+using detail::Float2ToWord2;
+using detail::Word2ToFloat2;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kKeysPerLane = 4;    // keys of one chunk per lane
+constexpr int kChunk = 16;         // keys per warp chunk: two n-tiles of 8 keys
 constexpr int kStages = 3;         // cp.async ring depth per warp
-constexpr int kHeadsPerBlock = 4;  // query heads per block; larger groups take several blocks
+constexpr int kHeadsPerBlock = 8;  // query heads per block (the N of p.v); more take several blocks
 constexpr int kBlocksPerSm = 2;    // by design: 2 x ~108 KB shared memory, <= 255 registers
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -65,18 +67,26 @@ static_assert(sizeof(DecodeKvSpan) == sizeof(cpu::KvSpan) &&
 
 template <int D, bool kSelect>
 struct Geometry {
-  static constexpr int kTpt = D / 16;                     // lanes per key
-  static constexpr int kSlots = 32 / kTpt;                // keys per warp pass
-  static constexpr int kChunk = kSlots * kKeysPerLane;    // keys per warp chunk
-  static constexpr int kKvUnits = kKeysPerLane * 4 * 32;  // 16-byte units: K lo/hi, V lo/hi
-  static constexpr int kRopeUnits = 2 * 4 * kTpt;         // hi and lo rows of the chunk's P0
+  static constexpr int kRowUnits = D / 8;                 // 16-byte units of a key row
+  static constexpr int kE = D / 8;                        // elements per rotation half per lane
+  static constexpr int kKvUnits = 2 * kChunk * kRowUnits;  // K rows, then V rows
+  static constexpr int kRopeRowUnits = D / 4;             // one table row: D / 2 (cos, sin)
+  static constexpr int kRopeUnits = 2 * kRopeRowUnits;    // hi and lo rows of the chunk's P0
   static constexpr int kMetaUnits = kSelect ? 1 : 0;      // selection: the chunk's key count
   static constexpr int kStageUnits = kKvUnits + kRopeUnits + kMetaUnits;
   static constexpr int kWarpUnits = kStages * kStageUnits;
   static constexpr size_t kSmemBytes = static_cast<size_t>(kWarps) * kWarpUnits * 16;
-  static_assert(D % 16 == 0 && kTpt <= 32 && kChunk <= kRopeLoRows);
+  static_assert((D == 64 || D == 128) && kChunk <= kRopeLoRows);
   // The final merge reuses a warp's ring: acc [kHeadsPerBlock][D], m, l.
   static_assert((kHeadsPerBlock * D + 2 * kHeadsPerBlock) * 4 <= kWarpUnits * 16);
+  // Key rows are XOR-swizzled by unit so that the fragment reads (a lane's own units of keys
+  // gq, gq + 8) and the transposing ldmatrix of V (one unit of 8 keys) hit 8 distinct bank
+  // groups: at D = 128 a row is 16 units (keys 2i, 2i + 1 differ in unit parity), at D = 64 8.
+  __device__ static __forceinline__ int Swz(int key) {
+    return D == 128 ? (key & 7) : (((key & 1) << 2) | ((key >> 1) & 3));
+  }
+  // RoPE row units: lane cq reads units [cq * kE / 2, + kE / 2); spread the four cq's banks.
+  __device__ static __forceinline__ int RopeSwz(int u) { return u ^ ((u >> 3) & (kE / 2 - 1)); }
 };
 
 struct Params {
@@ -177,29 +187,46 @@ __device__ __forceinline__ float2 Compose(float ca, float sa, float cb, float sb
   return make_float2(ca * cb - sa * sb, sa * cb + ca * sb);
 }
 
-// A read-only 16-byte load that the compiler may not hoist out of the loop (the RoPE rows R(d) are
-// loop-invariant: hoisted, they would hold 64 registers).
-__device__ __forceinline__ float4 LdgNoHoist(const float4* ptr) {
-  float4 v;
-  asm volatile("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];\n"
-               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
-               : "l"(ptr));
-  return v;
-}
-
 __device__ __forceinline__ float4 AsFloat4(const uint4& u) {
   return make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z),
                      __uint_as_float(u.w));
 }
 
+// Tensor-core products: m16n8k16, float accumulators; A row-major 16x16, B "col" 16x8.
+template <typename T>
+__device__ __forceinline__ void Mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const void* smem_row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
 template <typename T, int D, bool kSelect>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(const Params p) {
   using Geo = Geometry<D, kSelect>;
-  constexpr int kTpt = Geo::kTpt;
-  constexpr int kSlots = Geo::kSlots;
-  constexpr int kChunk = Geo::kChunk;
   constexpr int kHalf = D / 2;
-  constexpr int kR = kKeysPerLane;
+  constexpr int kE = Geo::kE;
+  constexpr int kRowUnits = Geo::kRowUnits;
+  constexpr int kKT = D / 16;     // k-tiles of q.k = m-tiles of (p.v)^T
+  constexpr int kKTH = kKT / 2;   // k-tiles per rotation half
+  constexpr int kLaneUnits = kE / 8;  // 16-byte units of a key half per lane
   constexpr int kG = kHeadsPerBlock;
 
   const int hc = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.num_head_chunks));
@@ -250,21 +277,44 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
     if (part_begin >= part_end) return;  // past this row's keys; the combine skips it
   }
 
-  const int piece = lane % kTpt;
-  const int slot = lane / kTpt;
-  const int f0 = piece * 8;  // this lane's first frequency (= element of the first half)
+  // Fragment coordinates: row group gq (query head of S, d of (p.v)^T, key of K^T) and column
+  // pair cq. Lane (gq, cq) holds, of each key it rotates, elements [cq * kE, cq * kE + kE) of the
+  // first half and the same of the second (both members of its kE RoPE pairs); the q.k reduction
+  // index is permuted so that these are exactly its B-fragment elements (q uses the same order).
+  const int gq = lane >> 2;
+  const int cq = lane & 3;
 
-  // q of the block's heads, this lane's 16 elements, in the log2 domain. Heads past the group
-  // (n_heads < kG) repeat the last valid one and are never written.
-  float q[kG][16];
-#pragma unroll
-  for (int g = 0; g < kG; ++g) {
+  // q of head gq (zeros past the block's heads) as A fragments: rows gq (rows gq + 8 are zero).
+  uint32_t qa[kKT][2];
+  {
+    const bool real = gq < n_heads;
     const T* qp = static_cast<const T*>(p.q) + b * p.q_row_stride +
-                  (static_cast<int64_t>(kvh) * G + g0 + min(g, n_heads - 1)) * D + f0;
-    Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(qp)), q[g]);
-    Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(qp + kHalf)), q[g] + 8);
+                  (static_cast<int64_t>(kvh) * G + g0 + min(gq, n_heads - 1)) * D + cq * kE;
 #pragma unroll
-    for (int e = 0; e < 16; ++e) q[g][e] *= p.scale_log2;
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int u = 0; u < kLaneUnits; ++u) {
+        uint4 v = make_uint4(0u, 0u, 0u, 0u);
+        if (real) v = __ldg(reinterpret_cast<const uint4*>(qp + h * kHalf + 8 * u));
+        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) qa[h * kKTH + (4 * u + e) / 2][(4 * u + e) & 1] = w[e];
+      }
+    }
+  }
+  // R(n) for this lane's keys n = gq and gq + 8 of a chunk and its kE frequencies (exact rows of
+  // the lo table): a chunk's key n sits at P0 + n.
+  float2 rn[2][kE];
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+    const float4* rs =
+        reinterpret_cast<const float4*>(p.rope_lo + ((nt * 8 + gq) * kHalf + cq * kE) * 2);
+#pragma unroll
+    for (int k = 0; k < kE / 2; ++k) {
+      const float4 v = __ldg(rs + k);
+      rn[nt][2 * k] = make_float2(v.x, v.y);
+      rn[nt][2 * k + 1] = make_float2(v.z, v.w);
+    }
   }
 
   extern __shared__ uint4 smem[];
@@ -276,14 +326,13 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   const T* pages = static_cast<const T*>(p.pages);
   const int64_t token_stride = static_cast<int64_t>(p.num_kv_heads) * D;
   const int32_t* block_table = p.block_tables + static_cast<int64_t>(b) * p.block_table_stride;
-  const int64_t head_off = static_cast<int64_t>(kvh) * D + f0;
-  // Key index of this lane's row r of its i-th chunk.
-  auto key_of = [&](int i, int r) {
-    return part_begin + (warp + i * kWarps) * kChunk + slot + r * kSlots;
-  };
+  const int64_t head_off = static_cast<int64_t>(kvh) * D;
+  // This lane copies key ck of every chunk (16-byte units cu, cu + 2, ... of its K and V rows).
+  const int ck = lane >> 1;
+  const int cu = lane & 1;
   auto page_of = [&](int j) { return p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size; };
 
-  int next_page[kR];  // dense: block-table entries of the next chunk to copy
+  int next_page = 0;  // dense: block-table entry of key ck of the next chunk to copy
   // Selection: the next chunk's page, first slot, key count (0: empty) and first position.
   int nx_page = 0, nx_slot = 0, nx_n = 0, nx_pos = 0;
   bool bad = false;  // selection: a malformed span was met
@@ -311,102 +360,73 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
         }
       }
     } else {
-#pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        const int j = key_of(i, r);
-        next_page[r] = i < my_chunks && j < part_end ? __ldg(block_table + page_of(j)) : 0;
-      }
+      const int j = part_begin + (warp + i * kWarps) * kChunk + ck;
+      next_page = i < my_chunks && j < part_end ? __ldg(block_table + page_of(j)) : 0;
     }
   };
   // Copies chunk i (if it exists) into its stage; the caller commits the group.
   auto issue = [&](int i) {
     if (i >= my_chunks) return;
     uint4* st = ring + (i % kStages) * Geo::kStageUnits;
+    bool valid;
+    int64_t off;
+    int64_t pos;
+    int rope_bytes = 16;
     if constexpr (kSelect) {
-#pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        const int k = slot + r * kSlots;
-        uint4* dst = st + r * 128 + lane;
-        if (k < nx_n) {
-          const int64_t off = static_cast<int64_t>(nx_page) * p.page_stride +
-                              static_cast<int64_t>(nx_slot + k) * token_stride + head_off;
-          const T* kp = pages + p.k_offset + off;
-          const T* vp = pages + p.v_offset + off;
-          CpAsync16(dst, kp, 16);
-          CpAsync16(dst + 32, kp + kHalf, 16);
-          CpAsync16(dst + 64, vp, 16);
-          CpAsync16(dst + 96, vp + kHalf, 16);
-        } else {  // zero fill, reads nothing
-          CpAsync16(dst, pages, 0);
-          CpAsync16(dst + 32, pages, 0);
-          CpAsync16(dst + 64, pages, 0);
-          CpAsync16(dst + 96, pages, 0);
-        }
-      }
-      if (slot == 0) {  // exact-table rows of the chunk's first position; zeros when empty
-        const int pos = nx_n > 0 ? nx_pos : 0;
-        const int bytes = nx_n > 0 ? 16 : 0;
-        const int64_t hi = pos >> kRopeLoBits;
-        const int64_t lo = pos & (kRopeLoRows - 1);
-        const float* hs = p.rope_hi + (hi * kHalf + f0) * 2;
-        const float* ls = p.rope_lo + (lo * kHalf + f0) * 2;
-        uint4* rd = st + Geo::kKvUnits;
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          CpAsync16(rd + k * kTpt + piece, hs + 4 * k, bytes);
-          CpAsync16(rd + (4 + k) * kTpt + piece, ls + 4 * k, bytes);
-        }
-      }
+      valid = ck < nx_n;
+      off = static_cast<int64_t>(nx_page) * p.page_stride +
+            static_cast<int64_t>(nx_slot + ck) * token_stride + head_off;
+      pos = nx_n > 0 ? nx_pos : 0;
+      rope_bytes = nx_n > 0 ? 16 : 0;  // an empty chunk: zeros
       if (lane == 0) {
         reinterpret_cast<int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[0] = nx_n;
       }
     } else {
+      const int j = part_begin + (warp + i * kWarps) * kChunk + ck;
+      valid = j < part_end;
+      const int in_page = j - page_of(j) * p.page_size;
+      off = static_cast<int64_t>(next_page) * p.page_stride +
+            static_cast<int64_t>(in_page) * token_stride + head_off;
+      pos = pos_part + static_cast<int64_t>(warp + i * kWarps) * kChunk;  // a valid key
+    }
+    const T* kp = pages + p.k_offset + off;
+    const T* vp = pages + p.v_offset + off;
+    const int sw = Geo::Swz(ck);
+    uint4* kd = st + ck * kRowUnits;
+    uint4* vd = kd + kChunk * kRowUnits;
+    const int bytes = valid ? 16 : 0;  // zero fill past the keys, reads nothing
 #pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        const int j = key_of(i, r);
-        uint4* dst = st + r * 128 + lane;
-        if (j < part_end) {
-          const int in_page = j - page_of(j) * p.page_size;
-          const int64_t off = static_cast<int64_t>(next_page[r]) * p.page_stride +
-                              static_cast<int64_t>(in_page) * token_stride + head_off;
-          const T* kp = pages + p.k_offset + off;
-          const T* vp = pages + p.v_offset + off;
-          CpAsync16(dst, kp, 16);
-          CpAsync16(dst + 32, kp + kHalf, 16);
-          CpAsync16(dst + 64, vp, 16);
-          CpAsync16(dst + 96, vp + kHalf, 16);
-        } else {  // zero fill, reads nothing
-          CpAsync16(dst, pages, 0);
-          CpAsync16(dst + 32, pages, 0);
-          CpAsync16(dst + 64, pages, 0);
-          CpAsync16(dst + 96, pages, 0);
-        }
-      }
-      if (slot == 0) {  // exact-table rows of the chunk's first position (a valid key)
-        const int64_t pos = pos_part + static_cast<int64_t>(warp + i * kWarps) * kChunk;
-        const int64_t hi = pos >> kRopeLoBits;
-        const int64_t lo = pos & (kRopeLoRows - 1);
-        const float* hs = p.rope_hi + (hi * kHalf + f0) * 2;
-        const float* ls = p.rope_lo + (lo * kHalf + f0) * 2;
-        uint4* rd = st + Geo::kKvUnits;
+    for (int jj = 0; jj < kRowUnits / 2; ++jj) {
+      const int u = 2 * jj + cu;
+      CpAsync16(kd + (u ^ sw), valid ? static_cast<const void*>(kp + 8 * u) : pages, bytes);
+    }
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          CpAsync16(rd + k * kTpt + piece, hs + 4 * k, 16);
-          CpAsync16(rd + (4 + k) * kTpt + piece, ls + 4 * k, 16);
-        }
-      }
+    for (int jj = 0; jj < kRowUnits / 2; ++jj) {
+      const int u = 2 * jj + cu;
+      CpAsync16(vd + (u ^ sw), valid ? static_cast<const void*>(vp + 8 * u) : pages, bytes);
+    }
+    // Exact-table rows (hi, lo) of the chunk's first position, all frequencies.
+    const int64_t hi = pos >> kRopeLoBits;
+    const int64_t lo = pos & (kRopeLoRows - 1);
+    uint4* rd = st + Geo::kKvUnits;
+#pragma unroll
+    for (int u = lane; u < 2 * Geo::kRopeRowUnits; u += 32) {
+      const bool is_hi = u < Geo::kRopeRowUnits;
+      const int uu = is_hi ? u : u - Geo::kRopeRowUnits;
+      const float* src = is_hi ? p.rope_hi + hi * D : p.rope_lo + lo * D;
+      CpAsync16(rd + (is_hi ? 0 : Geo::kRopeRowUnits) + Geo::RopeSwz(uu), src + 4 * uu,
+                rope_bytes);
     }
   };
 
-  float acc[kG][16];
-  float m[kG], l[kG];
+  float acc[kKT][4];  // (p.v)^T: rows d = 16 mt + gq (+ 8), columns heads 2 cq, 2 cq + 1
 #pragma unroll
-  for (int g = 0; g < kG; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.f;
+  for (int mt = 0; mt < kKT; ++mt) {
 #pragma unroll
-    for (int e = 0; e < 16; ++e) acc[g][e] = 0.f;
+    for (int e = 0; e < 4; ++e) acc[mt][e] = 0.f;
   }
+  float m = -INFINITY;  // running max of head gq (log2 domain), same on the 4 lanes of gq
+  float l = 0.f;        // partial sum of this lane's columns
 
   load_pages(0);
 #pragma unroll
@@ -416,161 +436,164 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
     load_pages(s + 1);
   }
 
+  // ldmatrix row this lane addresses for V: matrix mi = lane / 8 (keys 0-7 / 8-15, d units
+  // 2 mt / 2 mt + 1), row lane % 8.
+  const int v_key = ((lane >> 4) << 3) | (lane & 7);
+  const int v_sw = Geo::Swz(v_key);
+  const int v_du = (lane >> 3) & 1;
+
   for (int i = 0; i < my_chunks; ++i) {
     __syncwarp();  // every lane is done with the stage that the next copy overwrites
     issue(i + kStages - 1);
     CpAsyncCommit();
     CpAsyncWait<kStages - 1>();  // chunk i has landed (for this lane)
-    __syncwarp();                // ... and the RoPE rows copied by slot 0 are visible
+    __syncwarp();                // ... and the units the other lanes copied are visible
 
     const uint4* st = ring + (i % kStages) * Geo::kStageUnits;
-    const uint4* rd = st + Geo::kKvUnits;
-    float2 base[8];  // R(P0) of the chunk, this lane's frequencies
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float4 h = AsFloat4(rd[k * kTpt + piece]);
-      const float4 o = AsFloat4(rd[(4 + k) * kTpt + piece]);
-      base[2 * k] = Compose(h.x, h.y, o.x, o.y);
-      base[2 * k + 1] = Compose(h.z, h.w, o.z, o.w);
-    }
+    const uint4* rh = st + Geo::kKvUnits;
+    const uint4* rl = rh + Geo::kRopeRowUnits;
 
-    // Scores of this lane's kR keys for the block's heads (partial over its 16 elements).
-    float s[kR][kG];
+    // S = q . rot(K)^T for keys gq (n-tile 0) and 8 + gq (n-tile 1): separate accumulators for
+    // the two halves, so that the chains are 4 deep (D = 128).
+    float sa[2][2][4];
 #pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      float x1[8], x2[8];
-      Unpack8<T>(st[r * 128 + lane], x1);
-      Unpack8<T>(st[r * 128 + 32 + lane], x2);
-      const float4* rs =
-          reinterpret_cast<const float4*>(p.rope_lo + ((slot + r * kSlots) * kHalf + f0) * 2);
-      float k1[8], k2[8];
+    for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const float4 d = LdgNoHoist(rs + k);
-        const float2 c0 = Compose(base[2 * k].x, base[2 * k].y, d.x, d.y);
-        const float2 c1 = Compose(base[2 * k + 1].x, base[2 * k + 1].y, d.z, d.w);
-        k1[2 * k] = x1[2 * k] * c0.x - x2[2 * k] * c0.y;
-        k2[2 * k] = x2[2 * k] * c0.x + x1[2 * k] * c0.y;
-        k1[2 * k + 1] = x1[2 * k + 1] * c1.x - x2[2 * k + 1] * c1.y;
-        k2[2 * k + 1] = x2[2 * k + 1] * c1.x + x1[2 * k + 1] * c1.y;
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sa[nt][h][e] = 0.f;
       }
+    }
+    uint4 kx[2][2][kLaneUnits];  // [n-tile][half][unit] raw K of the lane's two keys
 #pragma unroll
-      for (int g = 0; g < kG; ++g) {
-        float a = 0.f;
+    for (int nt = 0; nt < 2; ++nt) {
+      const int n = nt * 8 + gq;
+      const uint4* kr = st + n * kRowUnits;
+      const int sw = Geo::Swz(n);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          a = fmaf(q[g][e], k1[e], a);
-          a = fmaf(q[g][8 + e], k2[e], a);
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int u = 0; u < kLaneUnits; ++u) {
+          kx[nt][h][u] = kr[(h * (kRowUnits / 2) + cq * kLaneUnits + u) ^ sw];
         }
-        s[r][g] = a;
       }
     }
 #pragma unroll
-    for (int o = kTpt / 2; o > 0; o >>= 1) {
+    for (int t = 0; t < kKTH; ++t) {  // frequencies cq * kE + 4 t + [0, 4): k-tiles t, kKTH + t
+      float2 base[4];  // R(P0)
+      {
+        const int u0 = cq * (kE / 2) + 2 * t;
+        const float4 h0 = AsFloat4(rh[Geo::RopeSwz(u0)]);
+        const float4 h1 = AsFloat4(rh[Geo::RopeSwz(u0 + 1)]);
+        const float4 o0 = AsFloat4(rl[Geo::RopeSwz(u0)]);
+        const float4 o1 = AsFloat4(rl[Geo::RopeSwz(u0 + 1)]);
+        base[0] = Compose(h0.x, h0.y, o0.x, o0.y);
+        base[1] = Compose(h0.z, h0.w, o0.z, o0.w);
+        base[2] = Compose(h1.x, h1.y, o1.x, o1.y);
+        base[3] = Compose(h1.z, h1.w, o1.z, o1.w);
+      }
 #pragma unroll
-      for (int r = 0; r < kR; ++r) {
+      for (int nt = 0; nt < 2; ++nt) {
+        // Words 2t, 2t + 1 of each half: elements 4t .. 4t + 3 of the lane's range.
+        const uint4& ul = kx[nt][0][t / 2];
+        const uint4& uh = kx[nt][1][t / 2];
+        const uint32_t wl0 = (t & 1) ? ul.z : ul.x, wl1 = (t & 1) ? ul.w : ul.y;
+        const uint32_t wh0 = (t & 1) ? uh.z : uh.x, wh1 = (t & 1) ? uh.w : uh.y;
+        const float2 xa = Word2ToFloat2(wl0, static_cast<T*>(nullptr));
+        const float2 xb = Word2ToFloat2(wl1, static_cast<T*>(nullptr));
+        const float2 ya = Word2ToFloat2(wh0, static_cast<T*>(nullptr));
+        const float2 yb = Word2ToFloat2(wh1, static_cast<T*>(nullptr));
+        const float x1[4] = {xa.x, xa.y, xb.x, xb.y};
+        const float x2[4] = {ya.x, ya.y, yb.x, yb.y};
+        float k1[4], k2[4];
 #pragma unroll
-        for (int g = 0; g < kG; ++g) s[r][g] += __shfl_xor_sync(0xffffffffu, s[r][g], o);
+        for (int e = 0; e < 4; ++e) {
+          const float2 r = Compose(base[e].x, base[e].y, rn[nt][4 * t + e].x, rn[nt][4 * t + e].y);
+          k1[e] = x1[e] * r.x - x2[e] * r.y;
+          k2[e] = x2[e] * r.x + x1[e] * r.y;
+        }
+        T* const tag = nullptr;
+        Mma16816<T>(sa[nt][0], qa[t][0], 0u, qa[t][1], 0u, Float2ToWord2(k1[0], k1[1], tag),
+                    Float2ToWord2(k1[2], k1[3], tag));
+        Mma16816<T>(sa[nt][1], qa[kKTH + t][0], 0u, qa[kKTH + t][1], 0u,
+                    Float2ToWord2(k2[0], k2[1], tag), Float2ToWord2(k2[2], k2[3], tag));
       }
     }
+    // Scores of head gq for keys 2cq, 2cq + 1, 8 + 2cq, 9 + 2cq of the chunk.
+    float s[4] = {sa[0][0][0] + sa[0][1][0], sa[0][0][1] + sa[0][1][1],
+                  sa[1][0][0] + sa[1][1][0], sa[1][0][1] + sa[1][1][1]};
+    int n_valid;
     if constexpr (kSelect) {
-      const int n_keys = reinterpret_cast<const int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[0];
-#pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        if (slot + r * kSlots >= n_keys) {
-#pragma unroll
-          for (int g = 0; g < kG; ++g) s[r][g] = -INFINITY;
-        }
-      }
+      n_valid = reinterpret_cast<const int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[0];
     } else {
+      n_valid = part_end - (part_begin + (warp + i * kWarps) * kChunk);
+    }
 #pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        if (key_of(i, r) >= part_end) {
-#pragma unroll
-          for (int g = 0; g < kG; ++g) s[r][g] = -INFINITY;
-        }
-      }
+    for (int e = 0; e < 4; ++e) {
+      const int col = (e >> 1) * 8 + 2 * cq + (e & 1);
+      s[e] = col < n_valid ? s[e] * p.scale_log2 : -INFINITY;
     }
 
-    // Online softmax per (slot, head); s becomes p.
+    // Online softmax per head (row gq); s becomes p.
+    float mx = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    if (__any_sync(0xffffffffu, mx > m)) {  // rare after the first chunks
+      const float alpha = mx > m ? exp2f(m - mx) : 1.f;  // 0 when m was -inf
+      m = fmaxf(m, mx);
+      l *= alpha;
+      const float a0 = __shfl_sync(0xffffffffu, alpha, 8 * cq);      // head 2 cq
+      const float a1 = __shfl_sync(0xffffffffu, alpha, 8 * cq + 4);  // head 2 cq + 1
 #pragma unroll
-    for (int g = 0; g < kG; ++g) {
-      float mx = s[0][g];
-#pragma unroll
-      for (int r = 1; r < kR; ++r) mx = fmaxf(mx, s[r][g]);
-      if (__any_sync(0xffffffffu, mx > m[g])) {  // rare after the first chunks
-        const float alpha = mx > m[g] ? exp2f(m[g] - mx) : 1.f;  // 0 when m was -inf
-        m[g] = fmaxf(m[g], mx);
-        l[g] *= alpha;
-#pragma unroll
-        for (int e = 0; e < 16; ++e) acc[g][e] *= alpha;
-      }
-      const float ms = m[g] == -INFINITY ? 0.f : m[g];  // -inf only while all keys are masked
-#pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        s[r][g] = exp2f(s[r][g] - ms);
-        l[g] += s[r][g];
+      for (int mt = 0; mt < kKT; ++mt) {
+        acc[mt][0] *= a0;
+        acc[mt][1] *= a1;
+        acc[mt][2] *= a0;
+        acc[mt][3] *= a1;
       }
     }
-
-    // acc += p V.
+    const float ms = m == -INFINITY ? 0.f : m;  // -inf only while all keys are masked
 #pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      float v[16];
-      Unpack8<T>(st[r * 128 + 64 + lane], v);
-      Unpack8<T>(st[r * 128 + 96 + lane], v + 8);
+    for (int e = 0; e < 4; ++e) {
+      s[e] = exp2f(s[e] - ms);
+      l += s[e];
+    }
+    // (p.v)^T += V^T p^T: B fragment = p of head gq (columns as the C layout of S), A from V by
+    // transposing ldmatrix.
+    T* const tag = nullptr;
+    const uint32_t pb0 = Float2ToWord2(s[0], s[1], tag);
+    const uint32_t pb1 = Float2ToWord2(s[2], s[3], tag);
+    const uint4* vrow = st + kChunk * kRowUnits + v_key * kRowUnits;
 #pragma unroll
-      for (int g = 0; g < kG; ++g) {
-#pragma unroll
-        for (int e = 0; e < 16; ++e) acc[g][e] = fmaf(s[r][g], v[e], acc[g][e]);
-      }
+    for (int mt = 0; mt < kKT; ++mt) {
+      uint32_t a[4];
+      LdMatrixX4Trans(a, vrow + ((2 * mt + v_du) ^ v_sw));
+      Mma16816<T>(acc[mt], a[0], a[1], a[2], a[3], pb0, pb1);
     }
     // Block-table entries of the chunk copied next iteration: loaded here, not earlier, so that
-    // they hold no registers through the chunk's arithmetic (mostly L1 hits: one 128-byte line
-    // covers 32 pages).
+    // they hold no registers through the chunk's arithmetic (mostly L1 hits).
     load_pages(i + kStages);
   }
   asm volatile("cp.async.wait_all;\n" ::: "memory");
 
-  // Merge the slots of the warp (lanes with the same piece) by xor shuffles.
-#pragma unroll
-  for (int o = kTpt; o < 32; o <<= 1) {
-#pragma unroll
-    for (int g = 0; g < kG; ++g) {
-      const float mo = __shfl_xor_sync(0xffffffffu, m[g], o);
-      const float lo = __shfl_xor_sync(0xffffffffu, l[g], o);
-      const float mn = fmaxf(m[g], mo);
-      const float a = m[g] == -INFINITY ? 0.f : exp2f(m[g] - mn);
-      const float c = mo == -INFINITY ? 0.f : exp2f(mo - mn);
-      l[g] = l[g] * a + lo * c;
-#pragma unroll
-      for (int e = 0; e < 16; ++e) {
-        acc[g][e] = acc[g][e] * a + __shfl_xor_sync(0xffffffffu, acc[g][e], o) * c;
-      }
-      m[g] = mn;
-    }
-  }
+  // l over the 4 lanes of a head.
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
   // Warps meet in shared memory: each warp's ring becomes acc [kG][D], m [kG], l [kG].
   __syncwarp();
   {
     float* mw = reinterpret_cast<float*>(ring);
-    if (slot == 0) {
 #pragma unroll
-      for (int g = 0; g < kG; ++g) {
-        float4* d1 = reinterpret_cast<float4*>(mw + g * D + f0);
-        float4* d2 = reinterpret_cast<float4*>(mw + g * D + kHalf + f0);
-        d1[0] = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
-        d1[1] = make_float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
-        d2[0] = make_float4(acc[g][8], acc[g][9], acc[g][10], acc[g][11]);
-        d2[1] = make_float4(acc[g][12], acc[g][13], acc[g][14], acc[g][15]);
-      }
-      if (lane == 0) {
-#pragma unroll
-        for (int g = 0; g < kG; ++g) {
-          mw[kG * D + g] = m[g];
-          mw[kG * D + kG + g] = l[g];
-        }
-      }
+    for (int mt = 0; mt < kKT; ++mt) {
+      const int d = 16 * mt + gq;
+      mw[(2 * cq) * D + d] = acc[mt][0];
+      mw[(2 * cq + 1) * D + d] = acc[mt][1];
+      mw[(2 * cq) * D + d + 8] = acc[mt][2];
+      mw[(2 * cq + 1) * D + d + 8] = acc[mt][3];
+    }
+    if (cq == 0) {
+      mw[kG * D + gq] = m;
+      mw[kG * D + kG + gq] = l;
     }
   }
   if constexpr (kSelect) {
@@ -718,7 +741,7 @@ cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
     // minimises waves x keys per partition; ties go to fewer partitions (less workspace
     // traffic, no combine when one). More partitions only trade wave quantisation for combine
     // traffic.
-    const int64_t unit = static_cast<int64_t>(kWarps) * (kSelect ? 1 : Geo::kChunk);
+    const int64_t unit = static_cast<int64_t>(kWarps) * (kSelect ? 1 : kChunk);
     const int64_t pairs = static_cast<int64_t>(s.batch_size) * s.num_kv_heads * head_chunks;
     const int64_t slots = static_cast<int64_t>(num_sms) * kBlocksPerSm;
     const int64_t max_parts = std::max<int64_t>(
@@ -740,8 +763,8 @@ cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
   const int64_t num_parts = (eff + part - 1) / part;
   LV_CUDA_REQUIRE(num_parts >= 1 && num_parts * head_chunks <= 65535 && part <= INT_MAX);
   if constexpr (kSelect) {  // virtual chunk indices of a row fit an int
-    LV_CUDA_REQUIRE((num_parts * part) * ((s.page_size + Geo::kChunk - 1) / Geo::kChunk) +
-                        kWarps * Geo::kChunk <=
+    LV_CUDA_REQUIRE((num_parts * part) * ((s.page_size + kChunk - 1) / kChunk) +
+                        kWarps * kChunk <=
                     INT_MAX);
   }
   plan->shape = s;
@@ -759,8 +782,8 @@ cudaError_t PlanImpl(const DecodeAttentionShape& s, DecodeAttentionPlan* plan) {
 template <typename T, int D, bool kSelect>
 cudaError_t RunImpl(const DecodeAttentionPlan& plan, Params p, cudaStream_t stream) {
   const DecodeAttentionShape& s = plan.shape;
-  p.chunks_per_span = (s.page_size + Geometry<D, kSelect>::kChunk - 1) /
-                      Geometry<D, kSelect>::kChunk;
+  p.chunks_per_span = (s.page_size + kChunk - 1) /
+                      kChunk;
   const dim3 grid(static_cast<unsigned>(plan.num_partitions) * p.num_head_chunks,
                   static_cast<unsigned>(s.num_kv_heads), static_cast<unsigned>(s.batch_size));
   DecodeAttentionKernel<T, D, kSelect><<<grid, kThreads, plan.smem_bytes, stream>>>(p);

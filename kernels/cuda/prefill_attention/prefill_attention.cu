@@ -2,12 +2,14 @@
 // attention. See prefill_attention.h, NOTES.md and internal/attention_kernel.cuh.
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/dispatch.h"
 #include "kernels/cuda/prefill_attention/internal/attention_kernel.cuh"
 #include "kernels/cuda/prefill_attention/internal/common.cuh"
+#include "kernels/cuda/prefill_attention/internal/wgmma_kernel.cuh"
 #include "kernels/cuda/prefill_attention/prefill_attention.h"
 #include "kernels/cuda/vec.cuh"
 
@@ -23,12 +25,14 @@ constexpr int kGatherRows = 16;
 constexpr int kGatherThreads = 256;
 
 // One block: validates every sequence against the plan's bounds, then exclusive prefix sums of
-// stored keys (kv_base) and query tiles (tile_base), chunk by chunk.
+// stored keys (kv_base) and query tiles (tile_base), chunk by chunk. With the tiled layout
+// (wgmma kernel) a second scan pads each valid sequence's rows (wgmma_kernel.cuh); validity
+// still uses the unpadded count against max_total_kv, so both kernels accept the same inputs.
 __global__ void __launch_bounds__(kPrepThreads) PrefillPrepareKernel(const Params p) {
   __shared__ long long s_cnt[kPrepThreads];
   __shared__ int s_tiles[kPrepThreads];
   const int tid = threadIdx.x;
-  long long carry_cnt = 0;
+  long long carry_cnt = 0, carry_rows = 0;
   int carry_tiles = 0;
   for (int c0 = 0; c0 < p.batch; c0 += kPrepThreads) {
     const int b = c0 + tid;
@@ -58,7 +62,7 @@ __global__ void __launch_bounds__(kPrepThreads) PrefillPrepareKernel(const Param
         si.s_eff = min(S, si.lo);
         cnt = static_cast<long long>(si.s_eff) + kv - si.lo;
       }
-      tiles = q_ok ? (n + kBlockM - 1) / kBlockM : 0;
+      tiles = q_ok ? (n + p.block_m - 1) / p.block_m : 0;
     }
     s_cnt[tid] = cnt;
     s_tiles[tid] = tiles;
@@ -74,17 +78,45 @@ __global__ void __launch_bounds__(kPrepThreads) PrefillPrepareKernel(const Param
     if (b < p.batch) {
       const long long excl = carry_cnt + s_cnt[tid] - cnt;
       si.valid = ok && excl + cnt <= p.max_total_kv ? 1 : 0;
-      p.kv_base[b] = static_cast<int32_t>(min(excl, static_cast<long long>(p.max_total_kv)));
+      if (!p.tile_layout) {
+        p.kv_base[b] = static_cast<int32_t>(min(excl, static_cast<long long>(p.max_total_kv)));
+      }
       p.tile_base[b] = carry_tiles + s_tiles[tid] - tiles;
-      p.info[b] = si;
     }
     carry_cnt += s_cnt[kPrepThreads - 1];
     carry_tiles += s_tiles[kPrepThreads - 1];
+    if (p.tile_layout) {  // block-uniform
+      long long rows = 0;
+      if (b < p.batch && si.valid && si.n > 0) {
+        constexpr int BN = prefill::kWgBlockN;
+        const int S = si.sinks;
+        if (S > 0 && si.lo > S) {
+          si.sink_rows = (S + BN - 1) / BN * BN;
+          si.lo_w = si.lo / BN * BN;
+        } else {
+          si.sink_rows = 0;
+          si.lo_w = S > 0 ? 0 : si.lo / BN * BN;
+        }
+        rows = si.sink_rows + static_cast<long long>(si.kv_len - si.lo_w + BN - 1) / BN * BN;
+      }
+      __syncthreads();  // the first scan's reads of s_cnt are done
+      s_cnt[tid] = rows;
+      __syncthreads();
+      for (int off = 1; off < kPrepThreads; off <<= 1) {
+        const long long a = tid >= off ? s_cnt[tid - off] : 0;
+        __syncthreads();
+        s_cnt[tid] += a;
+        __syncthreads();
+      }
+      if (b < p.batch) p.kv_base[b] = static_cast<int32_t>(carry_rows + s_cnt[tid] - rows);
+      carry_rows += s_cnt[kPrepThreads - 1];
+    }
+    if (b < p.batch) p.info[b] = si;
     __syncthreads();
   }
   if (tid == 0) {
-    p.kv_base[p.batch] =
-        static_cast<int32_t>(min(carry_cnt, static_cast<long long>(p.max_total_kv)));
+    p.kv_base[p.batch] = static_cast<int32_t>(
+        p.tile_layout ? carry_rows : min(carry_cnt, static_cast<long long>(p.max_total_kv)));
     p.tile_base[p.batch] = carry_tiles;
   }
 }
@@ -157,6 +189,34 @@ bool Aligned16Host(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) &
 
 size_t Align256(size_t x) { return (x + 255) / 256 * 256; }
 
+// Key rows of the tiled layout (wgmma_kernel.cuh): max_total_kv plus up to three padded tiles
+// per sequence, rounded up to whole tiles.
+int64_t WgRowCapacity(const PrefillAttentionShape& s) {
+  constexpr int64_t BN = prefill::kWgBlockN;
+  const int64_t rows = s.max_total_kv + 3 * BN * s.batch_size;
+  return (rows + BN - 1) / BN * BN;
+}
+
+// True when the wgmma kernel serves this shape on this device: head_dim 128 on compute
+// capability 9.0 (the binary is sm_90a), unless LONGVIEW_PREFILL_MMA_SYNC=1 forces the mma.sync
+// kernel (tests of the fallback, A/B timing).
+bool UseWgmma(const PrefillAttentionShape& s, int device, int optin) {
+  if (s.head_dim != prefill::kWgD) return false;
+  const char* force = std::getenv("LONGVIEW_PREFILL_MMA_SYNC");
+  if (force != nullptr && force[0] == '1') return false;
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    return false;
+  }
+  const int64_t rows = WgRowCapacity(s);
+  return major == 9 && minor == 0 && prefill::kWgSmemBytes <= static_cast<size_t>(optin) &&
+         rows <= INT_MAX &&
+         (static_cast<int64_t>(s.max_total_q) + prefill::kWgBlockM - 1) / prefill::kWgBlockM +
+                 s.batch_size <=
+             65535;
+}
+
 template <typename T, int D>
 cudaError_t PlanImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan) {
   using Geo = prefill::AttnGeo<D>;
@@ -165,6 +225,24 @@ cudaError_t PlanImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan)
   int optin = 0;
   LV_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  plan->shape = s;
+  plan->meta_bytes = Align256(static_cast<size_t>(s.batch_size) * sizeof(SeqInfo) +
+                              2 * (static_cast<size_t>(s.batch_size) + 1) * sizeof(int32_t));
+  if constexpr (D == prefill::kWgD) {
+    if (UseWgmma(s, device, optin)) {
+      constexpr int kSmem = static_cast<int>(prefill::kWgSmemBytes);
+      LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+          prefill::PrefillAttentionWgmmaKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+          kSmem));
+      plan->kernel = 1;
+      plan->num_tile_slots =
+          (s.max_total_q + prefill::kWgBlockM - 1) / prefill::kWgBlockM + s.batch_size;
+      plan->smem_bytes = prefill::kWgSmemBytes;
+      plan->kv_bytes = static_cast<size_t>(WgRowCapacity(s)) * s.num_kv_heads * D * sizeof(T);
+      plan->workspace_bytes = plan->meta_bytes + 2 * plan->kv_bytes;
+      return cudaSuccess;
+    }
+  }
   LV_CUDA_REQUIRE(Geo::kSmemBytes <= static_cast<size_t>(optin));
   LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -172,19 +250,40 @@ cudaError_t PlanImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan)
   LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D>,
                                                cudaFuncAttributePreferredSharedMemoryCarveout,
                                                cudaSharedmemCarveoutMaxShared));
-  plan->shape = s;
+  plan->kernel = 0;
   plan->num_tile_slots = (s.max_total_q + kBlockM - 1) / kBlockM + s.batch_size;
   plan->smem_bytes = Geo::kSmemBytes;
-  plan->meta_bytes = Align256(static_cast<size_t>(s.batch_size) * sizeof(SeqInfo) +
-                              2 * (static_cast<size_t>(s.batch_size) + 1) * sizeof(int32_t));
   plan->kv_bytes = Align256(static_cast<size_t>(s.max_total_kv) * s.num_kv_heads * D * sizeof(T));
   plan->workspace_bytes = plan->meta_bytes + 2 * plan->kv_bytes;
   return cudaSuccess;
 }
 
 template <typename T, int D>
-cudaError_t RunImpl(const PrefillAttentionPlan& plan, const Params& p, cudaStream_t stream) {
+cudaError_t RunImpl(const PrefillAttentionPlan& plan, Params p, cudaStream_t stream) {
   const PrefillAttentionShape& s = plan.shape;
+  if constexpr (D == prefill::kWgD) {
+    if (plan.kernel == 1) {
+      p.block_m = prefill::kWgBlockM;
+      p.tile_layout = 1;
+      PrefillPrepareKernel<<<1, kPrepThreads, 0, stream>>>(p);
+      LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      const size_t tile_bytes = size_t{prefill::kWgTileBytes} * s.num_kv_heads;
+      const dim3 gather_grid(static_cast<unsigned>(plan.kv_bytes / tile_bytes),
+                             static_cast<unsigned>(s.num_kv_heads));
+      prefill::PrefillTileGatherKernel<T>
+          <<<gather_grid, prefill::kWgGatherThreads, 0, stream>>>(p);
+      LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      const dim3 grid(static_cast<unsigned>(s.num_q_heads),
+                      static_cast<unsigned>(plan.num_tile_slots));
+      prefill::PrefillAttentionWgmmaKernel<T>
+          <<<grid, prefill::kWgThreads, plan.smem_bytes, stream>>>(p);
+      LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      return cudaSuccess;
+    }
+  }
+  LV_CUDA_REQUIRE(plan.kernel == 0);
+  p.block_m = kBlockM;
+  p.tile_layout = 0;
   PrefillPrepareKernel<<<1, kPrepThreads, 0, stream>>>(p);
   LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   const int64_t gather_blocks = (s.max_total_kv + kGatherRows - 1) / kGatherRows;

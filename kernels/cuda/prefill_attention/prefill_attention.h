@@ -73,7 +73,10 @@ struct PrefillAttentionShape {
 
 struct PrefillAttentionPlan {
   PrefillAttentionShape shape;
-  int num_tile_slots = 0;  // grid rows: ceil(max_total_q / 64) + batch_size
+  // 0: mma.sync FlashAttention-2 kernel (head_dim 64, other devices); 1: Hopper wgmma kernel
+  // (head_dim 128 on compute capability 9.0; LONGVIEW_PREFILL_MMA_SYNC=1 at plan time forces 0).
+  int kernel = 0;
+  int num_tile_slots = 0;  // grid rows: ceil(max_total_q / (64 | 128)) + batch_size
   size_t smem_bytes = 0;   // dynamic shared memory of the attention kernel
   size_t meta_bytes = 0;   // per-sequence bounds at the workspace's start
   size_t kv_bytes = 0;     // each of the rotated-K and V copies

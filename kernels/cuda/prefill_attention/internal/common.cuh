@@ -13,6 +13,8 @@ namespace longview::cuda::prefill {
 
 inline constexpr int kBlockM = 64;  // query rows per attention block (4 warps x 16)
 inline constexpr int kBlockN = 64;  // keys per tile
+inline constexpr int kWgBlockM = 128;  // wgmma kernel: query rows per block (2 x 64)
+inline constexpr int kWgBlockN = 128;  // wgmma kernel: keys per tile
 inline constexpr int kWarps = 4;
 inline constexpr int kThreads = kWarps * 32;
 inline constexpr float kLog2e = 1.4426950408889634f;
@@ -29,6 +31,11 @@ struct SeqInfo {
   int lo;      // first stored key past the sinks
   int s_eff;   // stored sink keys: min(sinks, lo)
   int valid;   // 1: attend; 0: rows get NaN
+  // Tiled layout (wgmma kernel, wgmma_kernel.cuh) only: rows of the sink region (multiple of
+  // kWgBlockN; 0 when the window region already holds the sinks) and the first key of the window
+  // region (a multiple of kWgBlockN).
+  int sink_rows;
+  int lo_w;
 };
 
 struct Params {
@@ -47,8 +54,8 @@ struct Params {
   const float* rope_lo;
   const float* rope_hi;
   SeqInfo* info;       // [batch]
-  int32_t* kv_base;    // [batch + 1], exclusive prefix of stored keys
-  int32_t* tile_base;  // [batch + 1], exclusive prefix of 64-row query tiles
+  int32_t* kv_base;    // [batch + 1], exclusive prefix of stored key rows (padded when tiled)
+  int32_t* tile_base;  // [batch + 1], exclusive prefix of block_m-row query tiles
   void* k_rot;         // [max_total_kv][num_kv_heads][D], rotated keys
   void* v_copy;        // [max_total_kv][num_kv_heads][D]
   float scale_log2;
@@ -63,6 +70,8 @@ struct Params {
   int rope_hi_rows;
   int default_window;
   int default_sinks;
+  int block_m;      // query rows per attention block: kBlockM, or kWgBlockM (wgmma kernel)
+  int tile_layout;  // 1: K/V stored as swizzled tile images (wgmma kernel); 0: rows
 };
 
 __device__ __forceinline__ void CpAsync16(void* smem_dst, const void* gmem_src, int src_bytes) {

@@ -1,0 +1,133 @@
+// CudaModelRunner's state and one step's layout (engine/cuda internal), shared by the runner
+// (cuda_model_runner.cc: setup, forward, graphs) and the step planner (step_layout.cc).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "engine/cuda/cublaslt_gemm.h"
+#include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/internal/device_weights.h"
+#include "engine/cuda/internal/kernels_facade.h"
+#include "kvcache/kv_layout.h"
+
+namespace longview {
+
+// Positions the RoPE tables cover: StreamingLLM sequences keep their token index as position
+// inside the prefill kernel (only differences matter), so streams far past the model's context
+// work.
+inline constexpr int64_t kMaxRopePosition = (int64_t{1} << 24) - 1;
+inline constexpr int64_t kMinContextBucket = 256;
+
+inline int64_t NextPow2(int64_t x) {
+  int64_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+// A device allocation freed with the runner.
+struct DeviceAlloc {
+  void* p = nullptr;
+  size_t bytes = 0;
+};
+
+struct CudaModelRunner::Impl {
+  ModelConfig cfg;
+  CudaRunnerOptions opt;
+  cuda::DType dt = cuda::DType::kBF16;
+  int64_t hidden = 0, nh = 0, nkv = 0, hd = 0, q_dim = 0, kv_dim = 0, qkv_dim = 0, inter = 0;
+  int64_t vocab = 0, num_layers = 0, max_model_len = 0, max_blocks = 0;
+  KvLayout layout;
+  std::vector<int64_t> layer_window;      // per layer, 0 = full
+  std::vector<int64_t> distinct_windows;  // sorted distinct values of layer_window
+  std::vector<int> layer_window_index;    // layer -> index into distinct_windows
+
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<cuda::CublasLtGemm> gemm;
+  cuda_internal::DeviceWeights w;
+  std::vector<DeviceAlloc> allocs;
+  void* pages = nullptr;
+  int32_t num_pages = 0;
+  float* rope_lo = nullptr;
+  float* rope_hi = nullptr;
+  int rope_hi_rows = 0;
+
+  // Activations, sized for max_num_tokens rows.
+  void *x = nullptr, *xn = nullptr, *qkv = nullptr, *attn = nullptr, *proj = nullptr;
+  void *gu = nullptr, *act = nullptr, *last = nullptr;
+  float* logits = nullptr;  // [max_num_seqs][vocab]
+  int32_t* sampled_tokens = nullptr;
+  float* sampled_logprobs = nullptr;
+
+  // Per-step metadata.
+  char* meta_host = nullptr;  // pinned
+  char* meta_dev = nullptr;
+  size_t meta_capacity = 0;
+
+  std::unique_ptr<cuda_internal::KernelsFacade> kernels;
+
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::map<std::tuple<int64_t, int64_t, bool>, Graph> graphs;  // (batch, context bucket, sample)
+  Stats stats;
+  cudaEvent_t step_start = nullptr, step_end = nullptr;
+
+  ~Impl();
+  absl::Status Init(const ModelWeights* weights, uint64_t seed);
+  absl::StatusOr<void*> Alloc(size_t bytes, const char* what);
+  absl::Status EnsureMeta(size_t bytes);
+  void DropGraphs();
+  int64_t ElemBytes() const { return 2; }
+  char* Row(void* base, int64_t row, int64_t width) const {
+    return static_cast<char*>(base) + row * width * ElemBytes();
+  }
+};
+
+
+// One step, laid out in rows of the activation matrices:
+//   [0, batch_padded)                  dense-decode sequences (one token each, the model's own
+//                                      windows), padded to a power of two for graph buckets
+//   [batch_padded, batch_padded + ns)  selection-decode sequences (one token, a request window or
+//                                      StreamingLLM sinks): spans built on the host
+//   [prefill_row0, total_rows)         the rest (prefill chunks): the prefill kernel
+struct StepLayout {
+  int64_t num_tokens = 0;
+  int64_t nd = 0;                 // dense-decode sequences
+  int64_t ns = 0;                 // selection-decode sequences
+  int64_t np = 0;                 // prefill sequences
+  int64_t batch_padded = 0;       // dense-decode rows after padding to the bucket (>= nd)
+  int64_t prefill_row0 = 0;       // batch_padded + ns
+  int64_t context_bucket = 0;     // dense decode: keys bound of the plan
+  int64_t decode_stride = 0;      // dense-decode block-table stride
+  int64_t prefill_stride = 0;     // prefill block-table stride
+  int64_t total_rows = 0;
+  int64_t max_spans = 0;          // selection decode: most spans of a sequence
+  std::vector<size_t> order;      // plan index of each processed sequence, in row order
+  std::vector<int64_t> row0;      // first row of each processed sequence
+  std::vector<int64_t> logit_src; // rows whose logits are needed, in output order
+  std::vector<int32_t> out_row;   // per plan sequence: output row or -1
+  bool sample = false;
+  // Offsets into the metadata buffer.
+  size_t ids = 0, slots = 0, dec_pos = 0, dec_lens = 0, dec_tables = 0, sel_spans = 0,
+         sel_offsets = 0, pre_qstart = 0, pre_lens = 0, pre_tables = 0, pre_windows = 0,
+         pre_sinks = 0, gather = 0, s_temp = 0, s_topk = 0, s_topp = 0, s_seed = 0,
+         s_counter = 0;
+  size_t meta_bytes = 0;
+  int64_t prefill_total_kv = 0;  // keys the prefill kernel's workspace must hold (all layers' max)
+};
+
+// Validates `plan` (InvalidArgument naming the sequence), lays it out into `L` and writes its
+// metadata into m.meta_host (growing the buffers when needed).
+absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLayout& L);
+
+// Whether the needed logits are exactly rows 0..r-1 (a pure dense-decode step), so the LM head
+// reads the normed rows in place.
+bool LogitsInPlace(const StepLayout& L);
+
+}  // namespace longview

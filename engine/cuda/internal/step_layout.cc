@@ -1,0 +1,298 @@
+// PrepareStep (runner_impl.h): validation, row layout and per-step metadata of the CUDA runner.
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+#include "engine/cpu_model.h"
+#include "engine/cuda/internal/runner_impl.h"
+#include "engine/cuda/internal/step_meta.h"
+#include "kernels/cpu/kv_selection.h"
+#include "kernels/cuda/decode_attention/decode_attention.h"
+
+namespace longview {
+namespace {
+
+enum class Group { kDenseDecode, kSelectionDecode, kPrefill };
+
+Group GroupOf(const ScheduledSequence& s) {
+  if (s.token_ids.size() != 1) return Group::kPrefill;
+  if (s.forward.window_override < 0 && s.forward.sinks == 0) return Group::kDenseDecode;
+  return Group::kSelectionDecode;
+}
+
+absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledSequence& s) {
+  const int64_t ps = m.opt.page_size;
+  const int64_t n = static_cast<int64_t>(s.token_ids.size());
+  if (n == 0) return absl::InvalidArgumentError(absl::StrFormat("sequence %d: no tokens", i));
+  if (absl::Status st = ValidateForwardOptions(s.forward); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrFormat("sequence %d: %s", i, st.message()));
+  }
+  const int64_t capacity = static_cast<int64_t>(s.block_ids.size()) * ps;
+  if (s.start_pos < 0 || capacity < s.start_pos + n) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sequence %d: block table holds %d tokens, positions up to %d needed", i, capacity,
+        s.start_pos + n));
+  }
+  if (s.forward.sinks == 0 && s.start_pos + n > m.max_model_len) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sequence %d: %d tokens exceed the runner's max_model_len %d", i, s.start_pos + n,
+        m.max_model_len));
+  }
+  if (s.start_pos + n > kMaxRopePosition) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("sequence %d: position %d beyond the RoPE tables", i, s.start_pos + n));
+  }
+  for (size_t b = 0; b < s.block_ids.size(); ++b) {
+    const int32_t page = s.block_ids[b];
+    const bool written = static_cast<int64_t>(b + 1) * ps > s.start_pos;
+    if (page == -1 && s.forward.window_override > 0 && !written) continue;  // released
+    if (page < 0 || page >= m.num_pages) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: page %d out of range [0, %d)", i, page, m.num_pages));
+    }
+  }
+  for (int32_t t : s.token_ids) {
+    if (t < 0 || t >= m.vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: token id %d out of range [0, %d)", i, t, m.vocab));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The keys a one-token step of `s` attends to, and the query's RoPE position: StreamingLLM's
+// sinks + window (positions re-assigned), or a plain window / full attention by token position.
+cpu::KvSelection SelectionOf(const ScheduledSequence& s, int64_t page_size, int64_t* q_pos) {
+  const int64_t t = s.start_pos;
+  if (s.forward.sinks > 0) {
+    return cpu::SinkWindowSelection(s.block_ids, page_size, t, s.forward.sinks,
+                                    s.forward.window_override, q_pos);
+  }
+  *q_pos = t;
+  const int64_t w = s.forward.window_override;  // >= 0 here; 0 = full attention
+  const int64_t first = w > 0 ? std::max<int64_t>(0, t - w + 1) : 0;
+  cpu::KvSelection sel;
+  cpu::AppendTokenRange(s.block_ids, page_size, first, t - first + 1, first, sel);
+  return sel;
+}
+
+template <typename T>
+T* At(char* base, size_t off) {
+  return reinterpret_cast<T*>(base + off);
+}
+
+}  // namespace
+
+bool LogitsInPlace(const StepLayout& L) {
+  if (L.np > 0 || L.ns > 0) return false;
+  for (size_t i = 0; i < L.logit_src.size(); ++i) {
+    if (L.logit_src[i] != static_cast<int64_t>(i)) return false;
+  }
+  return true;
+}
+
+absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLayout& L) {
+  const int64_t ps = m.opt.page_size;
+  if (static_cast<int64_t>(plan.seqs.size()) > m.opt.max_num_seqs) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "step has %d sequences, the runner takes at most %d", plan.seqs.size(), m.opt.max_num_seqs));
+  }
+  int64_t num_tokens = 0, num_logits = 0, num_device_sampled = 0;
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const ScheduledSequence& s = plan.seqs[i];
+    RETURN_IF_ERROR(Validate(m, i, s));
+    num_tokens += static_cast<int64_t>(s.token_ids.size());
+    if (s.need_logits) {
+      ++num_logits;
+      num_device_sampled += s.device_sampling.has_value();
+    }
+  }
+  if (num_tokens > m.opt.max_num_tokens) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "step has %d tokens, the runner takes at most %d", num_tokens, m.opt.max_num_tokens));
+  }
+  L.num_tokens = num_tokens;
+  L.sample = num_logits > 0 && num_device_sampled == num_logits;
+
+  // Row order: dense decode, selection decode, prefill.
+  for (Group g : {Group::kDenseDecode, Group::kSelectionDecode, Group::kPrefill}) {
+    for (size_t i = 0; i < plan.seqs.size(); ++i) {
+      if (GroupOf(plan.seqs[i]) == g) L.order.push_back(i);
+    }
+    const int64_t count = static_cast<int64_t>(L.order.size());
+    if (g == Group::kDenseDecode) L.nd = count;
+    if (g == Group::kSelectionDecode) L.ns = count - L.nd;
+  }
+  L.np = static_cast<int64_t>(plan.seqs.size()) - L.nd - L.ns;
+  const int64_t max_rows = std::max<int64_t>(NextPow2(m.opt.max_num_seqs), m.opt.max_num_seqs);
+  L.batch_padded = L.nd == 0 ? 0 : std::min(NextPow2(L.nd), max_rows);
+  L.prefill_row0 = L.batch_padded + L.ns;
+  int64_t max_dec_len = 0;
+  for (int64_t k = 0; k < L.nd; ++k) {
+    max_dec_len = std::max(max_dec_len, plan.seqs[L.order[k]].start_pos + 1);
+  }
+  L.context_bucket = L.nd == 0 ? 0 : std::max(kMinContextBucket, NextPow2(max_dec_len));
+  L.decode_stride = (L.context_bucket + ps - 1) / ps;
+
+  // Selection-decode spans, built now (their count sizes the metadata).
+  std::vector<cpu::KvSelection> selections(L.ns);
+  std::vector<int64_t> sel_pos(L.ns);
+  int64_t num_spans = 0;
+  for (int64_t j = 0; j < L.ns; ++j) {
+    selections[j] = SelectionOf(plan.seqs[L.order[L.nd + j]], ps, &sel_pos[j]);
+    const int64_t n = static_cast<int64_t>(selections[j].spans.size());
+    num_spans += n;
+    L.max_spans = std::max(L.max_spans, n);
+  }
+
+  const size_t p0 = static_cast<size_t>(L.nd + L.ns);
+  L.prefill_stride = 1;
+  int64_t prefill_rows = 0;
+  for (size_t k = p0; k < L.order.size(); ++k) {
+    const ScheduledSequence& s = plan.seqs[L.order[k]];
+    L.prefill_stride = std::max<int64_t>(L.prefill_stride, s.block_ids.size());
+    prefill_rows += static_cast<int64_t>(s.token_ids.size());
+  }
+  for (int64_t v = 0; v < static_cast<int64_t>(m.distinct_windows.size()); ++v) {
+    int64_t total = 0;
+    for (size_t k = p0; k < L.order.size(); ++k) {
+      const ScheduledSequence& s = plan.seqs[L.order[k]];
+      const int64_t n = static_cast<int64_t>(s.token_ids.size()), kv_len = s.start_pos + n;
+      const int64_t window =
+          s.forward.window_override >= 0 ? s.forward.window_override : m.distinct_windows[v];
+      total += window > 0 ? std::min(kv_len, s.forward.sinks + window + n - 1) : kv_len;
+    }
+    L.prefill_total_kv = std::max(L.prefill_total_kv, total);
+  }
+  L.total_rows = L.prefill_row0 + prefill_rows;
+  L.row0.resize(L.order.size());
+  for (size_t k = 0, row = L.prefill_row0; k < L.order.size(); ++k) {
+    if (k < static_cast<size_t>(L.nd)) {
+      L.row0[k] = static_cast<int64_t>(k);
+    } else if (k < p0) {
+      L.row0[k] = L.batch_padded + static_cast<int64_t>(k) - L.nd;
+    } else {
+      L.row0[k] = static_cast<int64_t>(row);
+      row += plan.seqs[L.order[k]].token_ids.size();
+    }
+  }
+  L.out_row.assign(plan.seqs.size(), -1);
+  for (size_t k = 0; k < L.order.size(); ++k) {
+    const ScheduledSequence& s = plan.seqs[L.order[k]];
+    if (!s.need_logits) continue;
+    L.out_row[L.order[k]] = static_cast<int32_t>(L.logit_src.size());
+    L.logit_src.push_back(L.row0[k] + static_cast<int64_t>(s.token_ids.size()) - 1);
+  }
+  const int64_t r = static_cast<int64_t>(L.logit_src.size());
+  const int64_t sample_rows = std::max(r, L.batch_padded);
+  const int64_t decode_rows = L.batch_padded + L.ns;
+
+  // Layout of the metadata: sizes only, so equal sizes give equal offsets (graphs rely on it).
+  const int64_t nwin = static_cast<int64_t>(m.distinct_windows.size());
+  cuda_internal::MetaArena a;
+  L.ids = a.Reserve<int32_t>(L.total_rows);
+  L.slots = a.Reserve<int64_t>(L.total_rows);
+  L.dec_pos = a.Reserve<int32_t>(decode_rows);
+  L.dec_lens = a.Reserve<int32_t>(L.batch_padded);
+  L.dec_tables = a.Reserve<int32_t>(L.batch_padded * L.decode_stride);
+  L.sel_spans = a.Reserve<cuda::DecodeKvSpan>(num_spans);
+  L.sel_offsets = a.Reserve<int32_t>(L.ns + 1);
+  L.pre_qstart = a.Reserve<int32_t>(L.np + 1);
+  L.pre_lens = a.Reserve<int32_t>(L.np);
+  L.pre_tables = a.Reserve<int32_t>(L.np * L.prefill_stride);
+  L.pre_windows = a.Reserve<int32_t>(nwin * L.np);
+  L.pre_sinks = a.Reserve<int32_t>(L.np);
+  L.gather = a.Reserve<int32_t>(r);
+  L.s_temp = a.Reserve<float>(sample_rows);
+  L.s_topk = a.Reserve<int32_t>(sample_rows);
+  L.s_topp = a.Reserve<float>(sample_rows);
+  L.s_seed = a.Reserve<uint64_t>(sample_rows);
+  L.s_counter = a.Reserve<uint64_t>(sample_rows);
+  L.meta_bytes = a.used();
+  RETURN_IF_ERROR(m.EnsureMeta(L.meta_bytes));
+  char* h = m.meta_host;
+  int32_t* ids = At<int32_t>(h, L.ids);
+  int64_t* slots = At<int64_t>(h, L.slots);
+  int32_t* dec_pos = At<int32_t>(h, L.dec_pos);
+  int32_t* dec_lens = At<int32_t>(h, L.dec_lens);
+  int32_t* dec_tables = At<int32_t>(h, L.dec_tables);
+  cuda::DecodeKvSpan* spans = At<cuda::DecodeKvSpan>(h, L.sel_spans);
+  int32_t* sel_offsets = At<int32_t>(h, L.sel_offsets);
+  int32_t* qstart = At<int32_t>(h, L.pre_qstart);
+  int32_t* pre_lens = At<int32_t>(h, L.pre_lens);
+  int32_t* pre_tables = At<int32_t>(h, L.pre_tables);
+  int32_t* windows = At<int32_t>(h, L.pre_windows);
+  int32_t* sinks = At<int32_t>(h, L.pre_sinks);
+  int32_t* gather = At<int32_t>(h, L.gather);
+  float* temp = At<float>(h, L.s_temp);
+  int32_t* topk = At<int32_t>(h, L.s_topk);
+  float* topp = At<float>(h, L.s_topp);
+  uint64_t* seed = At<uint64_t>(h, L.s_seed);
+  uint64_t* counter = At<uint64_t>(h, L.s_counter);
+
+  // Padding rows of the dense-decode bucket: no KV written, nothing attended, token 0.
+  std::fill_n(ids, L.batch_padded, 0);
+  std::fill_n(slots, L.batch_padded, -1);
+  std::fill_n(dec_pos, decode_rows, 0);
+  std::fill_n(dec_lens, L.batch_padded, 0);
+  std::fill_n(dec_tables, L.batch_padded * L.decode_stride, 0);
+  std::fill_n(pre_tables, L.np * L.prefill_stride, 0);
+  sel_offsets[0] = 0;
+  for (size_t k = 0; k < L.order.size(); ++k) {
+    const ScheduledSequence& s = plan.seqs[L.order[k]];
+    const int64_t n = static_cast<int64_t>(s.token_ids.size());
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t pos = s.start_pos + i;
+      ids[L.row0[k] + i] = s.token_ids[i];
+      slots[L.row0[k] + i] = static_cast<int64_t>(s.block_ids[pos / ps]) * ps + pos % ps;
+    }
+    const int64_t kv_len = s.start_pos + n;
+    if (k < static_cast<size_t>(L.nd)) {
+      dec_pos[k] = static_cast<int32_t>(s.start_pos);
+      dec_lens[k] = static_cast<int32_t>(kv_len);
+      std::copy(s.block_ids.begin(), s.block_ids.end(), dec_tables + k * L.decode_stride);
+    } else if (k < p0) {
+      const int64_t j = static_cast<int64_t>(k) - L.nd;
+      dec_pos[L.batch_padded + j] = static_cast<int32_t>(sel_pos[j]);
+      const std::vector<cpu::KvSpan>& sp = selections[j].spans;
+      for (size_t i = 0; i < sp.size(); ++i) {
+        cuda::DecodeKvSpan& d = spans[sel_offsets[j] + i];
+        d = cuda::DecodeKvSpan{};
+        d.page_id = sp[i].page_id;
+        d.first_slot = sp[i].first_slot;
+        d.count = sp[i].count;
+        d.first_position = sp[i].first_position;
+      }
+      sel_offsets[j + 1] = sel_offsets[j] + static_cast<int32_t>(sp.size());
+    } else {
+      const int64_t j = static_cast<int64_t>(k - p0);
+      qstart[j] = static_cast<int32_t>(L.row0[k] - L.prefill_row0);
+      pre_lens[j] = static_cast<int32_t>(kv_len);
+      std::copy(s.block_ids.begin(), s.block_ids.end(), pre_tables + j * L.prefill_stride);
+      for (int64_t v = 0; v < nwin; ++v) {
+        windows[v * L.np + j] = static_cast<int32_t>(
+            s.forward.window_override >= 0 ? s.forward.window_override : m.distinct_windows[v]);
+      }
+      sinks[j] = static_cast<int32_t>(s.forward.sinks);
+    }
+  }
+  if (L.np > 0) qstart[L.np] = static_cast<int32_t>(L.total_rows - L.prefill_row0);
+  for (int64_t i = 0; i < r; ++i) gather[i] = static_cast<int32_t>(L.logit_src[i]);
+  std::fill_n(temp, sample_rows, 0.f);
+  std::fill_n(topk, sample_rows, 0);
+  std::fill_n(topp, sample_rows, 1.f);
+  std::fill_n(seed, sample_rows, 0);
+  std::fill_n(counter, sample_rows, 0);
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const int32_t o = L.out_row[i];
+    if (o < 0 || !plan.seqs[i].device_sampling) continue;
+    const DeviceSampling& d = *plan.seqs[i].device_sampling;
+    temp[o] = d.temperature;
+    topk[o] = d.top_k;
+    topp[o] = d.top_p;
+    seed[o] = d.seed;
+    counter[o] = d.counter;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace longview
