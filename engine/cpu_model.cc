@@ -51,6 +51,17 @@ cpu::RopeParams RopeParamsOf(const ModelConfig& cfg) {
   return p;
 }
 
+int64_t ReleasableWindow(const ModelConfig& cfg, const ForwardOptions& o) {
+  if (o.window_override > 0) return o.window_override;
+  if (o.window_override == 0 || cfg.layer_window.empty()) return 0;  // 0 = full attention
+  int64_t widest = 0;
+  for (int64_t w : cfg.layer_window) {
+    if (w <= 0) return 0;
+    widest = std::max(widest, w);
+  }
+  return widest;
+}
+
 int64_t QueryPosition(const ForwardOptions& o, int64_t token) {
   if (o.sinks <= 0) return token;
   const int64_t num_sinks = std::min(o.sinks, token + 1);
@@ -219,7 +230,7 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
           seq.start_pos + n));
     }
     for (int32_t page : seq.block_ids) {
-      if (page == -1 && seq.options.window_override > 0) continue;  // released: out of the window
+      if (page == -1 && ReleasableWindow(cfg_, seq.options) > 0) continue;  // released
       if (page < 0 || page >= kv.num_pages()) {
         return absl::InvalidArgumentError(
             absl::StrFormat("sequence %d: page %d out of range [0, %d)", s, page, kv.num_pages()));

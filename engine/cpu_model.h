@@ -51,6 +51,13 @@ absl::Status ValidateForwardOptions(const ForwardOptions& options);
 // (sinks > 0) its re-assigned position after the sinks and the rest of the window.
 int64_t QueryPosition(const ForwardOptions& options, int64_t token);
 
+// The window under which a sequence's pages that left it may be released (DESIGN §4
+// sliding_window): the request's window when it overrides the model's (> 0), else the model's own
+// when every layer is windowed (Mistral; the largest layer window), else 0 (some layer reads
+// everything: Gemma-style interleaving, or no windows at all). Pages released under it never get
+// read again: every layer's keys lie inside this window.
+int64_t ReleasableWindow(const ModelConfig& cfg, const ForwardOptions& options);
+
 // The model's RoPE (theta, scaling) as the kernels take it; every backend rotates with it.
 cpu::RopeParams RopeParamsOf(const ModelConfig& cfg);
 

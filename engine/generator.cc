@@ -45,7 +45,9 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
   RETURN_IF_ERROR(ValidateForwardOptions(options.forward));
   const int64_t context = lm.config.max_position_embeddings;
   const int64_t total = static_cast<int64_t>(prompt_tokens.size()) + options.max_tokens;
-  const int64_t sinks = options.forward.sinks, window = options.forward.window_override;
+  const int64_t sinks = options.forward.sinks;
+  // Pages out of this window are freed as the stream moves on (the request's or the model's own).
+  const int64_t window = ReleasableWindow(lm.config, options.forward);
   if (sinks > 0 && sinks + window > context) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "sinks (%d) + window (%d) = %d exceeds the model's context of %d tokens", sinks, window,

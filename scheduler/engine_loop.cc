@@ -88,7 +88,8 @@ struct EngineLoop::Impl {
             .enable_prefix_caching = o.enable_prefix_caching}),
         sched({.max_num_batched_tokens = o.max_num_batched_tokens,
                .max_num_seqs = o.max_num_seqs,
-               .long_prefill_token_threshold = o.long_prefill_token_threshold},
+               .long_prefill_token_threshold = o.long_prefill_token_threshold,
+               .model_window = ReleasableWindow(lm.config, ForwardOptions{})},
               &kv),
         runner_holder(o.runner != nullptr
                           ? o.runner
@@ -203,13 +204,29 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineLoop::Submit(GenerationRequ
         absl::StrFormat("max_tokens must be at least 1, got %d", request.max_tokens));
   }
   const int64_t total = num_prompt + request.max_tokens;
-  if (total > cfg.max_position_embeddings) {
+  RETURN_IF_ERROR(ValidateForwardOptions(request.forward));
+  const int64_t sinks = request.forward.sinks;
+  if (sinks > 0) {
+    // StreamingLLM re-assigns positions below sinks + window: any length, if that fits.
+    if (sinks + request.forward.window_override > cfg.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "attention.sinks (%d) + attention.window (%d) exceeds the model's context of %d tokens",
+          sinks, request.forward.window_override, cfg.max_position_embeddings));
+    }
+  } else if (total > cfg.max_position_embeddings) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "prompt_tokens (%d) + max_tokens (%d) = %d exceeds the model's context of %d tokens",
         num_prompt, request.max_tokens, total, cfg.max_position_embeddings));
   }
   const EngineLoopOptions& o = impl_->opt;
-  if ((total + o.page_size - 1) / o.page_size > o.num_kv_pages) {
+  // Pages the request can hold at once: all of them, or under a window the sinks, the window and
+  // one step's chunk (pages that leave the window are freed as it moves).
+  int64_t pages = (total + o.page_size - 1) / o.page_size;
+  if (const int64_t w = ReleasableWindow(cfg, request.forward); w > 0) {
+    pages = std::min(pages, (sinks + o.page_size - 1) / o.page_size +
+                                (w + o.max_num_batched_tokens + o.page_size - 1) / o.page_size + 1);
+  }
+  if (pages > o.num_kv_pages) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "prompt_tokens + max_tokens = %d tokens cannot fit the KV cache (%d pages of %d)", total,
         o.num_kv_pages, o.page_size));

@@ -150,11 +150,14 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
   step.seqs.reserve(plan.entries.size());
   for (const SchedulePlan::Entry& e : plan.entries) {
     Sequence* s = e.seq;
-    if (s->forward.window_override > 0) {
+    const int64_t window = s->forward.window_override > 0 ? s->forward.window_override
+                           : s->forward.window_override < 0 ? options_.model_window
+                                                            : 0;
+    if (window > 0) {
       // Pages no query of this sequence reads again go back (DESIGN §4 sliding_window). The plan
       // did not count them: it stays conservative.
-      const BlockRange out = BlocksOutsideWindow(kv_->page_size(), s->forward.sinks,
-                                                 s->forward.window_override, s->num_computed_tokens);
+      const BlockRange out = BlocksOutsideWindow(kv_->page_size(), s->forward.sinks, window,
+                                                 s->num_computed_tokens);
       kv_->ReleaseBlocks(s->seq_id, out.begin, out.end);
     }
     std::optional<SlotAllocation> alloc = kv_->AllocateSlots(View(*s), e.num_new_tokens, nullptr);

@@ -35,6 +35,9 @@ struct SchedulerOptions {
   // Most prefill tokens one sequence gets per step, so that a long prompt leaves room for
   // others; 0 = up to the whole budget.
   int64_t long_prefill_token_threshold = 0;
+  // > 0 when every layer of the model uses a sliding window (the widest): sequences without a
+  // window of their own free the pages that leave it (engine/cpu_model.h ReleasableWindow).
+  int64_t model_window = 0;
 };
 
 enum class SequenceStatus { kWaiting, kRunning };

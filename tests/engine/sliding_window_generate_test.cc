@@ -87,6 +87,36 @@ TEST(SlidingWindowGenerateTest, PagesStayBoundedAndTokensMatchKeepingEveryPage) 
   }
 }
 
+// A model trained with a window on every layer (Mistral's sliding_window) frees the pages that
+// left it without being asked: bounded pages, the same tokens as keeping every page.
+TEST(SlidingWindowGenerateTest, ModelNativeWindowFreesPages) {
+  auto lm = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/mistral");
+  ASSERT_TRUE(lm.ok()) << lm.status();
+  const int64_t window = (*lm)->config.layer_window[0];
+  ASSERT_EQ(window, 16);
+  EXPECT_EQ(ReleasableWindow((*lm)->config, {}), 16);
+  EXPECT_EQ(ReleasableWindow((*lm)->config, {.window_override = 0}), 0);  // full attention asked
+  EXPECT_EQ(ReleasableWindow((*lm)->config, {.window_override = 40}), 40);
+  for (int64_t ps : {1, 4, 16}) {
+    GenerateOptions opt;
+    opt.sampling.temperature = 0;
+    opt.max_tokens = 200;
+    opt.ignore_eos = true;
+    opt.page_size = ps;
+    const std::vector<int32_t> prompt = RandomPrompt(50, 512, 9);
+    auto r = Generate(**lm, prompt, opt);
+    ASSERT_TRUE(r.ok()) << r.status();
+    const int64_t bound = (window + ps - 1) / ps + 1;
+    EXPECT_LE(r->peak_kv_pages, bound) << "page size " << ps;
+    EXPECT_EQ(r->output_tokens, GreedyKeepingAllPages(*(*lm)->model, prompt, 200, ps, {}))
+        << "page size " << ps;
+  }
+  // A model with a full-attention layer keeps its pages (Llama here: no window at all).
+  auto llama = LoadedModel::Load(kLlama);
+  ASSERT_TRUE(llama.ok());
+  EXPECT_EQ(ReleasableWindow((*llama)->config, {}), 0);
+}
+
 TEST(SlidingWindowGenerateTest, StreamingLlmGoesPastTheContextWithBoundedPages) {
   auto lm = LoadedModel::Load(kLlama);
   ASSERT_TRUE(lm.ok()) << lm.status();

@@ -346,3 +346,79 @@ TEST(EngineLoopTest, MetricsCountTokens) {
 
 }  // namespace
 }  // namespace longview
+
+namespace longview {
+namespace {
+
+// Windows through the engine loop (DESIGN §4 sliding_window): pages that leave the window go
+// back to the pool while a request runs, so a pool smaller than the request's length serves it.
+TEST(EngineLoopWindowTest, ModelNativeWindowServesRequestsLongerThanThePool) {
+  auto r = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/mistral");
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::shared_ptr<const LoadedModel> mistral(std::move(*r));  // window 16 on every layer
+  EngineLoopOptions o;
+  o.page_size = 4;
+  o.max_num_batched_tokens = 16;
+  o.num_kv_pages = 14;  // 56 tokens; the request is 250; the bound is 4 + 8 + 1 = 13 pages
+  EngineLoop loop(mistral, o);
+  loop.Start();
+  GenerationRequest req = Request(RandomPrompt(50, 17), 200);
+  req.ignore_eos = true;
+  auto stream = MustSubmit(loop, req);
+  ASSERT_NE(stream, nullptr);
+  const Collected c = Drain(*stream);
+  EXPECT_TRUE(c.status.ok()) << c.status;
+  GenerateOptions go;
+  go.sampling.temperature = 0;
+  go.max_tokens = 200;
+  go.ignore_eos = true;
+  go.page_size = 4;
+  auto want = Generate(*mistral, req.prompt_tokens, go);
+  ASSERT_TRUE(want.ok()) << want.status();
+  EXPECT_EQ(c.tokens.at(0), want->output_tokens);
+  EXPECT_TRUE(AllPagesFree(loop));
+  loop.Stop();
+}
+
+// StreamingLLM requests are not limited by the model's context (positions re-assigned), only by
+// sinks + window; they match Generate with the same mode; bad combinations name the field.
+TEST(EngineLoopWindowTest, StreamingRequestGoesPastTheContext) {
+  const int64_t context = Golden()->config.max_position_embeddings;
+  EngineLoopOptions o;
+  o.page_size = 8;
+  o.max_num_batched_tokens = 64;
+  o.num_kv_pages = 32;
+  EngineLoop loop(Golden(), o);
+  loop.Start();
+  GenerationRequest req = Varied(Request(RandomPrompt(20, 21), context + 50));
+  req.ignore_eos = true;
+  req.forward = {.window_override = 32, .sinks = 4};
+  auto stream = MustSubmit(loop, req);
+  ASSERT_NE(stream, nullptr);
+  const Collected c = Drain(*stream);
+  EXPECT_TRUE(c.status.ok()) << c.status;
+  GenerateOptions go;
+  go.sampling = req.sampling;
+  go.max_tokens = req.max_tokens;
+  go.ignore_eos = true;
+  go.page_size = 8;
+  go.forward = req.forward;
+  auto want = Generate(*Golden(), req.prompt_tokens, go);
+  ASSERT_TRUE(want.ok()) << want.status();
+  EXPECT_EQ(c.tokens.at(0), want->output_tokens);
+
+  GenerationRequest no_sinks = req;
+  no_sinks.forward.sinks = 0;  // positions are token indices: the context still applies
+  auto refused = loop.Submit(no_sinks);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  GenerationRequest too_wide = req;
+  too_wide.forward = {.window_override = context, .sinks = 4};
+  refused = loop.Submit(too_wide);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("attention.sinks"), std::string::npos)
+      << refused.status();
+  loop.Stop();
+}
+
+}  // namespace
+}  // namespace longview

@@ -44,7 +44,7 @@ absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledS
   for (size_t b = 0; b < s.block_ids.size(); ++b) {
     const int32_t page = s.block_ids[b];
     const bool written = static_cast<int64_t>(b + 1) * ps > s.start_pos;
-    if (page == -1 && s.forward.window_override > 0 && !written) continue;  // released
+    if (page == -1 && ReleasableWindow(m.cfg, s.forward) > 0 && !written) continue;  // released
     if (page < 0 || page >= m.num_pages) {
       return absl::InvalidArgumentError(
           absl::StrFormat("sequence %d: page %d out of range [0, %d)", i, page, m.num_pages));

@@ -218,6 +218,12 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const void* sm
                : "r"(addr));
 }
 
+// bf16 pair of (a, b) - bf16(a, b) for the word `hi` holding the rounded pair.
+__device__ __forceinline__ uint32_t Residual2(float a, float b, uint32_t hi) {
+  const float2 h = Word2ToFloat2(hi, static_cast<__nv_bfloat16*>(nullptr));
+  return Float2ToWord2(a - h.x, b - h.y, static_cast<__nv_bfloat16*>(nullptr));
+}
+
 template <typename T, int D, bool kSelect>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(const Params p) {
   using Geo = Geometry<D, kSelect>;
@@ -228,6 +234,10 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   constexpr int kKTH = kKT / 2;   // k-tiles per rotation half
   constexpr int kLaneUnits = kE / 8;  // 16-byte units of a key half per lane
   constexpr int kG = kHeadsPerBlock;
+  // bf16 keeps 8 bits of the rotated key; q.k then adds the product with the rounding residual
+  // (one more mma per k-tile), so that scores carry no more error than float32 rotation gives.
+  // fp16's 11 bits need no residual.
+  constexpr bool kSplitK = std::is_same_v<T, __nv_bfloat16>;
 
   const int hc = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.num_head_chunks));
   const int part = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.num_head_chunks));
@@ -327,9 +337,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   const int64_t token_stride = static_cast<int64_t>(p.num_kv_heads) * D;
   const int32_t* block_table = p.block_tables + static_cast<int64_t>(b) * p.block_table_stride;
   const int64_t head_off = static_cast<int64_t>(kvh) * D;
-  // This lane copies key ck of every chunk (16-byte units cu, cu + 2, ... of its K and V rows).
+  // Dense: lanes 2k, 2k + 1 look up the page of key k = ck of the next chunk.
   const int ck = lane >> 1;
-  const int cu = lane & 1;
   auto page_of = [&](int j) { return p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size; };
 
   int next_page = 0;  // dense: block-table entry of key ck of the next chunk to copy
@@ -368,42 +377,47 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   auto issue = [&](int i) {
     if (i >= my_chunks) return;
     uint4* st = ring + (i % kStages) * Geo::kStageUnits;
-    bool valid;
-    int64_t off;
+    // Copy q copies keys q * kKpi + lane / kRowUnits, unit lane % kRowUnits: each instruction
+    // reads whole 128-byte lines (a key's K or V row of this KV head is D * 2 bytes).
+    constexpr int kKpi = 32 / kRowUnits;
+    const int cu = lane % kRowUnits;
     int64_t pos;
     int rope_bytes = 16;
+    int chunk0 = 0;  // dense: key index of the chunk's first key
     if constexpr (kSelect) {
-      valid = ck < nx_n;
-      off = static_cast<int64_t>(nx_page) * p.page_stride +
-            static_cast<int64_t>(nx_slot + ck) * token_stride + head_off;
       pos = nx_n > 0 ? nx_pos : 0;
       rope_bytes = nx_n > 0 ? 16 : 0;  // an empty chunk: zeros
       if (lane == 0) {
         reinterpret_cast<int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[0] = nx_n;
       }
     } else {
-      const int j = part_begin + (warp + i * kWarps) * kChunk + ck;
-      valid = j < part_end;
-      const int in_page = j - page_of(j) * p.page_size;
-      off = static_cast<int64_t>(next_page) * p.page_stride +
-            static_cast<int64_t>(in_page) * token_stride + head_off;
+      chunk0 = part_begin + (warp + i * kWarps) * kChunk;
       pos = pos_part + static_cast<int64_t>(warp + i * kWarps) * kChunk;  // a valid key
     }
-    const T* kp = pages + p.k_offset + off;
-    const T* vp = pages + p.v_offset + off;
-    const int sw = Geo::Swz(ck);
-    uint4* kd = st + ck * kRowUnits;
-    uint4* vd = kd + kChunk * kRowUnits;
-    const int bytes = valid ? 16 : 0;  // zero fill past the keys, reads nothing
 #pragma unroll
-    for (int jj = 0; jj < kRowUnits / 2; ++jj) {
-      const int u = 2 * jj + cu;
-      CpAsync16(kd + (u ^ sw), valid ? static_cast<const void*>(kp + 8 * u) : pages, bytes);
-    }
-#pragma unroll
-    for (int jj = 0; jj < kRowUnits / 2; ++jj) {
-      const int u = 2 * jj + cu;
-      CpAsync16(vd + (u ^ sw), valid ? static_cast<const void*>(vp + 8 * u) : pages, bytes);
+    for (int q = 0; q < kChunk / kKpi; ++q) {
+      const int key = q * kKpi + lane / kRowUnits;
+      bool valid;
+      int64_t off;
+      if constexpr (kSelect) {
+        valid = key < nx_n;
+        off = static_cast<int64_t>(nx_page) * p.page_stride +
+              static_cast<int64_t>(nx_slot + key) * token_stride + head_off;
+      } else {
+        const int page = __shfl_sync(0xffffffffu, next_page, 2 * key);  // lanes 2k, 2k+1: key k
+        const int j = chunk0 + key;
+        valid = j < part_end;
+        const int in_page = j - page_of(j) * p.page_size;
+        off = static_cast<int64_t>(page) * p.page_stride +
+              static_cast<int64_t>(in_page) * token_stride + head_off;
+      }
+      const int bytes = valid ? 16 : 0;  // zero fill past the keys, reads nothing
+      uint4* kd = st + key * kRowUnits + (cu ^ Geo::Swz(key));
+      CpAsync16(kd, valid ? static_cast<const void*>(pages + p.k_offset + off + 8 * cu) : pages,
+                bytes);
+      CpAsync16(kd + kChunk * kRowUnits,
+                valid ? static_cast<const void*>(pages + p.v_offset + off + 8 * cu) : pages,
+                bytes);
     }
     // Exact-table rows (hi, lo) of the chunk's first position, all frequencies.
     const int64_t hi = pos >> kRopeLoBits;
@@ -513,10 +527,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
           k2[e] = x2[e] * r.x + x1[e] * r.y;
         }
         T* const tag = nullptr;
-        Mma16816<T>(sa[nt][0], qa[t][0], 0u, qa[t][1], 0u, Float2ToWord2(k1[0], k1[1], tag),
-                    Float2ToWord2(k1[2], k1[3], tag));
-        Mma16816<T>(sa[nt][1], qa[kKTH + t][0], 0u, qa[kKTH + t][1], 0u,
-                    Float2ToWord2(k2[0], k2[1], tag), Float2ToWord2(k2[2], k2[3], tag));
+        const uint32_t b1h0 = Float2ToWord2(k1[0], k1[1], tag);
+        const uint32_t b1h1 = Float2ToWord2(k1[2], k1[3], tag);
+        const uint32_t b2h0 = Float2ToWord2(k2[0], k2[1], tag);
+        const uint32_t b2h1 = Float2ToWord2(k2[2], k2[3], tag);
+        Mma16816<T>(sa[nt][0], qa[t][0], 0u, qa[t][1], 0u, b1h0, b1h1);
+        Mma16816<T>(sa[nt][1], qa[kKTH + t][0], 0u, qa[kKTH + t][1], 0u, b2h0, b2h1);
+        if constexpr (kSplitK) {  // + q . (rotated K - its bf16 rounding): K exact to ~2^-17
+          Mma16816<T>(sa[nt][0], qa[t][0], 0u, qa[t][1], 0u, Residual2(k1[0], k1[1], b1h0),
+                      Residual2(k1[2], k1[3], b1h1));
+          Mma16816<T>(sa[nt][1], qa[kKTH + t][0], 0u, qa[kKTH + t][1], 0u,
+                      Residual2(k2[0], k2[1], b2h0), Residual2(k2[2], k2[3], b2h1));
+        }
       }
     }
     // Scores of head gq for keys 2cq, 2cq + 1, 8 + 2cq, 9 + 2cq of the chunk.

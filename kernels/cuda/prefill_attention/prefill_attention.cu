@@ -231,9 +231,9 @@ cudaError_t PlanImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan)
   if constexpr (D == prefill::kWgD) {
     if (UseWgmma(s, device, optin)) {
       constexpr int kSmem = static_cast<int>(prefill::kWgSmemBytes);
-      LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-          prefill::PrefillAttentionWgmmaKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-          kSmem));
+      LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionWgmmaKernel<T>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   kSmem));
       plan->kernel = 1;
       plan->num_tile_slots =
           (s.max_total_q + prefill::kWgBlockM - 1) / prefill::kWgBlockM + s.batch_size;
@@ -270,8 +270,7 @@ cudaError_t RunImpl(const PrefillAttentionPlan& plan, Params p, cudaStream_t str
       const size_t tile_bytes = size_t{prefill::kWgTileBytes} * s.num_kv_heads;
       const dim3 gather_grid(static_cast<unsigned>(plan.kv_bytes / tile_bytes),
                              static_cast<unsigned>(s.num_kv_heads));
-      prefill::PrefillTileGatherKernel<T>
-          <<<gather_grid, prefill::kWgGatherThreads, 0, stream>>>(p);
+      prefill::PrefillTileGatherKernel<T><<<gather_grid, prefill::kWgGatherThreads, 0, stream>>>(p);
       LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
       const dim3 grid(static_cast<unsigned>(s.num_q_heads),
                       static_cast<unsigned>(plan.num_tile_slots));

@@ -24,7 +24,9 @@
 //
 // Kernels (see NOTES.md): a one-block prepare kernel (per-sequence bounds, prefix sums), a
 // gather kernel that rotates each visible key once at its position and copies it and its value
-// into a contiguous workspace, and a FlashAttention-2 style mma.sync kernel over that workspace.
+// into a contiguous workspace, and the attention kernel over that workspace: on compute
+// capability 9.0 with head_dim 128 a warp-specialised wgmma kernel (the gather then writes
+// swizzled tile images), else a FlashAttention-2 style mma.sync kernel.
 //
 // Plan/run split (FlashInfer): PlanPrefillAttention runs on the host (queries the device, sets
 // kernel attributes; not capturable); RunPrefillAttention only launches, so it can be captured in

@@ -94,9 +94,9 @@ __device__ __forceinline__ uint64_t SwizzledDesc(uint32_t addr) {
          (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
 }
 
-#define LV_WG_D_REGS                        \
-  "%0, %1, %2, %3, %4, %5, %6, %7, "        \
-  "%8, %9, %10, %11, %12, %13, %14, %15, "  \
+#define LV_WG_D_REGS                         \
+  "%0, %1, %2, %3, %4, %5, %6, %7, "         \
+  "%8, %9, %10, %11, %12, %13, %14, %15, "   \
   "%16, %17, %18, %19, %20, %21, %22, %23, " \
   "%24, %25, %26, %27, %28, %29, %30, %31, " \
   "%32, %33, %34, %35, %36, %37, %38, %39, " \
@@ -104,40 +104,40 @@ __device__ __forceinline__ uint64_t SwizzledDesc(uint32_t addr) {
   "%48, %49, %50, %51, %52, %53, %54, %55, " \
   "%56, %57, %58, %59, %60, %61, %62, %63"
 
-#define LV_WG_D_OUTS                                                                         \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),        \
-      "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
-      "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),          \
-      "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),          \
-      "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),          \
-      "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]),          \
-      "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]),          \
-      "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),          \
-      "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),          \
-      "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]),          \
-      "+f"(d[62]), "+f"(d[63])
+#define LV_WG_D_OUTS                                                                              \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+      "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),    \
+      "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),  \
+      "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),  \
+      "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),  \
+      "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),  \
+      "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),  \
+      "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),  \
+      "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
 
-#define LV_WG_SS(TY)                                                                       \
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                               \
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" LV_WG_D_REGS \
-               "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                         \
-               : LV_WG_D_OUTS                                                             \
-               : "l"(a_desc), "l"(b_desc), "r"(accumulate))
-#define LV_WG_RS(TY)                                                                       \
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                               \
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" LV_WG_D_REGS \
-               "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"                         \
-               : LV_WG_D_OUTS                                                             \
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "n"(1))
+#define LV_WG_SS(TY)                                                             \
+  asm volatile(                                                                  \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                               \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" LV_WG_D_REGS \
+      "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                         \
+      : LV_WG_D_OUTS                                                             \
+      : "l"(a_desc), "l"(b_desc), "r"(accumulate))
+#define LV_WG_RS(TY)                                                             \
+  asm volatile(                                                                  \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                               \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" LV_WG_D_REGS \
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"                           \
+      : LV_WG_D_OUTS                                                             \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "n"(1))
 
 // d (64 x 128 per warpgroup, accumulator layout) = (accumulate ? d : 0) + A B^T, A 64 x 16 and
 // B 128 x 16 both from shared memory (descriptors).
-__device__ __forceinline__ void WgmmaSS(float* d, uint64_t a_desc, uint64_t b_desc,
-                                        int accumulate, __nv_bfloat16*) {
+__device__ __forceinline__ void WgmmaSS(float* d, uint64_t a_desc, uint64_t b_desc, int accumulate,
+                                        __nv_bfloat16*) {
   LV_WG_SS("bf16");
 }
-__device__ __forceinline__ void WgmmaSS(float* d, uint64_t a_desc, uint64_t b_desc,
-                                        int accumulate, __half*) {
+__device__ __forceinline__ void WgmmaSS(float* d, uint64_t a_desc, uint64_t b_desc, int accumulate,
+                                        __half*) {
   LV_WG_SS("f16");
 }
 // d += A B^T, A 64 x 16 from registers (mma.sync A-fragment layout per warp), B from shared.

@@ -161,12 +161,12 @@ __global__ void __launch_bounds__(kWgThreads, 1) PrefillAttentionWgmmaKernel(con
   const int tid = threadIdx.x;
   const int rows_valid = min(BM, si.n - qt * BM);
   const int64_t out_row_stride = static_cast<int64_t>(p.num_q_heads) * D;
-  T* const out = static_cast<T*>(p.out) +
-                 (static_cast<int64_t>(si.q0) + qt * BM) * out_row_stride +
+  T* const out = static_cast<T*>(p.out) + (static_cast<int64_t>(si.q0) + qt * BM) * out_row_stride +
                  static_cast<int64_t>(h) * D;
   if (!si.valid) {  // block-uniform, before any barrier
     const T nan = detail::FromFloat<T>(__int_as_float(0x7fc00000));
-    for (int i = tid; i < rows_valid * D; i += kWgThreads) out[(i / D) * out_row_stride + i % D] = nan;
+    for (int i = tid; i < rows_valid * D; i += kWgThreads)
+      out[(i / D) * out_row_stride + i % D] = nan;
     return;
   }
 
@@ -288,8 +288,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) PrefillAttentionWgmmaKernel(con
       for (int kk = 0; kk < D / 16; ++kk) {
         const uint32_t koff = (kk & 3) * 32u;
         WgmmaSS(s, SwizzledDesc(q_addr + (kk >> 2) * kWgQBytes / 2 + koff),
-                SwizzledDesc(ks + (kk >> 2) * (kWgTileBytes / 2) + koff), kk > 0 ? 1 : 0,
-                null_t);
+                SwizzledDesc(ks + (kk >> 2) * (kWgTileBytes / 2) + koff), kk > 0 ? 1 : 0, null_t);
       }
       WgmmaCommit();
       WgmmaWait<0>();  // S ready; the previous tile's P V is done too
@@ -301,8 +300,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) PrefillAttentionWgmmaKernel(con
       if (pending >= 0 && lane == 0) MbarArrive(empty_bar(pending));
       pending = -1;
 
-      const bool need_mask = k0 < jlo || k0 + BN > jhi || k0 + BN - 1 > t_lo_wg ||
-                             (use_window && k0 <= t_max_wg - W);
+      const bool need_mask =
+          k0 < jlo || k0 + BN > jhi || k0 + BN - 1 > t_lo_wg || (use_window && k0 <= t_max_wg - W);
       if (need_mask) {
 #pragma unroll
         for (int nt = 0; nt < BN / 8; ++nt) {
