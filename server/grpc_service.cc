@@ -169,7 +169,10 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   }
   const int64_t context = lm.config.max_position_embeddings;
   const int64_t num_prompt = static_cast<int64_t>(out.prompt_tokens.size());
-  if (num_prompt + out.max_tokens > context) {
+  // StreamingLLM (sinks) re-assigns positions below sinks + window: no length limit (the engine
+  // checks sinks + window against the context).
+  ASSIGN_OR_RETURN(out.forward, ToForwardOptions(req.attention()));
+  if (out.forward.sinks == 0 && num_prompt + out.max_tokens > context) {
     return absl::InvalidArgumentError(
         absl::StrCat("stopping.max_tokens: prompt (", num_prompt, " tokens) + max_tokens (",
                      out.max_tokens, ") exceeds the model's context of ", context, " tokens"));
@@ -196,7 +199,6 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
     out.logprobs = output.logprobs();
   }
 
-  ASSIGN_OR_RETURN(out.forward, ToForwardOptions(req.attention()));
   return out;
 }
 

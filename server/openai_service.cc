@@ -146,7 +146,9 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
     if (p.empty()) return InvalidParam(what, absl::StrCat("the ", what, " encodes to no tokens"));
     int64_t len = static_cast<int64_t>(p.size());
     int64_t max_tokens = r.max_tokens.value_or(r.kind == ApiKind::kChat ? 1 : 16);
-    if (len + max_tokens > context_length_) {
+    // StreamingLLM (sinks) re-assigns positions below sinks + window: no length limit (the engine
+    // checks sinks + window against the context).
+    if (r.forward.sinks == 0 && len + max_tokens > context_length_) {
       bool prompt_alone = len >= context_length_;
       return WithCode(
           InvalidParam(prompt_alone || !r.max_tokens ? what : "max_tokens",
@@ -202,8 +204,9 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
     g.sampling = r.sampling;
     if (g.sampling.seed && i > 0) *g.sampling.seed += i;  // distinct prompts, distinct draws
     g.max_tokens = r.max_tokens.value_or(
-        kind == ApiKind::kChat ? context_length_ - static_cast<int64_t>(g.prompt_tokens.size())
-                               : 16);
+        kind != ApiKind::kChat ? 16
+        : r.forward.sinks > 0  ? context_length_  // a stream: as much as a context holds
+                               : context_length_ - static_cast<int64_t>(g.prompt_tokens.size()));
     g.stop = r.stop;
     g.ignore_eos = r.ignore_eos;
     g.n = r.n;

@@ -154,6 +154,21 @@ def run(args, pb, pb_grpc, f):
             prompt=pb.Prompt(text="hi"), stopping=pb.StoppingCriteria(max_tokens=4),
             attention=pb.AttentionConfig(mode="sliding_window", window=8, sinks=2)))
         f.check(len(sw_tokens.get(0, [])) >= 1, "sliding_window with sinks generates: %s" % sw_tokens)
+        # ... past the model's context (positions re-assigned); without sinks that is refused.
+        _, long_tokens, _, _ = stream_generate(stub, pb, pb.GenerateRequest(
+            prompt=pb.Prompt(text="hi"), sampling=pb.SamplingParams(temperature=0),
+            stopping=pb.StoppingCriteria(max_tokens=512 + 40, ignore_eos=True),
+            attention=pb.AttentionConfig(mode="sliding_window", window=16, sinks=2)))
+        f.check(len(long_tokens.get(0, [])) == 552,
+                "StreamingLLM past the context: %d tokens" % len(long_tokens.get(0, [])))
+        try:
+            stream_generate(stub, pb, pb.GenerateRequest(
+                prompt=pb.Prompt(text="hi"), stopping=pb.StoppingCriteria(max_tokens=552),
+                attention=pb.AttentionConfig(mode="sliding_window", window=16)))
+            f.check(False, "a window without sinks past the context is refused")
+        except grpc.RpcError as e:
+            f.check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "context" in e.details(),
+                    "window without sinks past the context: %s %s" % (e.code(), e.details()))
 
         # Auth: no key and a wrong key are refused.
         for md in [(), (("authorization", "Bearer nope"),)]:

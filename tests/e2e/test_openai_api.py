@@ -279,6 +279,19 @@ def test_errors_surface_as_typed_sdk_errors(server, client):
         model=MODEL, prompt="x", max_tokens=4, extra_body={"longview": {"attention": {
             "mode": "sliding_window", "window": 8, "sinks": 2}}})
     assert ok.usage.completion_tokens >= 1
+    # A stream with sinks is not limited by the model's context (positions are re-assigned);
+    # without sinks the same length is refused naming the context.
+    context = client.models.list().data[0].model_extra["max_model_len"]
+    long_stream = client.completions.create(
+        model=MODEL, prompt="x", max_tokens=context + 40, temperature=0,
+        extra_body={"ignore_eos": True, "longview": {"attention": {
+            "mode": "sliding_window", "window": 16, "sinks": 2}}})
+    assert long_stream.usage.completion_tokens == context + 40
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=context + 40,
+                                  extra_body={"longview": {"attention": {
+                                      "mode": "sliding_window", "window": 16}}})
+    assert "maximum context length" in str(e.value)
     for attention, field in [({"mode": "sliding_window"}, "longview.attention.window"),
                              ({"mode": "sliding_window", "window": 0}, "longview.attention.window"),
                              ({"mode": "sliding_window", "window": 4, "sinks": 5},
