@@ -22,17 +22,19 @@ JOBS="${LONGVIEW_JOBS:-$(nproc)}"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGVIEW_CUDA=ON >/dev/null
 TARGETS=(gpu_kernel_tests gpu_model_tests decode_attention_bench prefill_attention_bench
          e2e_decode_bench streaming_gpu_bench)
-BINS=("$BUILD_DIR/tests/gpu_kernel_tests" "$BUILD_DIR/tests/gpu_model_tests"
-      "$BUILD_DIR/tools/bench/decode_attention_bench"
-      "$BUILD_DIR/tools/bench/prefill_attention_bench" "$BUILD_DIR/tools/bench/e2e_decode_bench"
-      "$BUILD_DIR/tools/bench/streaming_gpu_bench")
-if [[ "${LONGVIEW_BUNDLE_SERVER:-0}" == 1 ]]; then
-  TARGETS+=(longview)
-  BINS+=("$BUILD_DIR/server/longview")
-fi
+if [[ "${LONGVIEW_BUNDLE_SERVER:-0}" == 1 ]]; then TARGETS+=(longview); fi
+# LONGVIEW_BUNDLE_TARGETS="a b" bundles exactly those targets (e.g. gpu_api_tests, which brings
+# the gRPC/TLS libraries: bundle it alone to stay within the 64 MiB that travel).
+if [[ -n "${LONGVIEW_BUNDLE_TARGETS:-}" ]]; then read -r -a TARGETS <<< "$LONGVIEW_BUNDLE_TARGETS"; fi
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${TARGETS[@]}"
-for b in "${BINS[@]}"; do
-  [[ -x "$b" ]] || { echo "bundle: missing $b (is nvcc on PATH?)" >&2; exit 1; }
+BINS=()
+for t in "${TARGETS[@]}"; do
+  found=""
+  for d in tests tools/bench server; do
+    if [[ -x "$BUILD_DIR/$d/$t" ]]; then found="$BUILD_DIR/$d/$t"; fi
+  done
+  if [[ -z "$found" ]]; then echo "bundle: no binary for $t (is nvcc on PATH?)" >&2; exit 1; fi
+  BINS+=("$found")
 done
 
 rm -rf "$DIST"

@@ -7,6 +7,8 @@
 #            gpu_model_tests
 #   bench  prefill and decode attention benchmarks, each with its PyTorch peer in the same run
 #   e2e      e2e_decode_bench (random Llama-3-8B shape) and Hugging Face generate on the same shape
+#   api      gpu_api_tests: the OpenAI HTTP and gRPC APIs served by the CUDA backend (bundle it
+#            alone: LONGVIEW_BUNDLE_TARGETS=gpu_api_tests deploy/bundle.sh)
 #   stream   streaming_gpu_bench: a 1M-token StreamingLLM stream (sinks 4 + window 4096), 8B shape
 # Logs and JSON lines go to $OUT (or ./gpu_out), packed into $OUT/gpu_results.tgz at the end;
 # a short summary is printed last. LV_TEST_SEED=<n> repeats a kernel-test seed.
@@ -53,6 +55,9 @@ fi
 if want e2e; then
   step e2e_decode_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/e2e_decode_bench' > '$LOGS/e2e_decode_bench.jsonl'"
   step e2e_hf_peer sh -c "python3 '$REPO/tools/bench/e2e_hf_peer.py' > '$LOGS/e2e_hf_peer.jsonl'"
+fi
+if want api && [[ -x "$HERE/bin/gpu_api_tests" ]]; then
+  step gpu_api_tests run "$HERE/bin/gpu_api_tests"
 fi
 if want stream; then
   step streaming_gpu_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/streaming_gpu_bench' > '$LOGS/streaming_gpu_bench.jsonl'"

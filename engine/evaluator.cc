@@ -41,6 +41,9 @@ absl::Status ValidateEvalSettings(const EvalSettings& s) {
   }
   if (s.page_size < 1) return absl::InvalidArgumentError("page_size must be at least 1");
   if (s.chunk < 1) return absl::InvalidArgumentError("chunk must be at least 1");
+  if (s.bucket < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("bucket must be >= 0, got %d", s.bucket));
+  }
   return absl::OkStatus();
 }
 
@@ -93,6 +96,37 @@ double PerplexityResult::Perplexity() const {
   return tokens > 0 ? std::exp(nll / static_cast<double>(tokens)) : 0.0;
 }
 
+double PositionBucket::MeanNll() const {
+  return tokens > 0 ? nll / static_cast<double>(tokens) : 0.0;
+}
+double PositionBucket::Perplexity() const { return tokens > 0 ? std::exp(MeanNll()) : 0.0; }
+double PositionBucket::MeanNllDense() const {
+  return tokens > 0 ? nll_dense / static_cast<double>(tokens) : 0.0;
+}
+double PositionBucket::MeanKl() const {
+  return tokens > 0 ? kl_sum / static_cast<double>(tokens) : 0.0;
+}
+
+std::vector<PositionBucket> BucketByPosition(std::span<const double> nll,
+                                             std::span<const double> nll_dense,
+                                             std::span<const double> kl, int64_t first_position,
+                                             int64_t size) {
+  std::vector<PositionBucket> out;
+  for (size_t i = 0; i < nll.size(); ++i) {
+    const int64_t pos = first_position + static_cast<int64_t>(i);
+    const int64_t start = pos / size * size;
+    if (out.empty() || out.back().start != start) {
+      out.push_back({.start = start, .end = start + size});
+    }
+    PositionBucket& b = out.back();
+    ++b.tokens;
+    b.nll += nll[i];
+    if (i < nll_dense.size()) b.nll_dense += nll_dense[i];
+    if (i < kl.size()) b.kl_sum += kl[i];
+  }
+  return out;
+}
+
 namespace {
 
 // log-softmax of one logit row, in double.
@@ -131,7 +165,8 @@ absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::s
         "text has %d tokens, more than the model's context of %d", n,
         lm.config.max_position_embeddings));
   }
-  const bool compare = s.attention.mode != "dense";
+  const bool dense = s.attention.mode == "dense";
+  const bool compare = !dense && s.compare_dense;
   CpuModel& model = *lm.model;
   Pages mode_pages(model, s.page_size, n);
   std::unique_ptr<Pages> dense_pages;
@@ -140,7 +175,9 @@ absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::s
   PerplexityResult r;
   std::vector<float> logits, dense_logits;
   std::vector<double> lp, lp_dense;
-  double kl_sum = 0;
+  // Per predicted token (the token at position i + 1).
+  std::vector<double> tok_nll, tok_nll_dense, tok_kl;
+  tok_nll.reserve(n - 1);
   for (int64_t start = 0; start < n; start += s.chunk) {
     const int64_t len = std::min(s.chunk, n - start);
     std::span<const int32_t> part(ids.data() + start, len);
@@ -152,19 +189,30 @@ absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::s
     for (int64_t i = 0; i < len && start + i + 1 < n; ++i) {
       const int32_t next = ids[start + i + 1];
       LogSoftmax(&logits[i * vocab], vocab, lp);
-      r.nll -= lp[next];
+      tok_nll.push_back(-lp[next]);
       if (compare) {
         LogSoftmax(&dense_logits[i * vocab], vocab, lp_dense);
-        r.nll_dense -= lp_dense[next];
+        tok_nll_dense.push_back(-lp_dense[next]);
         double kl = 0;
         for (int64_t v = 0; v < vocab; ++v) kl += std::exp(lp_dense[v]) * (lp_dense[v] - lp[v]);
-        kl_sum += kl;
+        tok_kl.push_back(kl);
       }
-      ++r.tokens;
     }
   }
-  if (!compare) r.nll_dense = r.nll;
+  r.tokens = static_cast<int64_t>(tok_nll.size());
+  for (double x : tok_nll) r.nll += x;
+  double kl_sum = 0;
+  for (double x : tok_nll_dense) r.nll_dense += x;
+  for (double x : tok_kl) kl_sum += x;
+  r.has_dense = dense || compare;
+  if (dense) {
+    r.nll_dense = r.nll;
+    tok_nll_dense = tok_nll;
+  }
   r.kl_vs_dense = r.tokens > 0 ? kl_sum / static_cast<double>(r.tokens) : 0.0;
+  if (s.bucket > 0) {
+    r.buckets = BucketByPosition(tok_nll, tok_nll_dense, tok_kl, /*first_position=*/1, s.bucket);
+  }
   return r;
 }
 

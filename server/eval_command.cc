@@ -1,6 +1,7 @@
 #include "server/eval_command.h"
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 
@@ -48,7 +49,16 @@ int RunEval(const EvalArgs& a) {
     nlohmann::json result = task;
     const auto t0 = std::chrono::steady_clock::now();
     if (task.contains("text") && task["text"].is_string()) {
-      auto r = MeasurePerplexity(**lm, task["text"].get<std::string>(), a.settings);
+      // Optional per task: "bucket" (tokens per position bucket) and "compare_dense" (false:
+      // no dense pass; nll_dense and kl_vs_dense are then left out).
+      EvalSettings settings = a.settings;
+      if (task.contains("bucket") && task["bucket"].is_number_integer()) {
+        settings.bucket = task["bucket"].get<int64_t>();
+      }
+      if (task.contains("compare_dense") && task["compare_dense"].is_boolean()) {
+        settings.compare_dense = task["compare_dense"].get<bool>();
+      }
+      auto r = MeasurePerplexity(**lm, task["text"].get<std::string>(), settings);
       result.erase("text");
       if (!r.ok()) {
         report_error(r.status());
@@ -56,9 +66,26 @@ int RunEval(const EvalArgs& a) {
       } else {
         result["tokens"] = r->tokens;
         result["nll"] = r->nll;
-        result["nll_dense"] = r->nll_dense;
         result["perplexity"] = r->Perplexity();
-        result["kl_vs_dense"] = r->kl_vs_dense;
+        if (r->has_dense) {
+          result["nll_dense"] = r->nll_dense;
+          result["kl_vs_dense"] = r->kl_vs_dense;
+        }
+        if (!r->buckets.empty()) {
+          nlohmann::json buckets = nlohmann::json::array();
+          for (const PositionBucket& b : r->buckets) {
+            nlohmann::json j = {{"start", b.start},         {"end", b.end},
+                                {"tokens", b.tokens},       {"nll", b.nll},
+                                {"mean_nll", b.MeanNll()}, {"perplexity", b.Perplexity()}};
+            if (r->has_dense) {
+              j["mean_nll_dense"] = b.MeanNllDense();
+              j["perplexity_dense"] = std::exp(b.MeanNllDense());
+              j["kl_vs_dense"] = b.MeanKl();
+            }
+            buckets.push_back(std::move(j));
+          }
+          result["buckets"] = std::move(buckets);
+        }
       }
     } else if (task.contains("prompt") && task["prompt"].is_string() && task.contains("answer") &&
                task["answer"].is_string()) {

@@ -116,6 +116,11 @@ void ReleasePages(const PrefillCase& c, Pool& pool) {
 }
 
 // out [total_q][num_q_heads][D]; q [total_q][q_row_stride].
+// The kernels feed the tensor cores rotated q and K in the element type (rotation in float32,
+// one rounding: kernels/cuda/prefill_attention/NOTES.md), as every bf16 / fp16 attention does
+// (SDPA keeps rotated keys in bf16). The reference rounds the exactly rotated q and K the same
+// way, so the tolerance measures the kernel's arithmetic (scores, softmax, P·V) rather than
+// the input rounding, which for head_dim 64 in bf16 alone moves outputs by up to ~1e-2.
 std::vector<double> Reference(const PrefillCase& c, const std::vector<uint16_t>& q,
                               int64_t q_row_stride, const Pool& pool,
                               const std::vector<float>& inv_freq) {
@@ -131,11 +136,14 @@ std::vector<double> Reference(const PrefillCase& c, const std::vector<uint16_t>&
       sn[static_cast<size_t>(p) * half + i] = std::sin(a);
     }
   }
+  auto round_to_dtype = [&](double v) {
+    return static_cast<double>(FromBits(ToBits(static_cast<float>(v), c.dtype), c.dtype));
+  };
   auto rotate = [&](const double* x, int64_t pos, double* y) {
     for (int i = 0; i < half; ++i) {
       const double co = cs[pos * half + i], si = sn[pos * half + i];
-      y[i] = x[i] * co - x[half + i] * si;
-      y[half + i] = x[half + i] * co + x[i] * si;
+      y[i] = round_to_dtype(x[i] * co - x[half + i] * si);
+      y[half + i] = round_to_dtype(x[half + i] * co + x[i] * si);
     }
   };
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));

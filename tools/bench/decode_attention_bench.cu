@@ -9,6 +9,7 @@
 // tools/bench/decode_attention_peer.py prints the same fields for PyTorch SDPA on contiguous KV.
 //
 //   decode_attention_bench [--iters 100] [--warmup 10] [--only dense|selection]
+//                          [--partition-tokens N]   (dense: keys per partition; 0 = planner's)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -68,7 +69,8 @@ constexpr int kHq = 32, kHkv = 8, kD = 128, kPage = 16, kRotations = 4;
 constexpr int kSinks = 4, kWindow = 4096;
 
 // Selection mode (StreamingLLM) when `selection`; else dense over all kv_len keys.
-int RunShape(int batch, int kv_len, bool selection, int iters, int warmup) {
+int RunShape(int batch, int kv_len, bool selection, int iters, int warmup,
+             int partition_tokens) {
   std::mt19937 rng(1234 + batch + kv_len);
   const int blocks_per_seq = (kv_len + kPage - 1) / kPage;
   const int64_t row = int64_t{kHkv} * kD;
@@ -123,7 +125,9 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup) {
                                    .batch_size = batch, .page_size = kPage,
                                    .max_kv_len = selection ? 0 : kv_len,
                                    .max_position = max_position,
-                                   .rope_hi_rows = tables.num_hi_rows, .max_spans = max_spans};
+                                   .rope_hi_rows = tables.num_hi_rows,
+                                   .partition_tokens = selection ? 0 : partition_tokens,
+                                   .max_spans = max_spans};
   cuda::DecodeAttentionPlan plan;
   BENCH_CHECK(cuda::PlanDecodeAttention(shape, &plan));
 
@@ -218,11 +222,14 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int iters = 100, warmup = 10;
+  int iters = 100, warmup = 10, partition_tokens = 0;
   bool dense = true, selection = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--warmup") == 0) warmup = std::max(0, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--partition-tokens") == 0) {
+      partition_tokens = std::max(0, std::atoi(argv[i + 1]));
+    }
     if (std::strcmp(argv[i], "--only") == 0) {
       dense = std::strcmp(argv[i + 1], "dense") == 0;
       selection = std::strcmp(argv[i + 1], "selection") == 0;
@@ -231,12 +238,12 @@ int main(int argc, char** argv) {
   int rc = 0;
   if (dense) {
     for (auto [b, t] : {std::pair{64, 4096}, {64, 32768}, {1, 32768}, {1, 131072}, {64, 131072}}) {
-      rc |= RunShape(b, t, /*selection=*/false, iters, warmup);
+      rc |= RunShape(b, t, /*selection=*/false, iters, warmup, partition_tokens);
     }
   }
   if (selection) {
     for (auto [b, t] : {std::pair{1, 32768}, {64, 32768}, {1, 131072}, {64, 131072}}) {
-      rc |= RunShape(b, t, /*selection=*/true, iters, warmup);
+      rc |= RunShape(b, t, /*selection=*/true, iters, warmup, 0);
     }
   }
   return rc;

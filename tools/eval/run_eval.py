@@ -6,7 +6,9 @@ Tables:
   * passkey accuracy by context length x needle depth,
   * multi-key recall and event-stream QA accuracy by context length,
   * held-out perplexity (texts also longer than any window) and, for a mode other than dense,
-    next-token KL divergence against dense attention on the same inputs.
+    next-token KL divergence against dense attention on the same inputs,
+  * the same per position along the text (buckets of `--bucket` tokens): whether perplexity
+    stays flat as the stream moves past a window.
 
 Every later attention mode and KV policy is measured with the same command:
 
@@ -19,6 +21,7 @@ sentencepiece Python module (tools/python_env.sh installs it into .venv).
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,16 +35,22 @@ import longctx_tasks as tasks  # noqa: E402
 
 SUITES = {
     "fast": {"lengths": [512, 1024], "depths": [0.2, 0.8], "per_cell": 2,
-             "qa_lengths": [1024], "qa_per_length": 4, "ppl_tokens": [1024]},
-    # Attention-mode comparisons (sliding windows, sinks): passkey by depth at one length past
-    # the windows, and perplexity / KL over the whole held-out text.
-    "window": {"lengths": [2048], "depths": [0.1, 0.3, 0.5, 0.7, 0.9], "per_cell": 2,
-               "qa_lengths": [], "qa_per_length": 0, "ppl_tokens": [8192]},
+             "qa_lengths": [1024], "qa_per_length": 4, "ppl_tokens": [1024], "bucket": 512},
+    # Attention-mode comparisons (sliding windows, sinks): passkey by depth at lengths past the
+    # windows, perplexity / KL over the whole held-out text per 256-token bucket, and (modes
+    # other than dense) perplexity along the long held-out text, with no dense pass: dense
+    # cannot take it (28k tokens, past the model's 8,192-token context).
+    "window": {"lengths": [1024, 2048, 4096], "depths": [0.1, 0.3, 0.5, 0.7, 0.9],
+               "per_cell": 2, "qa_lengths": [], "qa_per_length": 0, "ppl_tokens": [8192],
+               "bucket": 256, "long_text": True},
     "full": {"lengths": [1024, 2048, 4096, 8192], "depths": [0.1, 0.3, 0.5, 0.7, 0.9],
              "per_cell": 4, "qa_lengths": [1024, 2048, 4096, 8192], "qa_per_length": 10,
-             "ppl_tokens": [2048, 8192]},
+             "ppl_tokens": [2048, 8192], "bucket": 512},
 }
 HELDOUT = os.path.join(HERE, "data", "heldout.txt")
+# Matthew Henry's Concise Commentary (public domain; data/README.md says how it was made and
+# checked against the training text).
+HELDOUT_LONG = os.path.join(HERE, "data", "heldout_long.txt")
 
 
 # Tokens kept free after a prompt for the answer, so that a task of length L (prompt and
@@ -49,7 +58,7 @@ HELDOUT = os.path.join(HERE, "data", "heldout.txt")
 ANSWER_ROOM = 16
 
 
-def make_tasks(suite, sp, seed, filler):
+def make_tasks(suite, sp, seed, filler, bucket=None, long_text=True):
     count = lambda s: len(sp.encode(s)) + 1  # BOS
     out = []
     for L in suite["lengths"]:
@@ -77,8 +86,19 @@ def make_tasks(suite, sp, seed, filler):
             if len(ids) < n:
                 print(f"warning: held-out text has {len(ids)} tokens, fewer than {n}",
                       file=sys.stderr)
-            out.append({"task": "perplexity", "length": min(n, len(ids)),
-                        "text": sp.decode(ids[: n - 8])})
+            t = {"task": "perplexity", "source": "heldout", "length": min(n, len(ids)),
+                 "text": sp.decode(ids[: n - 8])}
+            if bucket:
+                t["bucket"] = bucket
+            out.append(t)
+    if suite.get("long_text") and long_text and os.path.exists(HELDOUT_LONG):
+        with open(HELDOUT_LONG, encoding="utf-8") as f:
+            text = f.read()
+        t = {"task": "perplexity", "source": "heldout_long", "length": len(sp.encode(text)) + 1,
+             "text": text, "compare_dense": False}
+        if bucket:
+            t["bucket"] = bucket
+        out.append(t)
     return out
 
 
@@ -141,11 +161,27 @@ def tables(results, settings):
         lines.append("")
         lines.append("| tokens | perplexity | dense perplexity | mean KL(dense‖mode) |")
         lines.append("|---|---|---|---|")
-        import math
         for r in pp:
-            lines.append(f"| {r['tokens'] + 1} | {r['perplexity']:.3f} | "
-                         f"{math.exp(r['nll_dense'] / r['tokens']):.3f} | "
-                         f"{r['kl_vs_dense']:.5f} |")
+            dense = (f"{math.exp(r['nll_dense'] / r['tokens']):.3f}" if "nll_dense" in r
+                     else "— (not run)")
+            kl = f"{r['kl_vs_dense']:.5f}" if "kl_vs_dense" in r else "—"
+            lines.append(f"| {r['tokens'] + 1} | {r['perplexity']:.3f} | {dense} | {kl} |")
+        lines.append("")
+    for r in pp:
+        if not r.get("buckets"):
+            continue
+        lines.append(f"Perplexity by position ({r.get('source', 'held-out')} text, "
+                     f"{r['tokens'] + 1} tokens; a row: the predicted tokens at positions "
+                     "[start, end))")
+        lines.append("")
+        lines.append("| positions | tokens | perplexity | mean NLL | dense perplexity | "
+                     "mean KL(dense‖mode) |")
+        lines.append("|---|---|---|---|---|---|")
+        for b in r["buckets"]:
+            dense = f"{b['perplexity_dense']:.3f}" if "perplexity_dense" in b else "—"
+            kl = f"{b['kl_vs_dense']:.5f}" if "kl_vs_dense" in b else "—"
+            lines.append(f"| {b['start']}–{b['end']} | {b['tokens']} | {b['perplexity']:.3f} | "
+                         f"{b['mean_nll']:.4f} | {dense} | {kl} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -158,9 +194,17 @@ def summary(results):
             s[name] = {str(L): sum(r["correct"] for r in rs if r["length"] == L)
                        / len([r for r in rs if r["length"] == L])
                        for L in sorted({r["length"] for r in rs})}
-    s["perplexity"] = {str(r["tokens"] + 1): {"perplexity": r["perplexity"],
-                                              "kl_vs_dense": r["kl_vs_dense"]}
-                       for r in results if r["task"] == "perplexity" and "error" not in r}
+    s["perplexity"] = {}
+    for r in results:
+        if r["task"] != "perplexity" or "error" in r:
+            continue
+        e = {"perplexity": r["perplexity"], "kl_vs_dense": r.get("kl_vs_dense"),
+             "source": r.get("source", "heldout")}
+        if r.get("buckets"):
+            e["buckets"] = [{k: b[k] for k in ("start", "end", "tokens", "perplexity",
+                                               "mean_nll", "kl_vs_dense") if k in b}
+                            for b in r["buckets"]]
+        s["perplexity"][str(r["tokens"] + 1)] = e
     s["errors"] = len(errors(results))
     return s
 
@@ -180,13 +224,20 @@ def main(argv=None):
                     help="'classic' or a text file (see longctx_tasks.py)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bucket", type=int, default=None,
+                    help="tokens per position bucket of the perplexity tables (0: none; "
+                         "default: the suite's)")
     ap.add_argument("--out-dir", default=None, help="write tasks, results, tables.md, summary.json")
     args = ap.parse_args(argv)
 
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
     filler = tasks.Filler.load(args.filler)
-    task_list = make_tasks(SUITES[args.suite], sp, args.seed, filler)
+    suite = SUITES[args.suite]
+    bucket = suite.get("bucket", 0) if args.bucket is None else args.bucket
+    # Dense attention refuses texts past the model's context (the long held-out text).
+    task_list = make_tasks(suite, sp, args.seed, filler, bucket,
+                           long_text=args.attention_mode != "dense")
     out_dir = args.out_dir or tempfile.mkdtemp(prefix="lv_eval_")
     os.makedirs(out_dir, exist_ok=True)
     task_file = os.path.join(out_dir, "tasks.jsonl")
@@ -199,6 +250,7 @@ def main(argv=None):
     settings = (f"model={os.path.basename(os.path.normpath(args.model))} "
                 f"attention={args.attention_mode} window={args.window} sinks={args.sinks} "
                 f"kv_policy={args.kv_policy} kv_budget={args.kv_budget} suite={args.suite} "
+                f"bucket={bucket} "
                 f"filler={filler.kind} seed={args.seed} tasks={len(results)} "
                 f"time={time.time() - t0:.0f}s")
     text = tables(results, settings)

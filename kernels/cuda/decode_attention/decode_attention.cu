@@ -1,26 +1,27 @@
 // Split-KV paged decode attention with in-kernel RoPE on keys. See decode_attention.h and NOTES.md.
 //
-// v2: warp-independent flash-decoding with a cp.async pipeline per warp.
-// Block = 4 warps for one (partition, KV head, sequence, chunk of up to 4 query heads of the
-// group). The partition's keys are cut into chunks of kChunk keys (16 for D = 128, 32 for D = 64);
-// warp w owns chunks w, w + 4, w + 8, ... A key row of D elements is held by D / 16 lanes, each
-// owning elements [f0, f0 + 8) and [D/2 + f0, D/2 + f0 + 8) (both members of its 8 RoPE pairs);
-// a lane handles 4 keys of every chunk (rows slot + r * kSlots).
+// v3: warp-independent flash-decoding with a cp.async pipeline per warp, products on tensor cores.
+// Block = 4 warps for one (partition, KV head, sequence, chunk of up to 8 query heads of the
+// group). The partition's keys are cut into chunks of kChunk = 16 keys; warp w owns chunks w,
+// w + 4, w + 8, ...
 //   * Each warp streams its chunks through a private 3-stage shared-memory ring filled by
-//     cp.async (16-byte copies, zero-filled past the partition): 2 chunks (16 KB at D = 128) in
-//     flight per warp while it computes a third. A lane reads back only the K/V bytes it copied
-//     itself; the chunk's RoPE rows (hi/lo table rows of its first position) are copied by the
-//     lanes of slot 0 and shared through __syncwarp. Block-table entries are loaded one chunk
-//     ahead of their copy, so no copy waits on an index load.
-//   * Rotation of key at position P0 + d (P0 = the chunk's first position, d < kChunk):
-//     R(P0) = R(hi) o R(lo) from the exact tables, once per chunk, then R(P0) o R(d) with R(d)
-//     from rows d < kChunk of the lo table (L1-resident): two compositions per key, exact angles.
-//   * Scores for the block's query heads (q prescaled by scale * log2 e, in registers) are reduced
-//     over the D / 16 lanes of a key by xor shuffles, so every lane of a key has them; each group
-//     of D / 16 lanes (a "slot") keeps its own online-softmax state (m, l) and accumulators
-//     acc[head][16] in registers. The accumulators are rescaled only when some lane's max rises.
-//   * At the end the slots of a warp merge by shuffles, the warps through shared memory, once.
-// The block ends by writing out (one partition) or a float partial and its log2-sum-exp.
+//     cp.async (16-byte copies of whole 128-byte lines, zero-filled past the partition, key rows
+//     XOR-swizzled by unit): 2 chunks (16 KB at D = 128) in flight per warp while it computes a
+//     third, plus the chunk's RoPE rows (hi/lo table rows of its first position). Block-table
+//     entries are loaded one chunk ahead of their copy, so no copy waits on an index load.
+//   * S = q . rot(K)^T by mma.sync m16n8k16: M = the block's heads (8 of 16 rows used), N = the
+//     chunk's keys (two n-tiles), K = head_dim in a permuted order, chosen so that lane
+//     (gq = lane / 4, cq = lane % 4) holds of keys gq and 8 + gq exactly elements
+//     [cq * D/8, +D/8) of both rotation halves: it rotates them in float32 (R(P0) = R(hi) o R(lo)
+//     once per chunk, R(P0) o R(n) with R(n) of its two keys in registers: exact angles) and
+//     packs them straight into B fragments. The rotated key is T(k) + T(k - T(k)): two mma per
+//     k-tile, so scores keep float32 accuracy. q is an A fragment of raw T words (no rounding).
+//   * Online softmax on the C fragment (row gq = head, 4 keys per lane; 2 shuffles for the row
+//     max); p (split like k) is the B fragment of (p.v)^T = V^T p^T, whose A fragments come from
+//     V by ldmatrix.trans: acc is (D/16) x 4 floats per lane. Rescaling only when a max rises.
+//   * At the end the warps merge through shared memory, once.
+// The block ends by writing out (one partition) or a float partial and its log2-sum-exp; the
+// combine kernel is a programmatic dependent launch.
 //
 // Selection mode (kSelect): the same kernel over a row's spans instead of [begin, kv_len). A
 // warp chunk is a piece of one span (span s gives chunks_per_span = ceil(page_size / kChunk)
@@ -218,10 +219,11 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const void* sm
                : "r"(addr));
 }
 
-// bf16 pair of (a, b) - bf16(a, b) for the word `hi` holding the rounded pair.
+// The pair (a, b) - T(a, b) as T, for the word `hi` holding the rounded pair.
+template <typename T>
 __device__ __forceinline__ uint32_t Residual2(float a, float b, uint32_t hi) {
-  const float2 h = Word2ToFloat2(hi, static_cast<__nv_bfloat16*>(nullptr));
-  return Float2ToWord2(a - h.x, b - h.y, static_cast<__nv_bfloat16*>(nullptr));
+  const float2 h = Word2ToFloat2(hi, static_cast<T*>(nullptr));
+  return Float2ToWord2(a - h.x, b - h.y, static_cast<T*>(nullptr));
 }
 
 template <typename T, int D, bool kSelect>
@@ -234,10 +236,10 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   constexpr int kKTH = kKT / 2;   // k-tiles per rotation half
   constexpr int kLaneUnits = kE / 8;  // 16-byte units of a key half per lane
   constexpr int kG = kHeadsPerBlock;
-  // bf16 keeps 8 bits of the rotated key; q.k then adds the product with the rounding residual
-  // (one more mma per k-tile), so that scores carry no more error than float32 rotation gives.
-  // fp16's 11 bits need no residual.
-  constexpr bool kSplitK = std::is_same_v<T, __nv_bfloat16>;
+  // The rotated key rounded to T keeps 8 (bf16) / 11 (fp16) bits: q.k adds the product with the
+  // rounding residual (one more mma per k-tile), so that scores carry no more error than the
+  // float32 rotation (without it, sharp softmaxes over ~5k keys missed the tests' tolerances).
+  constexpr bool kSplitK = true;
 
   const int hc = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.num_head_chunks));
   const int part = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.num_head_chunks));
@@ -536,11 +538,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
         const uint32_t b2h1 = Float2ToWord2(k2[2], k2[3], tag);
         Mma16816<T>(sa[nt][0], qa[t][0], 0u, qa[t][1], 0u, b1h0, b1h1);
         Mma16816<T>(sa[nt][1], qa[kKTH + t][0], 0u, qa[kKTH + t][1], 0u, b2h0, b2h1);
-        if constexpr (kSplitK) {  // + q . (rotated K - its bf16 rounding): K exact to ~2^-17
-          Mma16816<T>(sa[nt][0], qa[t][0], 0u, qa[t][1], 0u, Residual2(k1[0], k1[1], b1h0),
-                      Residual2(k1[2], k1[3], b1h1));
+        if constexpr (kSplitK) {  // + q . (rotated K - its rounding to T)
+          Mma16816<T>(sa[nt][0], qa[t][0], 0u, qa[t][1], 0u, Residual2<T>(k1[0], k1[1], b1h0),
+                      Residual2<T>(k1[2], k1[3], b1h1));
           Mma16816<T>(sa[nt][1], qa[kKTH + t][0], 0u, qa[kKTH + t][1], 0u,
-                      Residual2(k2[0], k2[1], b2h0), Residual2(k2[2], k2[3], b2h1));
+                      Residual2<T>(k2[0], k2[1], b2h0), Residual2<T>(k2[2], k2[3], b2h1));
         }
       }
     }
@@ -586,14 +588,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
     // (p.v)^T += V^T p^T: B fragment = p of head gq (columns as the C layout of S), A from V by
     // transposing ldmatrix.
     T* const tag = nullptr;
+    // p is split as T(p) + T(p - T(p)) like the keys: V is exact, so p.v keeps float32 accuracy.
     const uint32_t pb0 = Float2ToWord2(s[0], s[1], tag);
     const uint32_t pb1 = Float2ToWord2(s[2], s[3], tag);
+    const uint32_t pr0 = Residual2<T>(s[0], s[1], pb0);
+    const uint32_t pr1 = Residual2<T>(s[2], s[3], pb1);
     const uint4* vrow = st + kChunk * kRowUnits + v_key * kRowUnits;
 #pragma unroll
     for (int mt = 0; mt < kKT; ++mt) {
       uint32_t a[4];
       LdMatrixX4Trans(a, vrow + ((2 * mt + v_du) ^ v_sw));
       Mma16816<T>(acc[mt], a[0], a[1], a[2], a[3], pb0, pb1);
+      Mma16816<T>(acc[mt], a[0], a[1], a[2], a[3], pr0, pr1);
     }
     // Block-table entries of the chunk copied next iteration: loaded here, not earlier, so that
     // they hold no registers through the chunk's arithmetic (mostly L1 hits).

@@ -17,7 +17,7 @@
 // only keys j >= kv_len - window are attended (transformers' sliding-window convention).
 //
 // Split-KV: each (sequence, KV head) is cut into partitions of partition_tokens keys; one block
-// per (partition, KV head, sequence, group of up to 4 query heads of the KV head) writes float
+// per (partition, KV head, sequence, group of up to 8 query heads of the KV head) writes float
 // partial outputs and log-sum-exps to the workspace that a combine kernel merges. With one partition the
 // main kernel writes `out` directly and there is no workspace.
 //
@@ -51,8 +51,8 @@
 // row with more than max_spans spans or a malformed span (count > page_size - first_slot, a
 // negative field, a position beyond the tables) gives NaN for the row's heads.
 // Split-KV partitions are runs of partition_spans spans; a warp chunk never straddles spans
-// (a span of count <= page_size gives ceil(page_size / chunk) chunks: 16 keys at head_dim 128, 32
-// at 64), so spans shorter than a chunk cost a whole chunk's arithmetic but only their bytes.
+// (a span of count <= page_size gives ceil(page_size / chunk) chunks of 16 keys), so spans
+// shorter than a chunk cost a whole chunk's arithmetic but only their bytes.
 // The span arrays live at fixed device addresses: the host rewrites them (and the offsets)
 // before each step or graph replay, within max_spans per row and the allocated span count.
 //
