@@ -2,7 +2,11 @@
 
 #include <cublasLt.h>
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_format.h"
+#include "kernels/cuda/gemv/gemv.h"
 #include "kernels/cuda/status.h"
 
 namespace longview::cuda {
@@ -17,6 +21,12 @@ absl::Status LtStatus(cublasStatus_t s, const char* what) {
 
 cudaDataType_t CudaType(DType t) { return t == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F; }
 
+GemvArgs GemvArgsOf(const GemmArgs& g) {
+  return GemvArgs{.dtype = g.dtype, .m = static_cast<int>(std::min<int64_t>(g.m, kGemvMaxM + 1)),
+                  .n = g.n, .k = g.k, .x = g.x, .w = g.w, .bias = g.bias, .y = g.y,
+                  .y_float32 = g.y_float32, .ldy = g.ldy};
+}
+
 }  // namespace
 
 // Column-major view: Y row-major [m][n] is Yᵀ column-major (n x m, ld = ldy); W row-major
@@ -26,6 +36,7 @@ struct CublasLtGemm::Plan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool gemv = false;  // the project's GEMV kernel was faster for this shape
   ~Plan() {
     if (d) cublasLtMatrixLayoutDestroy(d);
     if (b) cublasLtMatrixLayoutDestroy(b);
@@ -57,40 +68,51 @@ CublasLtGemm::~CublasLtGemm() {
   cublasLtDestroy(handle_);
 }
 
-absl::StatusOr<cublasLtMatmulAlgo_t> CublasLtGemm::Fastest(
-    const Plan& p, const GemmArgs& g, const cublasLtMatmulHeuristicResult_t* candidates,
-    int num_candidates, cudaStream_t stream) {
+template <typename F>
+absl::StatusOr<float> CublasLtGemm::Time(F launch, cudaStream_t stream) {
+  constexpr int kRuns = 5;
+  if (!launch()) return -1.f;  // this candidate does not run here
   cudaEvent_t start = nullptr, stop = nullptr;
   RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&start), "event"));
-  RETURN_IF_ERROR(CudaStatus(cudaEventCreate(&stop), "event"));
-  const float alpha = 1.f, beta = 0.f;
-  float best_ms = 0;
-  int best = 0;
-  bool timed = false;
-  absl::Status status;
-  for (int c = 0; c < num_candidates && status.ok(); ++c) {
-    auto launch = [&] {
-      return cublasLtMatmul(handle_, p.op, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.d, g.y, p.d,
-                            &candidates[c].algo, workspace_, workspace_bytes_, stream);
-    };
-    if (launch() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate may not run here
-    constexpr int kRuns = 5;
-    (void)cudaEventRecord(start, stream);
-    for (int r = 0; r < kRuns; ++r) (void)launch();
-    (void)cudaEventRecord(stop, stream);
-    status = CudaStatus(cudaEventSynchronize(stop), "GEMM tuning");
-    float ms = 0;
-    if (status.ok() && cudaEventElapsedTime(&ms, start, stop) == cudaSuccess &&
-        (!timed || ms < best_ms)) {
-      best_ms = ms;
-      best = c;
-      timed = true;
-    }
+  if (absl::Status st = CudaStatus(cudaEventCreate(&stop), "event"); !st.ok()) {
+    (void)cudaEventDestroy(start);
+    return st;
   }
+  (void)cudaEventRecord(start, stream);
+  for (int r = 0; r < kRuns; ++r) (void)launch();
+  (void)cudaEventRecord(stop, stream);
+  absl::Status status = CudaStatus(cudaEventSynchronize(stop), "GEMM tuning");
+  float ms = -1.f;
+  if (status.ok() && cudaEventElapsedTime(&ms, start, stop) != cudaSuccess) ms = -1.f;
   (void)cudaEventDestroy(start);
   (void)cudaEventDestroy(stop);
   RETURN_IF_ERROR(status);
-  return candidates[best].algo;
+  return ms;
+}
+
+absl::StatusOr<std::pair<cublasLtMatmulAlgo_t, float>> CublasLtGemm::Fastest(
+    const Plan& p, const GemmArgs& g, const cublasLtMatmulHeuristicResult_t* candidates,
+    int num_candidates, cudaStream_t stream) {
+  const float alpha = 1.f, beta = 0.f;
+  float best_ms = -1.f;
+  int best = 0;
+  for (int c = 0; c < num_candidates; ++c) {
+    ASSIGN_OR_RETURN(const float ms, Time(
+                                         [&] {
+                                           return cublasLtMatmul(
+                                                      handle_, p.op, &alpha, g.w, p.a, g.x, p.b,
+                                                      &beta, g.y, p.d, g.y, p.d,
+                                                      &candidates[c].algo, workspace_,
+                                                      workspace_bytes_, stream) ==
+                                                  CUBLAS_STATUS_SUCCESS;
+                                         },
+                                         stream));
+    if (ms >= 0 && (best_ms < 0 || ms < best_ms)) {
+      best_ms = ms;
+      best = c;
+    }
+  }
+  return std::make_pair(candidates[best].algo, best_ms);
 }
 
 absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::PlanFor(const GemmArgs& g,
@@ -146,8 +168,15 @@ absl::StatusOr<const CublasLtGemm::Plan*> CublasLtGemm::PlanFor(const GemmArgs& 
   p->algo = results[0].algo;
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   RETURN_IF_ERROR(CudaStatus(cudaStreamIsCapturing(stream, &capturing), "capture status"));
-  if (g.m <= kTuneMaxM && found > 1 && capturing == cudaStreamCaptureStatusNone) {
-    ASSIGN_OR_RETURN(p->algo, Fastest(*p, g, results, found, stream));
+  if (g.m <= kTuneMaxM && capturing == cudaStreamCaptureStatusNone) {
+    ASSIGN_OR_RETURN(const auto best, Fastest(*p, g, results, found, stream));
+    p->algo = best.first;
+    const GemvArgs gv = GemvArgsOf(g);
+    if (GemvSupports(gv)) {
+      ASSIGN_OR_RETURN(const float gemv_ms,
+                       Time([&] { return Gemv(gv, stream) == cudaSuccess; }, stream));
+      p->gemv = gemv_ms >= 0 && (best.second < 0 || gemv_ms < best.second);
+    }
   }
   const Plan* raw = p.get();
   plans_.emplace(key, std::move(p));
@@ -164,6 +193,7 @@ absl::Status CublasLtGemm::Run(const GemmArgs& g, cudaStream_t stream) {
     return absl::InvalidArgumentError("GEMM: null operand");
   }
   ASSIGN_OR_RETURN(const Plan* p, PlanFor(g, stream));
+  if (p->gemv && GemvSupports(GemvArgsOf(g))) return CudaStatus(Gemv(GemvArgsOf(g), stream), "gemv");
   if (g.bias != nullptr) {
     LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                       &g.bias, sizeof(g.bias)),

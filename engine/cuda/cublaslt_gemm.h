@@ -6,7 +6,8 @@
 // inside CUDA-graph capture only launches: warm the shapes up (same call) before capturing.
 // For skinny GEMMs (m <= kTuneMaxM: decode steps, bound by reading the weights) the first call
 // outside a capture times cuBLASLt's top candidates on the real operands and keeps the fastest:
-// the heuristic's first pick is often not the fastest at m = 1.
+// the heuristic's first pick is often not the fastest at m = 1. For m <= kGemvMaxM the
+// project's own GEMV kernel (kernels/cuda/gemv) is timed too, and wins where it is faster.
 //
 //   ASSIGN_OR_RETURN(auto gemm, CublasLtGemm::Create(/*workspace_bytes=*/32 << 20));
 //   RETURN_IF_ERROR(gemm->Run({.dtype = DType::kBF16, .m = tokens, .n = 4096, .k = 4096,
@@ -57,10 +58,14 @@ class CublasLtGemm {
   struct Plan;
   CublasLtGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes);
   absl::StatusOr<const Plan*> PlanFor(const GemmArgs& args, cudaStream_t stream);
-  // The fastest of `candidates` on the real operands (times them on `stream`).
-  absl::StatusOr<cublasLtMatmulAlgo_t> Fastest(const Plan& plan, const GemmArgs& args,
-                                               const cublasLtMatmulHeuristicResult_t* candidates,
-                                               int num_candidates, cudaStream_t stream);
+  // The fastest of `candidates` on the real operands (times them on `stream`), and its time.
+  absl::StatusOr<std::pair<cublasLtMatmulAlgo_t, float>> Fastest(
+      const Plan& plan, const GemmArgs& args, const cublasLtMatmulHeuristicResult_t* candidates,
+      int num_candidates, cudaStream_t stream);
+  // Milliseconds of kRuns launches of `launch` on `stream` (after one untimed launch); -1 when
+  // the launch fails.
+  template <typename F>
+  absl::StatusOr<float> Time(F launch, cudaStream_t stream);
 
   cublasLtHandle_t handle_;
   void* workspace_;

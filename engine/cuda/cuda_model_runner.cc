@@ -214,11 +214,10 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
                          .k_offset = m.layout.Offset(l, KvLayout::kKey, 0, 0),
                          .v_offset = m.layout.Offset(l, KvLayout::kValue, 0, 0)};
     char* qkv = static_cast<char*>(m.qkv);
+    // K and V to the pages; the decode rows' q rotated in the same kernel.
     RETURN_IF_ERROR(k.KvAppend(qkv + m.q_dim * 2, qkv + (m.q_dim + m.kv_dim) * 2, m.qkv_dim,
-                               reinterpret_cast<const int64_t*>(d + L.slots), rows, view, st));
-    if (L.batch_padded + L.ns > 0) {
-      RETURN_IF_ERROR(k.RotateQ(m.qkv, L.batch_padded + L.ns, m.qkv_dim, i32(L.dec_pos), st));
-    }
+                               reinterpret_cast<const int64_t*>(d + L.slots), rows, view, st,
+                               m.qkv, L.batch_padded + L.ns, i32(L.dec_pos)));
     if (L.batch_padded > 0) {
       RETURN_IF_ERROR(k.Decode(m.layer_window[l], L.batch_padded, L.context_bucket, m.qkv,
                                m.qkv_dim, m.attn, view, i32(L.dec_tables), L.decode_stride,

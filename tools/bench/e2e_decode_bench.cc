@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "engine/cuda/cublaslt_gemm.h"
 #include "engine/cuda/cuda_model_runner.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/block_table.h"
@@ -26,6 +27,60 @@ double Ms(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
+// Times the model's GEMMs alone at m = `m` (after the same autotuning the runner does) and prints
+// each one's achieved weight-read bandwidth: what the decode step's GEMMs cost without the rest.
+int ProbeGemms(const ModelConfig& c, int64_t m) {
+  auto gemm = cuda::CublasLtGemm::Create(size_t{32} << 20);
+  if (!gemm.ok()) return 1;
+  const int64_t q_dim = c.num_attention_heads * c.head_dim, kv_dim = c.num_key_value_heads * c.head_dim;
+  const struct {
+    const char* name;
+    int64_t n, k;
+  } shapes[] = {{"qkv", q_dim + 2 * kv_dim, c.hidden_size},
+                {"o", c.hidden_size, q_dim},
+                {"gate_up", 2 * c.intermediate_size, c.hidden_size},
+                {"down", c.hidden_size, c.intermediate_size},
+                {"lm_head", c.vocab_size, c.hidden_size}};
+  cudaStream_t stream = nullptr;
+  (void)cudaStreamCreate(&stream);
+  cudaEvent_t a = nullptr, b = nullptr;
+  (void)cudaEventCreate(&a);
+  (void)cudaEventCreate(&b);
+  double layer_us = 0;
+  for (const auto& sh : shapes) {
+    void *x = nullptr, *w = nullptr, *y = nullptr;
+    if (cudaMalloc(&x, m * sh.k * 2) != cudaSuccess || cudaMalloc(&w, sh.n * sh.k * 2) != cudaSuccess ||
+        cudaMalloc(&y, m * sh.n * 4) != cudaSuccess) {
+      return 1;
+    }
+    (void)cudaMemset(w, 0, sh.n * sh.k * 2);
+    (void)cudaMemset(x, 0, m * sh.k * 2);
+    const bool logits = std::string(sh.name) == "lm_head";
+    cuda::GemmArgs g{.m = m, .n = sh.n, .k = sh.k, .x = x, .w = w, .y = y, .y_float32 = logits};
+    if (!(*gemm)->Run(g, stream).ok()) return 1;  // plans and tunes
+    constexpr int kRuns = 50;
+    (void)cudaEventRecord(a, stream);
+    for (int i = 0; i < kRuns; ++i) (void)(*gemm)->Run(g, stream);
+    (void)cudaEventRecord(b, stream);
+    (void)cudaEventSynchronize(b);
+    float ms = 0;
+    (void)cudaEventElapsedTime(&ms, a, b);
+    const double us = ms * 1e3 / kRuns;
+    if (!logits) layer_us += us;
+    std::printf("{\"bench\": \"gemm_probe\", \"m\": %lld, \"gemm\": \"%s\", \"n\": %lld, "
+                "\"k\": %lld, \"us\": %.2f, \"weight_tbps\": %.3f}\n",
+                static_cast<long long>(m), sh.name, static_cast<long long>(sh.n),
+                static_cast<long long>(sh.k), us, sh.n * sh.k * 2 / (us * 1e-6) / 1e12);
+    (void)cudaFree(x);
+    (void)cudaFree(w);
+    (void)cudaFree(y);
+  }
+  std::printf("{\"bench\": \"gemm_probe\", \"m\": %lld, \"layer_gemms_us\": %.1f, "
+              "\"model_gemms_ms\": %.3f}\n",
+              static_cast<long long>(m), layer_us, layer_us * c.num_hidden_layers / 1e3);
+  return 0;
+}
+
 int Run(int argc, char** argv) {
   std::string batches_arg = "1,64,256";
   int64_t context = 1024, steps = 64, warmup = 8;
@@ -34,7 +89,10 @@ int Run(int argc, char** argv) {
   app.add_option("--context", context);
   app.add_option("--steps", steps);
   app.add_option("--warmup", warmup);
+  int64_t probe_m = 0;
+  app.add_option("--probe-gemms", probe_m, "only time the model's GEMMs at this m, then exit");
   CLI11_PARSE(app, argc, argv);
+  if (probe_m > 0) return ProbeGemms(Llama3_8BShape(), probe_m);
   std::vector<int64_t> batches;
   std::stringstream ss(batches_arg);
   for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::stoll(b));

@@ -8,7 +8,6 @@
 #include "kernels/cuda/embedding/embedding.h"
 #include "kernels/cuda/kv_append/paged_kv_append.h"
 #include "kernels/cuda/prefill_attention/prefill_attention.h"
-#include "kernels/cuda/rope/rope.h"
 #include "kernels/cuda/sampling/sampling.h"
 #include "kernels/cuda/status.h"
 
@@ -56,9 +55,9 @@ struct KernelsFacade::State {
     cuda::DecodeAttentionPlan plan;
     RETURN_IF_ERROR(CudaStatus(cuda::PlanDecodeAttention(s, &plan), "decode attention plan"));
     if (plan.workspace_bytes > decode_ws_bytes) {
-      return absl::InternalError(absl::StrFormat(
-          "decode workspace %d bytes exceeds the %d reserved", plan.workspace_bytes,
-          decode_ws_bytes));
+      return absl::InternalError(
+          absl::StrFormat("decode workspace %d bytes exceeds the %d reserved", plan.workspace_bytes,
+                          decode_ws_bytes));
     }
     return &decode_plans.emplace(key, plan).first->second;
   }
@@ -103,11 +102,10 @@ absl::StatusOr<std::unique_ptr<KernelsFacade>> KernelsFacade::Create(const Confi
     RETURN_IF_ERROR(CudaStatus(cudaMalloc(&s->decode_ws, need), "decode workspace"));
   }
   s->decode_ws_bytes = need;
-  RETURN_IF_ERROR(CudaStatus(
-      cuda::PlanSampling({.max_rows = static_cast<int>(c.max_rows),
-                          .vocab_size = static_cast<int>(c.vocab)},
-                         &s->sampling_plan),
-      "sampling plan"));
+  RETURN_IF_ERROR(CudaStatus(cuda::PlanSampling({.max_rows = static_cast<int>(c.max_rows),
+                                                 .vocab_size = static_cast<int>(c.vocab)},
+                                                &s->sampling_plan),
+                             "sampling plan"));
   if (s->sampling_plan.workspace_bytes > 0) {
     RETURN_IF_ERROR(
         CudaStatus(cudaMalloc(&s->sampling_ws, s->sampling_plan.workspace_bytes), "sampling"));
@@ -129,41 +127,35 @@ absl::Status KernelsFacade::Gather(const int32_t* ids, int64_t n, const void* ta
                     "row gather");
 }
 
-absl::Status KernelsFacade::RotateQ(void* q, int64_t rows, int64_t row_stride,
-                                    const int32_t* positions, cudaStream_t stream) {
-  return CudaStatus(cuda::RotateRows({.dtype = s_->c.dtype,
-                                      .num_rows = rows,
-                                      .num_heads = s_->c.num_q_heads,
-                                      .head_dim = s_->c.head_dim,
-                                      .row_stride = row_stride,
-                                      .x = q,
-                                      .positions = positions,
-                                      .rope_lo = s_->c.rope_lo,
-                                      .rope_hi = s_->c.rope_hi,
-                                      .rope_hi_rows = s_->c.rope_hi_rows},
-                                     stream),
-                    "rotate q");
-}
-
 absl::Status KernelsFacade::KvAppend(const void* k, const void* v, int64_t row_stride,
                                      const int64_t* slots, int64_t n, const PagesView& p,
-                                     cudaStream_t stream) {
-  return CudaStatus(cuda::PagedKvAppend({.dtype = s_->c.dtype,
-                                         .num_tokens = n,
-                                         .num_kv_heads = s_->c.num_kv_heads,
-                                         .head_dim = s_->c.head_dim,
-                                         .page_size = s_->c.page_size,
-                                         .k = k,
-                                         .v = v,
-                                         .slot_mapping = slots,
-                                         .pages = p.pages,
-                                         .page_stride = p.page_stride,
-                                         .k_offset = p.k_offset,
-                                         .v_offset = p.v_offset,
-                                         .k_row_stride = row_stride,
-                                         .v_row_stride = row_stride},
-                                        stream),
-                    "kv append");
+                                     cudaStream_t stream, void* q, int64_t num_q_rows,
+                                     const int32_t* q_positions) {
+  cuda::KvAppendArgs a{.dtype = s_->c.dtype,
+                       .num_tokens = n,
+                       .num_kv_heads = s_->c.num_kv_heads,
+                       .head_dim = s_->c.head_dim,
+                       .page_size = s_->c.page_size,
+                       .k = k,
+                       .v = v,
+                       .slot_mapping = slots,
+                       .pages = p.pages,
+                       .page_stride = p.page_stride,
+                       .k_offset = p.k_offset,
+                       .v_offset = p.v_offset,
+                       .k_row_stride = row_stride,
+                       .v_row_stride = row_stride};
+  if (q != nullptr && num_q_rows > 0) {
+    a.q = q;
+    a.num_q_heads = s_->c.num_q_heads;
+    a.q_row_stride = row_stride;
+    a.num_q_rows = num_q_rows;
+    a.q_positions = q_positions;
+    a.rope_lo = s_->c.rope_lo;
+    a.rope_hi = s_->c.rope_hi;
+    a.rope_hi_rows = s_->c.rope_hi_rows;
+  }
+  return CudaStatus(cuda::PagedKvAppend(a, stream), "kv append");
 }
 
 absl::Status KernelsFacade::Decode(int64_t window, int64_t batch, int64_t context_bucket,
@@ -187,9 +179,8 @@ absl::Status KernelsFacade::Decode(int64_t window, int64_t batch, int64_t contex
   a.rope_lo = s_->c.rope_lo;
   a.rope_hi = s_->c.rope_hi;
   a.scale = 1.f / std::sqrt(static_cast<float>(s_->c.head_dim));
-  return CudaStatus(
-      cuda::RunDecodeAttention(*plan, a, s_->decode_ws, s_->decode_ws_bytes, stream),
-      "decode attention");
+  return CudaStatus(cuda::RunDecodeAttention(*plan, a, s_->decode_ws, s_->decode_ws_bytes, stream),
+                    "decode attention");
 }
 
 // Grows a workspace that no captured graph uses (the stream is synchronised first).
@@ -237,9 +228,8 @@ absl::Status KernelsFacade::DecodeSelection(int64_t batch, int64_t max_spans, co
   a.rope_lo = s_->c.rope_lo;
   a.rope_hi = s_->c.rope_hi;
   a.scale = 1.f / std::sqrt(static_cast<float>(s_->c.head_dim));
-  return CudaStatus(
-      cuda::RunDecodeAttention(plan, a, s_->select_ws, s_->select_ws_bytes, stream),
-      "selection decode attention");
+  return CudaStatus(cuda::RunDecodeAttention(plan, a, s_->select_ws, s_->select_ws_bytes, stream),
+                    "selection decode attention");
 }
 
 absl::Status KernelsFacade::Prefill(int64_t num_seqs, int64_t num_rows, int64_t max_total_kv,

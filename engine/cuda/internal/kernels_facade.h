@@ -45,11 +45,12 @@ class KernelsFacade {
   // out[i] = table[ids[i]] (rows of `width` elements).
   absl::Status Gather(const int32_t* ids, int64_t n, const void* table, int64_t num_table_rows,
                       int64_t width, void* out, cudaStream_t stream);
-  // Rotates the q heads of `rows` rows (stride row_stride) at positions[i].
-  absl::Status RotateQ(void* q, int64_t rows, int64_t row_stride, const int32_t* positions,
-                       cudaStream_t stream);
+  // Appends n tokens' K and V (rows row_stride apart) to the pages; with q != nullptr also
+  // rotates the q heads of the first num_q_rows rows (same stride) at q_positions, fused.
   absl::Status KvAppend(const void* k, const void* v, int64_t row_stride, const int64_t* slots,
-                        int64_t n, const PagesView& pages, cudaStream_t stream);
+                        int64_t n, const PagesView& pages, cudaStream_t stream,
+                        void* q = nullptr, int64_t num_q_rows = 0,
+                        const int32_t* q_positions = nullptr);
   // Decode over `batch` sequences (rows of q, pre-rotated), context at most context_bucket keys.
   absl::Status Decode(int64_t window, int64_t batch, int64_t context_bucket, const void* q,
                       int64_t q_row_stride, void* out, const PagesView& pages,

@@ -1,9 +1,9 @@
-#include "kernels/cuda/activation/silu_mul.h"
-
 #include <algorithm>
 
+#include "kernels/cuda/activation/silu_mul.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dispatch.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/vec.cuh"
 
 namespace longview::cuda {
@@ -24,6 +24,7 @@ template <typename T, bool kVec>
 __global__ void __launch_bounds__(kThreads)
     SiluMulKernel(const T* gate, const T* up, T* out, int64_t n, int64_t gs, int64_t us,
                   int64_t os) {
+  detail::PdlWaitThenRelease();
   const int64_t row = blockIdx.y;
   const int64_t col = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if constexpr (kVec) {
@@ -35,7 +36,8 @@ __global__ void __launch_bounds__(kThreads)
     reinterpret_cast<uint4*>(out + row * os)[col] = Pack8<T>(g);
   } else {
     if (col >= n) return;
-    out[row * os + col] = FromFloat<T>(Silu(ToFloat(gate[row * gs + col])) * ToFloat(up[row * us + col]));
+    out[row * os + col] =
+        FromFloat<T>(Silu(ToFloat(gate[row * gs + col])) * ToFloat(up[row * us + col]));
   }
 }
 
@@ -47,8 +49,7 @@ cudaError_t Launch(const SiluMulArgs& a, cudaStream_t stream) {
   LV_CUDA_REQUIRE(gs >= a.n && us >= a.n && os >= a.n);
   if (a.num_rows == 0) return cudaSuccess;
   const bool vec = a.n % 8 == 0 && gs % 8 == 0 && us % 8 == 0 && os % 8 == 0 &&
-                   detail::Aligned16(a.gate) && detail::Aligned16(a.up) &&
-                   detail::Aligned16(a.out);
+                   detail::Aligned16(a.gate) && detail::Aligned16(a.up) && detail::Aligned16(a.out);
   const int64_t cols = vec ? a.n / 8 : a.n;
   const int64_t col_blocks = (cols + kThreads - 1) / kThreads;
   LV_CUDA_REQUIRE(col_blocks <= 0x7fffffff);
@@ -57,9 +58,11 @@ cudaError_t Launch(const SiluMulArgs& a, cudaStream_t stream) {
   const T* u = static_cast<const T*>(a.up);
   T* o = static_cast<T*>(a.out);
   if (vec) {
-    SiluMulKernel<T, true><<<grid, kThreads, 0, stream>>>(g, u, o, a.n, gs, us, os);
+    LV_CUDA_RETURN_IF_ERROR(detail::LaunchPdl(SiluMulKernel<T, true>, dim3(grid), dim3(kThreads), 0,
+                                              stream, g, u, o, a.n, gs, us, os));
   } else {
-    SiluMulKernel<T, false><<<grid, kThreads, 0, stream>>>(g, u, o, a.n, gs, us, os);
+    LV_CUDA_RETURN_IF_ERROR(detail::LaunchPdl(SiluMulKernel<T, false>, dim3(grid), dim3(kThreads),
+                                              0, stream, g, u, o, a.n, gs, us, os));
   }
   return cudaGetLastError();
 }

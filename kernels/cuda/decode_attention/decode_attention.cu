@@ -40,6 +40,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/dispatch.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/vec.cuh"
 
 namespace longview::cuda {
@@ -254,8 +255,10 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   const bool direct = p.num_partitions == 1;
   const int64_t head_row0 =
       static_cast<int64_t>(b) * p.num_q_heads + static_cast<int64_t>(kvh) * G + g0;
-  // Lets the combine kernel (a programmatic dependent launch) be scheduled now; it still waits
-  // for this grid's completion before reading anything. No-op without a dependent.
+  // This kernel is itself a programmatic dependent launch (pdl.cuh): nothing is read before the
+  // previous kernel (q's rotation) completed. Then it lets the combine kernel be scheduled; that
+  // one still waits for this grid's completion before reading anything.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
   // Dense: keys [part_begin, part_end) of the sequence. Selection: the row's virtual chunks
@@ -820,8 +823,8 @@ cudaError_t RunImpl(const DecodeAttentionPlan& plan, Params p, cudaStream_t stre
                       kChunk;
   const dim3 grid(static_cast<unsigned>(plan.num_partitions) * p.num_head_chunks,
                   static_cast<unsigned>(s.num_kv_heads), static_cast<unsigned>(s.batch_size));
-  DecodeAttentionKernel<T, D, kSelect><<<grid, kThreads, plan.smem_bytes, stream>>>(p);
-  LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  LV_CUDA_RETURN_IF_ERROR(detail::LaunchPdl(DecodeAttentionKernel<T, D, kSelect>, grid,
+                                            dim3(kThreads), plan.smem_bytes, stream, p));
   if (plan.num_partitions > 1) {
     // Programmatic dependent launch: the combine's blocks are launched while the main kernel
     // runs (it signals at its start) and wait in griddepcontrol.wait for its completion and

@@ -1,6 +1,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dispatch.h"
 #include "kernels/cuda/embedding/embedding.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/vec.cuh"
 
 namespace longview::cuda {
@@ -14,6 +15,7 @@ template <typename U>
 __global__ void __launch_bounds__(kThreads)
     EmbeddingKernel(const int32_t* __restrict__ ids, const U* __restrict__ table,
                     U* __restrict__ out, int64_t vocab_size, int64_t units) {
+  detail::PdlWaitThenRelease();
   const int64_t t = blockIdx.x;
   const int64_t id = ids[t];
   U* dst = out + t * units;
@@ -39,13 +41,15 @@ cudaError_t EmbeddingLookup(const EmbeddingArgs& a, cudaStream_t stream) {
     const dim3 grid(static_cast<unsigned>(a.num_tokens));
     const bool vec = a.hidden % 8 == 0 && detail::Aligned16(a.table) && detail::Aligned16(a.out);
     if (vec) {
-      EmbeddingKernel<uint4>
-          <<<grid, kThreads, 0, stream>>>(a.ids, static_cast<const uint4*>(a.table),
-                                          static_cast<uint4*>(a.out), a.vocab_size, a.hidden / 8);
+      LV_CUDA_RETURN_IF_ERROR(
+          detail::LaunchPdl(EmbeddingKernel<uint4>, dim3(grid), dim3(kThreads), 0, stream, a.ids,
+                            static_cast<const uint4*>(a.table), static_cast<uint4*>(a.out),
+                            a.vocab_size, a.hidden / 8));
     } else {
-      EmbeddingKernel<uint16_t>
-          <<<grid, kThreads, 0, stream>>>(a.ids, static_cast<const uint16_t*>(a.table),
-                                          static_cast<uint16_t*>(a.out), a.vocab_size, a.hidden);
+      LV_CUDA_RETURN_IF_ERROR(
+          detail::LaunchPdl(EmbeddingKernel<uint16_t>, dim3(grid), dim3(kThreads), 0, stream, a.ids,
+                            static_cast<const uint16_t*>(a.table), static_cast<uint16_t*>(a.out),
+                            a.vocab_size, a.hidden));
     }
     return cudaGetLastError();
   });

@@ -1,7 +1,8 @@
-#include "kernels/cuda/kv_append/paged_kv_append.h"
-
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dispatch.h"
+#include "kernels/cuda/kv_append/paged_kv_append.h"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/rope/rotate.cuh"
 #include "kernels/cuda/vec.cuh"
 
 namespace longview::cuda {
@@ -9,14 +10,34 @@ namespace {
 
 constexpr int kThreads = 128;
 
+// The fused q rotation (KvAppendArgs::q), or none when q == nullptr.
+struct QRotation {
+  void* q;
+  int num_heads;
+  int64_t row_stride;
+  int64_t num_rows;
+  const int32_t* positions;
+  const float* rope_lo;
+  const float* rope_hi;
+  int rope_hi_rows;
+};
+
 // One block per token; row_vecs = num_kv_heads * head_dim / 8 vectors of 16 bytes for K, then V;
 // source rows are k_stride_vecs / v_stride_vecs vectors apart.
-__global__ void __launch_bounds__(kThreads)
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 1)
     PagedKvAppendKernel(const uint4* __restrict__ k, const uint4* __restrict__ v,
                         const int64_t* __restrict__ slot_mapping, uint16_t* __restrict__ pages,
                         int64_t row_vecs, int64_t k_stride_vecs, int64_t v_stride_vecs,
-                        int page_size, int64_t page_stride, int64_t k_offset, int64_t v_offset) {
+                        int page_size, int64_t page_stride, int64_t k_offset, int64_t v_offset,
+                        QRotation rot) {
+  detail::PdlWaitThenRelease();
   const int64_t t = blockIdx.x;
+  if (rot.q != nullptr && t < rot.num_rows) {
+    detail::RotateRowHeads<T, D>(static_cast<T*>(rot.q) + t * rot.row_stride, rot.num_heads,
+                                 rot.positions[t], rot.rope_lo, rot.rope_hi, rot.rope_hi_rows,
+                                 threadIdx.x, kThreads);
+  }
   const int64_t slot = slot_mapping[t];
   if (slot < 0) return;
   const int64_t page = slot / page_size;
@@ -52,13 +73,31 @@ cudaError_t PagedKvAppend(const KvAppendArgs& a, cudaStream_t stream) {
                       a.v_offset + a.page_size * row <= a.page_stride);
       const int64_t k_stride = a.k_row_stride != 0 ? a.k_row_stride : row;
       const int64_t v_stride = a.v_row_stride != 0 ? a.v_row_stride : row;
-      LV_CUDA_REQUIRE(k_stride >= row && v_stride >= row && k_stride % 8 == 0 &&
-                      v_stride % 8 == 0);
+      LV_CUDA_REQUIRE(k_stride >= row && v_stride >= row && k_stride % 8 == 0 && v_stride % 8 == 0);
+      QRotation rot{.q = a.q,
+                    .num_heads = a.num_q_heads,
+                    .row_stride = a.q_row_stride != 0
+                                      ? a.q_row_stride
+                                      : static_cast<int64_t>(a.num_q_heads) * kHeadDim,
+                    .num_rows = a.num_q_rows,
+                    .positions = a.q_positions,
+                    .rope_lo = a.rope_lo,
+                    .rope_hi = a.rope_hi,
+                    .rope_hi_rows = a.rope_hi_rows};
+      if (a.q != nullptr) {
+        LV_CUDA_REQUIRE(a.num_q_heads >= 1 && a.num_q_rows >= 0 && a.num_q_rows <= a.num_tokens &&
+                        a.q_positions != nullptr && a.rope_lo != nullptr && a.rope_hi != nullptr &&
+                        a.rope_hi_rows >= 1 && detail::Aligned16(a.q) &&
+                        detail::Aligned16(a.rope_lo) && detail::Aligned16(a.rope_hi) &&
+                        rot.row_stride >= static_cast<int64_t>(a.num_q_heads) * kHeadDim &&
+                        rot.row_stride % 8 == 0);
+      }
       if (a.num_tokens == 0) return cudaSuccess;
-      PagedKvAppendKernel<<<static_cast<unsigned>(a.num_tokens), kThreads, 0, stream>>>(
-          static_cast<const uint4*>(a.k), static_cast<const uint4*>(a.v), a.slot_mapping,
-          static_cast<uint16_t*>(a.pages), row / 8, k_stride / 8, v_stride / 8, a.page_size,
-          a.page_stride, a.k_offset, a.v_offset);
+      LV_CUDA_RETURN_IF_ERROR(detail::LaunchPdl(
+          PagedKvAppendKernel<T, kHeadDim>, dim3(static_cast<unsigned>(a.num_tokens)),
+          dim3(kThreads), 0, stream, static_cast<const uint4*>(a.k), static_cast<const uint4*>(a.v),
+          a.slot_mapping, static_cast<uint16_t*>(a.pages), row / 8, k_stride / 8, v_stride / 8,
+          a.page_size, a.page_stride, a.k_offset, a.v_offset, rot));
       return cudaGetLastError();
     });
   });

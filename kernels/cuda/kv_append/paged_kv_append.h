@@ -42,6 +42,17 @@ struct KvAppendArgs {
   int64_t v_offset = 0;  // this layer's V inside a page, elements
   int64_t k_row_stride = 0;  // elements between tokens' K rows; 0 = num_kv_heads * head_dim
   int64_t v_row_stride = 0;  // elements between tokens' V rows; 0 = num_kv_heads * head_dim
+  // Optional, fused (a decode step's q rotation rides along, one kernel fewer per layer): the
+  // first num_q_rows tokens' q heads, at q + t * q_row_stride, are rotated in place at
+  // q_positions[t] exactly as RotateRows (rope/rope.h) does, bit for bit. q == nullptr: none.
+  void* q = nullptr;
+  int num_q_heads = 0;
+  int64_t q_row_stride = 0;  // 0 = num_q_heads * head_dim
+  int64_t num_q_rows = 0;    // <= num_tokens
+  const int32_t* q_positions = nullptr;
+  const float* rope_lo = nullptr;
+  const float* rope_hi = nullptr;
+  int rope_hi_rows = 0;
 };
 
 // REQUIRES: pointers 16-byte aligned, page_stride / k_offset / v_offset multiples of 8 elements,

@@ -1,7 +1,7 @@
-#include "kernels/cuda/norm/rmsnorm.h"
-
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dispatch.h"
+#include "kernels/cuda/norm/rmsnorm.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/vec.cuh"
 
 namespace longview::cuda {
@@ -31,6 +31,7 @@ __global__ void __launch_bounds__(kThreads)
     FusedAddRmsNormKernel(const T* __restrict__ x, T* __restrict__ residual,
                           const T* __restrict__ weight, T* __restrict__ out, int64_t hidden,
                           float eps) {
+  detail::PdlWaitThenRelease();
   __shared__ float scratch[kThreads / 32];
   const int64_t row = blockIdx.x;
   T* r = residual + row * hidden;
@@ -92,9 +93,13 @@ cudaError_t Launch(const RmsNormArgs& a, cudaStream_t stream) {
   T* out = static_cast<T*>(a.out);
   const dim3 grid(static_cast<unsigned>(a.num_rows));
   if (vec) {
-    FusedAddRmsNormKernel<T, true><<<grid, kThreads, 0, stream>>>(x, res, w, out, a.hidden, a.eps);
+    LV_CUDA_RETURN_IF_ERROR(detail::LaunchPdl(FusedAddRmsNormKernel<T, true>, dim3(grid),
+                                              dim3(kThreads), 0, stream, x, res, w, out, a.hidden,
+                                              a.eps));
   } else {
-    FusedAddRmsNormKernel<T, false><<<grid, kThreads, 0, stream>>>(x, res, w, out, a.hidden, a.eps);
+    LV_CUDA_RETURN_IF_ERROR(detail::LaunchPdl(FusedAddRmsNormKernel<T, false>, dim3(grid),
+                                              dim3(kThreads), 0, stream, x, res, w, out, a.hidden,
+                                              a.eps));
   }
   return cudaGetLastError();
 }
