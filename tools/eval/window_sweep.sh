@@ -27,5 +27,5 @@ for c in "${configs[@]}"; do
   if (( ++i % LANES == 0 )); then wait; fi
 done
 wait
-"$PY" tools/eval/window_report.py "$OUT"/dense "$OUT"/sw* >"$OUT/report.md"
+"$PY" tools/eval/window_report.py "$OUT"/dense "$OUT"/sw{256,512,1024}_s{0,4} >"$OUT/report.md"
 echo "report: $OUT/report.md"
