@@ -11,6 +11,7 @@
 #include "engine/generator.h"
 #include "engine/safetensors.h"
 #include "gtest/gtest.h"
+#include "tests/support/golden.h"
 #include "kvcache/block_pool.h"
 #include "nlohmann/json.hpp"
 #include "tests/engine/test_checkpoint.h"
@@ -20,43 +21,8 @@ namespace {
 
 const std::string kGoldenDir = std::string(LONGVIEW_TEST_DATA_DIR) + "/golden";
 
-struct GoldenPrompt {
-  std::string text;
-  std::vector<int32_t> ids;
-  std::vector<float> logits;  // [T, vocab]
-  std::vector<int32_t> greedy;
-};
-
-std::vector<int32_t> ToIds(const TensorView& t) {
-  std::vector<int32_t> out(t.NumElements());
-  for (int64_t i = 0; i < t.NumElements(); ++i) {
-    int64_t v;
-    std::memcpy(&v, t.data + i * sizeof(int64_t), sizeof(v));
-    out[i] = static_cast<int32_t>(v);
-  }
-  return out;
-}
-
 std::vector<GoldenPrompt> ReadGolden(const std::string& model) {
-  const std::string dir = kGoldenDir + "/" + model;
-  auto st = SafetensorsArchive::OpenFile(dir + "/golden.safetensors");
-  EXPECT_TRUE(st.ok()) << st.status();
-  if (!st.ok()) return {};
-  std::ifstream jf(dir + "/golden.json");
-  nlohmann::json meta = nlohmann::json::parse(jf);
-  std::vector<GoldenPrompt> out;
-  for (size_t i = 0; i < meta["prompts"].size(); ++i) {
-    GoldenPrompt g;
-    g.text = meta["prompts"][i]["prompt"];
-    const std::string p = "p" + std::to_string(i) + ".";
-    g.ids = ToIds(*(*st)->Find(p + "input_ids"));
-    g.greedy = ToIds(*(*st)->Find(p + "greedy"));
-    const TensorView* lt = (*st)->Find(p + "logits");
-    g.logits.resize(lt->NumElements());
-    EXPECT_TRUE(lt->ToFloat32(g.logits.data()).ok());
-    out.push_back(std::move(g));
-  }
-  return out;
+  return longview::ReadGolden(kGoldenDir + "/" + model);
 }
 
 // All-position logits of `ids` run through the model in chunks of `chunk` tokens.

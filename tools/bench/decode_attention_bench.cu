@@ -27,19 +27,19 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
+#include "tools/bench/cuda_timing.h"
 
 namespace {
 
 using namespace longview;
 
-#define BENCH_CHECK(expr)                                                          \
-  do {                                                                             \
-    const cudaError_t e_ = (expr);                                                 \
-    if (e_ != cudaSuccess) {                                                       \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,            \
-                   cudaGetErrorString(e_));                                        \
-      return 1;                                                                    \
-    }                                                                              \
+#define BENCH_CHECK(expr)                                                                        \
+  do {                                                                                           \
+    const cudaError_t e_ = (expr);                                                               \
+    if (e_ != cudaSuccess) {                                                                     \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+      return 1;                                                                                  \
+    }                                                                                            \
   } while (0)
 
 // Fills n bf16 values with pseudo-random values in [-2, 2) (a hash of the index and seed) on the
@@ -69,8 +69,7 @@ constexpr int kHq = 32, kHkv = 8, kD = 128, kPage = 16, kRotations = 4;
 constexpr int kSinks = 4, kWindow = 4096;
 
 // Selection mode (StreamingLLM) when `selection`; else dense over all kv_len keys.
-int RunShape(int batch, int kv_len, bool selection, int iters, int warmup,
-             int partition_tokens) {
+int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int partition_tokens) {
   std::mt19937 rng(1234 + batch + kv_len);
   const int blocks_per_seq = (kv_len + kPage - 1) / kPage;
   const int64_t row = int64_t{kHkv} * kD;
@@ -120,9 +119,12 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup,
       cpu::InvFrequencies(cpu::RopeParams{.head_dim = kD, .theta = 500000.0});
   const cuda::RopeTablesHost tables = cuda::BuildRopeTables(inv_freq, max_position);
 
-  cuda::DecodeAttentionShape shape{.dtype = cuda::DType::kBF16, .head_dim = kD,
-                                   .num_q_heads = kHq, .num_kv_heads = kHkv,
-                                   .batch_size = batch, .page_size = kPage,
+  cuda::DecodeAttentionShape shape{.dtype = cuda::DType::kBF16,
+                                   .head_dim = kD,
+                                   .num_q_heads = kHq,
+                                   .num_kv_heads = kHkv,
+                                   .batch_size = batch,
+                                   .page_size = kPage,
                                    .max_kv_len = selection ? 0 : kv_len,
                                    .max_position = max_position,
                                    .rope_hi_rows = tables.num_hi_rows,
@@ -131,8 +133,7 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup,
   cuda::DecodeAttentionPlan plan;
   BENCH_CHECK(cuda::PlanDecodeAttention(shape, &plan));
 
-  void *pages, *q, *out, *bt, *dlens, *lo, *hi, *dspans = nullptr, *doffs = nullptr,
-                                                   *ws = nullptr;
+  void *pages, *q, *out, *bt, *dlens, *lo, *hi, *dspans = nullptr, *doffs = nullptr, *ws = nullptr;
   BENCH_CHECK(cudaMalloc(&pages, num_pages * page_elems * 2));
   BENCH_CHECK(cudaMalloc(&q, q_elems * 2 * kRotations));
   BENCH_CHECK(cudaMalloc(&out, q_elems * 2 * kRotations));
@@ -145,53 +146,47 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup,
     BENCH_CHECK(cudaMalloc(&doffs, span_offsets.size() * 4));
     BENCH_CHECK(cudaMemcpy(dspans, spans.data(), spans.size() * sizeof(cpu::KvSpan),
                            cudaMemcpyHostToDevice));
-    BENCH_CHECK(cudaMemcpy(doffs, span_offsets.data(), span_offsets.size() * 4,
-                           cudaMemcpyHostToDevice));
+    BENCH_CHECK(
+        cudaMemcpy(doffs, span_offsets.data(), span_offsets.size() * 4, cudaMemcpyHostToDevice));
   }
   if (plan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&ws, plan.workspace_bytes));
   if (FillRandomBf16(static_cast<uint16_t*>(pages), num_pages * page_elems, 7u) != 0) return 1;
   if (FillRandomBf16(static_cast<uint16_t*>(q), q_elems * kRotations, 11u) != 0) return 1;
-  BENCH_CHECK(
-      cudaMemcpy(bt, block_tables.data(), block_tables.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(bt, block_tables.data(), block_tables.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(dlens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(lo, tables.lo.data(), tables.lo.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(hi, tables.hi.data(), tables.hi.size() * 4, cudaMemcpyHostToDevice));
 
   auto args_for = [&](int r) {
-    return cuda::DecodeAttentionArgs{
-        .q = static_cast<uint16_t*>(q) + r * q_elems,
-        .out = static_cast<uint16_t*>(out) + r * q_elems,
-        .pages = pages, .page_stride = page_elems, .k_offset = 0, .v_offset = kPage * row,
-        .block_tables = static_cast<int32_t*>(bt), .block_table_stride = blocks_per_seq,
-        .kv_lens = static_cast<int32_t*>(dlens), .pos_start = nullptr,
-        .spans = static_cast<const cuda::DecodeKvSpan*>(dspans),
-        .span_offsets = static_cast<const int32_t*>(doffs),
-        .rope_lo = static_cast<float*>(lo), .rope_hi = static_cast<float*>(hi),
-        .scale = 1.0f / std::sqrt(static_cast<float>(kD))};
+    return cuda::DecodeAttentionArgs{.q = static_cast<uint16_t*>(q) + r * q_elems,
+                                     .out = static_cast<uint16_t*>(out) + r * q_elems,
+                                     .pages = pages,
+                                     .page_stride = page_elems,
+                                     .k_offset = 0,
+                                     .v_offset = kPage * row,
+                                     .block_tables = static_cast<int32_t*>(bt),
+                                     .block_table_stride = blocks_per_seq,
+                                     .kv_lens = static_cast<int32_t*>(dlens),
+                                     .pos_start = nullptr,
+                                     .spans = static_cast<const cuda::DecodeKvSpan*>(dspans),
+                                     .span_offsets = static_cast<const int32_t*>(doffs),
+                                     .rope_lo = static_cast<float*>(lo),
+                                     .rope_hi = static_cast<float*>(hi),
+                                     .scale = 1.0f / std::sqrt(static_cast<float>(kD))};
   };
   cudaStream_t stream;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  for (int i = 0; i < warmup; ++i) {
-    BENCH_CHECK(cuda::RunDecodeAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
-                                         stream));
-  }
-  BENCH_CHECK(cudaStreamSynchronize(stream));
-  cudaEvent_t start, stop;
-  BENCH_CHECK(cudaEventCreate(&start));
-  BENCH_CHECK(cudaEventCreate(&stop));
-  std::vector<float> ms(iters);
-  for (int i = 0; i < iters; ++i) {
-    BENCH_CHECK(cudaEventRecord(start, stream));
-    BENCH_CHECK(cuda::RunDecodeAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
-                                         stream));
-    BENCH_CHECK(cudaEventRecord(stop, stream));
-    BENCH_CHECK(cudaEventSynchronize(stop));
-    BENCH_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
-  }
-  BENCH_CHECK(cudaGetLastError());
+  std::vector<float> ms;
+  BENCH_CHECK(bench::TimeLaunches(
+      [&](int i) {
+        return cuda::RunDecodeAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
+                                        stream);
+      },
+      warmup, iters, stream, &ms));
   // A NaN anywhere in the last output means the timing measured a broken kernel.
   std::vector<uint16_t> host_out(q_elems);
-  BENCH_CHECK(cudaMemcpy(host_out.data(), static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems,
+  BENCH_CHECK(cudaMemcpy(host_out.data(),
+                         static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems,
                          q_elems * 2, cudaMemcpyDeviceToHost));
   int64_t nan_count = 0;
   for (uint16_t b : host_out) nan_count += (b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0;
@@ -210,8 +205,6 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup,
       plan.num_partitions, plan.partition_tokens, plan.partition_spans, iters,
       static_cast<long long>(nan_count));
   std::fflush(stdout);
-  BENCH_CHECK(cudaEventDestroy(start));
-  BENCH_CHECK(cudaEventDestroy(stop));
   BENCH_CHECK(cudaStreamDestroy(stream));
   for (void* p : {pages, q, out, bt, dlens, lo, hi, dspans, doffs, ws}) {
     if (p != nullptr) BENCH_CHECK(cudaFree(p));

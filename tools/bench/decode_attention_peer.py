@@ -15,6 +15,8 @@ import json
 import torch
 import torch.nn.functional as F
 
+from peer_timing import time_cuda
+
 HQ, HKV, D, ROTATIONS = 32, 8, 128, 4
 
 
@@ -29,20 +31,7 @@ def run(batch, kv_len, iters, warmup):
         return F.scaled_dot_product_attention(qs[i % ROTATIONS], k, v, is_causal=False,
                                               enable_gqa=True)
 
-    for i in range(warmup):
-        step(i)
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    stop = torch.cuda.Event(enable_timing=True)
-    times = []
-    out = None
-    for i in range(iters):
-        start.record()
-        out = step(i)
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
+    times, out = time_cuda(step, iters, warmup)
     median = times[iters // 2]
     kv_bytes = batch * kv_len * HKV * D * 2 * 2
     print(json.dumps({

@@ -23,6 +23,7 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/prefill_attention/prefill_attention.h"
+#include "tools/bench/cuda_timing.h"
 
 namespace {
 
@@ -136,24 +137,13 @@ int RunShape(int T, int window, int sinks, int iters, int warmup) {
   };
   cudaStream_t stream;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  for (int i = 0; i < warmup; ++i) {
-    BENCH_CHECK(cuda::RunPrefillAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
-                                          stream));
-  }
-  BENCH_CHECK(cudaStreamSynchronize(stream));
-  cudaEvent_t start, stop;
-  BENCH_CHECK(cudaEventCreate(&start));
-  BENCH_CHECK(cudaEventCreate(&stop));
-  std::vector<float> ms(iters);
-  for (int i = 0; i < iters; ++i) {
-    BENCH_CHECK(cudaEventRecord(start, stream));
-    BENCH_CHECK(cuda::RunPrefillAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
-                                          stream));
-    BENCH_CHECK(cudaEventRecord(stop, stream));
-    BENCH_CHECK(cudaEventSynchronize(stop));
-    BENCH_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
-  }
-  BENCH_CHECK(cudaGetLastError());
+  std::vector<float> ms;
+  BENCH_CHECK(bench::TimeLaunches(
+      [&](int i) {
+        return cuda::RunPrefillAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
+                                         stream);
+      },
+      warmup, iters, stream, &ms));
   std::vector<uint16_t> host_out(q_elems);
   BENCH_CHECK(cudaMemcpy(host_out.data(),
                          static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems,
@@ -173,8 +163,6 @@ int RunShape(int T, int window, int sinks, int iters, int warmup) {
       ms[0], flops / (median_ms * 1e-3) / 1e12, iters, static_cast<long long>(nan_count),
       plan.kernel == 1 ? "wgmma" : "mma_sync");
   std::fflush(stdout);
-  BENCH_CHECK(cudaEventDestroy(start));
-  BENCH_CHECK(cudaEventDestroy(stop));
   BENCH_CHECK(cudaStreamDestroy(stream));
   for (void* p : {pages, q, out, bt, dqs, dkv, lo, hi, ws}) BENCH_CHECK(cudaFree(p));
   return nan_count == 0 ? 0 : 2;

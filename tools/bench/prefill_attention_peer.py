@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+from peer_timing import time_cuda
+
 HQ, HKV, D, ROTATIONS = 32, 8, 128, 2
 
 _flex = torch.compile(flex_attention)
@@ -58,20 +60,7 @@ def run(T, window, sinks, iters, warmup):
         def step(i):
             return _flex(qs[i % ROTATIONS], k, v, block_mask=block_mask, enable_gqa=True)
 
-    for i in range(max(warmup, 1)):
-        step(i)
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    stop = torch.cuda.Event(enable_timing=True)
-    times = []
-    out = None
-    for i in range(iters):
-        start.record()
-        out = step(i)
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
+    times, out = time_cuda(step, iters, warmup)
     median = times[iters // 2]
     flops = 4.0 * D * HQ * attended_pairs(T, window, sinks)
     print(json.dumps({

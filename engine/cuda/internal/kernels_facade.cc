@@ -38,20 +38,40 @@ struct KernelsFacade::State {
   cuda::SamplingPlan sampling_plan;
   void* sampling_ws = nullptr;
 
+  cuda::DecodeAttentionShape DecodeShape(int64_t batch, int64_t context, int64_t window) const {
+    return cuda::DecodeAttentionShape{.dtype = c.dtype,
+                                      .head_dim = c.head_dim,
+                                      .num_q_heads = c.num_q_heads,
+                                      .num_kv_heads = c.num_kv_heads,
+                                      .batch_size = static_cast<int>(batch),
+                                      .page_size = c.page_size,
+                                      .max_kv_len = static_cast<int>(context),
+                                      .max_position = c.max_position,
+                                      .window = static_cast<int>(window),
+                                      .rope_hi_rows = c.rope_hi_rows};
+  }
+  // The fields every attention kernel's arguments share (q, out, pages, RoPE tables, scale).
+  template <typename Args>
+  Args AttentionArgs(const void* q, int64_t q_row_stride, void* out, const PagesView& p) const {
+    Args a{};
+    a.q = q;
+    a.q_row_stride = q_row_stride;
+    a.out = out;
+    a.pages = p.pages;
+    a.page_stride = p.page_stride;
+    a.k_offset = p.k_offset;
+    a.v_offset = p.v_offset;
+    a.rope_lo = c.rope_lo;
+    a.rope_hi = c.rope_hi;
+    a.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+    return a;
+  }
+
   absl::StatusOr<const cuda::DecodeAttentionPlan*> DecodePlan(int64_t window, int64_t batch,
                                                               int64_t context) {
     const auto key = std::make_tuple(window, batch, context);
     if (auto it = decode_plans.find(key); it != decode_plans.end()) return &it->second;
-    cuda::DecodeAttentionShape s{.dtype = c.dtype,
-                                 .head_dim = c.head_dim,
-                                 .num_q_heads = c.num_q_heads,
-                                 .num_kv_heads = c.num_kv_heads,
-                                 .batch_size = static_cast<int>(batch),
-                                 .page_size = c.page_size,
-                                 .max_kv_len = static_cast<int>(context),
-                                 .max_position = c.max_position,
-                                 .window = static_cast<int>(window),
-                                 .rope_hi_rows = c.rope_hi_rows};
+    const cuda::DecodeAttentionShape s = DecodeShape(batch, context, window);
     cuda::DecodeAttentionPlan plan;
     RETURN_IF_ERROR(CudaStatus(cuda::PlanDecodeAttention(s, &plan), "decode attention plan"));
     if (plan.workspace_bytes > decode_ws_bytes) {
@@ -81,16 +101,7 @@ absl::StatusOr<std::unique_ptr<KernelsFacade>> KernelsFacade::Create(const Confi
   for (int64_t b = 1; b <= NextPow2(c.max_rows); b <<= 1) {
     for (int64_t t = 256; t <= NextPow2(c.max_model_len); t <<= 1) {
       for (int64_t w : c.windows) {
-        cuda::DecodeAttentionShape shape{.dtype = c.dtype,
-                                         .head_dim = c.head_dim,
-                                         .num_q_heads = c.num_q_heads,
-                                         .num_kv_heads = c.num_kv_heads,
-                                         .batch_size = static_cast<int>(b),
-                                         .page_size = c.page_size,
-                                         .max_kv_len = static_cast<int>(t),
-                                         .max_position = c.max_position,
-                                         .window = static_cast<int>(w),
-                                         .rope_hi_rows = c.rope_hi_rows};
+        const cuda::DecodeAttentionShape shape = s->DecodeShape(b, t, w);
         cuda::DecodeAttentionPlan plan;
         RETURN_IF_ERROR(
             CudaStatus(cuda::PlanDecodeAttention(shape, &plan), "decode attention plan"));
@@ -165,20 +176,10 @@ absl::Status KernelsFacade::Decode(int64_t window, int64_t batch, int64_t contex
                                    cudaStream_t stream) {
   ASSIGN_OR_RETURN(const cuda::DecodeAttentionPlan* plan,
                    s_->DecodePlan(window, batch, context_bucket));
-  cuda::DecodeAttentionArgs a{};
-  a.q = q;
-  a.q_row_stride = q_row_stride;
-  a.out = out;
-  a.pages = p.pages;
-  a.page_stride = p.page_stride;
-  a.k_offset = p.k_offset;
-  a.v_offset = p.v_offset;
+  auto a = s_->AttentionArgs<cuda::DecodeAttentionArgs>(q, q_row_stride, out, p);
   a.block_tables = block_tables;
   a.block_table_stride = static_cast<int>(table_stride);
   a.kv_lens = kv_lens;
-  a.rope_lo = s_->c.rope_lo;
-  a.rope_hi = s_->c.rope_hi;
-  a.scale = 1.f / std::sqrt(static_cast<float>(s_->c.head_dim));
   return CudaStatus(cuda::RunDecodeAttention(*plan, a, s_->decode_ws, s_->decode_ws_bytes, stream),
                     "decode attention");
 }
@@ -200,34 +201,15 @@ absl::Status KernelsFacade::DecodeSelection(int64_t batch, int64_t max_spans, co
                                             int64_t q_row_stride, void* out, const PagesView& p,
                                             const cuda::DecodeKvSpan* spans,
                                             const int32_t* span_offsets, cudaStream_t stream) {
-  cuda::DecodeAttentionShape shape{.dtype = s_->c.dtype,
-                                   .head_dim = s_->c.head_dim,
-                                   .num_q_heads = s_->c.num_q_heads,
-                                   .num_kv_heads = s_->c.num_kv_heads,
-                                   .batch_size = static_cast<int>(batch),
-                                   .page_size = s_->c.page_size,
-                                   .max_kv_len = 0,
-                                   .max_position = s_->c.max_position,
-                                   .window = 0,
-                                   .rope_hi_rows = s_->c.rope_hi_rows};
+  cuda::DecodeAttentionShape shape = s_->DecodeShape(batch, /*context=*/0, /*window=*/0);
   shape.max_spans = static_cast<int>(std::max<int64_t>(max_spans, 1));
   cuda::DecodeAttentionPlan plan;
   RETURN_IF_ERROR(CudaStatus(cuda::PlanDecodeAttention(shape, &plan), "selection decode plan"));
   RETURN_IF_ERROR(Grow(&s_->select_ws, &s_->select_ws_bytes, plan.workspace_bytes, stream,
                        "selection decode workspace"));
-  cuda::DecodeAttentionArgs a{};
-  a.q = q;
-  a.q_row_stride = q_row_stride;
-  a.out = out;
-  a.pages = p.pages;
-  a.page_stride = p.page_stride;
-  a.k_offset = p.k_offset;
-  a.v_offset = p.v_offset;
+  auto a = s_->AttentionArgs<cuda::DecodeAttentionArgs>(q, q_row_stride, out, p);
   a.spans = spans;
   a.span_offsets = span_offsets;
-  a.rope_lo = s_->c.rope_lo;
-  a.rope_hi = s_->c.rope_hi;
-  a.scale = 1.f / std::sqrt(static_cast<float>(s_->c.head_dim));
   return CudaStatus(cuda::RunDecodeAttention(plan, a, s_->select_ws, s_->select_ws_bytes, stream),
                     "selection decode attention");
 }
@@ -252,23 +234,13 @@ absl::Status KernelsFacade::Prefill(int64_t num_seqs, int64_t num_rows, int64_t 
   // Prefill steps are never captured: growing here is safe.
   RETURN_IF_ERROR(Grow(&s_->prefill_ws, &s_->prefill_ws_bytes, plan.workspace_bytes, stream,
                        "prefill workspace"));
-  cuda::PrefillAttentionArgs a{};
-  a.q = q;
-  a.q_row_stride = q_row_stride;
-  a.out = out;
-  a.pages = p.pages;
-  a.page_stride = p.page_stride;
-  a.k_offset = p.k_offset;
-  a.v_offset = p.v_offset;
+  auto a = s_->AttentionArgs<cuda::PrefillAttentionArgs>(q, q_row_stride, out, p);
   a.block_tables = block_tables;
   a.block_table_stride = static_cast<int>(table_stride);
   a.q_start = q_start;
   a.kv_lens = kv_lens;
   a.window = windows;
   a.sinks = sinks;
-  a.rope_lo = s_->c.rope_lo;
-  a.rope_hi = s_->c.rope_hi;
-  a.scale = 1.f / std::sqrt(static_cast<float>(s_->c.head_dim));
   return CudaStatus(
       cuda::RunPrefillAttention(plan, a, s_->prefill_ws, s_->prefill_ws_bytes, stream),
       "prefill attention");

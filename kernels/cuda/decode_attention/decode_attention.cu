@@ -132,20 +132,13 @@ cudaError_t RunImpl(const DecodeAttentionPlan& plan, Params p, cudaStream_t stre
   LV_CUDA_RETURN_IF_ERROR(detail::LaunchPdl(DecodeAttentionKernel<T, D, kSelect>, grid,
                                             dim3(kThreads), plan.smem_bytes, stream, p));
   if (plan.num_partitions > 1) {
-    // Programmatic dependent launch: the combine's blocks are launched while the main kernel
-    // runs (it signals at its start) and wait in griddepcontrol.wait for its completion and
-    // memory, which hides the launch gap between the two (~µs at B = 1). Graph-capturable.
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(s.num_q_heads), static_cast<unsigned>(s.batch_size));
-    cfg.blockDim = dim3(D);
-    cfg.dynamicSmemBytes = 0;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    LV_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, DecodeCombineKernel<T, D, kSelect>, p));
+    // Programmatic dependent launch (pdl.cuh): the combine's blocks are launched while the main
+    // kernel runs and wait for its completion and memory, which hides the launch gap between the
+    // two (~µs at B = 1). Graph-capturable.
+    LV_CUDA_RETURN_IF_ERROR(detail::LaunchPdl(
+        DecodeCombineKernel<T, D, kSelect>,
+        dim3(static_cast<unsigned>(s.num_q_heads), static_cast<unsigned>(s.batch_size)), dim3(D),
+        0, stream, p));
   }
   return cudaSuccess;
 }

@@ -23,6 +23,7 @@
 #include "kvcache/block_table.h"
 #include "scheduler/engine_loop.h"
 #include "tests/gpu/model/greedy_compare.h"
+#include "tests/support/golden.h"
 
 namespace longview {
 namespace {
@@ -33,42 +34,6 @@ std::string Env(const char* name, const std::string& fallback) {
 }
 const std::string kData = Env("LV_TEST_DATA", LONGVIEW_TEST_DATA_DIR);
 const std::string kModels = Env("LV_MODELS_DIR", LONGVIEW_MODELS_DIR);
-
-struct Golden {
-  std::vector<int32_t> ids;
-  std::vector<float> logits;  // [T][vocab]
-  std::vector<int32_t> greedy;
-};
-
-std::vector<int32_t> Ids(const TensorView& t) {
-  std::vector<int32_t> out(t.NumElements());
-  for (int64_t i = 0; i < t.NumElements(); ++i) {
-    int64_t v;
-    std::memcpy(&v, t.data + i * sizeof(int64_t), sizeof(v));
-    out[i] = static_cast<int32_t>(v);
-  }
-  return out;
-}
-
-std::vector<Golden> ReadGolden(const std::string& dir) {
-  auto st = SafetensorsArchive::OpenFile(dir + "/golden.safetensors");
-  EXPECT_TRUE(st.ok()) << st.status();
-  if (!st.ok()) return {};
-  std::vector<Golden> out;
-  for (int i = 0;; ++i) {
-    const std::string p = "p" + std::to_string(i) + ".";
-    const TensorView* ids = (*st)->Find(p + "input_ids");
-    if (ids == nullptr) break;
-    Golden g;
-    g.ids = Ids(*ids);
-    g.greedy = Ids(*(*st)->Find(p + "greedy"));
-    const TensorView* lt = (*st)->Find(p + "logits");
-    g.logits.resize(lt->NumElements());
-    EXPECT_TRUE(lt->ToFloat32(g.logits.data()).ok());
-    out.push_back(std::move(g));
-  }
-  return out;
-}
 
 // A sequence driven step by step through a runner: its own pages from a private pool.
 class Driver {
@@ -155,7 +120,7 @@ TEST(CudaModelGpu, GoldenLogitsEveryPosition) {
     const std::string dir = kData + "/golden_gpu/" + name;
     auto lm = LoadedModel::Load(dir);
     ASSERT_TRUE(lm.ok()) << lm.status();
-    const std::vector<Golden> golden = ReadGolden(dir);
+    const std::vector<GoldenPrompt> golden = ReadGolden(dir);
     ASSERT_FALSE(golden.empty());
     const int64_t vocab = (*lm)->config.vocab_size;
     for (bool fp16 : {false, true}) {
@@ -165,7 +130,7 @@ TEST(CudaModelGpu, GoldenLogitsEveryPosition) {
         ASSERT_TRUE(runner.ok()) << runner.status();
         double worst_golden = 0, worst_cpu = 0;
         int64_t rows = 0, argmax_mismatch = 0;
-        for (const Golden& g : golden) {
+        for (const GoldenPrompt& g : golden) {
           const int64_t T = static_cast<int64_t>(g.ids.size());
           // CPU engine, all positions.
           BlockTable cpu_table(ps);
