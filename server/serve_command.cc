@@ -54,6 +54,8 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/ routes");
   s->add_option("--device", a->device, "auto | cpu | cuda (auto: cuda where a GPU is present)")
       ->capture_default_str();
+  s->add_option("--dtype", a->dtype, "CUDA: bf16 | fp16 (weights, activations, KV pages)")
+      ->capture_default_str();
   s->add_option("--gpu-memory-utilization", a->gpu_memory_utilization,
                 "CUDA: share of the GPU's memory for weights, activations and KV pages")
       ->capture_default_str();
@@ -80,6 +82,9 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
 }
 
 int RunServe(const ServeArgs& a) {
+  if (a.dtype != "bf16" && a.dtype != "fp16") {
+    return Fail("--dtype must be bf16 or fp16, got '" + a.dtype + "'");
+  }
   if (a.device != "auto" && a.device != "cpu" && a.device != "cuda") {
     return Fail("--device must be auto, cpu or cuda, got '" + a.device + "'");
   }
@@ -111,7 +116,8 @@ int RunServe(const ServeArgs& a) {
                            .num_kv_pages = a.num_kv_pages,
                            .gpu_memory_utilization = a.gpu_memory_utilization,
                            .max_num_batched_tokens = a.max_num_batched_tokens,
-                           .max_num_seqs = a.max_num_seqs});
+                           .max_num_seqs = a.max_num_seqs,
+                           .fp16 = a.dtype == "fp16"});
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
   std::cerr << "longview: device " << backend->device << ", " << backend->num_kv_pages
             << " KV pages of " << a.page_size << " tokens\n";

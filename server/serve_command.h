@@ -26,6 +26,7 @@ struct ServeArgs {
   std::string api_key;
   std::string device = "auto";
   double gpu_memory_utilization = 0.9;
+  std::string dtype = "bf16";  // CUDA: bf16 | fp16
   std::string served_model_name;  // default: the model folder's name
   int64_t max_num_seqs = 256;
   int64_t max_num_batched_tokens = 2048;

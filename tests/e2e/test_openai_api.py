@@ -160,10 +160,16 @@ def test_streaming_is_token_by_token_and_matches_non_streaming(client):
             if c.finish_reason:
                 finish = c.finish_reason
     assert "".join(pieces) == full.choices[0].text
-    assert len(pieces) >= 8, pieces  # one chunk per token or so, not one blob
+    # Streamed incrementally, not as one blob at the end. How many chunks depends on timing:
+    # tokens that pile up while the server's writer is busy go out in one chunk (vLLM's output
+    # collector merges the same way), so under load 16 tokens may take fewer than 16 chunks.
+    assert len(pieces) >= 2, pieces
     assert finish == "length"
     assert usage is not None and usage.completion_tokens == 16
 
+    chat_full = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Stream please"}], max_tokens=8,
+        temperature=0, extra_body={"ignore_eos": True})
     chat = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Stream please"}], max_tokens=8,
         temperature=0, stream=True, stream_options={"include_usage": True},
@@ -178,8 +184,10 @@ def test_streaming_is_token_by_token_and_matches_non_streaming(client):
                 roles.append(c.delta.role)
             if c.delta.content:
                 content.append(c.delta.content)
+    # The chat stream's shape: one role delta, content equal to the non-streamed answer (its
+    # chunking depends on timing, as above), usage at the end.
     assert roles == ["assistant"]
-    assert len(content) >= 4
+    assert "".join(content) == chat_full.choices[0].message.content
     assert usage.completion_tokens == 8
 
 

@@ -161,5 +161,16 @@ TEST_F(CliTest, PromptBeyondContextIsAClearError) {
   EXPECT_NE(r.err.find("exceeds the model's context"), std::string::npos) << r.err;
 }
 
+TEST_F(CliTest, ServeRefusesUnknownDeviceAndDtype) {
+  for (const auto& [flags, field] :
+       {std::pair<std::string, std::string>{"--device tpu", "--device"},
+        std::pair<std::string, std::string>{"--dtype fp8", "--dtype"}}) {
+    RunResult r = RunCli("serve --model " + Quote(kGolden + "/llama") + " --port 0 " + flags,
+                         (dir_ / "stderr.txt").string());
+    EXPECT_NE(r.exit_code, 0) << flags;
+    EXPECT_NE(r.err.find(field), std::string::npos) << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace longview

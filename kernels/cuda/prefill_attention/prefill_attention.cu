@@ -1,5 +1,6 @@
 // Paged prefill attention: prepare (bounds, prefix sums), gather + rotate keys, tensor-core
-// attention. See prefill_attention.h, NOTES.md and internal/attention_kernel.cuh.
+// attention; selection mode: span scan, prepare, span gather, mma.sync attention masked by
+// position. See prefill_attention.h, NOTES.md, internal/attention_kernel.cuh, selection.cuh.
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include "kernels/cuda/dispatch.h"
 #include "kernels/cuda/prefill_attention/internal/attention_kernel.cuh"
 #include "kernels/cuda/prefill_attention/internal/common.cuh"
+#include "kernels/cuda/prefill_attention/internal/selection.cuh"
 #include "kernels/cuda/prefill_attention/internal/wgmma_kernel.cuh"
 #include "kernels/cuda/prefill_attention/prefill_attention.h"
 #include "kernels/cuda/vec.cuh"
@@ -217,6 +219,48 @@ bool UseWgmma(const PrefillAttentionShape& s, int device, int optin) {
              65535;
 }
 
+// Selection mode's metadata after the SeqInfo array: byte offsets of tile_base, span_row_keys,
+// head_base, head_keys, span_key_start, key_pos, and the end.
+struct SelMeta {
+  size_t tile_base, span_row_keys, head_base, head_keys, span_key_start, key_pos, end;
+};
+int64_t SpanRows(const PrefillAttentionShape& s) {
+  return s.spans_per_kv_head ? static_cast<int64_t>(s.batch_size) * s.num_kv_heads : s.batch_size;
+}
+SelMeta SelLayout(const PrefillAttentionShape& s) {
+  const size_t rows = static_cast<size_t>(s.batch_size) * s.num_kv_heads;
+  const size_t span_rows = static_cast<size_t>(SpanRows(s));
+  SelMeta m;
+  m.tile_base = Align256(static_cast<size_t>(s.batch_size) * sizeof(SeqInfo));
+  m.span_row_keys = Align256(m.tile_base + (static_cast<size_t>(s.batch_size) + 1) * 4);
+  m.head_base = Align256(m.span_row_keys + span_rows * 4);
+  m.head_keys = Align256(m.head_base + (rows + 1) * 4);
+  m.span_key_start = Align256(m.head_keys + rows * 4);
+  m.key_pos = Align256(m.span_key_start + span_rows * static_cast<size_t>(s.max_spans) * 4);
+  m.end = Align256(m.key_pos + static_cast<size_t>(s.max_total_kv) * s.num_kv_heads * 4);
+  return m;
+}
+
+template <typename T, int D>
+cudaError_t PlanSelectionImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan,
+                              int optin) {
+  using Geo = prefill::AttnGeo<D>;
+  LV_CUDA_REQUIRE(Geo::kSelSmemBytes <= static_cast<size_t>(optin));
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D, true>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(Geo::kSelSmemBytes)));
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D, true>,
+                                               cudaFuncAttributePreferredSharedMemoryCarveout,
+                                               cudaSharedmemCarveoutMaxShared));
+  plan->kernel = 0;
+  plan->num_tile_slots = (s.max_total_q + kBlockM - 1) / kBlockM + s.batch_size;
+  plan->smem_bytes = Geo::kSelSmemBytes;
+  plan->meta_bytes = SelLayout(s).end;
+  plan->kv_bytes = Align256(static_cast<size_t>(s.max_total_kv) * s.num_kv_heads * D * sizeof(T));
+  plan->workspace_bytes = plan->meta_bytes + 2 * plan->kv_bytes;
+  return cudaSuccess;
+}
+
 template <typename T, int D>
 cudaError_t PlanImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan) {
   using Geo = prefill::AttnGeo<D>;
@@ -226,6 +270,7 @@ cudaError_t PlanImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan)
   LV_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   plan->shape = s;
+  if (s.max_spans > 0) return PlanSelectionImpl<T, D>(s, plan, optin);
   plan->meta_bytes = Align256(static_cast<size_t>(s.batch_size) * sizeof(SeqInfo) +
                               2 * (static_cast<size_t>(s.batch_size) + 1) * sizeof(int32_t));
   if constexpr (D == prefill::kWgD) {
@@ -244,10 +289,10 @@ cudaError_t PlanImpl(const PrefillAttentionShape& s, PrefillAttentionPlan* plan)
     }
   }
   LV_CUDA_REQUIRE(Geo::kSmemBytes <= static_cast<size_t>(optin));
-  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D>,
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D, false>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(Geo::kSmemBytes)));
-  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D>,
+  LV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill::PrefillAttentionKernel<T, D, false>,
                                                cudaFuncAttributePreferredSharedMemoryCarveout,
                                                cudaSharedmemCarveoutMaxShared));
   plan->kernel = 0;
@@ -283,13 +328,30 @@ cudaError_t RunImpl(const PrefillAttentionPlan& plan, Params p, cudaStream_t str
   LV_CUDA_REQUIRE(plan.kernel == 0);
   p.block_m = kBlockM;
   p.tile_layout = 0;
+  const dim3 grid(static_cast<unsigned>(s.num_q_heads), static_cast<unsigned>(plan.num_tile_slots));
+  if (s.max_spans > 0) {
+    prefill::PrefillSpanScanKernel<<<static_cast<unsigned>(SpanRows(s)), prefill::kScanThreads, 0,
+                                     stream>>>(p);
+    LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    prefill::PrefillSelPrepareKernel<<<1, prefill::kSelPrepThreads, 0, stream>>>(p);
+    LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    const int64_t blocks = (static_cast<int64_t>(p.key_capacity) + prefill::kSelGatherKeys - 1) /
+                           prefill::kSelGatherKeys;
+    prefill::PrefillSelGatherKernel<T, D>
+        <<<static_cast<unsigned>(blocks), prefill::kSelGatherThreads, 0, stream>>>(p);
+    LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    prefill::PrefillAttentionKernel<T, D, true>
+        <<<grid, prefill::kThreads, plan.smem_bytes, stream>>>(p);
+    LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    return cudaSuccess;
+  }
   PrefillPrepareKernel<<<1, kPrepThreads, 0, stream>>>(p);
   LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   const int64_t gather_blocks = (s.max_total_kv + kGatherRows - 1) / kGatherRows;
   PrefillGatherKernel<T, D><<<static_cast<unsigned>(gather_blocks), kGatherThreads, 0, stream>>>(p);
   LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  const dim3 grid(static_cast<unsigned>(s.num_q_heads), static_cast<unsigned>(plan.num_tile_slots));
-  prefill::PrefillAttentionKernel<T, D><<<grid, prefill::kThreads, plan.smem_bytes, stream>>>(p);
+  prefill::PrefillAttentionKernel<T, D, false>
+      <<<grid, prefill::kThreads, plan.smem_bytes, stream>>>(p);
   LV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return cudaSuccess;
 }
@@ -303,6 +365,13 @@ cudaError_t PlanPrefillAttention(const PrefillAttentionShape& s, PrefillAttentio
   LV_CUDA_REQUIRE(s.batch_size >= 1 && s.page_size >= 1 && s.max_total_q >= 1 &&
                   s.max_total_kv >= 1 && s.max_total_kv <= INT_MAX && s.rope_hi_rows >= 1);
   LV_CUDA_REQUIRE(s.window >= 0 && s.sinks >= 0 && (s.sinks == 0 || s.sinks <= s.window));
+  LV_CUDA_REQUIRE(s.max_spans >= 0 && (s.max_spans > 0 || !s.spans_per_kv_head));
+  if (s.max_spans > 0) {  // selection mode: no rule, bounded workspace indices
+    LV_CUDA_REQUIRE(s.window == 0 && s.sinks == 0);
+    LV_CUDA_REQUIRE(s.max_total_kv * s.num_kv_heads <= INT_MAX &&
+                    static_cast<int64_t>(s.batch_size) * s.num_kv_heads < INT_MAX &&
+                    SpanRows(s) * s.max_spans <= INT_MAX);
+  }
   LV_CUDA_REQUIRE((static_cast<int64_t>(s.max_total_q) + kBlockM - 1) / kBlockM + s.batch_size <=
                   65535);
   LV_DISPATCH_DTYPE(s.dtype, T, {
@@ -314,20 +383,26 @@ cudaError_t RunPrefillAttention(const PrefillAttentionPlan& plan, const PrefillA
                                 void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   const PrefillAttentionShape& s = plan.shape;
   LV_CUDA_REQUIRE(plan.num_tile_slots >= 1 && plan.workspace_bytes > 0);
+  const bool sel = s.max_spans > 0;
   LV_CUDA_REQUIRE(a.q != nullptr && a.out != nullptr && a.pages != nullptr &&
-                  a.block_tables != nullptr && a.q_start != nullptr && a.kv_lens != nullptr &&
-                  a.rope_lo != nullptr && a.rope_hi != nullptr);
+                  a.q_start != nullptr && a.rope_lo != nullptr && a.rope_hi != nullptr);
+  if (sel) {
+    LV_CUDA_REQUIRE(a.spans != nullptr && a.span_offsets != nullptr && a.q_positions != nullptr &&
+                    (reinterpret_cast<uintptr_t>(a.spans) & 7u) == 0);
+  } else {
+    LV_CUDA_REQUIRE(a.block_tables != nullptr && a.kv_lens != nullptr && a.block_table_stride >= 1);
+  }
   LV_CUDA_REQUIRE(Aligned16Host(a.q) && Aligned16Host(a.out) && Aligned16Host(a.pages) &&
                   Aligned16Host(a.rope_lo) && Aligned16Host(a.rope_hi));
   LV_CUDA_REQUIRE(a.q_row_stride >= static_cast<int64_t>(s.num_q_heads) * s.head_dim &&
                   a.q_row_stride % 8 == 0);
   LV_CUDA_REQUIRE(a.page_stride % 8 == 0 && a.k_offset % 8 == 0 && a.v_offset % 8 == 0 &&
-                  a.k_offset >= 0 && a.v_offset >= 0 && a.block_table_stride >= 1);
+                  a.k_offset >= 0 && a.v_offset >= 0);
   LV_CUDA_REQUIRE(a.scale > 0.f && a.scale < INFINITY);
   LV_CUDA_REQUIRE(workspace != nullptr && Aligned16Host(workspace) &&
                   workspace_bytes >= plan.workspace_bytes);
   unsigned char* ws = static_cast<unsigned char*>(workspace);
-  Params p;
+  Params p{};
   p.q = a.q;
   p.out = a.out;
   p.pages = a.pages;
@@ -359,6 +434,22 @@ cudaError_t RunPrefillAttention(const PrefillAttentionPlan& plan, const PrefillA
   p.rope_hi_rows = s.rope_hi_rows;
   p.default_window = s.window;
   p.default_sinks = s.sinks;
+  if (sel) {
+    const SelMeta m = SelLayout(s);
+    p.tile_base = reinterpret_cast<int32_t*>(ws + m.tile_base);
+    p.kv_base = nullptr;
+    p.span_row_keys = reinterpret_cast<int32_t*>(ws + m.span_row_keys);
+    p.head_base = reinterpret_cast<int32_t*>(ws + m.head_base);
+    p.head_keys = reinterpret_cast<int32_t*>(ws + m.head_keys);
+    p.span_key_start = reinterpret_cast<int32_t*>(ws + m.span_key_start);
+    p.key_pos = reinterpret_cast<int32_t*>(ws + m.key_pos);
+    p.spans = a.spans;
+    p.span_offsets = a.span_offsets;
+    p.q_positions = a.q_positions;
+    p.max_spans = s.max_spans;
+    p.per_head = s.spans_per_kv_head ? 1 : 0;
+    p.key_capacity = static_cast<int>(s.max_total_kv * s.num_kv_heads);
+  }
   LV_DISPATCH_DTYPE(s.dtype, T, {
     LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim, { return RunImpl<T, kHeadDim>(plan, p, stream); });
   });

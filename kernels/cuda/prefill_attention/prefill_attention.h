@@ -46,6 +46,49 @@
 //   LV_CUDA_RETURN_IF_ERROR(RunPrefillAttention(plan, args, ws, ws_bytes, stream));
 // Thread-safety: Plan is reentrant; Run enqueues on `stream` only and uses the workspace, so two
 // runs in flight need two workspaces.
+//
+// Selection mode (DESIGN §3–4; plan with max_spans > 0), the prefill side of decode attention's
+// selection mode (decode_attention.h): instead of [0, kv_len) through a block table under the
+// window/sinks rule, each row — a sequence, or a (sequence, KV head) with spans_per_kv_head —
+// reads exactly the keys of its spans (DecodeKvSpan, cpu::KvSpan's layout; span_offsets is CSR:
+// row r reads spans[span_offsets[r], span_offsets[r + 1]), r = b or b * num_kv_heads + kv_head,
+// a KV head's spans after those of the previous head, cpu::KvSelection::head_begin's order).
+// A span's keys are consecutive slots of one page at consecutive positions from first_position.
+// Query row i (of the whole batch) sits at position q_positions[i]: the caller gives every query
+// its position (int32 [total_q], any values: consecutive for a chunk, re-numbered for ReKV).
+// Semantics are cpu::SelectionAttention's with window 0: the query at position p attends the
+// selected keys of its KV head whose position is <= p, keys rotated at their span positions
+// and q at p (exact tables, in-kernel); spans need not be in page or position order (the mask
+// is by position, not by index). A query that sees no key gets zeros. Block tables, kv_lens,
+// window and sinks are not read: a page no span names is never touched (-1 entries are fine).
+// q_start still gives each sequence's query rows. A row with more than max_spans spans or a
+// malformed span (a negative field, count > page_size - first_slot, a position beyond the
+// tables) gives NaN for the heads that read it, as does a query whose position is negative or
+// beyond the tables (its row only), and a head row past the workspace (see max_total_kv).
+// Kernels: a span scan (one block per row: validation, each span's key offset), a one-block
+// prepare, a gather that copies every selected key (rotated at its position), its value and
+// its position into a contiguous per-(sequence, KV head) workspace, then the mma.sync attention
+// kernel masking key position vs query position (a warp skips key tiles no row of it sees).
+// The Hopper wgmma kernel is rule-only: Plan picks mma.sync for selection mode. Span arrays and
+// q_positions live at fixed device addresses: rewrite them before each run or graph replay,
+// within the plan's bounds.
+//
+// How modes build prefill selections (the host, every chunk; positions are the modes' own):
+//   Dense chunked prefill: cpu::DenseSelection(kv_len), q_positions = the chunk's token indices.
+//   StreamingLLM for one query (decode-sized chunks): cpu::SinkWindowSelection(t) and the
+//     re-assigned query position it returns (the rule mode does whole chunks of it directly).
+//   ReKV: sinks at 0..S-1, then the retrieved blocks re-numbered contiguously after them
+//     (cpu::AppendTokenRange per block, in retrieval order), then the local window and the chunk
+//     itself contiguously after those; q_positions = the chunk's re-numbered positions, so the
+//     chunk attends itself causally and everything retrieved before it.
+//   HiP: spans_per_kv_head; per (sequence, KV head) row sinks + that head's selected blocks at
+//     their (extended) positions + the chunk, in any order; q_positions = the chunk's positions.
+//
+//   shape.max_spans = sink_pages + retrieved_blocks + (window + max_chunk) / page_size + 2;
+//   shape.max_total_kv = sum over sequences of the keys a KV head reads;
+//   PlanPrefillAttention(shape, &plan);   // plan.kernel == 0
+//   args.spans = d_spans; args.span_offsets = d_offsets; args.q_positions = d_qpos;
+//   RunPrefillAttention(plan, args, ws, ws_bytes, stream);
 #pragma once
 
 #include <cuda_runtime.h>
@@ -53,6 +96,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/dtype.h"
 
 namespace longview::cuda {
@@ -71,6 +115,12 @@ struct PrefillAttentionShape {
   int rope_hi_rows = 0;  // RopeTablesHost::num_hi_rows; positions < rope_hi_rows * 1024
   int window = 0;        // every sequence's window when args.window == nullptr (0 = full causal)
   int sinks = 0;         // every sequence's sinks when args.sinks == nullptr; 1 <= sinks <= window
+  // Selection mode when > 0 (see above): the most spans of any row. window and sinks must then
+  // be 0, and max_total_kv bounds, for every KV head, that head's selected keys summed over the
+  // batch (a shared selection counts once per head); the rows are stored in order (sequence,
+  // KV head) and the first whose keys pass num_kv_heads * max_total_kv gets NaN.
+  int max_spans = 0;
+  bool spans_per_kv_head = false;  // rows are (sequence, KV head), else sequences
 };
 
 struct PrefillAttentionPlan {
@@ -99,19 +149,24 @@ struct PrefillAttentionArgs {
   const int32_t* kv_lens = nullptr;  // [batch]
   const int32_t* window = nullptr;   // [batch], nullable
   const int32_t* sinks = nullptr;    // [batch], nullable
+  // Selection mode only (then block_tables, kv_lens, window and sinks are not read):
+  const DecodeKvSpan* spans = nullptr;    // 8-byte aligned
+  const int32_t* span_offsets = nullptr;  // [rows + 1], rows = batch (* num_kv_heads per head)
+  const int32_t* q_positions = nullptr;   // [total_q]: RoPE position of each query row
   const float* rope_lo = nullptr;
   const float* rope_hi = nullptr;
   float scale = 0.f;  // softmax scale, usually 1 / sqrt(head_dim); > 0
 };
 
 // Validates the shape (cudaErrorInvalidValue on a bad or unsupported value: head_dim not 64/128,
-// heads not grouping, sinks without a window or sinks > window, bounds out of range) and fills
+// heads not grouping, sinks without a window or sinks > window, bounds out of range; selection
+// mode with a window or sinks, negative max_spans, spans_per_kv_head without max_spans) and fills
 // `plan`.
 cudaError_t PlanPrefillAttention(const PrefillAttentionShape& shape, PrefillAttentionPlan* plan);
 
 // REQUIRES: `plan` from PlanPrefillAttention; workspace of at least plan.workspace_bytes, 16-byte
 // aligned (cudaMalloc); q, out, pages, rope tables 16-byte aligned; q_row_stride, page_stride,
-// k_offset, v_offset multiples of 8. Only launches kernels (3 launches).
+// k_offset, v_offset multiples of 8. Only launches kernels (3 launches; selection mode 4).
 cudaError_t RunPrefillAttention(const PrefillAttentionPlan& plan, const PrefillAttentionArgs& args,
                                 void* workspace, size_t workspace_bytes, cudaStream_t stream);
 

@@ -15,11 +15,17 @@
 // Two passes share the softmax state: the sink keys [0, sinks) with q rotated at
 // min(t, sinks + window - 1) (StreamingLLM's re-assigned distance), then the window keys at q's
 // own position t (RoPE scores depend only on the position difference).
+// Selection mode (kSel, selection.cuh): one pass over the head row's gathered keys; their
+// positions ride along in shared memory (64 ints per stage) and the mask is key position <=
+// query position (q_positions). A warp skips a tile whose smallest key position is above all of
+// its rows' positions and masks only tiles that are not entirely visible to all of its rows;
+// a row that sees no key gets zeros, a row whose position is outside the tables NaN.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <climits>
 #include <cstdint>
 
 #include "kernels/cuda/prefill_attention/internal/common.cuh"
@@ -31,6 +37,7 @@ struct AttnGeo {
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
   static constexpr int kTileElems = kBlockN * D;
   static constexpr size_t kSmemBytes = 4 * static_cast<size_t>(kTileElems) * 2;
+  static constexpr size_t kSelSmemBytes = kSmemBytes + 2 * kBlockN * sizeof(int);  // positions
   static constexpr int kMinBlocks = D == 128 ? 2 : 3;
   static_assert(kBlockM == kBlockN, "the query tile is staged in a K tile's place");
 };
@@ -72,7 +79,18 @@ __device__ __forceinline__ void Mma(float* d, const uint32_t* a, uint32_t b0, ui
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-template <typename T, int D>
+__device__ __forceinline__ int WarpMin(int v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+__device__ __forceinline__ int WarpMax(int v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+template <typename T, int D, bool kSel>
 __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
     PrefillAttentionKernel(const Params p) {
   using Geo = AttnGeo<D>;
@@ -102,7 +120,16 @@ __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
                  (static_cast<int64_t>(si.q0) + qt * kBlockM) * out_row_stride +
                  static_cast<int64_t>(h) * D;
 
-  if (!si.valid) {  // block-uniform, before any barrier
+  bool valid = si.valid != 0;
+  int sel_keys = 0;      // selection: keys of the head row
+  int64_t sel_base = 0;  // selection: workspace row of its first key
+  if constexpr (kSel) {
+    const int r = b * p.num_kv_heads + kvh;
+    sel_keys = p.head_keys[r];
+    sel_base = p.head_base[r];
+    valid = valid && sel_keys >= 0;
+  }
+  if (!valid) {  // block-uniform, before any barrier
     const T nan = detail::FromFloat<T>(__int_as_float(0x7fc00000));
     for (int i = tid; i < rows_valid * D; i += kThreads)
       out[(i / D) * out_row_stride + i % D] = nan;
@@ -118,9 +145,35 @@ __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
   const int t_hi = t_lo + rows_valid - 1;            // token of the last valid row
   const int W = si.window;
   const int S = si.sinks;
-  const int64_t kv_row_stride = static_cast<int64_t>(p.num_kv_heads) * D;
-  const T* const k_ws = static_cast<const T*>(p.k_rot) + static_cast<int64_t>(kvh) * D;
-  const T* const v_ws = static_cast<const T*>(p.v_copy) + static_cast<int64_t>(kvh) * D;
+  // Rule mode: rows [key][kv_head][D]; selection mode: the head row's keys, [key][D].
+  const int64_t kv_row_stride = kSel ? D : static_cast<int64_t>(p.num_kv_heads) * D;
+  const int64_t head_col = kSel ? 0 : static_cast<int64_t>(kvh) * D;
+  const T* const k_ws = static_cast<const T*>(p.k_rot) + head_col;
+  const T* const v_ws = static_cast<const T*>(p.v_copy) + head_col;
+  int* const s_kpos = reinterpret_cast<int*>(smem + 4 * Geo::kTileElems);  // selection only
+  const int64_t pos_limit = static_cast<int64_t>(p.rope_hi_rows) * kRopeLoRows;
+  // Selection: positions of this thread's rows g, g + 8 (-1: past the chunk or invalid), the
+  // warp's smallest and largest valid row position, rows whose position is invalid.
+  int qp[2] = {-1, -1};
+  int wq_min = INT_MAX, wq_max = INT_MIN, q_bad = 0;
+  if constexpr (kSel) {
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      const int r = warp * 16 + g + hr * 8;
+      if (r < rows_valid) {
+        const int v = p.q_positions[si.q0 + qt * kBlockM + r];
+        if (v < 0 || v >= pos_limit) {
+          q_bad |= 1 << hr;
+        } else {
+          qp[hr] = v;
+        }
+        wq_min = min(wq_min, qp[hr]);
+        wq_max = max(wq_max, qp[hr]);
+      }
+    }
+    wq_min = WarpMin(wq_min);
+    wq_max = WarpMax(wq_max);
+  }
   const T* const q_src = static_cast<const T*>(p.q) + static_cast<int64_t>(h) * D;
 
   float o[kONt][4];
@@ -145,6 +198,12 @@ __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
       CpAsync16(ks + Swz<D>(r, c), k_ws + off, ok ? 16 : 0);
       CpAsync16(vs + Swz<D>(r, c), v_ws + off, ok ? 16 : 0);
     }
+    if constexpr (kSel) {
+      if (tid < kBlockN) {
+        const bool ok = k0 + tid < jb;
+        CpAsync4(s_kpos + st * kBlockN + tid, p.key_pos + row0 + (ok ? k0 + tid : 0), ok ? 4 : 0);
+      }
+    }
   };
 
   // Stages the query tile rotated at pos(t) (rows past the chunk zero) and loads the fragments.
@@ -159,8 +218,14 @@ __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
         float x1[8], x2[8];
         detail::Unpack8<T>(*reinterpret_cast<const uint4*>(src + f0), x1);
         detail::Unpack8<T>(*reinterpret_cast<const uint4*>(src + kHalf + f0), x2);
-        const int t = t_lo + r;
-        const int pos = sink_pass ? min(t, S + W - 1) : t;
+        int pos;
+        if constexpr (kSel) {
+          pos = p.q_positions[si.q0 + qt * kBlockM + r];
+          if (pos < 0 || pos >= pos_limit) pos = 0;  // the row's output is NaN
+        } else {
+          const int t = t_lo + r;
+          pos = sink_pass ? min(t, S + W - 1) : t;
+        }
         RotatePairs8<D>(p.rope_lo, p.rope_hi, pos, f0, x1, x2);
         w1 = detail::Pack8<T>(x1);
         w2 = detail::Pack8<T>(x2);
@@ -181,7 +246,7 @@ __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
   // window edge applies (the window pass); otherwise only j <= t (the sink pass).
   auto run_pass = [&](int ja, int jb, int shift, bool sink_pass) {
     __syncthreads();  // every warp is done with both stages (previous pass)
-    const int64_t row0 = static_cast<int64_t>(p.kv_base[b]) - shift;
+    const int64_t row0 = kSel ? sel_base : static_cast<int64_t>(p.kv_base[b]) - shift;
     const int num_tiles = (jb - ja + kBlockN - 1) / kBlockN;
     load_tile(0, ja, jb, row0);
     CpAsyncCommit();
@@ -195,6 +260,20 @@ __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
       CpAsyncCommit();
       const T* ks = smem + (2 * (it & 1)) * Geo::kTileElems;
       const T* vs = ks + Geo::kTileElems;
+      const int* kp = s_kpos + (it & 1) * kBlockN;
+      bool sel_full = false;  // selection: every key of the tile is visible to every row
+      if constexpr (kSel) {
+        int kmin = INT_MAX, kmax = INT_MIN;
+#pragma unroll
+        for (int x = 0; x < 2; ++x) {
+          const int j = lane + 32 * x;
+          if (k0 + j < jb) kmin = min(kmin, kp[j]), kmax = max(kmax, kp[j]);
+        }
+        kmin = WarpMin(kmin);
+        kmax = WarpMax(kmax);
+        if (kmin > wq_max) continue;  // warp-uniform: no row of the warp sees any key
+        sel_full = k0 + kBlockN <= jb && kmax <= wq_min;
+      }
 
       float s[kSNt][4];
 #pragma unroll
@@ -212,16 +291,23 @@ __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
         }
       }
 
-      const bool need_mask = k0 + kBlockN > jb || k0 + kBlockN - 1 > t_lo ||
-                             (use_window && k0 <= t_lo + kBlockM - 1 - W);
+      const bool need_mask = kSel ? !sel_full
+                                  : k0 + kBlockN > jb || k0 + kBlockN - 1 > t_lo ||
+                                        (use_window && k0 <= t_lo + kBlockM - 1 - W);
       if (need_mask) {
 #pragma unroll
         for (int nt = 0; nt < kSNt; ++nt) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int j = k0 + nt * 8 + 2 * c4 + (e & 1);
-            const int t = t_lo + warp * 16 + g + (e >> 1) * 8;
-            const bool ok = j < jb && j <= t && (!use_window || j > t - W);
+            const int jj = nt * 8 + 2 * c4 + (e & 1);
+            const int j = k0 + jj;
+            bool ok;
+            if constexpr (kSel) {
+              ok = j < jb && kp[jj] <= qp[e >> 1];
+            } else {
+              const int t = t_lo + warp * 16 + g + (e >> 1) * 8;
+              ok = j < jb && j <= t && (!use_window || j > t - W);
+            }
             if (!ok) s[nt][e] = -INFINITY;
           }
         }
@@ -277,18 +363,25 @@ __global__ void __launch_bounds__(kThreads, AttnGeo<D>::kMinBlocks)
     }
   };
 
-  // Sink pass: keys [0, min(S, t_hi + 1)), stored unshifted.
-  if (S > 0) run_pass(0, min(S, t_hi + 1), 0, true);
-  // Window (or full causal) pass: keys [max(S, t_lo - W + 1), t_hi], stored shifted.
-  const int ja = max(S, W > 0 ? t_lo - W + 1 : 0);
-  if (ja <= t_hi) run_pass(ja, t_hi + 1, si.lo - si.s_eff, false);
+  if constexpr (kSel) {
+    run_pass(0, sel_keys, 0, false);  // every key of the head row, masked by position
+  } else {
+    // Sink pass: keys [0, min(S, t_hi + 1)), stored unshifted.
+    if (S > 0) run_pass(0, min(S, t_hi + 1), 0, true);
+    // Window (or full causal) pass: keys [max(S, t_lo - W + 1), t_hi], stored shifted.
+    const int ja = max(S, W > 0 ? t_lo - W + 1 : 0);
+    if (ja <= t_hi) run_pass(ja, t_hi + 1, si.lo - si.s_eff, false);
+  }
 
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     float l = l_run[hr];
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = 1.f / l;
+    float inv = 1.f / l;
+    if constexpr (kSel) {  // no visible key: zeros; a position outside the tables: NaN
+      inv = (q_bad >> hr) & 1 ? __int_as_float(0x7fc00000) : (l > 0.f ? inv : 0.f);
+    }
     const int r = warp * 16 + g + hr * 8;
     if (r < rows_valid) {
       T* dst = out + r * out_row_stride + 2 * c4;

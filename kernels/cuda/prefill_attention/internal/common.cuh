@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/vec.cuh"
 
@@ -72,11 +73,32 @@ struct Params {
   int default_sinks;
   int block_m;      // query rows per attention block: kBlockM, or kWgBlockM (wgmma kernel)
   int tile_layout;  // 1: K/V stored as swizzled tile images (wgmma kernel); 0: rows
+  // Selection mode (selection.cuh; max_spans > 0). Head row r = b * num_kv_heads + kv_head;
+  // span row = r with spans_per_kv_head, else b. The workspace holds each head row's keys
+  // contiguously: key i of head row r at k_rot / v_copy row head_base[r] + i ([row][D]).
+  const DecodeKvSpan* spans;
+  const int32_t* span_offsets;  // [span rows + 1]
+  const int32_t* q_positions;   // [total_q]
+  int32_t* span_key_start;      // [span rows][max_spans]: key offset of each span in its row
+  int32_t* span_row_keys;       // [span rows]: keys of the span row, -1 = malformed
+  int32_t* head_base;           // [batch * num_kv_heads + 1]: exclusive prefix of stored keys
+  int32_t* head_keys;           // [batch * num_kv_heads]: keys of the head row, -1 = invalid
+  int32_t* key_pos;             // [key capacity]: RoPE position of each stored key
+  int max_spans;
+  int per_head;      // spans_per_kv_head
+  int key_capacity;  // num_kv_heads * max_total_kv
 };
 
 __device__ __forceinline__ void CpAsync16(void* smem_dst, const void* gmem_src, int src_bytes) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src),
+               "r"(src_bytes)
+               : "memory");
+}
+// 4-byte copy (cp.async.ca; src_bytes 0 zero-fills).
+__device__ __forceinline__ void CpAsync4(void* smem_dst, const void* gmem_src, int src_bytes) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem_src),
                "r"(src_bytes)
                : "memory");
 }
