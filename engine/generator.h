@@ -29,6 +29,8 @@ struct LoadedModel {
   std::string dir;
   ModelConfig config;
   std::unique_ptr<Tokenizer> tokenizer;
+  // The CPU model with the float32 weights. `longview serve` on a GPU frees it once the CUDA
+  // backend holds its own copy (then null: only code given a runner may use such a model).
   std::unique_ptr<CpuModel> model;
 
   // Loads config.json, the safetensors weights and the tokenizer of `dir`. Errors name the

@@ -121,6 +121,9 @@ int RunServe(const ServeArgs& a) {
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
   std::cerr << "longview: device " << backend->device << ", " << backend->num_kv_pages
             << " KV pages of " << a.page_size << " tokens\n";
+  // The CUDA backend uploaded its own copy of the weights: the float32 host copy can go (an 8B
+  // model's is 32 GB). The engine loop never touches it when given a runner.
+  if (backend->device == "cuda") (*lm)->model.reset();
   EngineLoopOptions eo;
   eo.runner = backend->runner;
   eo.max_num_seqs = a.max_num_seqs;

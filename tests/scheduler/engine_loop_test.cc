@@ -422,3 +422,31 @@ TEST(EngineLoopWindowTest, StreamingRequestGoesPastTheContext) {
 
 }  // namespace
 }  // namespace longview
+
+namespace longview {
+namespace {
+
+// Given a runner, the engine loop never touches the LoadedModel's CPU model: `serve` on a GPU
+// frees the float32 host weights once the CUDA backend has its own copy.
+TEST(EngineLoopRunnerTest, ServesWithoutTheHostModelWhenGivenARunner) {
+  auto weights_holder = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/llama");
+  ASSERT_TRUE(weights_holder.ok()) << weights_holder.status();
+  auto lm = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/llama");
+  ASSERT_TRUE(lm.ok()) << lm.status();
+  (*lm)->model.reset();  // as serve does after uploading to the GPU
+  EngineLoopOptions o;
+  o.num_kv_pages = 64;
+  o.runner = std::make_shared<CpuModelRunner>(*(*weights_holder)->model, 64, o.page_size);
+  EngineLoop loop(std::shared_ptr<const LoadedModel>(std::move(*lm)), o);
+  loop.Start();
+  GenerationRequest req = Request(RandomPrompt(12, 5), 10);
+  auto stream = MustSubmit(loop, req);
+  ASSERT_NE(stream, nullptr);
+  const Collected c = Drain(*stream);
+  EXPECT_TRUE(c.status.ok()) << c.status;
+  EXPECT_EQ(c.tokens.at(0), Expected(req).output_tokens);
+  loop.Stop();
+}
+
+}  // namespace
+}  // namespace longview
