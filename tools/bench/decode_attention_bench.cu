@@ -27,43 +27,12 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
+#include "tools/bench/bench_util.cuh"
 #include "tools/bench/cuda_timing.h"
 
 namespace {
 
 using namespace longview;
-
-#define BENCH_CHECK(expr)                                                                        \
-  do {                                                                                           \
-    const cudaError_t e_ = (expr);                                                               \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      return 1;                                                                                  \
-    }                                                                                            \
-  } while (0)
-
-// Fills n bf16 values with pseudo-random values in [-2, 2) (a hash of the index and seed) on the
-// device: host generation of 8.6 GB of KV would take minutes.
-__global__ void FillRandomBf16Kernel(uint16_t* dst, size_t n, uint32_t seed) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ static_cast<uint32_t>(i >> 32) ^ seed;
-    h ^= h >> 16;
-    h *= 0x85EBCA6Bu;
-    h ^= h >> 13;
-    h *= 0xC2B2AE35u;
-    h ^= h >> 16;
-    const float f = (static_cast<float>(h >> 8) * (1.0f / 16777216.0f)) * 4.0f - 2.0f;
-    dst[i] = static_cast<uint16_t>(__float_as_uint(f) >> 16);  // truncation: any bf16 will do
-  }
-}
-
-int FillRandomBf16(uint16_t* dst, size_t n, uint32_t seed) {
-  FillRandomBf16Kernel<<<1024, 256>>>(dst, n, seed);
-  BENCH_CHECK(cudaGetLastError());
-  BENCH_CHECK(cudaDeviceSynchronize());
-  return 0;
-}
 
 constexpr int kHq = 32, kHkv = 8, kD = 128, kPage = 16, kRotations = 4;
 constexpr int kSinks = 4, kWindow = 4096;
@@ -150,8 +119,8 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
         cudaMemcpy(doffs, span_offsets.data(), span_offsets.size() * 4, cudaMemcpyHostToDevice));
   }
   if (plan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&ws, plan.workspace_bytes));
-  if (FillRandomBf16(static_cast<uint16_t*>(pages), num_pages * page_elems, 7u) != 0) return 1;
-  if (FillRandomBf16(static_cast<uint16_t*>(q), q_elems * kRotations, 11u) != 0) return 1;
+  BENCH_CHECK(bench::FillRandomBf16(static_cast<uint16_t*>(pages), num_pages * page_elems, 7u));
+  BENCH_CHECK(bench::FillRandomBf16(static_cast<uint16_t*>(q), q_elems * kRotations, 11u));
   BENCH_CHECK(cudaMemcpy(bt, block_tables.data(), block_tables.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(dlens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(lo, tables.lo.data(), tables.lo.size() * 4, cudaMemcpyHostToDevice));

@@ -23,42 +23,12 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/prefill_attention/prefill_attention.h"
+#include "tools/bench/bench_util.cuh"
 #include "tools/bench/cuda_timing.h"
 
 namespace {
 
 using namespace longview;
-
-#define BENCH_CHECK(expr)                                                                        \
-  do {                                                                                           \
-    const cudaError_t e_ = (expr);                                                               \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      return 1;                                                                                  \
-    }                                                                                            \
-  } while (0)
-
-// Pseudo-random bf16 values in [-2, 2) generated on the device (a hash of index and seed).
-__global__ void FillRandomBf16Kernel(uint16_t* dst, size_t n, uint32_t seed) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ static_cast<uint32_t>(i >> 32) ^ seed;
-    h ^= h >> 16;
-    h *= 0x85EBCA6Bu;
-    h ^= h >> 13;
-    h *= 0xC2B2AE35u;
-    h ^= h >> 16;
-    const float f = (static_cast<float>(h >> 8) * (1.0f / 16777216.0f)) * 4.0f - 2.0f;
-    dst[i] = static_cast<uint16_t>(__float_as_uint(f) >> 16);
-  }
-}
-
-int FillRandomBf16(void* dst, size_t n, uint32_t seed) {
-  FillRandomBf16Kernel<<<1024, 256>>>(static_cast<uint16_t*>(dst), n, seed);
-  BENCH_CHECK(cudaGetLastError());
-  BENCH_CHECK(cudaDeviceSynchronize());
-  return 0;
-}
 
 // Query-key pairs a causal (window, sinks) mask keeps for one sequence of T queries.
 double AttendedPairs(int T, int window, int sinks) {
@@ -109,8 +79,8 @@ int RunShape(int T, int window, int sinks, int iters, int warmup) {
   BENCH_CHECK(cudaMalloc(&lo, tables.lo.size() * 4));
   BENCH_CHECK(cudaMalloc(&hi, tables.hi.size() * 4));
   BENCH_CHECK(cudaMalloc(&ws, plan.workspace_bytes));
-  if (FillRandomBf16(pages, num_pages * page_elems, 7u) != 0) return 1;
-  if (FillRandomBf16(q, q_elems * kRotations, 11u) != 0) return 1;
+  BENCH_CHECK(bench::FillRandomBf16(pages, num_pages * page_elems, 7u));
+  BENCH_CHECK(bench::FillRandomBf16(q, q_elems * kRotations, 11u));
   BENCH_CHECK(cudaMemcpy(bt, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(dqs, q_start.data(), 8, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(dkv, kv_lens.data(), 4, cudaMemcpyHostToDevice));
