@@ -36,13 +36,12 @@ bool CudaDeviceAvailable() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-
 CudaModelRunner::Impl::~Impl() {
   DropGraphs();
   kernels.reset();
   gemm.reset();
   w.Free();
-  for (DeviceAlloc& a : allocs) (void)cudaFree(a.p);
+  for (void* p : allocs) (void)cudaFree(p);
   if (meta_host != nullptr) (void)cudaFreeHost(meta_host);
   if (meta_dev != nullptr) (void)cudaFree(meta_dev);
   if (step_start != nullptr) (void)cudaEventDestroy(step_start);
@@ -58,7 +57,7 @@ void CudaModelRunner::Impl::DropGraphs() {
 absl::StatusOr<void*> CudaModelRunner::Impl::Alloc(size_t bytes, const char* what) {
   void* p = nullptr;
   RETURN_IF_ERROR(CudaStatus(cudaMalloc(&p, std::max<size_t>(bytes, 16)), what));
-  allocs.push_back({p, bytes});
+  allocs.push_back(p);
   return p;
 }
 
@@ -91,15 +90,15 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
   num_layers = cfg.num_hidden_layers;
   max_model_len = opt.max_model_len > 0 ? opt.max_model_len : cfg.max_position_embeddings;
   max_blocks = (max_model_len + opt.page_size - 1) / opt.page_size;
-  layout = KvLayout{.num_layers = num_layers, .num_kv_heads = nkv, .head_dim = hd,
-                    .page_size = opt.page_size};
+  layout = KvLayout{
+      .num_layers = num_layers, .num_kv_heads = nkv, .head_dim = hd, .page_size = opt.page_size};
   layer_window.assign(cfg.layer_window.begin(), cfg.layer_window.end());
   std::set<int64_t> ws(layer_window.begin(), layer_window.end());
   distinct_windows.assign(ws.begin(), ws.end());
   for (int64_t lw : layer_window) {
-    layer_window_index.push_back(static_cast<int>(
-        std::lower_bound(distinct_windows.begin(), distinct_windows.end(), lw) -
-        distinct_windows.begin()));
+    layer_window_index.push_back(
+        static_cast<int>(std::lower_bound(distinct_windows.begin(), distinct_windows.end(), lw) -
+                         distinct_windows.begin()));
   }
 
   RETURN_IF_ERROR(CudaStatus(cudaSetDevice(opt.device), "cudaSetDevice"));
@@ -121,11 +120,11 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
   ASSIGN_OR_RETURN(void* hi, Alloc(tables.hi.size() * sizeof(float), "rope"));
   rope_lo = static_cast<float*>(lo);
   rope_hi = static_cast<float*>(hi);
-  RETURN_IF_ERROR(CudaStatus(cudaMemcpy(rope_lo, tables.lo.data(),
-                                        tables.lo.size() * sizeof(float), cudaMemcpyHostToDevice),
+  RETURN_IF_ERROR(CudaStatus(cudaMemcpy(rope_lo, tables.lo.data(), tables.lo.size() * sizeof(float),
+                                        cudaMemcpyHostToDevice),
                              "rope upload"));
-  RETURN_IF_ERROR(CudaStatus(cudaMemcpy(rope_hi, tables.hi.data(),
-                                        tables.hi.size() * sizeof(float), cudaMemcpyHostToDevice),
+  RETURN_IF_ERROR(CudaStatus(cudaMemcpy(rope_hi, tables.hi.data(), tables.hi.size() * sizeof(float),
+                                        cudaMemcpyHostToDevice),
                              "rope upload"));
 
   // Activations.
@@ -147,15 +146,18 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
   ASSIGN_OR_RETURN(void* sl, Alloc(max_rows * sizeof(float), "sampling"));
   sampled_logprobs = static_cast<float*>(sl);
 
-  KernelsFacade::Config kc{.dtype = dt, .head_dim = static_cast<int>(hd),
+  KernelsFacade::Config kc{.dtype = dt,
+                           .head_dim = static_cast<int>(hd),
                            .num_q_heads = static_cast<int>(nh),
                            .num_kv_heads = static_cast<int>(nkv),
                            .page_size = static_cast<int>(opt.page_size),
-                           .vocab = vocab, .max_rows = max_rows,
-                           .max_num_tokens = opt.max_num_tokens,
+                           .vocab = vocab,
+                           .max_rows = max_rows,
                            .max_model_len = max_model_len,
-                           .max_position = kMaxRopePosition, .rope_hi_rows = rope_hi_rows,
-                           .rope_lo = rope_lo, .rope_hi = rope_hi,
+                           .max_position = kMaxRopePosition,
+                           .rope_hi_rows = rope_hi_rows,
+                           .rope_lo = rope_lo,
+                           .rope_hi = rope_hi,
                            .windows = distinct_windows};
   ASSIGN_OR_RETURN(kernels, KernelsFacade::Create(kc));
   RETURN_IF_ERROR(EnsureMeta(size_t{1} << 20));
@@ -172,10 +174,10 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
     const double used = static_cast<double>(total_b - free_b);
     const double room = std::min(budget - used, static_cast<double>(free_b) - (256 << 20));
     if (room < static_cast<double>(page_bytes)) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "no GPU memory left for KV pages: %.2f GiB in use of a %.2f GiB budget "
-          "(--gpu-memory-utilization %.2f)",
-          used / (1 << 30), budget / (1 << 30), opt.gpu_memory_utilization));
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("no GPU memory left for KV pages: %.2f GiB in use of a %.2f GiB budget "
+                          "(--gpu-memory-utilization %.2f)",
+                          used / (1 << 30), budget / (1 << 30), opt.gpu_memory_utilization));
     }
     num_pages = static_cast<int32_t>(std::min<double>(room / page_bytes, 1 << 30));
   }
@@ -199,15 +201,25 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
   RETURN_IF_ERROR(k.Gather(i32(L.ids), rows, m.w.embed, m.vocab, m.hidden, m.x, st));
   for (int64_t l = 0; l < m.num_layers; ++l) {
     const cuda_internal::DeviceLayer& lw = m.w.layers[l];
-    RETURN_IF_ERROR(cuda::CudaStatus(
-        cuda::FusedAddRmsNorm({.dtype = m.dt, .num_rows = rows, .hidden = m.hidden,
-                               .eps = static_cast<float>(m.cfg.rms_norm_eps),
-                               .x = l == 0 ? nullptr : m.proj, .residual = m.x,
-                               .weight = lw.input_norm, .out = m.xn},
-                              st),
-        "rmsnorm"));
-    RETURN_IF_ERROR(g.Run({.dtype = m.dt, .m = rows, .n = m.qkv_dim, .k = m.hidden, .x = m.xn,
-                           .w = lw.qkv, .bias = lw.qkv_bias, .y = m.qkv},
+    RETURN_IF_ERROR(
+        cuda::CudaStatus(cuda::FusedAddRmsNorm({.dtype = m.dt,
+                                                .num_rows = rows,
+                                                .hidden = m.hidden,
+                                                .eps = static_cast<float>(m.cfg.rms_norm_eps),
+                                                .x = l == 0 ? nullptr : m.proj,
+                                                .residual = m.x,
+                                                .weight = lw.input_norm,
+                                                .out = m.xn},
+                                               st),
+                         "rmsnorm"));
+    RETURN_IF_ERROR(g.Run({.dtype = m.dt,
+                           .m = rows,
+                           .n = m.qkv_dim,
+                           .k = m.hidden,
+                           .x = m.xn,
+                           .w = lw.qkv,
+                           .bias = lw.qkv_bias,
+                           .y = m.qkv},
                           st));
     const PagesView view{.pages = m.pages,
                          .page_stride = m.layout.PageElements(),
@@ -216,8 +228,8 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
     char* qkv = static_cast<char*>(m.qkv);
     // K and V to the pages; the decode rows' q rotated in the same kernel.
     RETURN_IF_ERROR(k.KvAppend(qkv + m.q_dim * 2, qkv + (m.q_dim + m.kv_dim) * 2, m.qkv_dim,
-                               reinterpret_cast<const int64_t*>(d + L.slots), rows, view, st,
-                               m.qkv, L.batch_padded + L.ns, i32(L.dec_pos)));
+                               reinterpret_cast<const int64_t*>(d + L.slots), rows, view, st, m.qkv,
+                               L.batch_padded + L.ns, i32(L.dec_pos)));
     if (L.batch_padded > 0) {
       RETURN_IF_ERROR(k.Decode(m.layer_window[l], L.batch_padded, L.context_bucket, m.qkv,
                                m.qkv_dim, m.attn, view, i32(L.dec_tables), L.decode_stride,
@@ -236,35 +248,65 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
           L.prefill_stride, i32(L.pre_qstart), i32(L.pre_lens),
           i32(L.pre_windows) + m.layer_window_index[l] * L.np, i32(L.pre_sinks), st));
     }
-    RETURN_IF_ERROR(g.Run({.dtype = m.dt, .m = rows, .n = m.hidden, .k = m.q_dim, .x = m.attn,
-                           .w = lw.o, .y = m.proj},
+    RETURN_IF_ERROR(g.Run({.dtype = m.dt,
+                           .m = rows,
+                           .n = m.hidden,
+                           .k = m.q_dim,
+                           .x = m.attn,
+                           .w = lw.o,
+                           .y = m.proj},
                           st));
-    RETURN_IF_ERROR(cuda::CudaStatus(
-        cuda::FusedAddRmsNorm({.dtype = m.dt, .num_rows = rows, .hidden = m.hidden,
-                               .eps = static_cast<float>(m.cfg.rms_norm_eps), .x = m.proj,
-                               .residual = m.x, .weight = lw.post_norm, .out = m.xn},
-                              st),
-        "rmsnorm"));
-    RETURN_IF_ERROR(g.Run({.dtype = m.dt, .m = rows, .n = 2 * m.inter, .k = m.hidden, .x = m.xn,
-                           .w = lw.gate_up, .y = m.gu},
+    RETURN_IF_ERROR(
+        cuda::CudaStatus(cuda::FusedAddRmsNorm({.dtype = m.dt,
+                                                .num_rows = rows,
+                                                .hidden = m.hidden,
+                                                .eps = static_cast<float>(m.cfg.rms_norm_eps),
+                                                .x = m.proj,
+                                                .residual = m.x,
+                                                .weight = lw.post_norm,
+                                                .out = m.xn},
+                                               st),
+                         "rmsnorm"));
+    RETURN_IF_ERROR(g.Run({.dtype = m.dt,
+                           .m = rows,
+                           .n = 2 * m.inter,
+                           .k = m.hidden,
+                           .x = m.xn,
+                           .w = lw.gate_up,
+                           .y = m.gu},
                           st));
     char* gu = static_cast<char*>(m.gu);
-    RETURN_IF_ERROR(cuda::CudaStatus(
-        cuda::SiluMul({.dtype = m.dt, .num_rows = rows, .n = m.inter, .gate = gu,
-                       .up = gu + m.inter * 2, .out = m.act, .gate_stride = 2 * m.inter,
-                       .up_stride = 2 * m.inter, .out_stride = m.inter},
-                      st),
-        "silu_mul"));
-    RETURN_IF_ERROR(g.Run({.dtype = m.dt, .m = rows, .n = m.hidden, .k = m.inter, .x = m.act,
-                           .w = lw.down, .y = m.proj},
+    RETURN_IF_ERROR(cuda::CudaStatus(cuda::SiluMul({.dtype = m.dt,
+                                                    .num_rows = rows,
+                                                    .n = m.inter,
+                                                    .gate = gu,
+                                                    .up = gu + m.inter * 2,
+                                                    .out = m.act,
+                                                    .gate_stride = 2 * m.inter,
+                                                    .up_stride = 2 * m.inter,
+                                                    .out_stride = m.inter},
+                                                   st),
+                                     "silu_mul"));
+    RETURN_IF_ERROR(g.Run({.dtype = m.dt,
+                           .m = rows,
+                           .n = m.hidden,
+                           .k = m.inter,
+                           .x = m.act,
+                           .w = lw.down,
+                           .y = m.proj},
                           st));
   }
-  RETURN_IF_ERROR(cuda::CudaStatus(
-      cuda::FusedAddRmsNorm({.dtype = m.dt, .num_rows = rows, .hidden = m.hidden,
-                             .eps = static_cast<float>(m.cfg.rms_norm_eps), .x = m.proj,
-                             .residual = m.x, .weight = m.w.final_norm, .out = m.xn},
-                            st),
-      "rmsnorm"));
+  RETURN_IF_ERROR(
+      cuda::CudaStatus(cuda::FusedAddRmsNorm({.dtype = m.dt,
+                                              .num_rows = rows,
+                                              .hidden = m.hidden,
+                                              .eps = static_cast<float>(m.cfg.rms_norm_eps),
+                                              .x = m.proj,
+                                              .residual = m.x,
+                                              .weight = m.w.final_norm,
+                                              .out = m.xn},
+                                             st),
+                       "rmsnorm"));
   const bool in_place = LogitsInPlace(L);
   const int64_t r = in_place ? L.batch_padded : static_cast<int64_t>(L.logit_src.size());
   if (r == 0) return absl::OkStatus();
@@ -273,8 +315,14 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
     RETURN_IF_ERROR(k.Gather(i32(L.gather), r, m.xn, rows, m.hidden, m.last, st));
     src = m.last;
   }
-  RETURN_IF_ERROR(g.Run({.dtype = m.dt, .m = r, .n = m.vocab, .k = m.hidden, .x = src,
-                         .w = m.w.lm_head, .y = m.logits, .y_float32 = true},
+  RETURN_IF_ERROR(g.Run({.dtype = m.dt,
+                         .m = r,
+                         .n = m.vocab,
+                         .k = m.hidden,
+                         .x = src,
+                         .w = m.w.lm_head,
+                         .y = m.logits,
+                         .y_float32 = true},
                         st));
   if (L.sample) {
     const cuda_internal::KernelsFacade::SampleParams p{
@@ -335,15 +383,15 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
   RETURN_IF_ERROR(PrepareStep(m, plan, L));
   char* pages = static_cast<char*>(m.pages);
   for (const PageCopy& c : plan.copies) {
-    RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(pages + c.dst_page * page_bytes,
-                                               pages + c.src_page * page_bytes, page_bytes,
-                                               cudaMemcpyDeviceToDevice, m.stream),
-                               "page copy"));
+    RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpyAsync(pages + c.dst_page * page_bytes, pages + c.src_page * page_bytes,
+                                   page_bytes, cudaMemcpyDeviceToDevice, m.stream),
+                   "page copy"));
   }
   RETURN_IF_ERROR(CudaStatus(cudaEventRecord(m.step_start, m.stream), "event"));
-  RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(m.meta_dev, m.meta_host, L.meta_bytes,
-                                             cudaMemcpyHostToDevice, m.stream),
-                             "metadata upload"));
+  RETURN_IF_ERROR(CudaStatus(
+      cudaMemcpyAsync(m.meta_dev, m.meta_host, L.meta_bytes, cudaMemcpyHostToDevice, m.stream),
+      "metadata upload"));
   const bool graph = m.opt.cuda_graphs && LogitsInPlace(L) && L.batch_padded > 0;
   if (graph) {
     const auto key = std::make_tuple(L.batch_padded, L.context_bucket, L.sample);
@@ -352,8 +400,8 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
       // cuBLASLt picks its algorithms outside the capture: run the step once eagerly first.
       RETURN_IF_ERROR(Forward(m, L));
       cudaGraph_t g = nullptr;
-      RETURN_IF_ERROR(CudaStatus(
-          cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "capture"));
+      RETURN_IF_ERROR(CudaStatus(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal),
+                                 "capture"));
       const absl::Status fs = Forward(m, L);
       const cudaError_t end = cudaStreamEndCapture(m.stream, &g);
       RETURN_IF_ERROR(fs);
@@ -403,10 +451,10 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
     return absl::OkStatus();
   }
   result.logits.resize(r * m.vocab);
-  RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(result.logits.data(), m.logits,
-                                             r * m.vocab * sizeof(float), cudaMemcpyDeviceToHost,
-                                             m.stream),
-                             "logits download"));
+  RETURN_IF_ERROR(
+      CudaStatus(cudaMemcpyAsync(result.logits.data(), m.logits, r * m.vocab * sizeof(float),
+                                 cudaMemcpyDeviceToHost, m.stream),
+                 "logits download"));
   RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(m.stream), "step"));
   float gpu_ms = 0;
   if (cudaEventElapsedTime(&gpu_ms, m.step_start, m.step_end) == cudaSuccess) {

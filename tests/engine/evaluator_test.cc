@@ -6,6 +6,7 @@
 
 #include "engine/safetensors.h"
 #include "gtest/gtest.h"
+#include "tests/support/golden.h"
 #include "nlohmann/json.hpp"
 
 namespace longview {
@@ -38,30 +39,38 @@ TEST(EvaluatorTest, AnswerTaskScoresTheGreedyContinuation) {
   EXPECT_FALSE(bad->correct);
 }
 
+// Transformers' next-token NLL of golden prompt 2 of the llama model, by predicted position
+// (entry pos: the NLL of token pos given tokens [0, pos); entry 0 unused), and the prompt.
+std::vector<double> GoldenTokenNll(GoldenPrompt* prompt) {
+  std::vector<GoldenPrompt> golden = ReadGolden(kGolden + "/llama");
+  EXPECT_GE(golden.size(), 3u);
+  if (golden.size() < 3) return {};
+  *prompt = golden[2];
+  const int64_t n = static_cast<int64_t>(prompt->ids.size());
+  const int64_t vocab = static_cast<int64_t>(prompt->logits.size()) / n;
+  std::vector<double> nll(n, 0.0);
+  for (int64_t pos = 1; pos < n; ++pos) {
+    const float* row = &prompt->logits[(pos - 1) * vocab];
+    double m = -1e30, z = 0;
+    for (int64_t v = 0; v < vocab; ++v) m = std::max<double>(m, row[v]);
+    for (int64_t v = 0; v < vocab; ++v) z += std::exp(row[v] - m);
+    nll[pos] = -(row[prompt->ids[pos]] - m - std::log(z));
+  }
+  return nll;
+}
+
 TEST(EvaluatorTest, DensePerplexityMatchesTransformersLogits) {
   auto lm = Load("llama");
   ASSERT_TRUE(lm);
-  std::ifstream jf(kGolden + "/llama/golden.json");
-  auto meta = nlohmann::json::parse(jf);
-  auto st = SafetensorsArchive::OpenFile(kGolden + "/llama/golden.safetensors");
-  ASSERT_TRUE(st.ok());
-  const TensorView* lt = (*st)->Find("p2.logits");
-  const TensorView* it = (*st)->Find("p2.input_ids");
-  std::vector<float> logits(lt->NumElements());
-  ASSERT_TRUE(lt->ToFloat32(logits.data()).ok());
-  const int64_t n = it->NumElements(), vocab = lt->shape[1];
+  GoldenPrompt g;
+  const std::vector<double> token_nll = GoldenTokenNll(&g);
+  ASSERT_FALSE(token_nll.empty());
+  const int64_t n = static_cast<int64_t>(g.ids.size());
   double nll = 0;
-  for (int64_t i = 0; i + 1 < n; ++i) {
-    int64_t next;
-    std::memcpy(&next, it->data + (i + 1) * 8, 8);
-    double m = -1e30, z = 0;
-    for (int64_t v = 0; v < vocab; ++v) m = std::max<double>(m, logits[i * vocab + v]);
-    for (int64_t v = 0; v < vocab; ++v) z += std::exp(logits[i * vocab + v] - m);
-    nll -= logits[i * vocab + next] - m - std::log(z);
-  }
+  for (double x : token_nll) nll += x;
   EvalSettings s;
   s.chunk = 7;  // chunked prefill must not change anything
-  auto r = MeasurePerplexity(*lm, meta["prompts"][2]["prompt"].get<std::string>(), s);
+  auto r = MeasurePerplexity(*lm, g.text, s);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->tokens, n - 1);
   EXPECT_NEAR(r->nll, nll, 1e-3 * nll);
@@ -146,33 +155,22 @@ TEST(EvaluatorTest, BucketByPositionSumsEachBucketsTokens) {
 TEST(EvaluatorTest, DensePerplexityBucketsMatchTransformersPerTokenNll) {
   auto lm = Load("llama");
   ASSERT_TRUE(lm);
-  std::ifstream jf(kGolden + "/llama/golden.json");
-  auto meta = nlohmann::json::parse(jf);
-  auto st = SafetensorsArchive::OpenFile(kGolden + "/llama/golden.safetensors");
-  ASSERT_TRUE(st.ok());
-  const TensorView* lt = (*st)->Find("p2.logits");
-  const TensorView* it = (*st)->Find("p2.input_ids");
-  std::vector<float> logits(lt->NumElements());
-  ASSERT_TRUE(lt->ToFloat32(logits.data()).ok());
-  const int64_t n = it->NumElements(), vocab = lt->shape[1];
+  GoldenPrompt g;
+  const std::vector<double> token_nll = GoldenTokenNll(&g);
+  ASSERT_FALSE(token_nll.empty());
+  const int64_t n = static_cast<int64_t>(g.ids.size());
   constexpr int64_t kBucket = 5;
   // Bucket k: the predicted tokens at positions [5k, 5k + 5), i.e. logits rows pos - 1.
   std::vector<double> want((n - 1) / kBucket + 1, 0.0);
   std::vector<int64_t> want_tokens(want.size(), 0);
   for (int64_t pos = 1; pos < n; ++pos) {
-    int64_t next;
-    std::memcpy(&next, it->data + pos * 8, 8);
-    const float* row = &logits[(pos - 1) * vocab];
-    double m = -1e30, z = 0;
-    for (int64_t v = 0; v < vocab; ++v) m = std::max<double>(m, row[v]);
-    for (int64_t v = 0; v < vocab; ++v) z += std::exp(row[v] - m);
-    want[pos / kBucket] -= row[next] - m - std::log(z);
+    want[pos / kBucket] += token_nll[pos];
     ++want_tokens[pos / kBucket];
   }
   EvalSettings s;
   s.chunk = 7;  // chunk edges do not line up with bucket edges
   s.bucket = kBucket;
-  auto r = MeasurePerplexity(*lm, meta["prompts"][2]["prompt"].get<std::string>(), s);
+  auto r = MeasurePerplexity(*lm, g.text, s);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->buckets.size(), want.size());
   double total = 0;

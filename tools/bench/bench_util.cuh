@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <vector>
 
 // Returns 1 from the enclosing function, printing the failed call, unless it gave cudaSuccess.
 #define BENCH_CHECK(expr)                                                                        \
@@ -42,6 +43,19 @@ inline cudaError_t FillRandomBf16(void* dst, size_t n, uint32_t seed) {
   FillRandomBf16Kernel<<<1024, 256>>>(static_cast<uint16_t*>(dst), n, seed);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   return cudaDeviceSynchronize();
+}
+
+// Counts NaNs among n bf16 values on the device (a NaN in a timed output means the timing
+// measured a broken kernel).
+inline cudaError_t CountBf16NaNs(const void* dev, size_t n, int64_t* nans) {
+  std::vector<uint16_t> host(n);
+  if (cudaError_t e = cudaMemcpy(host.data(), dev, n * 2, cudaMemcpyDeviceToHost);
+      e != cudaSuccess) {
+    return e;
+  }
+  *nans = 0;
+  for (uint16_t b : host) *nans += (b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0;
+  return cudaSuccess;
 }
 
 }  // namespace longview::bench

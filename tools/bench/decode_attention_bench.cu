@@ -152,13 +152,9 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
                                         stream);
       },
       warmup, iters, stream, &ms));
-  // A NaN anywhere in the last output means the timing measured a broken kernel.
-  std::vector<uint16_t> host_out(q_elems);
-  BENCH_CHECK(cudaMemcpy(host_out.data(),
-                         static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems,
-                         q_elems * 2, cudaMemcpyDeviceToHost));
   int64_t nan_count = 0;
-  for (uint16_t b : host_out) nan_count += (b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0;
+  BENCH_CHECK(bench::CountBf16NaNs(
+      static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems, q_elems, &nan_count));
   std::sort(ms.begin(), ms.end());
   const double median_ms = ms[iters / 2];
   const double kv_bytes = double(batch) * selected_keys * kHkv * kD * 2 /*k,v*/ * 2 /*bytes*/;

@@ -114,12 +114,9 @@ int RunShape(int T, int window, int sinks, int iters, int warmup) {
                                          stream);
       },
       warmup, iters, stream, &ms));
-  std::vector<uint16_t> host_out(q_elems);
-  BENCH_CHECK(cudaMemcpy(host_out.data(),
-                         static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems,
-                         q_elems * 2, cudaMemcpyDeviceToHost));
   int64_t nan_count = 0;
-  for (uint16_t b : host_out) nan_count += (b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0;
+  BENCH_CHECK(bench::CountBf16NaNs(
+      static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems, q_elems, &nan_count));
   std::sort(ms.begin(), ms.end());
   const double median_ms = ms[iters / 2];
   const double flops = 4.0 * kD * kHq * AttendedPairs(T, window, sinks);

@@ -15,16 +15,6 @@ namespace longview::cuda_internal {
 
 using cuda::CudaStatus;
 
-namespace {
-
-int64_t NextPow2(int64_t x) {
-  int64_t p = 1;
-  while (p < x) p <<= 1;
-  return p;
-}
-
-}  // namespace
-
 struct KernelsFacade::State {
   Config c;
   // Decode plans by (window, batch, context bucket); one workspace sized for the largest.

@@ -16,6 +16,13 @@
 
 namespace longview::cuda_internal {
 
+// The smallest power of two >= x (batch and context buckets of decode plans and graphs).
+inline int64_t NextPow2(int64_t x) {
+  int64_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
 // Where one layer's K and V live in the page pool.
 struct PagesView {
   void* pages = nullptr;
@@ -30,8 +37,7 @@ class KernelsFacade {
     cuda::DType dtype = cuda::DType::kBF16;
     int head_dim = 0, num_q_heads = 0, num_kv_heads = 0, page_size = 0;
     int64_t vocab = 0;
-    int64_t max_rows = 0;        // rows of logits / decode batch bound
-    int64_t max_num_tokens = 0;  // rows of a step
+    int64_t max_rows = 0;  // rows of logits / decode batch bound
     int64_t max_model_len = 0;
     int64_t max_position = 0;
     int rope_hi_rows = 0;
@@ -48,9 +54,8 @@ class KernelsFacade {
   // Appends n tokens' K and V (rows row_stride apart) to the pages; with q != nullptr also
   // rotates the q heads of the first num_q_rows rows (same stride) at q_positions, fused.
   absl::Status KvAppend(const void* k, const void* v, int64_t row_stride, const int64_t* slots,
-                        int64_t n, const PagesView& pages, cudaStream_t stream,
-                        void* q = nullptr, int64_t num_q_rows = 0,
-                        const int32_t* q_positions = nullptr);
+                        int64_t n, const PagesView& pages, cudaStream_t stream, void* q = nullptr,
+                        int64_t num_q_rows = 0, const int32_t* q_positions = nullptr);
   // Decode over `batch` sequences (rows of q, pre-rotated), context at most context_bucket keys.
   absl::Status Decode(int64_t window, int64_t batch, int64_t context_bucket, const void* q,
                       int64_t q_row_stride, void* out, const PagesView& pages,

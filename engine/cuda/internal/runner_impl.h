@@ -24,17 +24,7 @@ namespace longview {
 inline constexpr int64_t kMaxRopePosition = (int64_t{1} << 24) - 1;
 inline constexpr int64_t kMinContextBucket = 256;
 
-inline int64_t NextPow2(int64_t x) {
-  int64_t p = 1;
-  while (p < x) p <<= 1;
-  return p;
-}
-
-// A device allocation freed with the runner.
-struct DeviceAlloc {
-  void* p = nullptr;
-  size_t bytes = 0;
-};
+using cuda_internal::NextPow2;
 
 struct CudaModelRunner::Impl {
   ModelConfig cfg;
@@ -50,7 +40,7 @@ struct CudaModelRunner::Impl {
   cudaStream_t stream = nullptr;
   std::unique_ptr<cuda::CublasLtGemm> gemm;
   cuda_internal::DeviceWeights w;
-  std::vector<DeviceAlloc> allocs;
+  std::vector<void*> allocs;  // device allocations freed with the runner
   void* pages = nullptr;
   int32_t num_pages = 0;
   float* rope_lo = nullptr;
@@ -89,7 +79,6 @@ struct CudaModelRunner::Impl {
   }
 };
 
-
 // One step, laid out in rows of the activation matrices:
 //   [0, batch_padded)                  dense-decode sequences (one token each, the model's own
 //                                      windows), padded to a power of two for graph buckets
@@ -98,26 +87,25 @@ struct CudaModelRunner::Impl {
 //   [prefill_row0, total_rows)         the rest (prefill chunks): the prefill kernel
 struct StepLayout {
   int64_t num_tokens = 0;
-  int64_t nd = 0;                 // dense-decode sequences
-  int64_t ns = 0;                 // selection-decode sequences
-  int64_t np = 0;                 // prefill sequences
-  int64_t batch_padded = 0;       // dense-decode rows after padding to the bucket (>= nd)
-  int64_t prefill_row0 = 0;       // batch_padded + ns
-  int64_t context_bucket = 0;     // dense decode: keys bound of the plan
-  int64_t decode_stride = 0;      // dense-decode block-table stride
-  int64_t prefill_stride = 0;     // prefill block-table stride
+  int64_t nd = 0;              // dense-decode sequences
+  int64_t ns = 0;              // selection-decode sequences
+  int64_t np = 0;              // prefill sequences
+  int64_t batch_padded = 0;    // dense-decode rows after padding to the bucket (>= nd)
+  int64_t prefill_row0 = 0;    // batch_padded + ns
+  int64_t context_bucket = 0;  // dense decode: keys bound of the plan
+  int64_t decode_stride = 0;   // dense-decode block-table stride
+  int64_t prefill_stride = 0;  // prefill block-table stride
   int64_t total_rows = 0;
-  int64_t max_spans = 0;          // selection decode: most spans of a sequence
-  std::vector<size_t> order;      // plan index of each processed sequence, in row order
-  std::vector<int64_t> row0;      // first row of each processed sequence
-  std::vector<int64_t> logit_src; // rows whose logits are needed, in output order
-  std::vector<int32_t> out_row;   // per plan sequence: output row or -1
+  int64_t max_spans = 0;           // selection decode: most spans of a sequence
+  std::vector<size_t> order;       // plan index of each processed sequence, in row order
+  std::vector<int64_t> row0;       // first row of each processed sequence
+  std::vector<int64_t> logit_src;  // rows whose logits are needed, in output order
+  std::vector<int32_t> out_row;    // per plan sequence: output row or -1
   bool sample = false;
   // Offsets into the metadata buffer.
   size_t ids = 0, slots = 0, dec_pos = 0, dec_lens = 0, dec_tables = 0, sel_spans = 0,
          sel_offsets = 0, pre_qstart = 0, pre_lens = 0, pre_tables = 0, pre_windows = 0,
-         pre_sinks = 0, gather = 0, s_temp = 0, s_topk = 0, s_topp = 0, s_seed = 0,
-         s_counter = 0;
+         pre_sinks = 0, gather = 0, s_temp = 0, s_topk = 0, s_topp = 0, s_seed = 0, s_counter = 0;
   size_t meta_bytes = 0;
   int64_t prefill_total_kv = 0;  // keys the prefill kernel's workspace must hold (all layers' max)
 };
