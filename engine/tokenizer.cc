@@ -120,6 +120,14 @@ std::string SpmModel::TokenBytes(int32_t id) const {
   return ReplaceSpaceSymbol(piece);
 }
 
+std::vector<std::pair<std::string, int32_t>> SpmModel::ControlPieces() const {
+  std::vector<std::pair<std::string, int32_t>> out;
+  for (int id = 0; id < processor_->GetPieceSize(); ++id) {
+    if (processor_->IsControl(id)) out.emplace_back(processor_->IdToPiece(id), id);
+  }
+  return out;
+}
+
 int32_t SpmModel::vocab_size() const { return processor_->GetPieceSize(); }
 int32_t SpmModel::bos_id() const { return processor_->bos_id(); }
 int32_t SpmModel::eos_id() const { return processor_->eos_id(); }

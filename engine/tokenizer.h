@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/rendered_prompt.h"
 
 namespace longview {
 
@@ -25,8 +26,16 @@ class Tokenizer {
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& dir);
   virtual ~Tokenizer() = default;
 
-  // Encodes text; adds BOS / EOS as configured when `add_special` is true.
+  // Encodes text; adds BOS / EOS as configured when `add_special` is true. Special tokens
+  // written in the text are treated as the tokenizer's own rules say (sentencepiece: ordinary
+  // text; Hugging Face tokenizer.json: added tokens are split out of any text).
   virtual std::vector<int32_t> Encode(std::string_view text, bool add_special = true) const = 0;
+  // Encodes a chat template's output: the text of a special token (a control or added token)
+  // becomes that token only where it lies wholly inside one of `prompt.special_ranges`; all other
+  // text is encoded as ordinary text, never as special tokens. Adds BOS / EOS as configured when
+  // `add_special` is true.
+  virtual std::vector<int32_t> EncodeRendered(const RenderedPrompt& prompt,
+                                              bool add_special) const = 0;
   // Decodes ids to text exactly as sentencepiece does (control tokens dropped). Ids outside
   // [0, vocab_size) are skipped.
   virtual std::string Decode(const std::vector<int32_t>& ids) const = 0;

@@ -24,14 +24,30 @@ namespace {
 class SpmTokenizer final : public Tokenizer {
  public:
   SpmTokenizer(std::unique_ptr<internal::SpmModel> model, bool add_bos, bool add_eos)
-      : model_(std::move(model)), add_bos_(add_bos), add_eos_(add_eos) {}
+      : model_(std::move(model)),
+        control_pieces_(model_->ControlPieces()),
+        add_bos_(add_bos),
+        add_eos_(add_eos) {}
 
   std::vector<int32_t> Encode(std::string_view text, bool add_special) const override {
     std::vector<int32_t> ids = model_->Encode(text);
-    if (add_special && add_bos_ && model_->bos_id() >= 0) {
-      ids.insert(ids.begin(), model_->bos_id());
+    AddSpecial(add_special, ids);
+    return ids;
+  }
+  // Each ordinary segment is encoded on its own, as Hugging Face's Llama tokenizer does around
+  // special tokens.
+  std::vector<int32_t> EncodeRendered(const RenderedPrompt& prompt,
+                                      bool add_special) const override {
+    std::vector<int32_t> ids;
+    for (const PromptSegment& seg : SplitAtSpecialTokens(prompt, control_pieces_)) {
+      if (seg.special_id >= 0) {
+        ids.push_back(seg.special_id);
+      } else {
+        std::vector<int32_t> part = model_->Encode(seg.text);
+        ids.insert(ids.end(), part.begin(), part.end());
+      }
     }
-    if (add_special && add_eos_ && model_->eos_id() >= 0) ids.push_back(model_->eos_id());
+    AddSpecial(add_special, ids);
     return ids;
   }
   std::string Decode(const std::vector<int32_t>& ids) const override { return model_->Decode(ids); }
@@ -44,7 +60,15 @@ class SpmTokenizer final : public Tokenizer {
   bool strips_leading_space() const override { return model_->strips_leading_space(); }
 
  private:
+  void AddSpecial(bool add_special, std::vector<int32_t>& ids) const {
+    if (add_special && add_bos_ && model_->bos_id() >= 0) {
+      ids.insert(ids.begin(), model_->bos_id());
+    }
+    if (add_special && add_eos_ && model_->eos_id() >= 0) ids.push_back(model_->eos_id());
+  }
+
   std::unique_ptr<internal::SpmModel> model_;
+  std::vector<std::pair<std::string, int32_t>> control_pieces_;
   bool add_bos_;
   bool add_eos_;
 };

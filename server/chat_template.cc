@@ -36,72 +36,108 @@ std::pair<std::string, std::vector<ChatMessage>> SplitSystem(
   return {system, std::vector<ChatMessage>(messages.begin() + i, messages.end())};
 }
 
+// Every renderer writes the template's own text with b.AppendTemplate (special tokens in it are
+// recognised) and what the client sent with b.AppendContent (never a special token).
+
 // Llama-2 chat: "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST] A </s><s>[INST] U2 [/INST]".
-std::string RenderLlama2(const ChatTemplate& t, const std::vector<ChatMessage>& messages) {
+void RenderLlama2(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                  RenderedPromptBuilder& b) {
   auto [system, rest] = SplitSystem(messages);
-  std::string out;
   bool first_user = true;
   for (const ChatMessage& m : rest) {
     if (m.role == "assistant") {
-      out += " " + Trim(m.content) + " " + t.eos_token;
+      b.AppendTemplate(" ");
+      b.AppendContent(Trim(m.content));
+      b.AppendTemplate(" " + t.eos_token);
       continue;
     }
-    std::string content = m.content;
-    if (first_user && !system.empty()) {
-      content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
+    b.AppendTemplate(t.bos_token + "[INST] ");
+    if (!first_user || system.empty()) {
+      b.AppendContent(Trim(m.content));
+    } else {
+      // The system prompt goes into the first user turn, and Trim applies to the whole text:
+      // cut the trimmed text back into the template's literals and the client's parts.
+      const std::string open = "<<SYS>>\n", close = "\n<</SYS>>\n\n";
+      const std::string trimmed = Trim(open + system + close + m.content);
+      const size_t cuts[] = {0, open.size(), open.size() + system.size(),
+                             open.size() + system.size() + close.size(), trimmed.size()};
+      for (int i = 0; i < 4; ++i) {
+        const size_t from = std::min(cuts[i], trimmed.size());
+        const size_t to = std::max(from, std::min(cuts[i + 1], trimmed.size()));
+        const std::string_view piece = std::string_view(trimmed).substr(from, to - from);
+        if (i % 2 == 0) {
+          b.AppendTemplate(piece);
+        } else {
+          b.AppendContent(piece);
+        }
+      }
     }
     first_user = false;
-    out += t.bos_token + "[INST] " + Trim(content) + " [/INST]";
+    b.AppendTemplate(" [/INST]");
   }
   if (first_user && !system.empty()) {
-    out += t.bos_token + "[INST] <<SYS>>\n" + system + "\n<</SYS>>\n\n [/INST]";
+    b.AppendTemplate(t.bos_token + "[INST] <<SYS>>\n");
+    b.AppendContent(system);
+    b.AppendTemplate("\n<</SYS>>\n\n [/INST]");
   }
-  return out;
 }
 
 // Llama-3 instruct: header-delimited turns, then an open assistant header.
-std::string RenderLlama3(const ChatTemplate& t, const std::vector<ChatMessage>& messages) {
-  std::string out = t.bos_token;
+void RenderLlama3(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                  RenderedPromptBuilder& b) {
+  b.AppendTemplate(t.bos_token);
   for (const ChatMessage& m : messages) {
     std::string role = m.role == "developer" ? "system" : m.role;
-    out += "<|start_header_id|>" + role + "<|end_header_id|>\n\n" + Trim(m.content) + "<|eot_id|>";
+    b.AppendTemplate("<|start_header_id|>" + role + "<|end_header_id|>\n\n");
+    b.AppendContent(Trim(m.content));
+    b.AppendTemplate("<|eot_id|>");
   }
-  return out + "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  b.AppendTemplate("<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 // Mistral instruct (v0.1 form): "<s>[INST] U [/INST]A</s>[INST] U2 [/INST]". A system prompt
 // is prepended to the first user message, separated by a blank line.
-std::string RenderMistral(const ChatTemplate& t, const std::vector<ChatMessage>& messages) {
+void RenderMistral(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                   RenderedPromptBuilder& b) {
   auto [system, rest] = SplitSystem(messages);
-  std::string out = t.bos_token;
+  b.AppendTemplate(t.bos_token);
   bool first_user = true;
   for (const ChatMessage& m : rest) {
     if (m.role == "assistant") {
-      out += m.content + t.eos_token;
+      b.AppendContent(m.content);
+      b.AppendTemplate(t.eos_token);
       continue;
     }
-    std::string content = m.content;
-    if (first_user && !system.empty()) content = system + "\n\n" + content;
+    b.AppendTemplate("[INST] ");
+    if (first_user && !system.empty()) {
+      b.AppendContent(system);
+      b.AppendTemplate("\n\n");
+    }
     first_user = false;
-    out += "[INST] " + content + " [/INST]";
+    b.AppendContent(m.content);
+    b.AppendTemplate(" [/INST]");
   }
-  if (first_user && !system.empty()) out += "[INST] " + system + " [/INST]";
-  return out;
+  if (first_user && !system.empty()) {
+    b.AppendTemplate("[INST] ");
+    b.AppendContent(system);
+    b.AppendTemplate(" [/INST]");
+  }
 }
 
 // ChatML (Qwen): "<|im_start|>role\ncontent<|im_end|>\n" per message, then the open turn.
-std::string RenderChatMl(const std::vector<ChatMessage>& messages) {
-  std::string out;
+void RenderChatMl(const std::vector<ChatMessage>& messages, RenderedPromptBuilder& b) {
   for (const ChatMessage& m : messages) {
-    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+    b.AppendTemplate("<|im_start|>" + m.role + "\n");
+    b.AppendContent(m.content);
+    b.AppendTemplate("<|im_end|>\n");
   }
-  return out + "<|im_start|>assistant\n";
+  b.AppendTemplate("<|im_start|>assistant\n");
 }
 
-std::string RenderPlain(const std::vector<ChatMessage>& messages) {
-  std::string out;
-  for (const ChatMessage& m : messages) out += m.role + ": " + m.content + "\n";
-  return out + "assistant:";
+// No special tokens at all: the whole text is ordinary.
+void RenderPlain(const std::vector<ChatMessage>& messages, RenderedPromptBuilder& b) {
+  for (const ChatMessage& m : messages) b.AppendContent(m.role + ": " + m.content + "\n");
+  b.AppendContent("assistant:");
 }
 
 // A special-token field of tokenizer_config.json: a string, an AddedToken object or null.
@@ -188,51 +224,32 @@ absl::StatusOr<ChatTemplate> LoadChatTemplate(const std::string& model_dir,
   return t;
 }
 
-std::string RenderChat(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages) {
+RenderedPrompt RenderChat(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages) {
+  RenderedPromptBuilder b;
   switch (tmpl.kind) {
     case ChatTemplateKind::kLlama2:
-      return RenderLlama2(tmpl, messages);
+      RenderLlama2(tmpl, messages, b);
+      break;
     case ChatTemplateKind::kLlama3:
-      return RenderLlama3(tmpl, messages);
+      RenderLlama3(tmpl, messages, b);
+      break;
     case ChatTemplateKind::kMistral:
-      return RenderMistral(tmpl, messages);
+      RenderMistral(tmpl, messages, b);
+      break;
     case ChatTemplateKind::kChatMl:
-      return RenderChatMl(messages);
+      RenderChatMl(messages, b);
+      break;
     case ChatTemplateKind::kPlain:
+      RenderPlain(messages, b);
       break;
   }
-  return RenderPlain(messages);
+  return std::move(b).Take();
 }
 
 std::vector<int32_t> EncodeChat(const ChatTemplate& tmpl, const Tokenizer& tokenizer,
-                                const std::string& rendered) {
-  if (tmpl.kind == ChatTemplateKind::kPlain) return tokenizer.Encode(rendered, true);
-  std::vector<int32_t> ids;
-  size_t pos = 0;
-  while (pos < rendered.size()) {
-    // The nearest BOS or EOS text at or after pos.
-    size_t b = tmpl.bos_token.empty() ? std::string::npos : rendered.find(tmpl.bos_token, pos);
-    size_t e = tmpl.eos_token.empty() ? std::string::npos : rendered.find(tmpl.eos_token, pos);
-    size_t next = std::min(b, e);
-    std::string_view text(rendered.data() + pos,
-                          (next == std::string::npos ? rendered.size() : next) - pos);
-    if (!text.empty()) {
-      std::vector<int32_t> part = tokenizer.Encode(text, false);
-      ids.insert(ids.end(), part.begin(), part.end());
-    }
-    if (next == std::string::npos) break;
-    bool is_bos = next == b;
-    int32_t id = is_bos ? tokenizer.bos_id() : tokenizer.eos_id();
-    const std::string& token = is_bos ? tmpl.bos_token : tmpl.eos_token;
-    if (id >= 0) {
-      ids.push_back(id);
-    } else {
-      std::vector<int32_t> part = tokenizer.Encode(token, false);
-      ids.insert(ids.end(), part.begin(), part.end());
-    }
-    pos = next + token.size();
-  }
-  return ids;
+                                const RenderedPrompt& rendered) {
+  // The built-in templates write BOS themselves; the plain one relies on the tokenizer's.
+  return tokenizer.EncodeRendered(rendered, /*add_special=*/tmpl.kind == ChatTemplateKind::kPlain);
 }
 
 }  // namespace longview

@@ -7,8 +7,11 @@
 // gets the plain template: one "role: content" line per message, then "assistant:".
 //
 //   ASSIGN_OR_RETURN(ChatTemplate t, LoadChatTemplate(model_dir, /*forced=*/""));
-//   std::string text = RenderChat(t, messages);               // "<s>[INST] Hi [/INST]"
-//   std::vector<int32_t> ids = EncodeChat(t, tokenizer, text);  // BOS/EOS text → their ids
+//   RenderedPrompt p = RenderChat(t, messages);           // p.text == "<s>[INST] Hi [/INST]"
+//   std::vector<int32_t> ids = EncodeChat(t, tokenizer, p);  // the template's "<s>" → BOS id
+//
+// Special tokens come from the template only: text the client sent (message content) is never
+// parsed for special tokens, so a user's "</s>" stays text (engine/rendered_prompt.h).
 // Thread-safety: free functions over const values; safe from any thread.
 #pragma once
 
@@ -48,13 +51,14 @@ struct ChatTemplate {
 absl::StatusOr<ChatTemplate> LoadChatTemplate(const std::string& model_dir,
                                               const std::string& forced);
 
-// Renders the conversation with the generation prompt for the assistant's reply appended.
-std::string RenderChat(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages);
+// Renders the conversation with the generation prompt for the assistant's reply appended; the
+// template's own text is marked as the part where special tokens may be recognised.
+RenderedPrompt RenderChat(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages);
 
-// Tokenizes a rendered prompt: occurrences of the template's BOS / EOS text become the
-// tokenizer's BOS / EOS ids; other text is encoded without special tokens. The plain template's
+// Tokenizes a rendered prompt: special-token text the template wrote (BOS, EOS, ...) becomes
+// the token; everything else, message content included, is ordinary text. The plain template's
 // text is encoded with the tokenizer's own BOS / EOS settings.
 std::vector<int32_t> EncodeChat(const ChatTemplate& tmpl, const Tokenizer& tokenizer,
-                                const std::string& rendered);
+                                const RenderedPrompt& rendered);
 
 }  // namespace longview

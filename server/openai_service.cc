@@ -122,8 +122,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
   const Tokenizer& tok = *loop_->model().tokenizer;
   std::vector<std::vector<int32_t>> prompts;
   if (r.kind == ApiKind::kChat) {
-    std::string text = RenderChat(options_.chat_template, r.messages);
-    prompts.push_back(EncodeChat(options_.chat_template, tok, text));
+    prompts.push_back(EncodeChat(options_.chat_template, tok,
+                                 RenderChat(options_.chat_template, r.messages)));
   } else {
     for (size_t i = 0; i < r.prompts.size(); ++i) {
       const PromptInput& p = r.prompts[i];

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sentencepiece {
@@ -38,6 +39,10 @@ class SpmModel {
   std::string Decode(const std::vector<int32_t>& ids) const;
   // See Tokenizer::TokenBytes. Returns "" for ids outside [0, vocab_size).
   std::string TokenBytes(int32_t id) const;
+
+  // The text and id of every control piece (<s>, </s>, ...): the special tokens a chat
+  // template may write.
+  std::vector<std::pair<std::string, int32_t>> ControlPieces() const;
 
   int32_t vocab_size() const;
   int32_t bos_id() const;
