@@ -17,6 +17,7 @@
 #include "proto/longview.grpc.pb.h"
 #include "proto/longview.pb.h"
 #include "scheduler/engine_loop.h"
+#include "server/grpc_interceptors.h"
 
 namespace longview {
 namespace {
@@ -402,6 +403,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
   grpc::ResourceQuota quota("longview-grpc");
   quota.SetMaxThreads(kMaxServerThreads);
   builder.SetResourceQuota(quota);
+  builder.experimental().SetInterceptorCreators(MakeServerInterceptors());
   server->server_ = builder.BuildAndStart();
   if (!server->server_ || bound_port == 0) {
     if (server->server_) server->server_->Shutdown();
