@@ -4,14 +4,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <random>
 #include <thread>
 #include <unordered_map>
 
 #include "absl/strings/str_format.h"
-#include "engine/model_runner.h"
-#include "engine/sequence_output.h"
+#include "engine/cpu/cpu_model_runner.h"
+#include "engine/runner/model_runner.h"
+#include "engine/sampling/sequence_output.h"
 #include "kvcache/kv_cache_manager.h"
 #include "scheduler/scheduler.h"
 
@@ -77,6 +80,19 @@ struct RequestState {
   bool touched = false;
 };
 
+// The CPU backend over the model's host weights, when no runner is given. A model whose host
+// weights were dropped (serve on a GPU) must come with its runner: a broken invariant.
+std::shared_ptr<ModelRunner> DefaultCpuRunner(const LoadedModel& lm, const EngineLoopOptions& o) {
+  absl::StatusOr<std::unique_ptr<CpuModelRunner>> r =
+      CpuModelRunner::Create(lm, static_cast<int32_t>(o.num_kv_pages), o.page_size);
+  if (!r.ok()) {
+    std::fprintf(stderr, "EngineLoop: no runner given and no CPU backend: %s\n",
+                 std::string(r.status().message()).c_str());
+    std::abort();
+  }
+  return std::shared_ptr<ModelRunner>(std::move(*r));
+}
+
 }  // namespace
 
 struct EngineLoop::Impl {
@@ -91,10 +107,7 @@ struct EngineLoop::Impl {
                .long_prefill_token_threshold = o.long_prefill_token_threshold,
                .model_window = ReleasableWindow(lm.config, ForwardOptions{})},
               &kv),
-        runner_holder(o.runner != nullptr
-                          ? o.runner
-                          : std::make_shared<CpuModelRunner>(
-                                *lm.model, static_cast<int32_t>(o.num_kv_pages), o.page_size)),
+        runner_holder(o.runner != nullptr ? o.runner : DefaultCpuRunner(lm, o)),
         runner(*runner_holder) {
     eos_ids = EosTokenIds(lm.config.eos_token_ids, *lm.tokenizer);
     metrics.time_to_first_token =

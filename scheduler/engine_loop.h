@@ -28,9 +28,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/generator.h"
-#include "engine/model_runner.h"
-#include "engine/sampler.h"
+#include "scheduler/generator.h"
+#include "engine/runner/model_runner.h"
+#include "engine/sampling/sampler.h"
 
 namespace longview {
 

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/model_runner.h"
+#include "engine/runner/model_runner.h"
 #include "kvcache/kv_cache_manager.h"
 
 namespace longview {

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "engine/evaluator.h"
+#include "scheduler/evaluator.h"
 
 namespace longview {
 

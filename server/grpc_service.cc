@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/attention_mode.h"
-#include "engine/generator.h"
+#include "engine/attention/attention_mode.h"
+#include "scheduler/generator.h"
 #include "proto/longview.grpc.pb.h"
 #include "proto/longview.pb.h"
 #include "scheduler/engine_loop.h"

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "engine/generator.h"
+#include "scheduler/generator.h"
 #include "kernels/cpu/ops.h"
 #include "server/eval_command.h"
 #include "server/serve_command.h"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "scheduler/engine_loop.h"
 #include "server/http_server.h"

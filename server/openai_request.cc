@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "engine/attention_mode.h"
+#include "engine/attention/attention_mode.h"
 #include "server/api_error.h"
 
 namespace longview {

@@ -23,9 +23,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/cpu_model.h"
-#include "engine/sampler.h"
-#include "server/chat_template.h"
+#include "engine/cpu/cpu_model.h"
+#include "engine/sampling/sampler.h"
+#include "engine/text/chat_template.h"
 
 namespace longview {
 

@@ -18,7 +18,7 @@
 #include <string>
 
 #include "scheduler/engine_loop.h"
-#include "server/chat_template.h"
+#include "engine/text/chat_template.h"
 #include "server/http_server.h"
 #include "server/openai_request.h"
 #include "server/request_pump.h"

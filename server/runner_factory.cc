@@ -1,6 +1,7 @@
 #include "server/runner_factory.h"
 
 #include "absl/strings/str_format.h"
+#include "engine/cpu/cpu_model_runner.h"
 
 #ifdef LONGVIEW_HAVE_CUDA
 #include "engine/cuda/cuda_model_runner.h"
@@ -28,8 +29,8 @@ absl::StatusOr<BackendChoice> CreateBackend(const LoadedModel& lm, const Backend
   if (!cuda) {
     c.device = "cpu";
     c.num_kv_pages = o.num_kv_pages > 0 ? o.num_kv_pages : 4096;
-    c.runner = std::make_shared<CpuModelRunner>(*lm.model, static_cast<int32_t>(c.num_kv_pages),
-                                                o.page_size);
+    ASSIGN_OR_RETURN(c.runner, CpuModelRunner::Create(lm, static_cast<int32_t>(c.num_kv_pages),
+                                                      o.page_size));
     return c;
   }
 #ifdef LONGVIEW_HAVE_CUDA
@@ -42,7 +43,7 @@ absl::StatusOr<BackendChoice> CreateBackend(const LoadedModel& lm, const Backend
   ro.max_num_seqs = o.max_num_seqs;
   ro.cuda_graphs = o.cuda_graphs;
   ASSIGN_OR_RETURN(std::unique_ptr<CudaModelRunner> r,
-                   CudaModelRunner::Create(lm.config, &lm.model->weights(), ro));
+                   CudaModelRunner::Create(lm.config, lm.weights.get(), ro));
   c.device = "cuda";
   c.num_kv_pages = r->num_pages();
   c.runner = std::move(r);

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "common/status.h"
-#include "engine/generator.h"
-#include "engine/model_runner.h"
+#include "engine/model/loaded_model.h"
+#include "engine/runner/model_runner.h"
 
 namespace longview {
 

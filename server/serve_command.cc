@@ -8,10 +8,10 @@
 #include <iostream>
 #include <memory>
 
-#include "engine/generator.h"
+#include "scheduler/generator.h"
 #include "kernels/cpu/ops.h"
 #include "scheduler/engine_loop.h"
-#include "server/chat_template.h"
+#include "engine/text/chat_template.h"
 #include "server/grpc_service.h"
 #include "server/http_server.h"
 #include "server/openai_service.h"
@@ -123,7 +123,7 @@ int RunServe(const ServeArgs& a) {
             << " KV pages of " << a.page_size << " tokens\n";
   // The CUDA backend uploaded its own copy of the weights: the float32 host copy can go (an 8B
   // model's is 32 GB). The engine loop never touches it when given a runner.
-  if (backend->device == "cuda") (*lm)->model.reset();
+  if (backend->device == "cuda") (*lm)->weights.reset();
   EngineLoopOptions eo;
   eo.runner = backend->runner;
   eo.max_num_seqs = a.max_num_seqs;

@@ -1,5 +1,6 @@
 // CudaModelRunner: step preparation, the forward, CUDA graphs. See cuda_model_runner.h.
 #include "engine/cuda/cuda_model_runner.h"
+#include "engine/model/rope_params.h"
 
 #include <cuda_runtime.h>
 
@@ -10,7 +11,7 @@
 #include <set>
 
 #include "absl/strings/str_format.h"
-#include "engine/cpu_model.h"
+#include "engine/attention/attention_mode.h"
 #include "engine/cuda/cublaslt_gemm.h"
 #include "engine/cuda/internal/device_weights.h"
 #include "engine/cuda/internal/kernels_facade.h"

@@ -23,9 +23,9 @@
 #include <optional>
 
 #include "common/status.h"
-#include "engine/model_config.h"
-#include "engine/model_runner.h"
-#include "engine/weights.h"
+#include "engine/model/model_config.h"
+#include "engine/runner/model_runner.h"
+#include "engine/model/weights.h"
 
 namespace longview {
 

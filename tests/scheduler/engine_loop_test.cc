@@ -1,5 +1,7 @@
 #include "scheduler/engine_loop.h"
 
+#include "engine/cpu/cpu_model_runner.h"
+
 #include <map>
 #include <random>
 #include <set>
@@ -433,10 +435,12 @@ TEST(EngineLoopRunnerTest, ServesWithoutTheHostModelWhenGivenARunner) {
   ASSERT_TRUE(weights_holder.ok()) << weights_holder.status();
   auto lm = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/llama");
   ASSERT_TRUE(lm.ok()) << lm.status();
-  (*lm)->model.reset();  // as serve does after uploading to the GPU
+  (*lm)->weights.reset();  // as serve does after uploading to the GPU
   EngineLoopOptions o;
   o.num_kv_pages = 64;
-  o.runner = std::make_shared<CpuModelRunner>(*(*weights_holder)->model, 64, o.page_size);
+  auto runner = CpuModelRunner::Create(**weights_holder, 64, o.page_size);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  o.runner = std::move(*runner);
   EngineLoop loop(std::shared_ptr<const LoadedModel>(std::move(*lm)), o);
   loop.Start();
   GenerationRequest req = Request(RandomPrompt(12, 5), 10);

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/model_runner.h"
+#include "engine/runner/model_runner.h"
 #include "gtest/gtest.h"
 
 namespace longview::test {

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/generator.h"
+#include "scheduler/generator.h"
 #include "gtest/gtest.h"
 #include "proto/longview.grpc.pb.h"
 #include "scheduler/engine_loop.h"

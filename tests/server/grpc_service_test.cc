@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/generator.h"
+#include "scheduler/generator.h"
 #include "gtest/gtest.h"
 #include "proto/longview.grpc.pb.h"
 #include "scheduler/engine_loop.h"

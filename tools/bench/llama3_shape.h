@@ -3,7 +3,7 @@
 // random (speed does not depend on the values).
 #pragma once
 
-#include "engine/model_config.h"
+#include "engine/model/model_config.h"
 
 namespace longview {
 

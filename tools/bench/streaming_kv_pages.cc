@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "engine/generator.h"
+#include "scheduler/generator.h"
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/model_config.h"
-#include "engine/weights.h"
+#include "engine/model/model_config.h"
+#include "engine/model/weights.h"
 #include "kernels/cuda/dtype.h"
 
 namespace longview::cuda_internal {

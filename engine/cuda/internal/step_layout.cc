@@ -2,7 +2,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
-#include "engine/cpu_model.h"
+#include "engine/cpu/cpu_model.h"
 #include "engine/cuda/internal/runner_impl.h"
 #include "engine/cuda/internal/step_meta.h"
 #include "kernels/cpu/kv_selection.h"

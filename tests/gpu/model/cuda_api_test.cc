@@ -23,7 +23,7 @@
 #include "nlohmann/json.hpp"
 #include "proto/longview.grpc.pb.h"
 #include "scheduler/engine_loop.h"
-#include "server/chat_template.h"
+#include "engine/text/chat_template.h"
 #include "server/grpc_service.h"
 #include "server/http_server.h"
 #include "server/openai_service.h"
@@ -110,7 +110,7 @@ std::unique_ptr<Servers> Start() {
   ro.num_pages = 1024;
   ro.max_num_tokens = 1024;
   ro.max_num_seqs = 16;
-  auto runner = CudaModelRunner::Create(s->lm->config, &s->lm->model->weights(), ro);
+  auto runner = CudaModelRunner::Create(s->lm->config, s->lm->weights.get(), ro);
   EXPECT_TRUE(runner.ok()) << runner.status();
   if (!runner.ok()) return nullptr;
   EngineLoopOptions eo;

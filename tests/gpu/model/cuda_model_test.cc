@@ -16,9 +16,10 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/cuda/cuda_model_runner.h"
-#include "engine/generator.h"
-#include "engine/safetensors.h"
+#include "scheduler/generator.h"
+#include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
+#include "tests/support/cpu_model_of.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/block_table.h"
 #include "scheduler/engine_loop.h"
@@ -120,12 +121,13 @@ TEST(CudaModelGpu, GoldenLogitsEveryPosition) {
     const std::string dir = kData + "/golden_gpu/" + name;
     auto lm = LoadedModel::Load(dir);
     ASSERT_TRUE(lm.ok()) << lm.status();
+    std::unique_ptr<CpuModel> cpu_model = CpuModelOf(**lm);
     const std::vector<GoldenPrompt> golden = ReadGolden(dir);
     ASSERT_FALSE(golden.empty());
     const int64_t vocab = (*lm)->config.vocab_size;
     for (bool fp16 : {false, true}) {
       for (int64_t ps : {1, 16}) {
-        auto runner = CudaModelRunner::Create((*lm)->config, &(*lm)->model->weights(),
+        auto runner = CudaModelRunner::Create((*lm)->config, (*lm)->weights.get(),
                                               SmallOptions(fp16, ps));
         ASSERT_TRUE(runner.ok()) << runner.status();
         double worst_golden = 0, worst_cpu = 0;
@@ -136,9 +138,9 @@ TEST(CudaModelGpu, GoldenLogitsEveryPosition) {
           BlockTable cpu_table(ps);
           BlockPool cpu_pool(static_cast<int32_t>(T / ps + 2));
           cpu_table.Append(*cpu_pool.Allocate(cpu_table.BlocksNeeded(T)));
-          HostKvStorage cpu_kv((*lm)->model->kv_layout(ps), cpu_pool.num_blocks());
+          HostKvStorage cpu_kv(cpu_model->kv_layout(ps), cpu_pool.num_blocks());
           std::vector<float> cpu_logits;
-          ASSERT_TRUE((*lm)->model->Forward({g.ids, 0, &cpu_table}, cpu_kv, true, cpu_logits).ok());
+          ASSERT_TRUE(cpu_model->Forward({g.ids, 0, &cpu_table}, cpu_kv, true, cpu_logits).ok());
           // Token by token: every position.
           Driver d(**runner, ps, 512);
           for (int64_t t = 0; t < T; ++t) {
@@ -200,7 +202,7 @@ TEST(CudaModelGpu, GreedyContinuationsMatchCpu) {
   for (const Case& c : cases) {
     auto lm = LoadedModel::Load(c.dir);
     ASSERT_TRUE(lm.ok()) << lm.status();
-    auto runner = CudaModelRunner::Create((*lm)->config, &(*lm)->model->weights(),
+    auto runner = CudaModelRunner::Create((*lm)->config, (*lm)->weights.get(),
                                           SmallOptions(c.fp16, 16));
     ASSERT_TRUE(runner.ok()) << runner.status();
     for (const std::string& prompt : prompts) {
@@ -234,25 +236,26 @@ TEST(CudaModelGpu, GreedyContinuationsMatchCpu) {
 TEST(CudaModelGpu, SlidingWindowAndSinksMatchCpu) {
   auto lm = LoadedModel::Load(kModels + "/longview-tiny");
   ASSERT_TRUE(lm.ok()) << lm.status();
+  std::unique_ptr<CpuModel> cpu_model = CpuModelOf(**lm);
   const int64_t vocab = (*lm)->config.vocab_size;
   std::vector<int32_t> ids;
   for (int i = 0; i < 300; ++i) ids.push_back(3 + (i * 7919) % static_cast<int32_t>(vocab - 3));
   for (int64_t sinks : {0, 4}) {
     ForwardOptions fwd{.window_override = 48, .sinks = sinks};
-    auto runner = CudaModelRunner::Create((*lm)->config, &(*lm)->model->weights(),
+    auto runner = CudaModelRunner::Create((*lm)->config, (*lm)->weights.get(),
                                           SmallOptions(true, 16));
     ASSERT_TRUE(runner.ok()) << runner.status();
     BlockTable table(16);
     BlockPool pool(64);
     table.Append(*pool.Allocate(table.BlocksNeeded(300)));
-    HostKvStorage kv((*lm)->model->kv_layout(16), pool.num_blocks());
+    HostKvStorage kv(cpu_model->kv_layout(16), pool.num_blocks());
     Driver d(**runner, 16, 512);
     double worst = 0;
     int64_t mismatch = 0;
     std::vector<float> cpu;
     for (int64_t t = 0; t < 300;) {
       const int64_t len = t < 100 ? 1 : std::min<int64_t>(37, 300 - t);  // decode, then chunks
-      ASSERT_TRUE((*lm)->model->Forward({std::span<const int32_t>(&ids[t], len), t, &table}, kv,
+      ASSERT_TRUE(cpu_model->Forward({std::span<const int32_t>(&ids[t], len), t, &table}, kv,
                                         false, cpu, fwd).ok());
       auto row = d.Step(std::span<const int32_t>(&ids[t], len), fwd);
       ASSERT_TRUE(row.ok()) << row.status();
@@ -275,7 +278,7 @@ TEST(CudaModelGpu, EngineLoopMatchesCpuBackend) {
   auto load = [] { return LoadedModel::Load(kModels + "/longview-tiny"); };
   auto lm_gpu = load();
   ASSERT_TRUE(lm_gpu.ok()) << lm_gpu.status();
-  auto runner = CudaModelRunner::Create((*lm_gpu)->config, &(*lm_gpu)->model->weights(),
+  auto runner = CudaModelRunner::Create((*lm_gpu)->config, (*lm_gpu)->weights.get(),
                                         SmallOptions(true, 16));
   ASSERT_TRUE(runner.ok()) << runner.status();
   const int32_t pages = (*runner)->num_pages();
@@ -337,7 +340,7 @@ TEST(CudaModelGpu, EngineLoopMatchesCpuBackend) {
 TEST(CudaModelGpu, RejectsBadPlans) {
   auto lm = LoadedModel::Load(kModels + "/longview-tiny");
   ASSERT_TRUE(lm.ok()) << lm.status();
-  auto runner = CudaModelRunner::Create((*lm)->config, &(*lm)->model->weights(),
+  auto runner = CudaModelRunner::Create((*lm)->config, (*lm)->weights.get(),
                                         SmallOptions(false, 16));
   ASSERT_TRUE(runner.ok()) << runner.status();
   StepPlan plan;

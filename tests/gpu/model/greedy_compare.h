@@ -12,10 +12,12 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "engine/generator.h"
+#include "scheduler/generator.h"
 #include "gtest/gtest.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/block_table.h"
+
+#include "tests/support/cpu_model_of.h"
 
 namespace longview {
 
@@ -27,9 +29,10 @@ inline double CpuGap(const LoadedModel& lm, const std::vector<int32_t>& ids, int
   BlockTable table(16);
   BlockPool pool(static_cast<int32_t>(T / 16 + 2));
   table.Append(*pool.Allocate(table.BlocksNeeded(T)));
-  HostKvStorage kv(lm.model->kv_layout(16), pool.num_blocks());
+  std::unique_ptr<CpuModel> model = CpuModelOf(lm);
+  HostKvStorage kv(model->kv_layout(16), pool.num_blocks());
   std::vector<float> logits;
-  EXPECT_TRUE(lm.model->Forward({ids, 0, &table}, kv, false, logits).ok());
+  EXPECT_TRUE(model->Forward({ids, 0, &table}, kv, false, logits).ok());
   float best = -INFINITY, scale = 0;
   for (float x : logits) best = std::max(best, x), scale = std::max(scale, std::fabs(x));
   return (best - logits[token]) / scale;

@@ -1,0 +1,296 @@
+#include "engine/cpu/cpu_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "engine/model/rope_params.h"
+#include "kernels/cpu/kv_selection.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/paged_attention.h"
+#include "kernels/cpu/selection_attention.h"
+
+namespace longview {
+namespace {
+
+bool IsStreaming(const ForwardOptions& o) { return o.sinks > 0; }
+
+// StreamingLLM attention of `n` query rows at token indices token[i]: each query reads its own
+// selection (sinks + window, positions re-assigned), so a prefill chunk longer than the window
+// still gives every token what decoding it alone would.
+void StreamingAttention(const cpu::AttentionParams& params, const cpu::PagedKvView& view,
+                        const cpu::RopeTable& rope, std::span<const int32_t> blocks,
+                        const ForwardOptions& o, const float* q, const int64_t* token, int64_t n,
+                        float* out) {
+  cpu::AttentionParams ap = params;
+  ap.window = 0;  // the selection is the window
+  const int64_t q_dim = ap.num_q_heads * ap.head_dim;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t q_pos = 0;
+    cpu::KvSelection sel = cpu::SinkWindowSelection(blocks, view.page_size, token[i], o.sinks,
+                                                    o.window_override, &q_pos);
+    cpu::SelectionAttention(ap, view, rope, sel, q + i * q_dim, &q_pos, 1, out + i * q_dim);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CpuModel>> CpuModel::Create(
+    const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weights) {
+  if (weights == nullptr) return absl::FailedPreconditionError("CpuModel: no host weights");
+  if (static_cast<int64_t>(weights->layers.size()) != cfg.num_hidden_layers) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "weights have %d layers, config.json says %d", weights->layers.size(),
+        cfg.num_hidden_layers));
+  }
+  if (static_cast<int64_t>(cfg.layer_window.size()) != cfg.num_hidden_layers) {
+    return absl::InvalidArgumentError("config has no per-layer window for every layer");
+  }
+  return std::unique_ptr<CpuModel>(new CpuModel(cfg, std::move(weights)));
+}
+
+CpuModel::CpuModel(const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weights)
+    : cfg_(cfg), weights_(std::move(weights)), w_(*weights_), rope_(cpu::InvFrequencies(RopeParamsOf(cfg)), cfg.head_dim) {
+  rope_.Reserve(std::min<int64_t>(cfg.max_position_embeddings, 1 << 16));
+}
+
+KvLayout CpuModel::kv_layout(int64_t page_size) const {
+  return KvLayout{.num_layers = cfg_.num_hidden_layers,
+                  .num_kv_heads = cfg_.num_key_value_heads,
+                  .head_dim = cfg_.head_dim,
+                  .page_size = page_size};
+}
+
+absl::Status CpuModel::Forward(const SequenceChunk& chunk, HostKvStorage& kv, bool all_logits,
+                               std::vector<float>& logits, const ForwardOptions& options) {
+  const int64_t n = static_cast<int64_t>(chunk.tokens.size());
+  RETURN_IF_ERROR(ValidateForwardOptions(options));
+  if (n == 0) return absl::InvalidArgumentError("Forward: no tokens");
+  if (chunk.table == nullptr) return absl::InvalidArgumentError("Forward: no block table");
+  const int64_t end = chunk.start_pos + n;
+  if (chunk.table->Capacity() < end) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "Forward: block table holds %d tokens, positions up to %d needed", chunk.table->Capacity(),
+        end));
+  }
+  const KvLayout& layout = kv.layout();
+  if (layout.num_layers != cfg_.num_hidden_layers || layout.num_kv_heads != cfg_.num_key_value_heads ||
+      layout.head_dim != cfg_.head_dim || layout.page_size != chunk.table->page_size()) {
+    return absl::InvalidArgumentError("Forward: KV pages laid out for another model or page size");
+  }
+  const int64_t hidden = cfg_.hidden_size, hd = cfg_.head_dim;
+  const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  const int64_t q_dim = nh * hd, kv_dim = nkv * hd, inter = cfg_.intermediate_size;
+  const int64_t vocab = cfg_.vocab_size;
+
+  std::vector<float> x(n * hidden), xn(n * hidden), q(n * q_dim), k(n * kv_dim), v(n * kv_dim);
+  std::vector<float> attn(n * q_dim), proj(n * hidden), gate(n * inter), up(n * inter);
+  std::vector<int64_t> pos(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t t = chunk.tokens[i];
+    if (t < 0 || t >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("token id %d out of range [0, %d)", t, vocab));
+    }
+    std::memcpy(&x[i * hidden], &w_.embed_tokens.data[t * hidden], hidden * sizeof(float));
+    pos[i] = chunk.start_pos + i;
+  }
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  cpu::AttentionParams ap{.num_q_heads = nh,
+                          .num_kv_heads = nkv,
+                          .head_dim = hd,
+                          .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
+                          .window = 0};
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const LayerWeights& lw = w_.layers[l];
+    cpu::RmsNorm(x.data(), lw.input_layernorm.data.data(), xn.data(), n, hidden, eps);
+    auto bias = [](const HostTensor& t) { return t.data.empty() ? nullptr : t.data.data(); };
+    cpu::MatMulTransposed(xn.data(), lw.q_proj.data.data(), bias(lw.q_bias), q.data(), n, q_dim, hidden);
+    cpu::MatMulTransposed(xn.data(), lw.k_proj.data.data(), bias(lw.k_bias), k.data(), n, kv_dim, hidden);
+    cpu::MatMulTransposed(xn.data(), lw.v_proj.data.data(), bias(lw.v_bias), v.data(), n, kv_dim, hidden);
+    // Append K (before RoPE) and V to the pages.
+    for (int64_t i = 0; i < n; ++i) {
+      auto [page, slot] = chunk.table->Locate(pos[i]);
+      std::memcpy(kv.At(page, l, KvLayout::kKey, slot, 0), &k[i * kv_dim], kv_dim * sizeof(float));
+      std::memcpy(kv.At(page, l, KvLayout::kValue, slot, 0), &v[i * kv_dim], kv_dim * sizeof(float));
+      const int64_t q_pos = QueryPosition(options, pos[i]);
+      for (int64_t h = 0; h < nh; ++h) rope_.Rotate(&q[(i * nh + h) * hd], q_pos);
+    }
+    cpu::PagedKvView view{.pages = kv.Page(0),
+                          .page_elements = layout.PageElements(),
+                          .k_offset = layout.Offset(l, KvLayout::kKey, 0, 0),
+                          .v_offset = layout.Offset(l, KvLayout::kValue, 0, 0),
+                          .token_stride = layout.TokenStride(),
+                          .page_size = layout.page_size,
+                          .block_table = chunk.table->blocks().data(),
+                          .num_blocks = static_cast<int64_t>(chunk.table->blocks().size())};
+    ap.window = options.window_override >= 0 ? options.window_override : cfg_.layer_window[l];
+    if (IsStreaming(options)) {
+      StreamingAttention(ap, view, rope_, chunk.table->blocks(), options, q.data(), pos.data(), n,
+                         attn.data());
+    } else {
+      cpu::PagedAttention(ap, view, rope_, q.data(), pos.data(), n, end, attn.data());
+    }
+    cpu::MatMulTransposed(attn.data(), lw.o_proj.data.data(), nullptr, proj.data(), n, hidden, q_dim);
+    cpu::AddInPlace(x.data(), proj.data(), n * hidden);
+
+    cpu::RmsNorm(x.data(), lw.post_attention_layernorm.data.data(), xn.data(), n, hidden, eps);
+    cpu::MatMulTransposed(xn.data(), lw.gate_proj.data.data(), nullptr, gate.data(), n, inter, hidden);
+    cpu::MatMulTransposed(xn.data(), lw.up_proj.data.data(), nullptr, up.data(), n, inter, hidden);
+    cpu::SiluMul(gate.data(), up.data(), gate.data(), n * inter);
+    cpu::MatMulTransposed(gate.data(), lw.down_proj.data.data(), nullptr, proj.data(), n, hidden, inter);
+    cpu::AddInPlace(x.data(), proj.data(), n * hidden);
+  }
+  const int64_t first = all_logits ? 0 : n - 1;
+  const int64_t rows = n - first;
+  cpu::RmsNorm(x.data() + first * hidden, w_.norm.data.data(), xn.data(), rows, hidden, eps);
+  const HostTensor& head = w_.lm_head.data.empty() ? w_.embed_tokens : w_.lm_head;
+  logits.resize(rows * vocab);
+  cpu::MatMulTransposed(xn.data(), head.data.data(), nullptr, logits.data(), rows, vocab, hidden);
+  return absl::OkStatus();
+}
+
+}  // namespace longview
+
+namespace longview {
+
+absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvStorage& kv,
+                                    std::vector<float>& logits) {
+  const KvLayout& layout = kv.layout();
+  if (layout.num_layers != cfg_.num_hidden_layers ||
+      layout.num_kv_heads != cfg_.num_key_value_heads || layout.head_dim != cfg_.head_dim) {
+    return absl::InvalidArgumentError("ForwardBatch: KV pages laid out for another model");
+  }
+  const int64_t hidden = cfg_.hidden_size, hd = cfg_.head_dim;
+  const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  const int64_t q_dim = nh * hd, kv_dim = nkv * hd, inter = cfg_.intermediate_size;
+  const int64_t vocab = cfg_.vocab_size, ps = layout.page_size;
+
+  // Row offsets of each sequence in the token matrix; validate before touching the pages.
+  std::vector<int64_t> row0(seqs.size() + 1, 0);
+  int64_t num_logits = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const BatchSequence& seq = seqs[s];
+    const int64_t n = static_cast<int64_t>(seq.tokens.size());
+    if (n == 0) return absl::InvalidArgumentError(absl::StrFormat("sequence %d: no tokens", s));
+    if (absl::Status st = ValidateForwardOptions(seq.options); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrFormat("sequence %d: %s", s, st.message()));
+    }
+    const int64_t capacity = static_cast<int64_t>(seq.block_ids.size()) * ps;
+    if (capacity < seq.start_pos + n) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "sequence %d: block table holds %d tokens, positions up to %d needed", s, capacity,
+          seq.start_pos + n));
+    }
+    for (int32_t page : seq.block_ids) {
+      if (page == -1 && ReleasableWindow(cfg_, seq.options) > 0) continue;  // released
+      if (page < 0 || page >= kv.num_pages()) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("sequence %d: page %d out of range [0, %d)", s, page, kv.num_pages()));
+      }
+    }
+    for (int32_t t : seq.tokens) {
+      if (t < 0 || t >= vocab) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("sequence %d: token id %d out of range [0, %d)", s, t, vocab));
+      }
+    }
+    row0[s + 1] = row0[s] + n;
+    num_logits += seq.need_logits ? 1 : 0;
+  }
+  const int64_t n = row0.back();
+  logits.resize(num_logits * vocab);
+  if (n == 0) return absl::OkStatus();
+
+  std::vector<float> x(n * hidden), xn(n * hidden), q(n * q_dim), k(n * kv_dim), v(n * kv_dim);
+  std::vector<float> attn(n * q_dim), proj(n * hidden), gate(n * inter), up(n * inter);
+  std::vector<int64_t> pos(n);
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    for (int64_t i = 0; i < static_cast<int64_t>(seqs[s].tokens.size()); ++i) {
+      const int64_t r = row0[s] + i;
+      std::memcpy(&x[r * hidden], &w_.embed_tokens.data[seqs[s].tokens[i] * hidden],
+                  hidden * sizeof(float));
+      pos[r] = seqs[s].start_pos + i;
+    }
+  }
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  auto bias = [](const HostTensor& t) { return t.data.empty() ? nullptr : t.data.data(); };
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const LayerWeights& lw = w_.layers[l];
+    cpu::RmsNorm(x.data(), lw.input_layernorm.data.data(), xn.data(), n, hidden, eps);
+    cpu::MatMulTransposed(xn.data(), lw.q_proj.data.data(), bias(lw.q_bias), q.data(), n, q_dim,
+                          hidden);
+    cpu::MatMulTransposed(xn.data(), lw.k_proj.data.data(), bias(lw.k_bias), k.data(), n, kv_dim,
+                          hidden);
+    cpu::MatMulTransposed(xn.data(), lw.v_proj.data.data(), bias(lw.v_bias), v.data(), n, kv_dim,
+                          hidden);
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      const BatchSequence& seq = seqs[s];
+      for (int64_t r = row0[s]; r < row0[s + 1]; ++r) {
+        const int32_t page = seq.block_ids[pos[r] / ps];
+        const int64_t slot = pos[r] % ps;
+        std::memcpy(kv.At(page, l, KvLayout::kKey, slot, 0), &k[r * kv_dim],
+                    kv_dim * sizeof(float));
+        std::memcpy(kv.At(page, l, KvLayout::kValue, slot, 0), &v[r * kv_dim],
+                    kv_dim * sizeof(float));
+        const int64_t q_pos = QueryPosition(seq.options, pos[r]);
+        for (int64_t h = 0; h < nh; ++h) rope_.Rotate(&q[(r * nh + h) * hd], q_pos);
+      }
+    }
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      const BatchSequence& seq = seqs[s];
+      const int64_t rows = row0[s + 1] - row0[s];
+      cpu::PagedKvView view{.pages = kv.Page(0),
+                            .page_elements = layout.PageElements(),
+                            .k_offset = layout.Offset(l, KvLayout::kKey, 0, 0),
+                            .v_offset = layout.Offset(l, KvLayout::kValue, 0, 0),
+                            .token_stride = layout.TokenStride(),
+                            .page_size = ps,
+                            .block_table = seq.block_ids.data(),
+                            .num_blocks = static_cast<int64_t>(seq.block_ids.size())};
+      cpu::AttentionParams ap{
+          .num_q_heads = nh,
+          .num_kv_heads = nkv,
+          .head_dim = hd,
+          .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
+          .window = seq.options.window_override >= 0 ? seq.options.window_override
+                                                     : cfg_.layer_window[l]};
+      if (IsStreaming(seq.options)) {
+        StreamingAttention(ap, view, rope_, seq.block_ids, seq.options, &q[row0[s] * q_dim],
+                           &pos[row0[s]], rows, &attn[row0[s] * q_dim]);
+      } else {
+        cpu::PagedAttention(ap, view, rope_, &q[row0[s] * q_dim], &pos[row0[s]], rows,
+                            seq.start_pos + rows, &attn[row0[s] * q_dim]);
+      }
+    }
+    cpu::MatMulTransposed(attn.data(), lw.o_proj.data.data(), nullptr, proj.data(), n, hidden,
+                          q_dim);
+    cpu::AddInPlace(x.data(), proj.data(), n * hidden);
+
+    cpu::RmsNorm(x.data(), lw.post_attention_layernorm.data.data(), xn.data(), n, hidden, eps);
+    cpu::MatMulTransposed(xn.data(), lw.gate_proj.data.data(), nullptr, gate.data(), n, inter,
+                          hidden);
+    cpu::MatMulTransposed(xn.data(), lw.up_proj.data.data(), nullptr, up.data(), n, inter, hidden);
+    cpu::SiluMul(gate.data(), up.data(), gate.data(), n * inter);
+    cpu::MatMulTransposed(gate.data(), lw.down_proj.data.data(), nullptr, proj.data(), n, hidden,
+                          inter);
+    cpu::AddInPlace(x.data(), proj.data(), n * hidden);
+  }
+  if (num_logits == 0) return absl::OkStatus();
+  // Final norm and LM head only for the rows that need logits.
+  std::vector<float> last(num_logits * hidden);
+  int64_t row = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    if (!seqs[s].need_logits) continue;
+    cpu::RmsNorm(&x[(row0[s + 1] - 1) * hidden], w_.norm.data.data(), &last[row * hidden], 1,
+                 hidden, eps);
+    ++row;
+  }
+  const HostTensor& head = w_.lm_head.data.empty() ? w_.embed_tokens : w_.lm_head;
+  cpu::MatMulTransposed(last.data(), head.data.data(), nullptr, logits.data(), num_logits, vocab,
+                        hidden);
+  return absl::OkStatus();
+}
+
+}  // namespace longview

@@ -1,0 +1,78 @@
+// The transformer forward pass on the CPU backend, float32: embedding, RMSNorm, RoPE (with
+// scaling), grouped-query attention over paged KV (keys stored before RoPE), SwiGLU MLP, tied
+// embeddings, Qwen2 biases, per-layer sliding windows.
+//
+// The KV cache lives in `kvcache/` pages: the caller owns the BlockPool / BlockTable, makes sure
+// the table covers every position written, and passes the pages in.
+//
+//   ASSIGN_OR_RETURN(auto model, CpuModel::Create(cfg, std::move(weights)));
+//   HostKvStorage kv(model->kv_layout(/*page_size=*/16), num_pages);
+//   std::vector<float> logits;
+//   RETURN_IF_ERROR(model->Forward({tokens, /*start_pos=*/0, &table}, kv, /*all_logits=*/false, logits));
+// Thread-safety: Forward may run concurrently only on distinct sequences and pages.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/attention/attention_mode.h"
+#include "engine/model/model_config.h"
+#include "engine/model/weights.h"
+#include "kernels/cpu/rope.h"
+#include "kvcache/block_table.h"
+#include "kvcache/host_kv_storage.h"
+
+namespace longview {
+
+struct SequenceChunk {
+  std::span<const int32_t> tokens;  // new tokens, at positions start_pos, start_pos + 1, ...
+  int64_t start_pos = 0;            // tokens before it are already in the KV pages
+  const BlockTable* table = nullptr;
+};
+
+// One sequence of a batched forward: its new tokens, where they start, and its pages.
+struct BatchSequence {
+  std::span<const int32_t> tokens;  // at positions start_pos, start_pos + 1, ...
+  int64_t start_pos = 0;
+  std::span<const int32_t> block_ids;  // logical block -> page id; covers every position written
+  bool need_logits = false;            // logits of the last token
+  ForwardOptions options;
+};
+
+class CpuModel {
+ public:
+  // InvalidArgument if the weights do not match the config.
+  static absl::StatusOr<std::unique_ptr<CpuModel>> Create(
+      const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weights);
+
+  const ModelConfig& config() const { return cfg_; }
+  // The float32 weights (the CUDA backend converts and uploads them).
+  const ModelWeights& weights() const { return w_; }
+  KvLayout kv_layout(int64_t page_size) const;
+
+  // Runs `chunk.tokens` through the model, writing their K/V into the pages, and fills `logits`
+  // with [n, vocab] (all_logits) or [vocab] for the last token.
+  // InvalidArgument for an out-of-range token id or a table too small for the positions.
+  absl::Status Forward(const SequenceChunk& chunk, HostKvStorage& kv, bool all_logits,
+                       std::vector<float>& logits, const ForwardOptions& options = {});
+
+  // Runs several sequences at once: their tokens go through the dense layers as one matrix,
+  // attention runs per sequence. `logits` gets one [vocab] row per sequence with need_logits, in
+  // order. Each output equals what Forward computes for that sequence alone, bit for bit: every
+  // element is the same dot product in the same order whatever the batch.
+  // InvalidArgument as Forward, naming the sequence.
+  absl::Status ForwardBatch(std::span<const BatchSequence> seqs, HostKvStorage& kv,
+                            std::vector<float>& logits);
+
+ private:
+  CpuModel(const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weights);
+  ModelConfig cfg_;
+  std::shared_ptr<const ModelWeights> weights_;
+  const ModelWeights& w_;
+  cpu::RopeTable rope_;
+};
+
+}  // namespace longview

@@ -1,0 +1,49 @@
+#include "engine/cpu/cpu_model_runner.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+
+namespace longview {
+
+CpuModelRunner::CpuModelRunner(CpuModel& model, int32_t num_pages, int64_t page_size)
+    : model_(model), kv_(model.kv_layout(page_size), num_pages) {}
+
+absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const LoadedModel& lm,
+                                                                       int32_t num_pages,
+                                                                       int64_t page_size) {
+  ASSIGN_OR_RETURN(std::unique_ptr<CpuModel> model, CpuModel::Create(lm.config, lm.weights));
+  auto runner = std::make_unique<CpuModelRunner>(*model, num_pages, page_size);
+  runner->owned_ = std::move(model);
+  return runner;
+}
+
+absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
+  const int64_t page_elements = kv_.layout().PageElements();
+  for (const PageCopy& c : plan.copies) {
+    if (c.src_page < 0 || c.src_page >= kv_.num_pages() || c.dst_page < 0 ||
+        c.dst_page >= kv_.num_pages()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("page copy %d -> %d out of range", c.src_page, c.dst_page));
+    }
+    std::copy_n(kv_.Page(c.src_page), page_elements, kv_.Page(c.dst_page));
+  }
+  batch_.clear();
+  result.vocab_size = vocab_size();
+  result.logits_row.assign(plan.seqs.size(), -1);
+  result.tokens.clear();  // this backend returns logits only
+  result.token_logprobs.clear();
+  int32_t row = 0;
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const ScheduledSequence& s = plan.seqs[i];
+    batch_.push_back(BatchSequence{.tokens = s.token_ids,
+                                   .start_pos = s.start_pos,
+                                   .block_ids = s.block_ids,
+                                   .need_logits = s.need_logits,
+                                   .options = s.forward});
+    if (s.need_logits) result.logits_row[i] = row++;
+  }
+  return model_.ForwardBatch(batch_, kv_, result.logits);
+}
+
+}  // namespace longview

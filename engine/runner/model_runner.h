@@ -1,0 +1,78 @@
+// What one engine step computes, and who computes it. The scheduler fills a StepPlan with block
+// ids only (never tensors); a ModelRunner does the page copies, then the forward, and returns one
+// logit row per sequence that asked for one.
+//
+//   StepPlan plan = ...;                    // from Scheduler::Apply
+//   StepResult result;
+//   RETURN_IF_ERROR(runner.Execute(plan, result));
+//   std::span<const float> row = result.Row(i);   // plan.seqs[i].need_logits
+// Thread-safety: a runner is driven by one thread (the engine loop).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/attention/attention_mode.h"
+#include "kvcache/kv_cache_manager.h"
+
+namespace longview {
+
+// Sampling the runner may do on its device instead of returning logits (the CUDA backend):
+// temperature (0 = greedy), top-k, top-p, and a counter-based RNG keyed by (seed, counter).
+struct DeviceSampling {
+  float temperature = 1.f;
+  int32_t top_k = 0;  // <= 0: off
+  float top_p = 1.f;
+  uint64_t seed = 0;
+  uint64_t counter = 0;  // e.g. tokens generated so far: each step draws afresh
+};
+
+// One sequence's share of a step.
+struct ScheduledSequence {
+  int64_t seq_id = 0;
+  std::vector<int32_t> token_ids;  // tokens computed this step
+  int64_t start_pos = 0;           // position of token_ids[0]
+  std::vector<int32_t> block_ids;  // the sequence's whole block table (pages)
+  bool need_logits = false;        // logits of the last token (a token gets sampled)
+  ForwardOptions forward;          // the request's attention mode
+  // Set when this row's token may be sampled on the device (no penalties, no top logprobs).
+  std::optional<DeviceSampling> device_sampling;
+};
+
+struct StepPlan {
+  std::vector<PageCopy> copies;  // copy-on-write, done before the forward, in order
+  std::vector<ScheduledSequence> seqs;
+  int64_t NumTokens() const;
+  bool empty() const { return seqs.empty(); }
+};
+
+struct StepResult {
+  int64_t vocab_size = 0;
+  std::vector<float> logits;        // [rows, vocab]
+  std::vector<int32_t> logits_row;  // per plan sequence: its row, or -1
+  // Filled instead of `logits` when the runner sampled on its device (every sequence that needed
+  // logits had device_sampling): per plan sequence its token (or -1) and the token's logprob
+  // (log-softmax of the raw logits).
+  std::vector<int32_t> tokens;
+  std::vector<float> token_logprobs;
+  bool sampled() const { return !tokens.empty(); }
+  std::span<const float> Row(size_t seq_index) const {
+    return {logits.data() + logits_row[seq_index] * vocab_size, static_cast<size_t>(vocab_size)};
+  }
+};
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  virtual int64_t vocab_size() const = 0;
+  // Whether Execute honours ScheduledSequence::device_sampling.
+  virtual bool samples_on_device() const { return false; }
+  // Copies pages, runs the forward. InvalidArgument for a malformed plan.
+  virtual absl::Status Execute(const StepPlan& plan, StepResult& result) = 0;
+};
+
+}  // namespace longview
