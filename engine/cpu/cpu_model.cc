@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/model/rope_params.h"
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/selection_attention.h"
@@ -28,7 +28,7 @@ void StreamingAttention(const cpu::AttentionParams& params, const cpu::PagedKvVi
   const int64_t q_dim = ap.num_q_heads * ap.head_dim;
   for (int64_t i = 0; i < n; ++i) {
     int64_t q_pos = 0;
-    cpu::KvSelection sel = cpu::SinkWindowSelection(blocks, view.page_size, token[i], o.sinks,
+    KvSelection sel = SinkWindowSelection(blocks, view.page_size, token[i], o.sinks,
                                                     o.window_override, &q_pos);
     cpu::SelectionAttention(ap, view, rope, sel, q + i * q_dim, &q_pos, 1, out + i * q_dim);
   }

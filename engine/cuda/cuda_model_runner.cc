@@ -240,7 +240,7 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
       RETURN_IF_ERROR(k.DecodeSelection(
           L.ns, L.max_spans, m.Row(m.qkv, L.batch_padded, m.qkv_dim), m.qkv_dim,
           m.Row(m.attn, L.batch_padded, m.q_dim), view,
-          reinterpret_cast<const cuda::DecodeKvSpan*>(d + L.sel_spans), i32(L.sel_offsets), st));
+          reinterpret_cast<const KvSpan*>(d + L.sel_spans), i32(L.sel_offsets), st));
     }
     if (L.np > 0) {
       RETURN_IF_ERROR(k.Prefill(

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 #include "kernels/cpu/selection_attention.h"
 
 namespace longview::cpu {

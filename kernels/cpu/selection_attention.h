@@ -1,4 +1,4 @@
-// CPU reference of attention over a KV selection (kernels/cpu/kv_selection.h): the one kernel
+// CPU reference of attention over a KV selection (kernels/kv_selection.h): the one kernel
 // every attention mode runs, whatever keys it selected and whatever positions it gave them.
 //
 // Keys are cached before RoPE; each selected key is rotated here to its position in the
@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/rope.h"
 

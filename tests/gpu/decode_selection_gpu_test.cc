@@ -4,7 +4,7 @@
 // The reference implements cpu::SelectionAttention's semantics literally, in double: every key of
 // a row's spans, rotated to its own position with exact angles, visible when its position is <=
 // the query's; no visible key gives zeros. Selections come from the CPU builders
-// (cpu::DenseSelection, cpu::SinkWindowSelection, cpu::AppendTokenRange) or are built HiP-like per
+// (DenseSelection, SinkWindowSelection, AppendTokenRange) or are built HiP-like per
 // KV head. Pool pages are NaN except the slots of live tokens, outputs are poisoned before every
 // run, padding of strided q rows is NaN: a stray read or an unwritten output fails. Random inputs
 // from the logged seed (LV_TEST_SEED=<n> to repeat). Run: gpu_kernel_tests
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
@@ -31,10 +31,6 @@
 
 namespace longview::cuda {
 namespace {
-
-static_assert(sizeof(DecodeKvSpan) == sizeof(cpu::KvSpan) &&
-              offsetof(DecodeKvSpan, count) == offsetof(cpu::KvSpan, count) &&
-              offsetof(DecodeKvSpan, first_position) == offsetof(cpu::KvSpan, first_position));
 
 // A paged KV pool of two layers ([layer][k|v][token][kv_head][head_dim] per page); layer 1 is
 // read. Page 0 is never handed out.
@@ -120,7 +116,7 @@ struct SelCase {
 
 // One step's input: a selection and a query position per sequence.
 struct SelInput {
-  std::vector<cpu::KvSelection> sels;
+  std::vector<KvSelection> sels;
   std::vector<int64_t> q_pos;
 };
 
@@ -145,7 +141,7 @@ std::vector<double> ReferenceSelection(const SelCase& c, const Pool& pool, const
     for (int h = 0; h < c.num_kv_heads; ++h) {
       std::vector<double> keys, vals;
       std::vector<int64_t> pos;
-      for (const cpu::KvSpan& sp : in.sels[b].ForHead(h)) {
+      for (const KvSpan& sp : in.sels[b].ForHead(h)) {
         for (int32_t s = 0; s < sp.count; ++s) {
           const int64_t p = sp.first_position + s;
           pos.push_back(p);
@@ -199,14 +195,14 @@ std::vector<double> ReferenceSelection(const SelCase& c, const Pool& pool, const
 }
 
 // Rows of the kernel's CSR: per sequence, or per (sequence, KV head).
-void Flatten(const SelCase& c, const SelInput& in, std::vector<cpu::KvSpan>* spans,
+void Flatten(const SelCase& c, const SelInput& in, std::vector<KvSpan>* spans,
              std::vector<int32_t>* offsets) {
   spans->clear();
   offsets->assign(1, 0);
-  for (const cpu::KvSelection& sel : in.sels) {
+  for (const KvSelection& sel : in.sels) {
     if (c.per_head) {
       for (int h = 0; h < c.num_kv_heads; ++h) {
-        for (const cpu::KvSpan& sp : sel.ForHead(h)) spans->push_back(sp);
+        for (const KvSpan& sp : sel.ForHead(h)) spans->push_back(sp);
         offsets->push_back(static_cast<int32_t>(spans->size()));
       }
     } else {
@@ -228,7 +224,7 @@ void RunSelection(const SelCase& c, const Pool& pool, const std::vector<SelInput
   int max_row_spans = 1;
   size_t max_total_spans = 1;
   int64_t max_pos = 0;
-  std::vector<std::vector<cpu::KvSpan>> flat(inputs.size());
+  std::vector<std::vector<KvSpan>> flat(inputs.size());
   std::vector<std::vector<int32_t>> offsets(inputs.size());
   for (size_t k = 0; k < inputs.size(); ++k) {
     Flatten(c, inputs[k], &flat[k], &offsets[k]);
@@ -236,7 +232,7 @@ void RunSelection(const SelCase& c, const Pool& pool, const std::vector<SelInput
       max_row_spans = std::max(max_row_spans, offsets[k][r + 1] - offsets[k][r]);
     }
     max_total_spans = std::max(max_total_spans, flat[k].size());
-    for (const cpu::KvSpan& sp : flat[k]) {
+    for (const KvSpan& sp : flat[k]) {
       if (sp.count > 0) max_pos = std::max(max_pos, sp.first_position + sp.count - 1);
     }
     for (int64_t qp : inputs[k].q_pos) max_pos = std::max(max_pos, qp);
@@ -261,7 +257,7 @@ void RunSelection(const SelCase& c, const Pool& pool, const std::vector<SelInput
   const size_t q_elems = static_cast<size_t>(B) * q_stride;
   const size_t out_elems = static_cast<size_t>(B) * packed;
   DeviceBuffer dq(q_elems * 2), dout(out_elems * 2), dpages(pool.bits.size() * 2),
-      dspans(max_total_spans * sizeof(cpu::KvSpan)), doffs(offsets[0].size() * 4),
+      dspans(max_total_spans * sizeof(KvSpan)), doffs(offsets[0].size() * 4),
       dlo(tables.lo.size() * 4), dhi(tables.hi.size() * 4), dws(plan.workspace_bytes);
   ASSERT_TRUE(dq.ok() && dout.ok() && dpages.ok() && dspans.ok() && doffs.ok() && dlo.ok() &&
               dhi.ok() && dws.ok());
@@ -273,7 +269,7 @@ void RunSelection(const SelCase& c, const Pool& pool, const std::vector<SelInput
   DecodeAttentionArgs args{.q = dq.get(), .q_row_stride = c.q_pad > 0 ? q_stride : 0,
                            .out = dout.get(), .pages = dpages.get(),
                            .page_stride = pool.page_elems, .k_offset = pool.k_offset,
-                           .v_offset = pool.v_offset, .spans = dspans.as<DecodeKvSpan>(),
+                           .v_offset = pool.v_offset, .spans = dspans.as<KvSpan>(),
                            .span_offsets = doffs.as<int32_t>(), .rope_lo = dlo.as<float>(),
                            .rope_hi = dhi.as<float>(),
                            .scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)))};
@@ -303,7 +299,7 @@ void RunSelection(const SelCase& c, const Pool& pool, const std::vector<SelInput
     }
     // Rewrites the arrays at the addresses the graph captured.
     CUDA_OK(Upload(dq, q));
-    CUDA_OK(cudaMemcpy(dspans.get(), flat[k].data(), flat[k].size() * sizeof(cpu::KvSpan),
+    CUDA_OK(cudaMemcpy(dspans.get(), flat[k].data(), flat[k].size() * sizeof(KvSpan),
                        cudaMemcpyHostToDevice));
     CUDA_OK(Upload(doffs, offsets[k]));
     CUDA_OK(cudaMemset(dout.get(), 0xFF, out_elems * 2));
@@ -333,7 +329,7 @@ void RunSelection(const SelCase& c, const Pool& pool, const std::vector<SelInput
   }
   CUDA_OK(cudaStreamDestroy(stream));
   res->num_keys = 0;
-  for (const cpu::KvSpan& sp : flat[0]) res->num_keys += sp.count;
+  for (const KvSpan& sp : flat[0]) res->num_keys += sp.count;
 }
 
 std::string Describe(const SelCase& c, const SelResult& r) {
@@ -368,7 +364,7 @@ void AddSinkWindow(Pool& pool, int64_t num_tokens, int64_t sinks, int64_t window
   };
   const std::vector<int32_t> table = AllocSequence(pool, num_tokens, live, rng);
   int64_t q_pos = 0;
-  in->sels.push_back(cpu::SinkWindowSelection(table, ps, q_tok, sinks, window, &q_pos));
+  in->sels.push_back(SinkWindowSelection(table, ps, q_tok, sinks, window, &q_pos));
   in->q_pos.push_back(q_pos);
 }
 
@@ -402,7 +398,7 @@ TEST(DecodeSelectionGpu, SharedSpansSweep) {
             AddSinkWindow(pool, 600, 4, 100, rng, &in);
             {  // dense over 17 tokens
               auto table = AllocSequence(pool, 17, [](int64_t) { return true; }, rng);
-              in.sels.push_back(cpu::DenseSelection(table, page_size, 17));
+              in.sels.push_back(DenseSelection(table, page_size, 17));
               in.q_pos.push_back(16);
             }
             in.sels.emplace_back();  // no key: zeros
@@ -441,7 +437,7 @@ TEST(DecodeSelectionGpu, PagesLargerThanAChunk) {
           AddSinkWindow(pool, 97, 5, 54, rng, &in);
           {
             auto table = AllocSequence(pool, 301, [](int64_t) { return true; }, rng);
-            in.sels.push_back(cpu::DenseSelection(table, page_size, 301));
+            in.sels.push_back(DenseSelection(table, page_size, 301));
             in.q_pos.push_back(300);
           }
           SelResult r;
@@ -480,7 +476,7 @@ TEST(DecodeSelectionGpu, PerKvHeadRandomBlocks) {
               auto table = AllocSequence(pool, n, [](int64_t) { return true; }, rng);
               const int64_t hip_block = 2 * page_size;  // tokens per selectable block
               const int64_t num_hip = (n + hip_block - 1) / hip_block;
-              cpu::KvSelection sel;
+              KvSelection sel;
               sel.head_begin.push_back(0);
               for (int h = 0; h < hkv; ++h) {
                 const bool empty = b == 1 && h == 1;
@@ -500,7 +496,7 @@ TEST(DecodeSelectionGpu, PerKvHeadRandomBlocks) {
                   for (int64_t blk : blocks) {  // shuffled: out of page and position order
                     const int64_t first = blk * hip_block;
                     const int64_t cnt = std::min(hip_block, n - first);
-                    cpu::AppendTokenRange(table, page_size, first, cnt,
+                    AppendTokenRange(table, page_size, first, cnt,
                                           renumber ? next_pos : first, sel);
                     next_pos += cnt;
                   }
@@ -533,7 +529,7 @@ TEST(DecodeSelectionGpu, PerKvHeadRandomBlocks) {
   }
 }
 
-// cpu::DenseSelection through the selection path equals the dense kernel on the same pool; q is
+// DenseSelection through the selection path equals the dense kernel on the same pool; q is
 // strided (q_row_stride > packed, padding NaN) on both paths, and packed once.
 TEST(DecodeSelectionGpu, DenseSelectionMatchesDenseKernel) {
   std::mt19937_64 rng(Seed() + 103);
@@ -557,9 +553,9 @@ TEST(DecodeSelectionGpu, DenseSelectionMatchesDenseKernel) {
         for (int b = 0; b < B; ++b) {
           auto table = AllocSequence(pool, lens[b], [](int64_t) { return true; }, rng);
           std::copy(table.begin(), table.end(), block_tables.begin() + b * bt_stride);
-          cpu::KvSelection sel =
-              starts[b] == 0 ? cpu::DenseSelection(table, page_size, lens[b]) : cpu::KvSelection{};
-          if (starts[b] != 0) cpu::AppendTokenRange(table, page_size, 0, lens[b], starts[b], sel);
+          KvSelection sel =
+              starts[b] == 0 ? DenseSelection(table, page_size, lens[b]) : KvSelection{};
+          if (starts[b] != 0) AppendTokenRange(table, page_size, 0, lens[b], starts[b], sel);
           in.sels.push_back(std::move(sel));
           in.q_pos.push_back(starts[b] + std::max(lens[b], 1) - 1);
         }
@@ -625,7 +621,7 @@ TEST(DecodeSelectionGpu, DenseSelectionMatchesDenseKernel) {
         DecodeAttentionShape sshape = shape;
         sshape.max_kv_len = 0;
         sshape.max_spans = 0;
-        std::vector<cpu::KvSpan> flat;
+        std::vector<KvSpan> flat;
         std::vector<int32_t> offs;
         Flatten(c, in, &flat, &offs);
         for (size_t i = 0; i + 1 < offs.size(); ++i) {
@@ -633,10 +629,10 @@ TEST(DecodeSelectionGpu, DenseSelectionMatchesDenseKernel) {
         }
         DecodeAttentionPlan splan;
         CUDA_OK(PlanDecodeAttention(sshape, &splan));
-        DeviceBuffer dspans(std::max<size_t>(1, flat.size()) * sizeof(cpu::KvSpan)),
+        DeviceBuffer dspans(std::max<size_t>(1, flat.size()) * sizeof(KvSpan)),
             doffs(offs.size() * 4), dsws(splan.workspace_bytes), dsout(out_elems * 2);
         ASSERT_TRUE(dspans.ok() && doffs.ok() && dsws.ok() && dsout.ok());
-        CUDA_OK(cudaMemcpy(dspans.get(), flat.data(), flat.size() * sizeof(cpu::KvSpan),
+        CUDA_OK(cudaMemcpy(dspans.get(), flat.data(), flat.size() * sizeof(KvSpan),
                            cudaMemcpyHostToDevice));
         CUDA_OK(Upload(doffs, offs));
         CUDA_OK(cudaMemset(dsout.get(), 0xFF, out_elems * 2));
@@ -645,7 +641,7 @@ TEST(DecodeSelectionGpu, DenseSelectionMatchesDenseKernel) {
         sargs.block_tables = nullptr;
         sargs.kv_lens = nullptr;
         sargs.pos_start = nullptr;
-        sargs.spans = dspans.as<DecodeKvSpan>();
+        sargs.spans = dspans.as<KvSpan>();
         sargs.span_offsets = doffs.as<int32_t>();
         CUDA_OK(RunDecodeAttention(splan, sargs, dsws.get(), splan.workspace_bytes, nullptr));
         CUDA_OK(cudaDeviceSynchronize());
@@ -663,7 +659,7 @@ TEST(DecodeSelectionGpu, DenseSelectionMatchesDenseKernel) {
 }
 
 // Long StreamingLLM sequences (up to ~1M tokens, page size 16) whose middle pages are released,
-// selected with re-assigned positions (cpu::SinkWindowSelection), on the same pages with the
+// selected with re-assigned positions (SinkWindowSelection), on the same pages with the
 // original positions up to ~1M, and with positions extended by 15M (HiP-like; there the exact
 // rotation must beat float32 angles by a wide margin, as in the dense test).
 TEST(DecodeSelectionGpu, LongSequencesReleasedMiddleAndLargePositions) {
@@ -682,10 +678,10 @@ TEST(DecodeSelectionGpu, LongSequencesReleasedMiddleAndLargePositions) {
       for (size_t b = 0; b < lens.size(); ++b) {
         AddSinkWindow(pool, lens[b], 4, windows[b], rng, &shifted);
         // Same pages, keys at their own positions: rebuild from the selection's spans.
-        cpu::KvSelection orig;
+        KvSelection orig;
         int64_t tok_pos = 0;
         for (size_t i = 0; i < shifted.sels.back().spans.size(); ++i) {
-          cpu::KvSpan sp = shifted.sels.back().spans[i];
+          KvSpan sp = shifted.sels.back().spans[i];
           const int64_t sinks_keys = 4;
           if (sp.first_position >= sinks_keys) {
             sp.first_position += lens[b] - windows[b] - sinks_keys;  // token index
@@ -693,8 +689,8 @@ TEST(DecodeSelectionGpu, LongSequencesReleasedMiddleAndLargePositions) {
           tok_pos = std::max(tok_pos, sp.first_position + sp.count - 1);
           orig.spans.push_back(sp);
         }
-        cpu::KvSelection ext = orig;
-        for (cpu::KvSpan& sp : ext.spans) sp.first_position += 15000000;
+        KvSelection ext = orig;
+        for (KvSpan& sp : ext.spans) sp.first_position += 15000000;
         extended.sels.push_back(std::move(ext));
         extended.q_pos.push_back(tok_pos + 15000000);
         original.sels.push_back(std::move(orig));
@@ -745,14 +741,14 @@ TEST(DecodeSelectionGpu, CudaGraphReplayWithRewrittenSpans) {
           const int64_t q_tok = lens[b] - 1 - step * 7;
           const int64_t window = step == 1 ? 300 : 100 + 50 * static_cast<int64_t>(b);
           int64_t q_pos = 0;
-          cpu::KvSelection sel;
+          KvSelection sel;
           if (!(step == 2 && b == 1)) {  // sequence 1 selects nothing at step 2
-            sel = cpu::SinkWindowSelection(tables[b], ps, q_tok, 4, window, &q_pos);
+            sel = SinkWindowSelection(tables[b], ps, q_tok, 4, window, &q_pos);
           }
           if (per_head) {  // head 1: a different window
-            cpu::KvSelection h1 =
-                cpu::SinkWindowSelection(tables[b], ps, q_tok, 0, window / 2 + 1, &q_pos);
-            cpu::KvSelection both;
+            KvSelection h1 =
+                SinkWindowSelection(tables[b], ps, q_tok, 0, window / 2 + 1, &q_pos);
+            KvSelection both;
             both.spans = sel.spans;
             both.head_begin = {0, static_cast<int32_t>(sel.spans.size())};
             both.spans.insert(both.spans.end(), h1.spans.begin(), h1.spans.end());
@@ -786,7 +782,7 @@ TEST(DecodeSelectionGpu, RowsBeyondPlanOrMalformedAreNaN) {
     const std::vector<int64_t> lens = {100, 300, 90, 64};
     for (int64_t n : lens) {
       auto table = AllocSequence(pool, n, [](int64_t) { return true; }, rng);
-      in.sels.push_back(cpu::DenseSelection(table, ps, n));
+      in.sels.push_back(DenseSelection(table, ps, n));
       in.q_pos.push_back(n - 1);
     }
     // Sequence 1: 19 spans > 8. Sequence 2: a span past its page's end.
@@ -837,7 +833,7 @@ TEST(DecodeSelectionGpu, PlanAndRunRejectBadArguments) {
                         .spans = nullptr, .span_offsets = buf.as<int32_t>(),
                         .rope_lo = buf.as<float>(), .rope_hi = buf.as<float>(), .scale = 1.f};
   EXPECT_EQ(RunDecodeAttention(plan, a, buf.get(), 1 << 16, nullptr), cudaErrorInvalidValue);
-  a.spans = buf.as<DecodeKvSpan>();
+  a.spans = buf.as<KvSpan>();
   a.q_row_stride = 8 * 128 - 8;  // shorter than a packed row
   EXPECT_EQ(RunDecodeAttention(plan, a, buf.get(), 1 << 16, nullptr), cudaErrorInvalidValue);
   a.q_row_stride = 8 * 128 + 4;  // not a multiple of 8

@@ -1,5 +1,5 @@
 // GPU tests of kernels/cuda/prefill_attention against a double reference that implements the CPU
-// engine's semantics literally (engine/cpu_model.cc, kernels/cpu/kv_selection.h): per query its
+// engine's semantics literally (engine/cpu_model.cc, kernels/kv_selection.h): per query its
 // selection (causal, window, StreamingLLM sinks with re-assigned positions), keys and the query
 // rotated in double at those positions. Outputs are NaN-poisoned before every run; pages the
 // kernel must not read are NaN (or -1 in the block table). One summary line per case.

@@ -4,7 +4,7 @@
 // attending the keys with position <= it; no visible key gives zeros. As in
 // prefill_attention_gpu_test.cc the reference rounds the rotated q and K to the element type.
 // Pages no span names are NaN and -1 in the block tables (never read); outputs are NaN-poisoned
-// before every run. Selections from cpu::SinkWindowSelection and cpu::DenseSelection are also
+// before every run. Selections from SinkWindowSelection and DenseSelection are also
 // compared with the rule-based kernel on the same inputs. One summary line per case.
 #include <cuda_runtime.h>
 
@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/prefill_attention/prefill_attention.h"
@@ -78,7 +78,7 @@ Pool MakePool(const Geometry& c, const std::vector<int>& caps, std::mt19937_64& 
 }
 
 struct SelSeq {
-  cpu::KvSelection sel;
+  KvSelection sel;
   std::vector<int32_t> q_pos;  // one per query row
 };
 
@@ -86,7 +86,7 @@ struct SelSeq {
 void ReleaseUnselected(const std::vector<SelSeq>& seqs, Pool& pool) {
   std::set<int32_t> used;
   for (const SelSeq& s : seqs) {
-    for (const cpu::KvSpan& sp : s.sel.spans) used.insert(sp.page_id);
+    for (const KvSpan& sp : s.sel.spans) used.insert(sp.page_id);
   }
   for (auto& table : pool.tables) {
     for (int32_t& page : table) {
@@ -124,7 +124,7 @@ std::vector<double> Reference(const Geometry& c, const Pool& pool, const std::ve
     for (int kh = 0; kh < c.num_kv_heads; ++kh) {
       std::vector<double> keys, values, raw(D);
       std::vector<int64_t> pos;
-      for (const cpu::KvSpan& sp : s.sel.ForHead(kh)) {
+      for (const KvSpan& sp : s.sel.ForHead(kh)) {
         for (int t = 0; t < sp.count; ++t) {
           const int64_t base = sp.page_id * pool.page_elems + (sp.first_slot + t) * row + kh * D;
           for (int d = 0; d < D; ++d)
@@ -172,7 +172,7 @@ std::vector<double> Reference(const Geometry& c, const Pool& pool, const std::ve
 
 // CSR rows of a batch of selections (sequence rows, or (sequence, KV head) rows).
 struct SpanRows {
-  std::vector<DecodeKvSpan> spans;
+  std::vector<KvSpan> spans;
   std::vector<int32_t> offsets{0};
   int max_spans = 1;
   int64_t max_keys_per_head = 1;  // max over KV heads of the batch's keys
@@ -181,8 +181,8 @@ struct SpanRows {
 SpanRows BuildRows(const Geometry& c, const std::vector<SelSeq>& seqs) {
   SpanRows r;
   std::vector<int64_t> head_keys(c.num_kv_heads, 0);
-  auto add_row = [&](std::span<const cpu::KvSpan> row) {
-    for (const cpu::KvSpan& s : row) {
+  auto add_row = [&](std::span<const KvSpan> row) {
+    for (const KvSpan& s : row) {
       r.spans.push_back({.page_id = s.page_id,
                          .first_slot = s.first_slot,
                          .count = s.count,
@@ -266,7 +266,7 @@ struct SelDevice {
         dq(in.q.size() * 2),
         dout(out_elems * 2),
         dpages(in.pool.pages.size() * 2),
-        dspans(std::max<size_t>(span_cap, 1) * sizeof(DecodeKvSpan)),
+        dspans(std::max<size_t>(span_cap, 1) * sizeof(KvSpan)),
         doff((static_cast<size_t>(c.per_head ? c.num_kv_heads : 1) * p.shape.batch_size + 1) * 4),
         dqs((p.shape.batch_size + 1) * 4),
         dqp(static_cast<size_t>(p.shape.max_total_q) * 4),
@@ -282,7 +282,7 @@ struct SelDevice {
         .k_offset = in.pool.k_offset,
         .v_offset = in.pool.v_offset,
         .q_start = dqs.as<int32_t>(),
-        .spans = dspans.as<DecodeKvSpan>(),
+        .spans = dspans.as<KvSpan>(),
         .span_offsets = doff.as<int32_t>(),
         .q_positions = dqp.as<int32_t>(),
         .rope_lo = dlo.as<float>(),
@@ -448,7 +448,7 @@ TEST(PrefillSelectionGpu, SinkWindowSelectionMatchesRuleKernel) {
         for (size_t b = 0; b < tokens.size(); ++b) {
           SelSeq s;
           int64_t qpos = 0;
-          s.sel = cpu::SinkWindowSelection(pool.tables[b], ps, tokens[b], S, W, &qpos);
+          s.sel = SinkWindowSelection(pool.tables[b], ps, tokens[b], S, W, &qpos);
           s.q_pos = {static_cast<int32_t>(qpos)};
           seqs.push_back(std::move(s));
         }
@@ -482,7 +482,7 @@ TEST(PrefillSelectionGpu, DenseSelectionMatchesDensePrefill) {
         int total_q = 0;
         for (size_t b = 0; b < n.size(); ++b) {
           SelSeq s;
-          s.sel = cpu::DenseSelection(pool.tables[b], ps, kv[b]);
+          s.sel = DenseSelection(pool.tables[b], ps, kv[b]);
           for (int i = 0; i < n[b]; ++i) s.q_pos.push_back(kv[b] - n[b] + i);
           total_q += n[b];
           seqs.push_back(std::move(s));
@@ -501,7 +501,7 @@ TEST(PrefillSelectionGpu, DenseSelectionMatchesDensePrefill) {
 SelSeq ReKvSelection(const std::vector<int32_t>& table, int ps, int kv_len, int n, int sinks,
                      int num_retrieved, std::mt19937_64& rng) {
   SelSeq s;
-  cpu::AppendTokenRange(table, ps, 0, sinks, 0, s.sel);
+  AppendTokenRange(table, ps, 0, sinks, 0, s.sel);
   int64_t next = sinks;
   const int chunk0 = kv_len - n;
   std::vector<int> blocks;  // whole blocks strictly between the sinks and the chunk
@@ -509,10 +509,10 @@ SelSeq ReKvSelection(const std::vector<int32_t>& table, int ps, int kv_len, int 
   std::shuffle(blocks.begin(), blocks.end(), rng);
   blocks.resize(std::min<size_t>(blocks.size(), num_retrieved));
   for (int blk : blocks) {
-    cpu::AppendTokenRange(table, ps, static_cast<int64_t>(blk) * ps, ps, next, s.sel);
+    AppendTokenRange(table, ps, static_cast<int64_t>(blk) * ps, ps, next, s.sel);
     next += ps;
   }
-  cpu::AppendTokenRange(table, ps, chunk0, n, next, s.sel);
+  AppendTokenRange(table, ps, chunk0, n, next, s.sel);
   for (int i = 0; i < n; ++i) s.q_pos.push_back(static_cast<int32_t>(next + i));
   return s;
 }
@@ -578,7 +578,7 @@ std::vector<SelSeq> PerHeadSelections(const Geometry& c, const Pool& pool,
              .count = count,
              .first_position = static_cast<int64_t>(blk) * ps + first + h + shift});
       }
-      cpu::AppendTokenRange(pool.tables[b], ps, chunk0, n[b], chunk0 + c.num_kv_heads + shift,
+      AppendTokenRange(pool.tables[b], ps, chunk0, n[b], chunk0 + c.num_kv_heads + shift,
                             s.sel);
     }
     s.sel.head_begin.push_back(static_cast<int32_t>(s.sel.spans.size()));
@@ -632,8 +632,8 @@ TEST(PrefillSelectionGpu, EmptySelectionsAndLongChunk) {
     seqs[0].q_pos = {0, 5, 9};  // no spans at all
     seqs[1].sel.spans = {{.page_id = pool.tables[1][0], .first_slot = 3, .count = 0}};
     seqs[1].q_pos = {7};
-    seqs[2].sel = cpu::DenseSelection(pool.tables[2], 8, 40);  // no queries
-    seqs[3].sel = cpu::DenseSelection(pool.tables[0], 8, 12);
+    seqs[2].sel = DenseSelection(pool.tables[2], 8, 40);  // no queries
+    seqs[3].sel = DenseSelection(pool.tables[0], 8, 12);
     seqs[3].q_pos = {11, 3, 0};
     ReleaseUnselected(seqs, pool);
     const Inputs in = MakeInputs(c, std::move(pool), 7, 64, rng);
@@ -730,9 +730,9 @@ TEST(PrefillSelectionGpu, BadRowsGiveNaN) {
   Pool pool = MakePool(c, {64, 64}, rng);
   auto heads = [&](int b, int keys0, int keys1) {
     SelSeq s;
-    cpu::AppendTokenRange(pool.tables[b], 8, 0, keys0, 0, s.sel);
+    AppendTokenRange(pool.tables[b], 8, 0, keys0, 0, s.sel);
     s.sel.head_begin = {0, static_cast<int32_t>(s.sel.spans.size())};
-    cpu::AppendTokenRange(pool.tables[b], 8, 0, keys1, 0, s.sel);
+    AppendTokenRange(pool.tables[b], 8, 0, keys1, 0, s.sel);
     s.sel.head_begin.push_back(static_cast<int32_t>(s.sel.spans.size()));
     return s;
   };
@@ -821,7 +821,7 @@ TEST(PrefillSelectionGpu, PlanRejectsBadSelectionShapes) {
                          .pages = reinterpret_cast<void*>(256),
                          .page_stride = 4096,
                          .q_start = reinterpret_cast<int32_t*>(256),
-                         .spans = reinterpret_cast<DecodeKvSpan*>(256),
+                         .spans = reinterpret_cast<KvSpan*>(256),
                          .span_offsets = reinterpret_cast<int32_t*>(256),
                          .rope_lo = reinterpret_cast<float*>(256),
                          .rope_hi = reinterpret_cast<float*>(256),
@@ -830,7 +830,7 @@ TEST(PrefillSelectionGpu, PlanRejectsBadSelectionShapes) {
       RunPrefillAttention(plan, a, reinterpret_cast<void*>(256), plan.workspace_bytes, nullptr),
       cudaErrorInvalidValue);  // q_positions missing
   a.q_positions = reinterpret_cast<int32_t*>(256);
-  a.spans = reinterpret_cast<DecodeKvSpan*>(260);
+  a.spans = reinterpret_cast<KvSpan*>(260);
   EXPECT_EQ(
       RunPrefillAttention(plan, a, reinterpret_cast<void*>(256), plan.workspace_bytes, nullptr),
       cudaErrorInvalidValue);  // spans misaligned

@@ -1,7 +1,7 @@
 // Times kernels/cuda paged decode attention (split-KV, in-kernel RoPE) at the ANCHORS.md decode
 // shapes: 32 query / 8 KV heads, head_dim 128, bf16, page size 16; dense B=64 T=4k, B=64 T=32k,
 // B=1 T=32k, and B=1 / B=64 at T=128k; then the selection mode with StreamingLLM's selection
-// (sinks 4 + window 4096, cpu::SinkWindowSelection, pages outside it released) at B=1 / B=64,
+// (sinks 4 + window 4096, SinkWindowSelection, pages outside it released) at B=1 / B=64,
 // T=32k / 128k — the decode step that replaces the dense one at the same T. CUDA events around
 // each run, median of many runs after warm-up, queries rotated over several buffers; KV read
 // (>= 16.8 MB per sequence) exceeds L2 except for selection B=1. Prints one JSON line per shape
@@ -23,7 +23,7 @@
 #include <span>
 #include <vector>
 
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
@@ -65,14 +65,14 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
     }
   }
   std::vector<int32_t> lens(batch, kv_len);
-  std::vector<cpu::KvSpan> spans;
+  std::vector<KvSpan> spans;
   std::vector<int32_t> span_offsets(1, 0);
   int max_spans = 0;
   int64_t selected_keys = kv_len, max_position = kv_len - 1;
   if (selection) {
     for (int b = 0; b < batch; ++b) {
       int64_t q_pos = 0;
-      const cpu::KvSelection sel = cpu::SinkWindowSelection(
+      const KvSelection sel = SinkWindowSelection(
           std::span<const int32_t>(block_tables.data() + static_cast<size_t>(b) * blocks_per_seq,
                                    blocks_per_seq),
           kPage, q_tok, kSinks, kWindow, &q_pos);
@@ -111,9 +111,9 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
   BENCH_CHECK(cudaMalloc(&lo, tables.lo.size() * 4));
   BENCH_CHECK(cudaMalloc(&hi, tables.hi.size() * 4));
   if (selection) {
-    BENCH_CHECK(cudaMalloc(&dspans, spans.size() * sizeof(cpu::KvSpan)));
+    BENCH_CHECK(cudaMalloc(&dspans, spans.size() * sizeof(KvSpan)));
     BENCH_CHECK(cudaMalloc(&doffs, span_offsets.size() * 4));
-    BENCH_CHECK(cudaMemcpy(dspans, spans.data(), spans.size() * sizeof(cpu::KvSpan),
+    BENCH_CHECK(cudaMemcpy(dspans, spans.data(), spans.size() * sizeof(KvSpan),
                            cudaMemcpyHostToDevice));
     BENCH_CHECK(
         cudaMemcpy(doffs, span_offsets.data(), span_offsets.size() * 4, cudaMemcpyHostToDevice));
@@ -137,7 +137,7 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
                                      .block_table_stride = blocks_per_seq,
                                      .kv_lens = static_cast<int32_t*>(dlens),
                                      .pos_start = nullptr,
-                                     .spans = static_cast<const cuda::DecodeKvSpan*>(dspans),
+                                     .spans = static_cast<const KvSpan*>(dspans),
                                      .span_offsets = static_cast<const int32_t*>(doffs),
                                      .rope_lo = static_cast<float*>(lo),
                                      .rope_hi = static_cast<float*>(hi),

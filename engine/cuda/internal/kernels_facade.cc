@@ -189,7 +189,7 @@ static absl::Status Grow(void** ws, size_t* bytes, size_t need, cudaStream_t str
 
 absl::Status KernelsFacade::DecodeSelection(int64_t batch, int64_t max_spans, const void* q,
                                             int64_t q_row_stride, void* out, const PagesView& p,
-                                            const cuda::DecodeKvSpan* spans,
+                                            const KvSpan* spans,
                                             const int32_t* span_offsets, cudaStream_t stream) {
   cuda::DecodeAttentionShape shape = s_->DecodeShape(batch, /*context=*/0, /*window=*/0);
   shape.max_spans = static_cast<int>(std::max<int64_t>(max_spans, 1));

@@ -65,7 +65,7 @@ class KernelsFacade {
   // their spans (CSR offsets [batch + 1]); eager only (the workspace grows on demand).
   absl::Status DecodeSelection(int64_t batch, int64_t max_spans, const void* q,
                                int64_t q_row_stride, void* out, const PagesView& pages,
-                               const cuda::DecodeKvSpan* spans, const int32_t* span_offsets,
+                               const KvSpan* spans, const int32_t* span_offsets,
                                cudaStream_t stream);
   // Prefill / general attention over num_seqs sequences (q unrotated).
   absl::Status Prefill(int64_t num_seqs, int64_t num_rows, int64_t max_kv_len, const void* q,

@@ -5,7 +5,7 @@
 #include "engine/cpu/cpu_model.h"
 #include "engine/cuda/internal/runner_impl.h"
 #include "engine/cuda/internal/step_meta.h"
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 #include "kernels/cuda/decode_attention/decode_attention.h"
 
 namespace longview {
@@ -61,17 +61,17 @@ absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledS
 
 // The keys a one-token step of `s` attends to, and the query's RoPE position: StreamingLLM's
 // sinks + window (positions re-assigned), or a plain window / full attention by token position.
-cpu::KvSelection SelectionOf(const ScheduledSequence& s, int64_t page_size, int64_t* q_pos) {
+KvSelection SelectionOf(const ScheduledSequence& s, int64_t page_size, int64_t* q_pos) {
   const int64_t t = s.start_pos;
   if (s.forward.sinks > 0) {
-    return cpu::SinkWindowSelection(s.block_ids, page_size, t, s.forward.sinks,
+    return SinkWindowSelection(s.block_ids, page_size, t, s.forward.sinks,
                                     s.forward.window_override, q_pos);
   }
   *q_pos = t;
   const int64_t w = s.forward.window_override;  // >= 0 here; 0 = full attention
   const int64_t first = w > 0 ? std::max<int64_t>(0, t - w + 1) : 0;
-  cpu::KvSelection sel;
-  cpu::AppendTokenRange(s.block_ids, page_size, first, t - first + 1, first, sel);
+  KvSelection sel;
+  AppendTokenRange(s.block_ids, page_size, first, t - first + 1, first, sel);
   return sel;
 }
 
@@ -134,7 +134,7 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   L.decode_stride = (L.context_bucket + ps - 1) / ps;
 
   // Selection-decode spans, built now (their count sizes the metadata).
-  std::vector<cpu::KvSelection> selections(L.ns);
+  std::vector<KvSelection> selections(L.ns);
   std::vector<int64_t> sel_pos(L.ns);
   int64_t num_spans = 0;
   for (int64_t j = 0; j < L.ns; ++j) {
@@ -194,7 +194,7 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   L.dec_pos = a.Reserve<int32_t>(decode_rows);
   L.dec_lens = a.Reserve<int32_t>(L.batch_padded);
   L.dec_tables = a.Reserve<int32_t>(L.batch_padded * L.decode_stride);
-  L.sel_spans = a.Reserve<cuda::DecodeKvSpan>(num_spans);
+  L.sel_spans = a.Reserve<KvSpan>(num_spans);
   L.sel_offsets = a.Reserve<int32_t>(L.ns + 1);
   L.pre_qstart = a.Reserve<int32_t>(L.np + 1);
   L.pre_lens = a.Reserve<int32_t>(L.np);
@@ -215,7 +215,7 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   int32_t* dec_pos = At<int32_t>(h, L.dec_pos);
   int32_t* dec_lens = At<int32_t>(h, L.dec_lens);
   int32_t* dec_tables = At<int32_t>(h, L.dec_tables);
-  cuda::DecodeKvSpan* spans = At<cuda::DecodeKvSpan>(h, L.sel_spans);
+  KvSpan* spans = At<KvSpan>(h, L.sel_spans);
   int32_t* sel_offsets = At<int32_t>(h, L.sel_offsets);
   int32_t* qstart = At<int32_t>(h, L.pre_qstart);
   int32_t* pre_lens = At<int32_t>(h, L.pre_lens);
@@ -253,15 +253,8 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
     } else if (k < p0) {
       const int64_t j = static_cast<int64_t>(k) - L.nd;
       dec_pos[L.batch_padded + j] = static_cast<int32_t>(sel_pos[j]);
-      const std::vector<cpu::KvSpan>& sp = selections[j].spans;
-      for (size_t i = 0; i < sp.size(); ++i) {
-        cuda::DecodeKvSpan& d = spans[sel_offsets[j] + i];
-        d = cuda::DecodeKvSpan{};
-        d.page_id = sp[i].page_id;
-        d.first_slot = sp[i].first_slot;
-        d.count = sp[i].count;
-        d.first_position = sp[i].first_position;
-      }
+      const std::vector<KvSpan>& sp = selections[j].spans;
+      std::copy(sp.begin(), sp.end(), spans + sel_offsets[j]);  // one type on both sides
       sel_offsets[j + 1] = sel_offsets[j] + static_cast<int32_t>(sp.size());
     } else {
       const int64_t j = static_cast<int64_t>(k - p0);

@@ -36,7 +36,7 @@
 #include <climits>
 #include <type_traits>
 
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/dispatch.h"

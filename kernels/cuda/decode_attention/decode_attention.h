@@ -40,7 +40,7 @@
 //
 // Selection mode (DESIGN §3–4; plan with max_spans > 0): instead of [0, kv_len) through a block
 // table, each row — a sequence, or a (sequence, KV head) with spans_per_kv_head — attends to
-// exactly the keys of its spans (DecodeKvSpan, the CPU cpu::KvSpan's layout): span_offsets is
+// exactly the keys of its spans (KvSpan, the CPU KvSpan's layout): span_offsets is
 // CSR, row r reads spans[span_offsets[r], span_offsets[r + 1]), row r = b or b * num_kv_heads +
 // kv_head. A span's keys are consecutive slots of one page at consecutive positions from
 // first_position; they are rotated in-kernel with the exact tables as above. There is no
@@ -56,14 +56,14 @@
 // The span arrays live at fixed device addresses: the host rewrites them (and the offsets)
 // before each step or graph replay, within max_spans per row and the allocated span count.
 //
-// How modes plug in: every step the host builds each sequence's cpu::KvSelection (StreamingLLM:
-// cpu::SinkWindowSelection with the re-assigned query position; ReKV: sinks + retrieved blocks
-// + window with positions re-numbered contiguously, cpu::AppendTokenRange per block; HiP:
+// How modes plug in: every step the host builds each sequence's KvSelection (StreamingLLM:
+// SinkWindowSelection with the re-assigned query position; ReKV: sinks + retrieved blocks
+// + window with positions re-numbered contiguously, AppendTokenRange per block; HiP:
 // sinks + window + its top-k blocks at their (extended) positions; eviction policies: the
 // surviving slots as runs per page), rotates q to the query position it chose, and copies the
 // spans into the fixed device arrays. Modes that choose blocks per KV head (HiP, score-based
 // policies) set spans_per_kv_head and emit one CSR row per (sequence, KV head), spans of head h
-// after those of head h - 1 (cpu::KvSelection::head_begin's order).
+// after those of head h - 1 (KvSelection::head_begin's order).
 //
 //   shape.max_spans = (sinks + ps - 1) / ps + window / ps + 2;  // StreamingLLM, per row
 //   PlanDecodeAttention(shape, &plan);  // plan.partition_spans, plan.num_partitions
@@ -77,6 +77,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/dtype.h"
+#include "kernels/kv_span.h"
 
 namespace longview::cuda {
 
@@ -100,16 +101,6 @@ struct DecodeAttentionShape {
   int partition_spans = 0;  // selection mode: 0 = choose to fill the GPU; else spans per partition
 };
 
-// One span of a KV selection; the layout of cpu::KvSpan (kernels/cpu/kv_selection.h), so a
-// host vector of those copies as is.
-struct DecodeKvSpan {
-  int32_t page_id = 0;         // page in the pool
-  int32_t first_slot = 0;      // first token slot inside the page
-  int32_t count = 0;           // consecutive slots, first_slot + count <= page_size; 0 = none
-  int32_t reserved = 0;        // padding of cpu::KvSpan
-  int64_t first_position = 0;  // RoPE position of the key at first_slot; the next ones follow
-};
-static_assert(sizeof(DecodeKvSpan) == 24);
 
 struct DecodeAttentionPlan {
   DecodeAttentionShape shape;
@@ -132,7 +123,7 @@ struct DecodeAttentionArgs {
   int block_table_stride = 0;             // dense mode only
   const int32_t* kv_lens = nullptr;       // dense mode only
   const int32_t* pos_start = nullptr;     // dense mode only; nullable
-  const DecodeKvSpan* spans = nullptr;    // selection mode only
+  const KvSpan* spans = nullptr;    // selection mode only
   const int32_t* span_offsets = nullptr;  // selection mode only: [rows + 1]
   const float* rope_lo = nullptr;
   const float* rope_hi = nullptr;

@@ -16,7 +16,7 @@
 //                 no query of the chunk can see (outside sinks + window) may be -1: never read.
 //   window/sinks  int32 [batch] or nullptr (= shape.window / shape.sinks for every sequence).
 //   rope_lo/hi    exact RoPE tables of decode_attention/rope_tables.h (device copies).
-// Semantics (engine/cpu_model.cc, kernels/cpu/kv_selection.h): the query at token t sees keys
+// Semantics (engine/cpu_model.cc, kernels/kv_selection.h): the query at token t sees keys
 // j <= t; with window W > 0 only t - W < j (the query counts in the window); with sinks S > 0
 // (1 <= S <= W) also every j < S, at StreamingLLM's re-assigned positions (sinks 0..S-1, window
 // contiguous after them, the query last). Query head h reads KV head h / (num_q_heads /
@@ -50,9 +50,9 @@
 // Selection mode (DESIGN §3–4; plan with max_spans > 0), the prefill side of decode attention's
 // selection mode (decode_attention.h): instead of [0, kv_len) through a block table under the
 // window/sinks rule, each row — a sequence, or a (sequence, KV head) with spans_per_kv_head —
-// reads exactly the keys of its spans (DecodeKvSpan, cpu::KvSpan's layout; span_offsets is CSR:
+// reads exactly the keys of its spans (KvSpan, KvSpan's layout; span_offsets is CSR:
 // row r reads spans[span_offsets[r], span_offsets[r + 1]), r = b or b * num_kv_heads + kv_head,
-// a KV head's spans after those of the previous head, cpu::KvSelection::head_begin's order).
+// a KV head's spans after those of the previous head, KvSelection::head_begin's order).
 // A span's keys are consecutive slots of one page at consecutive positions from first_position.
 // Query row i (of the whole batch) sits at position q_positions[i]: the caller gives every query
 // its position (int32 [total_q], any values: consecutive for a chunk, re-numbered for ReKV).
@@ -74,11 +74,11 @@
 // within the plan's bounds.
 //
 // How modes build prefill selections (the host, every chunk; positions are the modes' own):
-//   Dense chunked prefill: cpu::DenseSelection(kv_len), q_positions = the chunk's token indices.
-//   StreamingLLM for one query (decode-sized chunks): cpu::SinkWindowSelection(t) and the
+//   Dense chunked prefill: DenseSelection(kv_len), q_positions = the chunk's token indices.
+//   StreamingLLM for one query (decode-sized chunks): SinkWindowSelection(t) and the
 //     re-assigned query position it returns (the rule mode does whole chunks of it directly).
 //   ReKV: sinks at 0..S-1, then the retrieved blocks re-numbered contiguously after them
-//     (cpu::AppendTokenRange per block, in retrieval order), then the local window and the chunk
+//     (AppendTokenRange per block, in retrieval order), then the local window and the chunk
 //     itself contiguously after those; q_positions = the chunk's re-numbered positions, so the
 //     chunk attends itself causally and everything retrieved before it.
 //   HiP: spans_per_kv_head; per (sequence, KV head) row sinks + that head's selected blocks at
@@ -150,7 +150,7 @@ struct PrefillAttentionArgs {
   const int32_t* window = nullptr;   // [batch], nullable
   const int32_t* sinks = nullptr;    // [batch], nullable
   // Selection mode only (then block_tables, kv_lens, window and sinks are not read):
-  const DecodeKvSpan* spans = nullptr;    // 8-byte aligned
+  const KvSpan* spans = nullptr;    // 8-byte aligned
   const int32_t* span_offsets = nullptr;  // [rows + 1], rows = batch (* num_kv_heads per head)
   const int32_t* q_positions = nullptr;   // [total_q]: RoPE position of each query row
   const float* rope_lo = nullptr;

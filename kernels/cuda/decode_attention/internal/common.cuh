@@ -16,12 +16,6 @@ constexpr int kHeadsPerBlock = 8;  // query heads per block (the N of p.v); more
 constexpr int kBlocksPerSm = 2;    // by design: 2 x ~108 KB shared memory, <= 255 registers
 constexpr float kLog2e = 1.4426950408889634f;
 
-// DecodeKvSpan is cpu::KvSpan's layout: host selections copy as they are.
-static_assert(sizeof(DecodeKvSpan) == sizeof(cpu::KvSpan) &&
-              offsetof(DecodeKvSpan, page_id) == offsetof(cpu::KvSpan, page_id) &&
-              offsetof(DecodeKvSpan, first_slot) == offsetof(cpu::KvSpan, first_slot) &&
-              offsetof(DecodeKvSpan, count) == offsetof(cpu::KvSpan, count) &&
-              offsetof(DecodeKvSpan, first_position) == offsetof(cpu::KvSpan, first_position));
 
 template <int D, bool kSelect>
 struct Geometry {
@@ -75,7 +69,7 @@ struct Params {
   int partition_tokens;
   int num_partitions;
   // Selection mode.
-  const DecodeKvSpan* spans;
+  const KvSpan* spans;
   const int32_t* span_offsets;
   int spans_per_kv_head;
   int max_spans;

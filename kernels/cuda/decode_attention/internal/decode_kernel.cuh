@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
         const int vc = part_begin + warp + i * kWarps;
         const int si = p.chunks_per_span == 1 ? vc : vc / p.chunks_per_span;
         const int piece_off = (vc - si * p.chunks_per_span) * kChunk;
-        const DecodeKvSpan* sp = p.spans + row_span0 + si;
+        const KvSpan* sp = p.spans + row_span0 + si;
         const int count = __ldg(&sp->count);
         if (count != 0) {
           const int page = __ldg(&sp->page_id);

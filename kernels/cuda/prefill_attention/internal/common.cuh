@@ -76,7 +76,7 @@ struct Params {
   // Selection mode (selection.cuh; max_spans > 0). Head row r = b * num_kv_heads + kv_head;
   // span row = r with spans_per_kv_head, else b. The workspace holds each head row's keys
   // contiguously: key i of head row r at k_rot / v_copy row head_base[r] + i ([row][D]).
-  const DecodeKvSpan* spans;
+  const KvSpan* spans;
   const int32_t* span_offsets;  // [span rows + 1]
   const int32_t* q_positions;   // [total_q]
   int32_t* span_key_start;      // [span rows][max_spans]: key offset of each span in its row

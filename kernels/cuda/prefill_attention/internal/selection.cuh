@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(kScanThreads) PrefillSpanScanKernel(const Para
       const int i = c0 + threadIdx.x;
       int cnt = 0;
       if (i < ns) {
-        const DecodeKvSpan sp = p.spans[s0 + i];
+        const KvSpan sp = p.spans[s0 + i];
         const bool ok = sp.count >= 0 && sp.first_slot >= 0 && sp.page_id >= 0 &&
                         sp.first_slot <= p.page_size - sp.count && sp.first_position >= 0 &&
                         sp.first_position + sp.count <= pos_limit;
@@ -186,7 +186,7 @@ __global__ void __launch_bounds__(kSelGatherThreads) PrefillSelGatherKernel(cons
             hi = mid - 1;
           }
         }
-        const DecodeKvSpan sp = p.spans[s0 + lo];
+        const KvSpan sp = p.spans[s0 + lo];
         const int d = i - starts[lo];
         s_page[tid] = sp.page_id;
         s_slot[tid] = sp.first_slot + d;

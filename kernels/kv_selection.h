@@ -10,7 +10,7 @@
 //
 // This is the interface every attention mode plugs into: the mode (sliding window, HiP's pruned
 // blocks, ReKV's retrieved blocks) builds a selection on the host; one kernel family
-// (kernels/cpu/selection_attention.h now, CUDA later) consumes it. A selection is shared by all
+// (kernels/cpu/selection_attention.h, and the CUDA decode and prefill attention kernels) consumes it. A selection is shared by all
 // KV heads, or given per KV head (HiP and score-based policies choose blocks per head).
 //
 //   KvSelection sel = DenseSelection(table.blocks(), page_size, kv_len);
@@ -24,14 +24,9 @@
 #include <span>
 #include <vector>
 
-namespace longview::cpu {
+#include "kernels/kv_span.h"
 
-struct KvSpan {
-  int32_t page_id = 0;         // page in the pool
-  int32_t first_slot = 0;      // first token slot inside the page
-  int32_t count = 0;           // consecutive slots, first_slot + count <= page_size
-  int64_t first_position = 0;  // RoPE position of the key at first_slot; the next ones follow
-};
+namespace longview {
 
 struct KvSelection {
   std::vector<KvSpan> spans;
@@ -67,4 +62,4 @@ KvSelection SinkWindowSelection(std::span<const int32_t> block_table, int64_t pa
                                 int64_t query_token, int64_t sinks, int64_t window,
                                 int64_t* query_position);
 
-}  // namespace longview::cpu
+}  // namespace longview

@@ -1,8 +1,8 @@
-#include "kernels/cpu/kv_selection.h"
+#include "kernels/kv_selection.h"
 
 #include <algorithm>
 
-namespace longview::cpu {
+namespace longview {
 
 std::span<const KvSpan> KvSelection::ForHead(int64_t kv_head) const {
   if (head_begin.empty()) return spans;
@@ -51,4 +51,4 @@ KvSelection SinkWindowSelection(std::span<const int32_t> block_table, int64_t pa
   return sel;
 }
 
-}  // namespace longview::cpu
+}  // namespace longview
