@@ -65,95 +65,20 @@ KvLayout CpuModel::kv_layout(int64_t page_size) const {
 absl::Status CpuModel::Forward(const SequenceChunk& chunk, HostKvStorage& kv, bool all_logits,
                                std::vector<float>& logits, const ForwardOptions& options) {
   const int64_t n = static_cast<int64_t>(chunk.tokens.size());
-  RETURN_IF_ERROR(ValidateForwardOptions(options));
   if (n == 0) return absl::InvalidArgumentError("Forward: no tokens");
   if (chunk.table == nullptr) return absl::InvalidArgumentError("Forward: no block table");
-  const int64_t end = chunk.start_pos + n;
-  if (chunk.table->Capacity() < end) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "Forward: block table holds %d tokens, positions up to %d needed", chunk.table->Capacity(),
-        end));
+  if (kv.layout().page_size != chunk.table->page_size()) {
+    return absl::InvalidArgumentError("Forward: KV pages laid out for another page size");
   }
-  const KvLayout& layout = kv.layout();
-  if (layout.num_layers != cfg_.num_hidden_layers || layout.num_kv_heads != cfg_.num_key_value_heads ||
-      layout.head_dim != cfg_.head_dim || layout.page_size != chunk.table->page_size()) {
-    return absl::InvalidArgumentError("Forward: KV pages laid out for another model or page size");
-  }
-  const int64_t hidden = cfg_.hidden_size, hd = cfg_.head_dim;
-  const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
-  const int64_t q_dim = nh * hd, kv_dim = nkv * hd, inter = cfg_.intermediate_size;
-  const int64_t vocab = cfg_.vocab_size;
-
-  std::vector<float> x(n * hidden), xn(n * hidden), q(n * q_dim), k(n * kv_dim), v(n * kv_dim);
-  std::vector<float> attn(n * q_dim), proj(n * hidden), gate(n * inter), up(n * inter);
-  std::vector<int64_t> pos(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t t = chunk.tokens[i];
-    if (t < 0 || t >= vocab) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("token id %d out of range [0, %d)", t, vocab));
-    }
-    std::memcpy(&x[i * hidden], &w_.embed_tokens.data[t * hidden], hidden * sizeof(float));
-    pos[i] = chunk.start_pos + i;
-  }
-  const float eps = static_cast<float>(cfg_.rms_norm_eps);
-  cpu::AttentionParams ap{.num_q_heads = nh,
-                          .num_kv_heads = nkv,
-                          .head_dim = hd,
-                          .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
-                          .window = 0};
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
-    const LayerWeights& lw = w_.layers[l];
-    cpu::RmsNorm(x.data(), lw.input_layernorm.data.data(), xn.data(), n, hidden, eps);
-    auto bias = [](const HostTensor& t) { return t.data.empty() ? nullptr : t.data.data(); };
-    cpu::MatMulTransposed(xn.data(), lw.q_proj.data.data(), bias(lw.q_bias), q.data(), n, q_dim, hidden);
-    cpu::MatMulTransposed(xn.data(), lw.k_proj.data.data(), bias(lw.k_bias), k.data(), n, kv_dim, hidden);
-    cpu::MatMulTransposed(xn.data(), lw.v_proj.data.data(), bias(lw.v_bias), v.data(), n, kv_dim, hidden);
-    // Append K (before RoPE) and V to the pages.
-    for (int64_t i = 0; i < n; ++i) {
-      auto [page, slot] = chunk.table->Locate(pos[i]);
-      std::memcpy(kv.At(page, l, KvLayout::kKey, slot, 0), &k[i * kv_dim], kv_dim * sizeof(float));
-      std::memcpy(kv.At(page, l, KvLayout::kValue, slot, 0), &v[i * kv_dim], kv_dim * sizeof(float));
-      const int64_t q_pos = QueryPosition(options, pos[i]);
-      for (int64_t h = 0; h < nh; ++h) rope_.Rotate(&q[(i * nh + h) * hd], q_pos);
-    }
-    cpu::PagedKvView view{.pages = kv.Page(0),
-                          .page_elements = layout.PageElements(),
-                          .k_offset = layout.Offset(l, KvLayout::kKey, 0, 0),
-                          .v_offset = layout.Offset(l, KvLayout::kValue, 0, 0),
-                          .token_stride = layout.TokenStride(),
-                          .page_size = layout.page_size,
-                          .block_table = chunk.table->blocks().data(),
-                          .num_blocks = static_cast<int64_t>(chunk.table->blocks().size())};
-    ap.window = options.window_override >= 0 ? options.window_override : cfg_.layer_window[l];
-    if (IsStreaming(options)) {
-      StreamingAttention(ap, view, rope_, chunk.table->blocks(), options, q.data(), pos.data(), n,
-                         attn.data());
-    } else {
-      cpu::PagedAttention(ap, view, rope_, q.data(), pos.data(), n, end, attn.data());
-    }
-    cpu::MatMulTransposed(attn.data(), lw.o_proj.data.data(), nullptr, proj.data(), n, hidden, q_dim);
-    cpu::AddInPlace(x.data(), proj.data(), n * hidden);
-
-    cpu::RmsNorm(x.data(), lw.post_attention_layernorm.data.data(), xn.data(), n, hidden, eps);
-    cpu::MatMulTransposed(xn.data(), lw.gate_proj.data.data(), nullptr, gate.data(), n, inter, hidden);
-    cpu::MatMulTransposed(xn.data(), lw.up_proj.data.data(), nullptr, up.data(), n, inter, hidden);
-    cpu::SiluMul(gate.data(), up.data(), gate.data(), n * inter);
-    cpu::MatMulTransposed(gate.data(), lw.down_proj.data.data(), nullptr, proj.data(), n, hidden, inter);
-    cpu::AddInPlace(x.data(), proj.data(), n * hidden);
-  }
-  const int64_t first = all_logits ? 0 : n - 1;
-  const int64_t rows = n - first;
-  cpu::RmsNorm(x.data() + first * hidden, w_.norm.data.data(), xn.data(), rows, hidden, eps);
-  const HostTensor& head = w_.lm_head.data.empty() ? w_.embed_tokens : w_.lm_head;
-  logits.resize(rows * vocab);
-  cpu::MatMulTransposed(xn.data(), head.data.data(), nullptr, logits.data(), rows, vocab, hidden);
-  return absl::OkStatus();
+  const BatchSequence seq{.tokens = chunk.tokens,
+                          .start_pos = chunk.start_pos,
+                          .block_ids = chunk.table->blocks(),
+                          .need_logits = true,
+                          .all_logits = all_logits,
+                          .options = options};
+  return ForwardBatch(std::span<const BatchSequence>(&seq, 1), kv, logits);
 }
 
-}  // namespace longview
-
-namespace longview {
 
 absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvStorage& kv,
                                     std::vector<float>& logits) {
@@ -197,7 +122,7 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
       }
     }
     row0[s + 1] = row0[s] + n;
-    num_logits += seq.need_logits ? 1 : 0;
+    num_logits += !seq.need_logits ? 0 : seq.all_logits ? n : 1;
   }
   const int64_t n = row0.back();
   logits.resize(num_logits * vocab);
@@ -283,9 +208,10 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
   int64_t row = 0;
   for (size_t s = 0; s < seqs.size(); ++s) {
     if (!seqs[s].need_logits) continue;
-    cpu::RmsNorm(&x[(row0[s + 1] - 1) * hidden], w_.norm.data.data(), &last[row * hidden], 1,
-                 hidden, eps);
-    ++row;
+    const int64_t first = seqs[s].all_logits ? row0[s] : row0[s + 1] - 1;
+    const int64_t rows = row0[s + 1] - first;
+    cpu::RmsNorm(&x[first * hidden], w_.norm.data.data(), &last[row * hidden], rows, hidden, eps);
+    row += rows;
   }
   const HostTensor& head = w_.lm_head.data.empty() ? w_.embed_tokens : w_.lm_head;
   cpu::MatMulTransposed(last.data(), head.data.data(), nullptr, logits.data(), num_logits, vocab,

@@ -39,6 +39,7 @@ struct BatchSequence {
   int64_t start_pos = 0;
   std::span<const int32_t> block_ids;  // logical block -> page id; covers every position written
   bool need_logits = false;            // logits of the last token
+  bool all_logits = false;             // with need_logits: of every token, in order
   ForwardOptions options;
 };
 
@@ -54,15 +55,16 @@ class CpuModel {
   KvLayout kv_layout(int64_t page_size) const;
 
   // Runs `chunk.tokens` through the model, writing their K/V into the pages, and fills `logits`
-  // with [n, vocab] (all_logits) or [vocab] for the last token.
+  // with [n, vocab] (all_logits) or [vocab] for the last token: ForwardBatch of one sequence.
   // InvalidArgument for an out-of-range token id or a table too small for the positions.
   absl::Status Forward(const SequenceChunk& chunk, HostKvStorage& kv, bool all_logits,
                        std::vector<float>& logits, const ForwardOptions& options = {});
 
   // Runs several sequences at once: their tokens go through the dense layers as one matrix,
-  // attention runs per sequence. `logits` gets one [vocab] row per sequence with need_logits, in
-  // order. Each output equals what Forward computes for that sequence alone, bit for bit: every
-  // element is the same dot product in the same order whatever the batch.
+  // attention runs per sequence. `logits` gets, per sequence with need_logits and in order, one
+  // [vocab] row for its last token, or one per token with all_logits. Each output equals what the
+  // sequence alone computes, bit for bit: every element is the same dot product in the same order
+  // whatever the batch.
   // InvalidArgument as Forward, naming the sequence.
   absl::Status ForwardBatch(std::span<const BatchSequence> seqs, HostKvStorage& kv,
                             std::vector<float>& logits);
