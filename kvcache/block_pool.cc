@@ -1,7 +1,8 @@
 #include "kvcache/block_pool.h"
 
-#include <cstdlib>
-#include <stdexcept>
+#include <unordered_map>
+
+#include "absl/strings/str_format.h"
 
 namespace longview {
 
@@ -22,17 +23,28 @@ std::optional<std::vector<int32_t>> BlockPool::Allocate(int32_t n) {
   return ids;
 }
 
-void BlockPool::AddRef(int32_t block_id) {
-  if (ref_counts_.at(block_id) <= 0) throw std::logic_error("BlockPool::AddRef on a free block");
+absl::Status BlockPool::AddRef(int32_t block_id) {
+  if (block_id < 0 || block_id >= num_blocks() || ref_counts_[block_id] <= 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("BlockPool::AddRef: block %d is not allocated", block_id));
+  }
   ++ref_counts_[block_id];
+  return absl::OkStatus();
 }
 
-void BlockPool::Free(std::span<const int32_t> block_ids) {
+absl::Status BlockPool::Free(std::span<const int32_t> block_ids) {
+  // Check every id first (counting repeats), so a bad call changes nothing.
+  std::unordered_map<int32_t, int32_t> drops;
   for (int32_t id : block_ids) {
-    int32_t& rc = ref_counts_.at(id);
-    if (rc <= 0) throw std::logic_error("BlockPool::Free on a free block");  // broken invariant
-    if (--rc == 0) free_.push_back(id);
+    if (id < 0 || id >= num_blocks() || ref_counts_[id] < ++drops[id]) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("BlockPool::Free: block %d is not allocated", id));
+    }
   }
+  for (int32_t id : block_ids) {
+    if (--ref_counts_[id] == 0) free_.push_back(id);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace longview

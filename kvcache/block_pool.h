@@ -13,6 +13,8 @@
 #include <span>
 #include <vector>
 
+#include "common/status.h"
+
 namespace longview {
 
 class BlockPool {
@@ -25,11 +27,12 @@ class BlockPool {
 
   // Takes n blocks from the head of the free list, each with reference count 1; all or nothing.
   [[nodiscard]] std::optional<std::vector<int32_t>> Allocate(int32_t n);
-  // Adds a reference (a second sequence sharing the block).
-  void AddRef(int32_t block_id);
+  // Adds a reference (a second sequence sharing the block). FailedPrecondition for a free or
+  // unknown block.
+  [[nodiscard]] absl::Status AddRef(int32_t block_id);
   // Drops one reference per id; a block reaching zero goes to the tail of the free list.
-  // REQUIRES: each id is allocated.
-  void Free(std::span<const int32_t> block_ids);
+  // FailedPrecondition, before changing anything, when an id is not allocated.
+  [[nodiscard]] absl::Status Free(std::span<const int32_t> block_ids);
   int32_t RefCount(int32_t block_id) const { return ref_counts_.at(block_id); }
 
  private:

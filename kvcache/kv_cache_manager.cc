@@ -1,7 +1,12 @@
 #include "kvcache/kv_cache_manager.h"
 
 #include <algorithm>
-#include <stdexcept>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+#include "absl/strings/str_format.h"
 
 namespace longview {
 namespace {
@@ -16,6 +21,24 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
+absl::Status ValidateKvCacheManagerOptions(const KvCacheManagerOptions& o) {
+  if (o.num_blocks < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("num_blocks must be >= 0, got %d", o.num_blocks));
+  }
+  if (o.page_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("page_size must be >= 1, got %d", o.page_size));
+  }
+  if (o.state_bytes_per_seq < 0 || o.num_state_slots < 0) {
+    return absl::InvalidArgumentError("state_bytes_per_seq and num_state_slots must be >= 0");
+  }
+  if (o.state_bytes_per_seq > 0 && o.num_state_slots == 0) {
+    return absl::InvalidArgumentError("state_bytes_per_seq > 0 needs num_state_slots > 0");
+  }
+  return absl::OkStatus();
+}
+
 KvCacheManager::KvCacheManager(const KvCacheManagerOptions& options)
     : options_(options),
       ref_counts_(options.num_blocks, 0),
@@ -25,8 +48,14 @@ KvCacheManager::KvCacheManager(const KvCacheManagerOptions& options)
       hash_(options.num_blocks, 0),
       parent_hash_(options.num_blocks, 0),
       block_tokens_(options.enable_prefix_caching ? options.num_blocks * options.page_size : 0) {
-  if (options.page_size < 1) throw std::invalid_argument("KvCacheManager: page_size < 1");
+  if (absl::Status st = ValidateKvCacheManagerOptions(options); !st.ok()) {
+    std::fprintf(stderr, "KvCacheManager: %s\n", std::string(st.message()).c_str());
+    std::abort();  // a broken invariant: callers validate the options first
+  }
   for (int32_t i = 0; i < options.num_blocks; ++i) PushFreeTail(i);
+  if (has_state()) {
+    for (int32_t s = options.num_state_slots - 1; s >= 0; --s) free_slots_.push_back(s);
+  }
 }
 
 double KvCacheManager::Usage() const {
@@ -89,7 +118,8 @@ int32_t KvCacheManager::Needed(const SeqBlocks* sb, const KvSequence& seq, int64
   // Writing into a partial block that another sequence shares: copy it first.
   if (sb != nullptr && num_new_tokens > 0 && computed_tokens % ps != 0) {
     const int64_t idx = computed_tokens / ps;
-    if (idx < static_cast<int64_t>(sb->blocks.size()) && ref_counts_[sb->blocks[idx]] > 1) {
+    if (idx < static_cast<int64_t>(sb->blocks.size()) && sb->blocks[idx].on_device() &&
+        ref_counts_[sb->blocks[idx].page] > 1) {
       *cow_index = idx;
     }
   }
@@ -108,42 +138,57 @@ int32_t KvCacheManager::NumBlocksFreedBy(int64_t seq_id) const {
   auto it = seqs_.find(seq_id);
   if (it == seqs_.end()) return 0;
   int32_t n = 0;
-  for (int32_t id : it->second.blocks) n += id >= 0 && ref_counts_[id] == 1 ? 1 : 0;
+  for (const BlockLocation& b : it->second.blocks) {
+    n += b.on_device() && ref_counts_[b.page] == 1 ? 1 : 0;
+  }
   return n;
 }
 
-std::optional<SlotAllocation> KvCacheManager::AllocateSlots(const KvSequence& seq,
-                                                            int64_t num_new_tokens,
-                                                            const ComputedBlocks* computed) {
+absl::StatusOr<std::optional<SlotAllocation>> KvCacheManager::AllocateSlots(
+    const KvSequence& seq, int64_t num_new_tokens, const ComputedBlocks* computed) {
   auto it = seqs_.find(seq.seq_id);
   SeqBlocks* existing = it == seqs_.end() ? nullptr : &it->second;
+  const bool has_hit = computed != nullptr && !computed->block_ids.empty();
+  if (has_hit && existing != nullptr && !existing->blocks.empty()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "AllocateSlots: a prefix hit for sequence %d, which already holds blocks", seq.seq_id));
+  }
   int64_t cow = -1;
   const int32_t need = Needed(existing, seq, num_new_tokens, computed, &cow);
   if (need > num_free_) return std::nullopt;
+  const bool needs_slot = has_state() && (existing == nullptr || existing->state_slot < 0);
+  if (needs_slot && free_slots_.empty()) return std::nullopt;
 
   SeqBlocks& sb = existing != nullptr ? *existing : seqs_[seq.seq_id];
   SlotAllocation out;
+  if (needs_slot) {
+    sb.state_slot = TakeStateSlot();
+    out.new_state_slot = sb.state_slot;
+  }
+  if (sb.copy_state_from >= 0) {
+    out.state_copies.push_back({sb.copy_state_from, sb.state_slot});
+    sb.copy_state_from = -1;
+  }
   int64_t computed_tokens = seq.num_computed_tokens;
   if (computed != nullptr) {
     num_queries_ += computed->num_queried_tokens;
     num_hits_ += computed->num_tokens;
-    if (!computed->block_ids.empty()) {
-      if (!sb.blocks.empty()) throw std::logic_error("AllocateSlots: prefix hit on a held table");
+    if (has_hit) {
       for (int32_t id : computed->block_ids) {
         if (ref_counts_[id] == 0) RemoveFree(id);
         ++ref_counts_[id];
+        sb.blocks.push_back(DevicePage(id));
       }
-      sb.blocks = computed->block_ids;
       sb.hashes = computed->block_hashes;
       computed_tokens = computed->num_tokens;
     }
   }
   if (cow >= 0) {
-    const int32_t src = sb.blocks[cow];
+    const int32_t src = sb.blocks[cow].page;
     const int32_t dst = PopFreeHead();
     ref_counts_[dst] = 1;
     --ref_counts_[src];  // was shared: stays >= 1
-    sb.blocks[cow] = dst;
+    sb.blocks[cow] = DevicePage(dst);
     out.copies.push_back({src, dst});
     out.new_block_ids.push_back(dst);
   }
@@ -151,7 +196,7 @@ std::optional<SlotAllocation> KvCacheManager::AllocateSlots(const KvSequence& se
   while (static_cast<int64_t>(sb.blocks.size()) < total) {
     const int32_t id = PopFreeHead();
     ref_counts_[id] = 1;
-    sb.blocks.push_back(id);
+    sb.blocks.push_back(DevicePage(id));
     out.new_block_ids.push_back(id);
   }
   if (options_.enable_prefix_caching) {
@@ -168,7 +213,7 @@ void KvCacheManager::RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, in
     auto tokens = seq.tokens.subspan(b * ps, ps);
     const uint64_t h = HashBlock(parent, tokens);
     sb.hashes.push_back(h);
-    const int32_t id = sb.blocks[b];
+    const int32_t id = sb.blocks[b].device_page();
     // The first block computed with this content stays the cached one.
     if (id < 0 || has_hash_[id] || cached_.contains(h)) continue;
     cached_.emplace(h, id);
@@ -179,27 +224,48 @@ void KvCacheManager::RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, in
   }
 }
 
-void KvCacheManager::Free(int64_t seq_id) {
+absl::Status KvCacheManager::Free(int64_t seq_id) {
   auto it = seqs_.find(seq_id);
-  if (it == seqs_.end()) return;
-  const std::vector<int32_t>& blocks = it->second.blocks;
+  if (it == seqs_.end()) return absl::OkStatus();
+  absl::Status status;
+  const std::vector<BlockLocation>& blocks = it->second.blocks;
   for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) {
-    if (*b < 0) continue;  // released by a sliding window
-    int32_t& rc = ref_counts_[*b];
-    if (rc <= 0) throw std::logic_error("KvCacheManager::Free: block already free");
-    if (--rc == 0) PushFreeTail(*b);
+    if (!b->on_device()) continue;  // released by a sliding window, or in another tier
+    int32_t& rc = ref_counts_[b->page];
+    if (rc <= 0) {
+      status = absl::InternalError(
+          absl::StrFormat("KvCacheManager::Free: sequence %d holds block %d, which is already free",
+                          seq_id, b->page));
+      continue;
+    }
+    if (--rc == 0) PushFreeTail(b->page);
   }
+  ReleaseStateSlot(it->second.state_slot);
   seqs_.erase(it);
+  return status;
 }
 
-void KvCacheManager::Fork(int64_t parent_id, int64_t child_id) {
+absl::Status KvCacheManager::Fork(int64_t parent_id, int64_t child_id) {
   auto it = seqs_.find(parent_id);
-  if (it == seqs_.end()) return;
-  SeqBlocks copy = it->second;
-  for (int32_t id : copy.blocks) {
-    if (id >= 0) ++ref_counts_[id];
+  if (it == seqs_.end()) return absl::OkStatus();
+  const SeqBlocks& parent = it->second;
+  SeqBlocks child = parent;
+  child.state_slot = -1;
+  child.copy_state_from = -1;
+  if (has_state() && parent.state_slot >= 0) {
+    child.state_slot = TakeStateSlot();
+    if (child.state_slot < 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("Fork: no free state slot for sequence %d (%d slots)", child_id,
+                          options_.num_state_slots));
+    }
+    child.copy_state_from = parent.state_slot;
   }
-  seqs_[child_id] = std::move(copy);
+  for (const BlockLocation& b : child.blocks) {
+    if (b.on_device()) ++ref_counts_[b.page];
+  }
+  seqs_[child_id] = std::move(child);
+  return absl::OkStatus();
 }
 
 int32_t KvCacheManager::ReleaseBlocks(int64_t seq_id, int64_t begin, int64_t end) {
@@ -211,9 +277,9 @@ int32_t KvCacheManager::ReleaseBlocks(int64_t seq_id, int64_t begin, int64_t end
   // Skip the run already known released (each step releases a little past the last one).
   const bool extends = sb.released_begin <= begin && begin <= sb.released_end;
   for (int64_t b = extends ? std::max(begin, sb.released_end) : begin; b < end; ++b) {
-    const int32_t id = sb.blocks[b];
+    const int32_t id = sb.blocks[b].device_page();
     if (id < 0) continue;
-    sb.blocks[b] = -1;
+    sb.blocks[b] = BlockLocation{};
     if (--ref_counts_[id] == 0) {
       PushFreeTail(id);
       ++freed;
@@ -228,10 +294,36 @@ int32_t KvCacheManager::ReleaseBlocks(int64_t seq_id, int64_t begin, int64_t end
   return freed;
 }
 
-std::span<const int32_t> KvCacheManager::BlockIds(int64_t seq_id) const {
+std::vector<int32_t> KvCacheManager::BlockIds(int64_t seq_id) const {
+  std::vector<int32_t> ids;
+  for (const BlockLocation& b : Locations(seq_id)) ids.push_back(b.device_page());
+  return ids;
+}
+
+std::span<const BlockLocation> KvCacheManager::Locations(int64_t seq_id) const {
   auto it = seqs_.find(seq_id);
   if (it == seqs_.end()) return {};
   return it->second.blocks;
+}
+
+int32_t KvCacheManager::StateSlot(int64_t seq_id) const {
+  auto it = seqs_.find(seq_id);
+  return it == seqs_.end() ? -1 : it->second.state_slot;
+}
+
+int32_t KvCacheManager::TakeStateSlot() {
+  if (free_slots_.empty()) return -1;
+  const int32_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  return slot;
+}
+
+void KvCacheManager::ReleaseStateSlot(int32_t slot) {
+  if (slot < 0) return;
+  // Keep the list descending so the lowest free slot is reused first (deterministic ids).
+  free_slots_.insert(
+      std::upper_bound(free_slots_.begin(), free_slots_.end(), slot, std::greater<int32_t>()),
+      slot);
 }
 
 std::vector<int32_t> KvCacheManager::FreeBlockIds() const {
@@ -269,8 +361,7 @@ void KvCacheManager::RemoveFree(int32_t id) {
 }
 
 int32_t KvCacheManager::PopFreeHead() {
-  const int32_t id = head_;
-  if (id < 0) throw std::logic_error("KvCacheManager: free list empty");  // checked by callers
+  const int32_t id = head_;  // callers checked that the list holds enough blocks
   RemoveFree(id);
   if (has_hash_[id]) {
     auto it = cached_.find(hash_[id]);

@@ -21,6 +21,18 @@
 // Sharing: Fork gives a second sequence the same blocks (reference count + 1). A sequence that
 // writes into a shared partial block gets a private copy: AllocateSlots returns the (src, dst)
 // page copy the runner must do before the forward (copy-on-write).
+//
+// Block locations: a sequence's table maps each logical block to a BlockLocation (tier + page).
+// This manager owns the device tier's page ids; BlockIds gives the device view the runner reads.
+//
+// State slots (DESIGN §1, per-sequence mode state): with state_bytes_per_seq > 0, every sequence
+// holding blocks also holds one of `num_state_slots` fixed-size slots in the backend's
+// KvStorage — taken by its first AllocateSlots (nothing when none is free: a normal result, like
+// blocks), freed with its blocks (finish or preemption: a resumed sequence starts afresh), and
+// copied on Fork (the child's first AllocateSlots returns the copy to do).
+//
+// Errors: out of blocks or slots is a normal result (std::nullopt); a broken precondition is a
+// Status (FailedPrecondition / Internal), never an exception.
 // Thread-safety: not thread-safe; owned by the engine loop.
 #pragma once
 
@@ -30,13 +42,24 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/status.h"
+#include "kvcache/block_location.h"
+#include "kvcache/kv_storage.h"
+
 namespace longview {
 
 struct KvCacheManagerOptions {
   int32_t num_blocks = 0;
   int64_t page_size = 16;
   bool enable_prefix_caching = true;
+  // Per-sequence mode state: bytes per slot (0 = none) and slots in the backend's storage.
+  int64_t state_bytes_per_seq = 0;
+  int32_t num_state_slots = 0;
 };
+
+// InvalidArgument naming the field: num_blocks < 0, page_size < 1, state sizes negative, or
+// state bytes without slots.
+absl::Status ValidateKvCacheManagerOptions(const KvCacheManagerOptions& options);
 
 // What the cache needs to know of a sequence.
 struct KvSequence {
@@ -54,24 +77,23 @@ struct ComputedBlocks {
   int64_t num_queried_tokens = 0;  // tokens looked up (0 when prefix caching is off)
 };
 
-struct PageCopy {
-  int32_t src_page = 0;
-  int32_t dst_page = 0;
-  bool operator==(const PageCopy&) const = default;
-};
-
 struct SlotAllocation {
-  std::vector<int32_t> new_block_ids;  // appended to the sequence's table (or a CoW copy)
-  std::vector<PageCopy> copies;        // to do before this step's forward
+  std::vector<int32_t> new_block_ids;   // appended to the sequence's table (or a CoW copy)
+  std::vector<PageCopy> copies;         // to do before this step's forward
+  std::vector<StateCopy> state_copies;  // a forked sequence's first allocation: its parent's state
+  int32_t new_state_slot = -1;          // a slot taken by this allocation (to clear unless copied)
 };
 
 class KvCacheManager {
  public:
+  // REQUIRES: ValidateKvCacheManagerOptions(options).ok() (checked; a broken one aborts).
   explicit KvCacheManager(const KvCacheManagerOptions& options);
 
   int32_t num_blocks() const { return static_cast<int32_t>(ref_counts_.size()); }
   int64_t page_size() const { return options_.page_size; }
   int32_t NumFreeBlocks() const { return num_free_; }
+  int32_t NumFreeStateSlots() const { return static_cast<int32_t>(free_slots_.size()); }
+  bool has_state() const { return options_.state_bytes_per_seq > 0; }
   // Fraction of blocks held by sequences, in [0, 1].
   double Usage() const;
 
@@ -91,14 +113,16 @@ class KvCacheManager {
   // (a sequence holding no blocks; its computed tokens become `computed->num_tokens`), copies a
   // shared partial block it will write into, allocates new blocks, and registers the hashes of
   // blocks whose last token is among the new ones. Counts the hit in the prefix-cache stats.
-  // std::nullopt when out of blocks: a normal result that changes nothing.
+  // A sequence's first allocation also takes a state slot when the manager keeps state.
+  // std::nullopt when out of blocks or slots: a normal result that changes nothing.
+  // FailedPrecondition (nothing changed) for a prefix hit given to a sequence holding blocks.
   // REQUIRES: num_computed + num_new_tokens <= seq.tokens.size().
-  [[nodiscard]] std::optional<SlotAllocation> AllocateSlots(const KvSequence& seq,
-                                                            int64_t num_new_tokens,
-                                                            const ComputedBlocks* computed);
+  [[nodiscard]] absl::StatusOr<std::optional<SlotAllocation>> AllocateSlots(
+      const KvSequence& seq, int64_t num_new_tokens, const ComputedBlocks* computed);
   // Drops the sequence's references; blocks reaching zero go to the free list tail, last block
-  // first. No-op for an unknown sequence.
-  void Free(int64_t seq_id);
+  // first; its state slot is freed. No-op for an unknown sequence. Internal for a block that was
+  // already free (a broken reference count; the rest is still released).
+  [[nodiscard]] absl::Status Free(int64_t seq_id);
   // Sliding windows: drops the sequence's references to its logical blocks [begin, end) (those
   // its attention no longer reads, see BlocksOutsideWindow) and leaves -1 in their place in
   // BlockIds, so later positions keep their blocks. Blocks reaching zero go to the free list
@@ -106,11 +130,18 @@ class KvCacheManager {
   // blocks that went to the free list. No-op for an unknown sequence.
   // REQUIRES: the range excludes the block holding the next token to compute.
   int32_t ReleaseBlocks(int64_t seq_id, int64_t begin, int64_t end);
-  // Gives `child_id` the blocks of `parent_id` (shared; reference counts + 1). Never fails.
-  void Fork(int64_t parent_id, int64_t child_id);
+  // Gives `child_id` the blocks of `parent_id` (shared; reference counts + 1). With state, the
+  // child takes a slot now and its first AllocateSlots returns the parent's state to copy.
+  // ResourceExhausted when no slot is free (nothing changed). No-op for an unknown parent.
+  [[nodiscard]] absl::Status Fork(int64_t parent_id, int64_t child_id);
 
-  // The sequence's block table (empty for an unknown sequence). Valid until the next mutation.
-  std::span<const int32_t> BlockIds(int64_t seq_id) const;
+  // The sequence's device pages by logical block, -1 where a block is not on the device
+  // (released, or in another tier); empty for an unknown sequence.
+  std::vector<int32_t> BlockIds(int64_t seq_id) const;
+  // The sequence's block table. Valid until the next mutation.
+  std::span<const BlockLocation> Locations(int64_t seq_id) const;
+  // The sequence's state slot, or -1 (no state kept, or unknown sequence).
+  int32_t StateSlot(int64_t seq_id) const;
   int32_t RefCount(int32_t block_id) const { return ref_counts_.at(block_id); }
   bool IsCached(int32_t block_id) const { return has_hash_.at(block_id) != 0; }
   // Free blocks, next to be reused first (for tests and debugging; O(free blocks)).
@@ -121,11 +152,13 @@ class KvCacheManager {
 
  private:
   struct SeqBlocks {
-    std::vector<int32_t> blocks;
+    std::vector<BlockLocation> blocks;
     std::vector<uint64_t> hashes;  // of the first hashes.size() blocks (full, registered)
     // A run of blocks ReleaseBlocks already released: [released_begin, released_end).
     int64_t released_begin = 0;
     int64_t released_end = 0;
+    int32_t state_slot = -1;
+    int32_t copy_state_from = -1;  // forked: the parent's slot, copied at the first allocation
   };
 
   // Blocks needed from the free list; *cow_index set to the block to copy, or -1.
@@ -138,7 +171,9 @@ class KvCacheManager {
   // Free-list primitives (intrusive doubly linked list over block ids).
   void PushFreeTail(int32_t id);
   void RemoveFree(int32_t id);
-  int32_t PopFreeHead();  // evicts the block's hash
+  int32_t PopFreeHead();    // evicts the block's hash
+  int32_t TakeStateSlot();  // lowest free slot, or -1
+  void ReleaseStateSlot(int32_t slot);
 
   KvCacheManagerOptions options_;
   std::vector<int32_t> ref_counts_;
@@ -150,6 +185,7 @@ class KvCacheManager {
   std::vector<uint64_t> hash_, parent_hash_;
   std::vector<int32_t> block_tokens_;  // [num_blocks][page_size]
   std::unordered_map<int64_t, SeqBlocks> seqs_;
+  std::vector<int32_t> free_slots_;  // descending: the lowest free slot is last
   int64_t num_queries_ = 0, num_hits_ = 0;
 };
 

@@ -11,6 +11,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/cpu/cpu_model_runner.h"
 #include "engine/runner/model_runner.h"
@@ -135,6 +136,8 @@ struct EngineLoop::Impl {
   SequenceDelta& DeltaFor(RequestState& r, int32_t index);
   void FlushOutputs(Clock::time_point now);
   void FinishRequest(RequestState& r, absl::Status status);
+  // Removes a sequence from the scheduler; records a cache error for Run to act on.
+  void FinishSeq(int64_t seq_id);
   void FailAll(const absl::Status& status);
   void PublishMetrics();
   // Recounts waiting requests into num_waiting_requests (read by Submit); returns it and, when
@@ -167,6 +170,7 @@ struct EngineLoop::Impl {
   StepResult result;
   int64_t prompt_tokens_total = 0, generation_tokens_total = 0;
   std::vector<double> ttft, itl, e2e;  // observations since the last publish
+  absl::Status cache_error;  // a broken cache invariant seen while finishing a sequence
 };
 
 EngineLoop::EngineLoop(std::shared_ptr<const LoadedModel> model, const EngineLoopOptions& options)
@@ -298,6 +302,10 @@ void EngineLoop::Impl::Run() {
       absl::Status st = Step();
       if (!st.ok()) FailAll(st);
     }
+    if (!cache_error.ok()) {
+      FailAll(absl::InternalError(absl::StrCat("KV cache: ", cache_error.message())));
+      cache_error = absl::OkStatus();
+    }
     PublishMetrics();
   }
   FailAll(absl::UnavailableError("engine stopped"));
@@ -329,7 +337,7 @@ void EngineLoop::Impl::ReapCancelled() {
 
 void EngineLoop::Impl::FinishRequest(RequestState& r, absl::Status status) {
   for (auto& s : r.seqs) {
-    sched.Finish(s->seq_id);  // frees its blocks
+    FinishSeq(s->seq_id);  // frees its blocks
     by_seq.erase(s->seq_id);
   }
   RequestOutput out;
@@ -380,7 +388,7 @@ absl::Status EngineLoop::Impl::Step() {
     // n > 1: the prompt's logits exist now; its siblings share its blocks from here on.
     for (const Sequence* seq = sched.Get(id); seq->num_pending_forks > 0;) {
       RequestState& r = *s->req;
-      const int64_t child_id = sched.Fork(id);
+      ASSIGN_OR_RETURN(const int64_t child_id, sched.Fork(id));
       const int32_t index = static_cast<int32_t>(r.seqs.size());
       SamplingParams p = r.request.sampling;
       if (p.seed) p.seed = *p.seed + static_cast<uint64_t>(index);
@@ -480,8 +488,13 @@ void EngineLoop::Impl::Emit(SeqState& s, int32_t tok, SequenceDelta& d, Clock::t
   d.finish_reason = reason;
   s.finished = true;
   ++r.num_finished;
-  sched.Finish(s.seq_id);  // blocks go back now
+  FinishSeq(s.seq_id);  // blocks go back now
   by_seq.erase(s.seq_id);
+}
+
+void EngineLoop::Impl::FinishSeq(int64_t seq_id) {
+  // A broken reference count in the cache: the step fails every request (Run).
+  if (absl::Status st = sched.Finish(seq_id); !st.ok() && cache_error.ok()) cache_error = st;
 }
 
 void EngineLoop::Impl::FlushOutputs(Clock::time_point now) {

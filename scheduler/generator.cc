@@ -66,7 +66,7 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
       const BlockRange out = BlocksOutsideWindow(ps, sinks, window, start);
       for (int64_t b = std::max(out.begin, released_end); b < out.end; ++b) {
         const int32_t id = table.ReleaseBlock(b);
-        if (id >= 0) pool.Free(std::span<const int32_t>(&id, 1));
+        if (id >= 0) RETURN_IF_ERROR(pool.Free(std::span<const int32_t>(&id, 1)));
       }
       released_end = std::max(released_end, out.end);
     }

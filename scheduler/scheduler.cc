@@ -47,6 +47,8 @@ SchedulePlan Scheduler::Schedule() const {
   // Free blocks as the plan goes. Counting is conservative (shared blocks count as kept, cached
   // free blocks as revived per hit), so Apply never needs more than the plan counted.
   int64_t free = kv_->NumFreeBlocks();
+  // State slots: a sequence holds one from its first step until it finishes or is preempted.
+  int64_t free_slots = kv_->has_state() ? kv_->NumFreeStateSlots() : INT64_MAX;
   const int64_t num_running = static_cast<int64_t>(running_.size());
   int64_t end = num_running;  // running_[end, num_running) are preempted by this plan
   std::vector<int64_t> entry_of(num_running, -1);
@@ -80,6 +82,7 @@ SchedulePlan Scheduler::Schedule() const {
           free += needs[entry_of[v]];
         }
         free += kv_->NumBlocksFreedBy(running_[v]->seq_id);
+        if (kv_->StateSlot(running_[v]->seq_id) >= 0) ++free_slots;
         plan.preempted.push_back(running_[v]);
         --end;
         if (v == i) break;
@@ -97,8 +100,9 @@ SchedulePlan Scheduler::Schedule() const {
       ComputedBlocks hit = kv_->GetComputedBlocks(view);
       const int64_t k = std::min(s->num_tokens() - hit.num_tokens, ChunkLimit(budget));
       const int32_t need = kv_->NumBlocksToAllocate(view, k, &hit);
-      if (need > free) break;
+      if (need > free || free_slots < 1) break;
       free -= need;
+      --free_slots;
       budget -= k;
       num_seqs += s->weight();
       plan.entries.push_back(
@@ -120,8 +124,13 @@ SchedulePlan Scheduler::Schedule() const {
 }
 
 absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
+  StepPlan step;
+  // What happened since the last step, for the runner (it may hold state of these sequences).
+  step.finished_seq_ids.swap(finished_since_step_);
+  step.forked_seq_ids.swap(forked_since_step_);
   for (Sequence* s : plan.preempted) {
-    kv_->Free(s->seq_id);
+    RETURN_IF_ERROR(kv_->Free(s->seq_id));
+    step.reset_seq_ids.push_back(s->seq_id);
     s->num_computed_tokens = 0;
     s->status = SequenceStatus::kWaiting;
     ++s->num_preemptions;
@@ -139,14 +148,14 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
       return absl::InternalError("Scheduler::Apply: plan admits out of queue order");
     }
     waiting_.pop_front();
-    if (!kv_->AllocateSlots(View(*e.seq), 0, &e.computed)) {
-      return absl::InternalError("Scheduler::Apply: prefix hit refused");
-    }
+    ASSIGN_OR_RETURN(std::optional<SlotAllocation> hit,
+                     kv_->AllocateSlots(View(*e.seq), 0, &e.computed));
+    if (!hit) return absl::InternalError("Scheduler::Apply: prefix hit refused");
+    AddStateWork(*hit, step);
     e.seq->num_computed_tokens = e.computed.num_tokens;
     if (e.seq->num_cached_tokens < 0) e.seq->num_cached_tokens = e.computed.num_tokens;
   }
 
-  StepPlan step;
   step.seqs.reserve(plan.entries.size());
   for (const SchedulePlan::Entry& e : plan.entries) {
     Sequence* s = e.seq;
@@ -160,20 +169,22 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
                                                  s->num_computed_tokens);
       kv_->ReleaseBlocks(s->seq_id, out.begin, out.end);
     }
-    std::optional<SlotAllocation> alloc = kv_->AllocateSlots(View(*s), e.num_new_tokens, nullptr);
+    ASSIGN_OR_RETURN(std::optional<SlotAllocation> alloc,
+                     kv_->AllocateSlots(View(*s), e.num_new_tokens, nullptr));
     if (!alloc) {
       return absl::InternalError(absl::StrFormat(
           "Scheduler::Apply: out of blocks for sequence %d though the plan counted them",
           s->seq_id));
     }
     step.copies.insert(step.copies.end(), alloc->copies.begin(), alloc->copies.end());
+    AddStateWork(*alloc, step);
     ScheduledSequence out;
     out.seq_id = s->seq_id;
     out.start_pos = s->num_computed_tokens;
     out.token_ids.assign(s->tokens.begin() + s->num_computed_tokens,
                          s->tokens.begin() + s->num_computed_tokens + e.num_new_tokens);
-    std::span<const int32_t> blocks = kv_->BlockIds(s->seq_id);
-    out.block_ids.assign(blocks.begin(), blocks.end());
+    out.block_ids = kv_->BlockIds(s->seq_id);
+    out.state_slot = kv_->StateSlot(s->seq_id);
     s->num_computed_tokens += e.num_new_tokens;
     out.need_logits = s->num_computed_tokens == s->num_tokens();
     out.forward = s->forward;
@@ -192,14 +203,26 @@ void Scheduler::AppendToken(int64_t seq_id, int32_t token) {
   if (it != seqs_.end()) it->second->tokens.push_back(token);
 }
 
-int64_t Scheduler::Fork(int64_t seq_id) {
-  Sequence& parent = *seqs_.at(seq_id);
+void Scheduler::AddStateWork(const SlotAllocation& a, StepPlan& step) {
+  step.state_copies.insert(step.state_copies.end(), a.state_copies.begin(), a.state_copies.end());
+  if (a.new_state_slot >= 0) step.cleared_state_slots.push_back(a.new_state_slot);
+}
+
+absl::StatusOr<int64_t> Scheduler::Fork(int64_t seq_id) {
+  auto it = seqs_.find(seq_id);
+  if (it == seqs_.end() || it->second->num_pending_forks < 1) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("Scheduler::Fork: sequence %d has no fork pending", seq_id));
+  }
+  Sequence& parent = *it->second;
   auto child = std::make_unique<Sequence>(parent);
-  child->seq_id = next_seq_id_++;
+  child->seq_id = next_seq_id_;
   child->num_pending_forks = 0;
   child->num_preemptions = 0;
+  RETURN_IF_ERROR(kv_->Fork(parent.seq_id, child->seq_id));
+  ++next_seq_id_;
   --parent.num_pending_forks;
-  kv_->Fork(parent.seq_id, child->seq_id);
+  forked_since_step_.emplace_back(parent.seq_id, child->seq_id);
   if (child->status == SequenceStatus::kRunning) {
     child->admitted_at = next_admission_++;
     running_.push_back(child.get());
@@ -211,17 +234,19 @@ int64_t Scheduler::Fork(int64_t seq_id) {
   return id;
 }
 
-void Scheduler::Finish(int64_t seq_id) {
+absl::Status Scheduler::Finish(int64_t seq_id) {
   auto it = seqs_.find(seq_id);
-  if (it == seqs_.end()) return;
+  if (it == seqs_.end()) return absl::OkStatus();
   Sequence* s = it->second.get();
-  kv_->Free(seq_id);
+  const absl::Status freed = kv_->Free(seq_id);
+  finished_since_step_.push_back(seq_id);
   if (auto r = std::find(running_.begin(), running_.end(), s); r != running_.end()) {
     running_.erase(r);
   } else if (auto w = std::find(waiting_.begin(), waiting_.end(), s); w != waiting_.end()) {
     waiting_.erase(w);
   }
   seqs_.erase(it);
+  return freed;
 }
 
 const Sequence* Scheduler::Get(int64_t seq_id) const {

@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -99,10 +100,13 @@ class Scheduler {
   // Appends a sampled token to a sequence.
   void AppendToken(int64_t seq_id, int32_t token);
   // Creates a running sibling sharing the sequence's blocks and tokens; returns its id.
-  // Decrements the parent's num_pending_forks.
-  int64_t Fork(int64_t seq_id);
-  // Removes a sequence (running or waiting) and frees its blocks. No-op for an unknown id.
-  void Finish(int64_t seq_id);
+  // Decrements the parent's num_pending_forks. FailedPrecondition when the sequence has no fork
+  // pending; ResourceExhausted when no state slot is free (nothing changed).
+  absl::StatusOr<int64_t> Fork(int64_t seq_id);
+  // Removes a sequence (running or waiting) and frees its blocks; the next step plan names it
+  // as finished. No-op for an unknown id. Internal when the cache found a broken reference count
+  // (the sequence is removed all the same).
+  absl::Status Finish(int64_t seq_id);
 
   const Sequence* Get(int64_t seq_id) const;
   int64_t NumRunning() const { return static_cast<int64_t>(running_.size()); }
@@ -115,6 +119,7 @@ class Scheduler {
 
  private:
   KvSequence View(const Sequence& s) const;
+  static void AddStateWork(const SlotAllocation& a, StepPlan& step);
   int64_t ChunkLimit(int64_t budget) const;
 
   SchedulerOptions options_;
@@ -125,6 +130,9 @@ class Scheduler {
   int64_t next_seq_id_ = 0;
   int64_t next_admission_ = 0;
   int64_t num_preemptions_ = 0;
+  // Lifecycle events since the last Apply, handed to the runner with the next step.
+  std::vector<int64_t> finished_since_step_;
+  std::vector<std::pair<int64_t, int64_t>> forked_since_step_;
 };
 
 }  // namespace longview

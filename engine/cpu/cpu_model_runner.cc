@@ -19,15 +19,9 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const Loa
 }
 
 absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
-  const int64_t page_elements = kv_.layout().PageElements();
-  for (const PageCopy& c : plan.copies) {
-    if (c.src_page < 0 || c.src_page >= kv_.num_pages() || c.dst_page < 0 ||
-        c.dst_page >= kv_.num_pages()) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("page copy %d -> %d out of range", c.src_page, c.dst_page));
-    }
-    std::copy_n(kv_.Page(c.src_page), page_elements, kv_.Page(c.dst_page));
-  }
+  RETURN_IF_ERROR(kv_.CopyPages(plan.copies));
+  RETURN_IF_ERROR(kv_.CopyStates(plan.state_copies));
+  RETURN_IF_ERROR(kv_.ClearStates(plan.cleared_state_slots));
   batch_.clear();
   result.vocab_size = vocab_size();
   result.logits_row.assign(plan.seqs.size(), -1);

@@ -1,7 +1,7 @@
 // The CPU backend of the runner interface: CpuModel::ForwardBatch over HostKvStorage pages.
 //
-//   ASSIGN_OR_RETURN(auto runner, CpuModelRunner::Create(lm, /*num_pages=*/4096, /*page_size=*/16));
-//   RETURN_IF_ERROR(runner->Execute(plan, result));
+//   ASSIGN_OR_RETURN(auto runner, CpuModelRunner::Create(lm, /*num_pages=*/4096,
+//   /*page_size=*/16)); RETURN_IF_ERROR(runner->Execute(plan, result));
 // Thread-safety: driven by one thread (the engine loop).
 #pragma once
 
@@ -29,6 +29,7 @@ class CpuModelRunner : public ModelRunner {
   int64_t vocab_size() const override { return model_.config().vocab_size; }
   absl::Status Execute(const StepPlan& plan, StepResult& result) override;
   HostKvStorage& kv() { return kv_; }
+  KvStorage& kv_storage() override { return kv_; }
 
  private:
   std::unique_ptr<CpuModel> owned_;  // set by Create

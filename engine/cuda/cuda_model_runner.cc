@@ -182,7 +182,8 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
     }
     num_pages = static_cast<int32_t>(std::min<double>(room / page_bytes, 1 << 30));
   }
-  ASSIGN_OR_RETURN(pages, Alloc(static_cast<size_t>(num_pages) * page_bytes, "KV pages"));
+  ASSIGN_OR_RETURN(kv, CudaKvStorage::Create(layout, ElemBytes(), num_pages, /*num_state_slots=*/0,
+                                             /*state_bytes=*/0, stream));
   return absl::OkStatus();
 }
 
@@ -222,7 +223,7 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
                            .bias = lw.qkv_bias,
                            .y = m.qkv},
                           st));
-    const PagesView view{.pages = m.pages,
+    const PagesView view{.pages = m.kv->pages(),
                          .page_stride = m.layout.PageElements(),
                          .k_offset = m.layout.Offset(l, KvLayout::kKey, 0, 0),
                          .v_offset = m.layout.Offset(l, KvLayout::kValue, 0, 0)};
@@ -367,28 +368,18 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
 
 int64_t CudaModelRunner::vocab_size() const { return impl_->vocab; }
 int32_t CudaModelRunner::num_pages() const { return impl_->num_pages; }
+KvStorage& CudaModelRunner::kv_storage() { return *impl_->kv; }
 int64_t CudaModelRunner::page_bytes() const { return impl_->layout.PageElements() * 2; }
 const CudaModelRunner::Stats& CudaModelRunner::stats() const { return impl_->stats; }
 
 absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) {
   Impl& m = *impl_;
-  const int64_t page_bytes = m.layout.PageElements() * 2;
-  for (const PageCopy& c : plan.copies) {
-    if (c.src_page < 0 || c.src_page >= m.num_pages || c.dst_page < 0 ||
-        c.dst_page >= m.num_pages) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("page copy %d -> %d out of range", c.src_page, c.dst_page));
-    }
-  }
+  RETURN_IF_ERROR(CheckCopies(plan.copies, m.num_pages));
   StepLayout L;
   RETURN_IF_ERROR(PrepareStep(m, plan, L));
-  char* pages = static_cast<char*>(m.pages);
-  for (const PageCopy& c : plan.copies) {
-    RETURN_IF_ERROR(
-        CudaStatus(cudaMemcpyAsync(pages + c.dst_page * page_bytes, pages + c.src_page * page_bytes,
-                                   page_bytes, cudaMemcpyDeviceToDevice, m.stream),
-                   "page copy"));
-  }
+  RETURN_IF_ERROR(m.kv->CopyPages(plan.copies));
+  RETURN_IF_ERROR(m.kv->CopyStates(plan.state_copies));
+  RETURN_IF_ERROR(m.kv->ClearStates(plan.cleared_state_slots));
   RETURN_IF_ERROR(CudaStatus(cudaEventRecord(m.step_start, m.stream), "event"));
   RETURN_IF_ERROR(CudaStatus(
       cudaMemcpyAsync(m.meta_dev, m.meta_host, L.meta_bytes, cudaMemcpyHostToDevice, m.stream),

@@ -59,6 +59,7 @@ class CudaModelRunner : public ModelRunner {
 
   int64_t vocab_size() const override;
   int32_t num_pages() const;
+  KvStorage& kv_storage() override;
   int64_t page_bytes() const;
   bool samples_on_device() const override { return true; }
   absl::Status Execute(const StepPlan& plan, StepResult& result) override;

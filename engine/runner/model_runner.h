@@ -13,11 +13,13 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
 #include "engine/attention/attention_mode.h"
 #include "kvcache/kv_cache_manager.h"
+#include "kvcache/kv_storage.h"
 
 namespace longview {
 
@@ -39,13 +41,25 @@ struct ScheduledSequence {
   std::vector<int32_t> block_ids;  // the sequence's whole block table (pages)
   bool need_logits = false;        // logits of the last token (a token gets sampled)
   ForwardOptions forward;          // the request's attention mode
+  int32_t state_slot = -1;         // the sequence's mode-state slot in the KvStorage, or -1
   // Set when this row's token may be sampled on the device (no penalties, no top logprobs).
   std::optional<DeviceSampling> device_sampling;
 };
 
+// A step: what to copy, what to compute, and what happened to sequences since the last step, so
+// that no backend keeps state of a sequence that finished, restarted or was forked.
+// Order of work: page copies, state copies, clearing new state slots, then the forward.
 struct StepPlan {
-  std::vector<PageCopy> copies;  // copy-on-write, done before the forward, in order
+  std::vector<PageCopy> copies;              // copy-on-write, done before the forward, in order
+  std::vector<StateCopy> state_copies;       // a forked sequence's first step: its parent's state
+  std::vector<int32_t> cleared_state_slots;  // slots a sequence takes afresh: zero them
   std::vector<ScheduledSequence> seqs;
+  // Since the previous step: sequences that finished (or were cancelled), sequences preempted
+  // and to be recomputed from their first token (their state is gone), and forks (parent,
+  // child; the child shares the parent's blocks and gets a copy of its state).
+  std::vector<int64_t> finished_seq_ids;
+  std::vector<int64_t> reset_seq_ids;
+  std::vector<std::pair<int64_t, int64_t>> forked_seq_ids;
   int64_t NumTokens() const;
   bool empty() const { return seqs.empty(); }
 };
@@ -68,6 +82,8 @@ struct StepResult {
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
+  // The runner's KV pages and state slots (the device tier of the cache).
+  virtual KvStorage& kv_storage() = 0;
   virtual int64_t vocab_size() const = 0;
   // Whether Execute honours ScheduledSequence::device_sampling.
   virtual bool samples_on_device() const { return false; }

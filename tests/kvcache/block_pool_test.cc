@@ -15,8 +15,8 @@ TEST(BlockPoolTest, AllocatesInOrderAndReusesInEvictionOrder) {
   EXPECT_EQ(*a, (std::vector<int32_t>{0, 1}));
   auto b = pool.Allocate(2);
   EXPECT_EQ(*b, (std::vector<int32_t>{2, 3}));
-  pool.Free(*b);  // 2 and 3 go to the tail, behind 4
-  pool.Free(*a);  // then 0 and 1
+  ASSERT_TRUE(pool.Free(*b).ok());  // 2 and 3 go to the tail, behind 4
+  ASSERT_TRUE(pool.Free(*a).ok());  // then 0 and 1
   auto c = pool.Allocate(5);
   ASSERT_TRUE(c);
   EXPECT_EQ(*c, (std::vector<int32_t>{4, 2, 3, 0, 1}));
@@ -39,15 +39,18 @@ TEST(BlockPoolTest, ReferenceCountsKeepSharedBlocks) {
   BlockPool pool(2);
   auto a = pool.Allocate(1);
   ASSERT_TRUE(a);
-  pool.AddRef((*a)[0]);
+  ASSERT_TRUE(pool.AddRef((*a)[0]).ok());
   EXPECT_EQ(pool.RefCount(0), 2);
-  pool.Free(*a);
+  ASSERT_TRUE(pool.Free(*a).ok());
   EXPECT_EQ(pool.RefCount(0), 1);
   EXPECT_EQ(pool.NumFree(), 1);
-  pool.Free(*a);
+  ASSERT_TRUE(pool.Free(*a).ok());
   EXPECT_EQ(pool.RefCount(0), 0);
   EXPECT_EQ(pool.NumFree(), 2);
-  EXPECT_THROW(pool.Free(*a), std::logic_error);
+  const absl::Status twice = pool.Free(*a);
+  EXPECT_EQ(twice.code(), absl::StatusCode::kFailedPrecondition) << twice;
+  EXPECT_EQ(pool.NumFree(), 2);
+  EXPECT_EQ(pool.AddRef(0).code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(BlockTableTest, LocatesTokensAndCountsNeededBlocks) {

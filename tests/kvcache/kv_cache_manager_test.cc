@@ -19,6 +19,14 @@ std::vector<int32_t> Range(int32_t begin, int32_t end) {
   return v;
 }
 
+// AllocateSlots with its Status checked: the allocation, or std::nullopt when out of blocks.
+std::optional<SlotAllocation> Alloc(KvCacheManager& kv, const KvSequence& seq, int64_t n,
+                                    const ComputedBlocks* computed) {
+  absl::StatusOr<std::optional<SlotAllocation>> a = kv.AllocateSlots(seq, n, computed);
+  EXPECT_TRUE(a.ok()) << a.status();
+  return a.ok() ? *a : std::nullopt;
+}
+
 KvSequence Seq(int64_t id, const std::vector<int32_t>& tokens, int64_t computed = 0) {
   return KvSequence{.seq_id = id, .tokens = tokens, .num_computed_tokens = computed};
 }
@@ -27,7 +35,7 @@ TEST(KvCacheManagerTest, AllocatesFromTheHeadAndFreesLastBlockFirst) {
   KvCacheManager kv({.num_blocks = 6, .page_size = 4});
   std::vector<int32_t> a = Range(0, 10);  // 3 blocks (4 + 4 + 2)
   ASSERT_EQ(kv.NumBlocksToAllocate(Seq(1, a), 10, nullptr), 3);
-  auto alloc = kv.AllocateSlots(Seq(1, a), 10, nullptr);
+  auto alloc = Alloc(kv, Seq(1, a), 10, nullptr);
   ASSERT_TRUE(alloc);
   EXPECT_EQ(alloc->new_block_ids, (Ids{0, 1, 2}));
   EXPECT_TRUE(alloc->copies.empty());
@@ -39,7 +47,7 @@ TEST(KvCacheManagerTest, AllocatesFromTheHeadAndFreesLastBlockFirst) {
   EXPECT_TRUE(kv.IsCached(1));
   EXPECT_FALSE(kv.IsCached(2));
   EXPECT_EQ(kv.NumBlocksFreedBy(1), 3);
-  kv.Free(1);
+  ASSERT_TRUE(kv.Free(1).ok());
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 4, 5, 2, 1, 0}));
   EXPECT_EQ(kv.RefCount(0), 0);
   // Freed blocks stay findable until reused.
@@ -49,13 +57,13 @@ TEST(KvCacheManagerTest, AllocatesFromTheHeadAndFreesLastBlockFirst) {
 TEST(KvCacheManagerTest, OutOfBlocksChangesNothing) {
   KvCacheManager kv({.num_blocks = 3, .page_size = 4});
   std::vector<int32_t> a = Range(0, 8), b = Range(100, 108);
-  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 8, nullptr));
+  ASSERT_TRUE(Alloc(kv, Seq(1, a), 8, nullptr));
   EXPECT_EQ(kv.NumBlocksToAllocate(Seq(2, b), 8, nullptr), 2);
-  EXPECT_FALSE(kv.AllocateSlots(Seq(2, b), 8, nullptr).has_value());
+  EXPECT_FALSE(Alloc(kv, Seq(2, b), 8, nullptr).has_value());
   EXPECT_EQ(kv.NumFreeBlocks(), 1);
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{2}));
   EXPECT_TRUE(kv.BlockIds(2).empty());
-  auto one = kv.AllocateSlots(Seq(2, b), 4, nullptr);
+  auto one = Alloc(kv, Seq(2, b), 4, nullptr);
   ASSERT_TRUE(one);
   EXPECT_EQ(one->new_block_ids, (Ids{2}));
 }
@@ -63,15 +71,15 @@ TEST(KvCacheManagerTest, OutOfBlocksChangesNothing) {
 TEST(KvCacheManagerTest, GrowsOneBlockAtATimeDuringDecode) {
   KvCacheManager kv({.num_blocks = 4, .page_size = 4});
   std::vector<int32_t> t = Range(0, 4);
-  ASSERT_TRUE(kv.AllocateSlots(Seq(1, t), 4, nullptr));
+  ASSERT_TRUE(Alloc(kv, Seq(1, t), 4, nullptr));
   t.push_back(50);
   EXPECT_EQ(kv.NumBlocksToAllocate(Seq(1, t, 4), 1, nullptr), 1);
-  auto a = kv.AllocateSlots(Seq(1, t, 4), 1, nullptr);
+  auto a = Alloc(kv, Seq(1, t, 4), 1, nullptr);
   ASSERT_TRUE(a);
   EXPECT_EQ(a->new_block_ids, (Ids{1}));
   t.push_back(51);
   EXPECT_EQ(kv.NumBlocksToAllocate(Seq(1, t, 5), 1, nullptr), 0);
-  auto b = kv.AllocateSlots(Seq(1, t, 5), 1, nullptr);
+  auto b = Alloc(kv, Seq(1, t, 5), 1, nullptr);
   ASSERT_TRUE(b);
   EXPECT_TRUE(b->new_block_ids.empty());
   EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, 1}));
@@ -80,7 +88,7 @@ TEST(KvCacheManagerTest, GrowsOneBlockAtATimeDuringDecode) {
 TEST(KvCacheManagerTest, PrefixHitSharesFullBlocksAndKeepsTheLastTokenToCompute) {
   KvCacheManager kv({.num_blocks = 8, .page_size = 4});
   std::vector<int32_t> a = Range(0, 10);
-  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 10, nullptr));  // blocks 0 1 2
+  ASSERT_TRUE(Alloc(kv, Seq(1, a), 10, nullptr));  // blocks 0 1 2
 
   std::vector<int32_t> b = Range(0, 9);  // same first 8 tokens, then one more
   b.push_back(77);                       // 10 tokens: blocks 0 and 1 hit
@@ -89,7 +97,7 @@ TEST(KvCacheManagerTest, PrefixHitSharesFullBlocksAndKeepsTheLastTokenToCompute)
   EXPECT_EQ(hit.num_tokens, 8);
   EXPECT_EQ(hit.num_queried_tokens, 10);
   EXPECT_EQ(kv.NumBlocksToAllocate(Seq(2, b), 2, &hit), 1);
-  auto alloc = kv.AllocateSlots(Seq(2, b), 2, &hit);
+  auto alloc = Alloc(kv, Seq(2, b), 2, &hit);
   ASSERT_TRUE(alloc);
   EXPECT_EQ(alloc->new_block_ids, (Ids{3}));
   EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 1, 3}));
@@ -118,25 +126,25 @@ TEST(KvCacheManagerTest, PrefixHitSharesFullBlocksAndKeepsTheLastTokenToCompute)
 TEST(KvCacheManagerTest, HitOnAFreedBlockRevivesItAndReallocationEvictsIt) {
   KvCacheManager kv({.num_blocks = 4, .page_size = 4});
   std::vector<int32_t> a = Range(0, 9);  // blocks 0 1 (full) 2 (partial)
-  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 9, nullptr));
-  kv.Free(1);
+  ASSERT_TRUE(Alloc(kv, Seq(1, a), 9, nullptr));
+  ASSERT_TRUE(kv.Free(1).ok());
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 2, 1, 0}));
 
   ComputedBlocks hit = kv.GetComputedBlocks(Seq(2, a));
   EXPECT_EQ(hit.block_ids, (Ids{0, 1}));
   // Reviving two free cached blocks costs two free blocks, plus one new one.
   EXPECT_EQ(kv.NumBlocksToAllocate(Seq(2, a), 1, &hit), 3);
-  auto alloc = kv.AllocateSlots(Seq(2, a), 1, &hit);
+  auto alloc = Alloc(kv, Seq(2, a), 1, &hit);
   ASSERT_TRUE(alloc);
   EXPECT_EQ(alloc->new_block_ids, (Ids{3}));  // the head of the free list
   EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 1, 3}));
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{2}));
-  kv.Free(2);
+  ASSERT_TRUE(kv.Free(2).ok());
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{2, 3, 1, 0}));
 
   // Reusing blocks 2, 3 and 1 for other tokens evicts block 1's hash: the hit shrinks to block 0.
   std::vector<int32_t> other = Range(200, 212);
-  ASSERT_TRUE(kv.AllocateSlots(Seq(3, other), 12, nullptr));
+  ASSERT_TRUE(Alloc(kv, Seq(3, other), 12, nullptr));
   EXPECT_EQ(ToVec(kv.BlockIds(3)), (Ids{2, 3, 1}));
   EXPECT_EQ(kv.GetComputedBlocks(Seq(4, a)).block_ids, (Ids{0}));
   EXPECT_EQ(kv.GetComputedBlocks(Seq(4, other)).block_ids, (Ids{2, 3}));
@@ -145,8 +153,8 @@ TEST(KvCacheManagerTest, HitOnAFreedBlockRevivesItAndReallocationEvictsIt) {
 TEST(KvCacheManagerTest, ForkSharesBlocksAndCopiesThePartialBlockOnWrite) {
   KvCacheManager kv({.num_blocks = 6, .page_size = 4});
   std::vector<int32_t> prompt = Range(0, 6);  // block 0 full, block 1 partial (2 tokens)
-  ASSERT_TRUE(kv.AllocateSlots(Seq(1, prompt), 6, nullptr));
-  kv.Fork(1, 2);
+  ASSERT_TRUE(Alloc(kv, Seq(1, prompt), 6, nullptr));
+  ASSERT_TRUE(kv.Fork(1, 2).ok());
   EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 1}));
   EXPECT_EQ(kv.RefCount(0), 2);
   EXPECT_EQ(kv.RefCount(1), 2);
@@ -158,7 +166,7 @@ TEST(KvCacheManagerTest, ForkSharesBlocksAndCopiesThePartialBlockOnWrite) {
   s2.push_back(41);
   // The first writer copies the shared partial block.
   EXPECT_EQ(kv.NumBlocksToAllocate(Seq(2, s2, 6), 1, nullptr), 1);
-  auto a2 = kv.AllocateSlots(Seq(2, s2, 6), 1, nullptr);
+  auto a2 = Alloc(kv, Seq(2, s2, 6), 1, nullptr);
   ASSERT_TRUE(a2);
   EXPECT_EQ(a2->copies, (std::vector<PageCopy>{{1, 2}}));
   EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 2}));
@@ -166,15 +174,15 @@ TEST(KvCacheManagerTest, ForkSharesBlocksAndCopiesThePartialBlockOnWrite) {
   EXPECT_EQ(kv.RefCount(2), 1);
   // The last holder writes in place.
   EXPECT_EQ(kv.NumBlocksToAllocate(Seq(1, s1, 6), 1, nullptr), 0);
-  auto a1 = kv.AllocateSlots(Seq(1, s1, 6), 1, nullptr);
+  auto a1 = Alloc(kv, Seq(1, s1, 6), 1, nullptr);
   ASSERT_TRUE(a1);
   EXPECT_TRUE(a1->copies.empty());
   EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, 1}));
 
-  kv.Free(1);
+  ASSERT_TRUE(kv.Free(1).ok());
   EXPECT_EQ(kv.RefCount(0), 1);
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 4, 5, 1}));
-  kv.Free(2);
+  ASSERT_TRUE(kv.Free(2).ok());
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{3, 4, 5, 1, 2, 0}));
   EXPECT_EQ(kv.Usage(), 0.0);
 }
@@ -182,11 +190,11 @@ TEST(KvCacheManagerTest, ForkSharesBlocksAndCopiesThePartialBlockOnWrite) {
 TEST(KvCacheManagerTest, SlidingWindowReleasesBlocksThatLeftIt) {
   KvCacheManager kv({.num_blocks = 8, .page_size = 4});
   std::vector<int32_t> a = Range(0, 18);  // blocks 0..4 (4 full + 2 tokens)
-  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 18, nullptr));
+  ASSERT_TRUE(Alloc(kv, Seq(1, a), 18, nullptr));
   EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, 1, 2, 3, 4}));
-  kv.Fork(1, 2);  // block 1 shared with another sequence
-  kv.Free(2);
-  kv.Fork(1, 3);
+  ASSERT_TRUE(kv.Fork(1, 2).ok());  // block 1 shared with another sequence
+  ASSERT_TRUE(kv.Free(2).ok());
+  ASSERT_TRUE(kv.Fork(1, 3).ok());
   // Sinks in block 0, window 6 for the query at token 18: blocks 1..2 left it.
   const BlockRange r = BlocksOutsideWindow(4, 2, 6, 18);
   ASSERT_EQ(r.begin, 1);
@@ -196,7 +204,7 @@ TEST(KvCacheManagerTest, SlidingWindowReleasesBlocksThatLeftIt) {
   EXPECT_EQ(kv.RefCount(1), 1);
   EXPECT_EQ(kv.ReleaseBlocks(3, r.begin, r.end), 2);  // last holder: freed, last in line
   EXPECT_EQ(kv.FreeBlockIds(), (Ids{5, 6, 7, 1, 2}));
-  EXPECT_TRUE(kv.IsCached(1));  // still findable by the prefix cache
+  EXPECT_TRUE(kv.IsCached(1));              // still findable by the prefix cache
   EXPECT_EQ(kv.ReleaseBlocks(1, 1, 3), 0);  // again: nothing left to release
   // The window moves on: block 3 goes; the released run is extended, not rescanned.
   EXPECT_EQ(kv.ReleaseBlocks(3, 1, 4), 0);  // sequence 1 still holds block 3
@@ -206,13 +214,13 @@ TEST(KvCacheManagerTest, SlidingWindowReleasesBlocksThatLeftIt) {
   // Decoding on: the shared partial block 4 is copied, a new block follows; Free and
   // NumBlocksFreedBy skip the released entries.
   std::vector<int32_t> b = Range(0, 21);
-  auto alloc = kv.AllocateSlots(Seq(1, b, 18), 3, nullptr);
+  auto alloc = Alloc(kv, Seq(1, b, 18), 3, nullptr);
   ASSERT_TRUE(alloc);
   EXPECT_EQ(alloc->copies, (std::vector<PageCopy>{{4, 5}}));
   EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{0, -1, -1, -1, 5, 6}));
   EXPECT_EQ(kv.NumBlocksFreedBy(1), 2);  // 5 and 6; block 0 is shared with sequence 3
-  kv.Free(1);
-  kv.Free(3);
+  ASSERT_TRUE(kv.Free(1).ok());
+  ASSERT_TRUE(kv.Free(3).ok());
   EXPECT_EQ(kv.Usage(), 0.0);
   EXPECT_EQ(kv.NumFreeBlocks(), 8);
 }
@@ -220,10 +228,10 @@ TEST(KvCacheManagerTest, SlidingWindowReleasesBlocksThatLeftIt) {
 TEST(KvCacheManagerTest, CopyOnWriteOutOfBlocksChangesNothing) {
   KvCacheManager kv({.num_blocks = 2, .page_size = 4});
   std::vector<int32_t> prompt = Range(0, 6);
-  ASSERT_TRUE(kv.AllocateSlots(Seq(1, prompt), 6, nullptr));
-  kv.Fork(1, 2);
+  ASSERT_TRUE(Alloc(kv, Seq(1, prompt), 6, nullptr));
+  ASSERT_TRUE(kv.Fork(1, 2).ok());
   prompt.push_back(9);
-  EXPECT_FALSE(kv.AllocateSlots(Seq(2, prompt, 6), 1, nullptr).has_value());
+  EXPECT_FALSE(Alloc(kv, Seq(2, prompt, 6), 1, nullptr).has_value());
   EXPECT_EQ(kv.RefCount(1), 2);
   EXPECT_EQ(ToVec(kv.BlockIds(2)), (Ids{0, 1}));
 }
@@ -231,11 +239,85 @@ TEST(KvCacheManagerTest, CopyOnWriteOutOfBlocksChangesNothing) {
 TEST(KvCacheManagerTest, PrefixCachingOffFindsNothing) {
   KvCacheManager kv({.num_blocks = 4, .page_size = 4, .enable_prefix_caching = false});
   std::vector<int32_t> a = Range(0, 9);
-  ASSERT_TRUE(kv.AllocateSlots(Seq(1, a), 9, nullptr));
+  ASSERT_TRUE(Alloc(kv, Seq(1, a), 9, nullptr));
   EXPECT_FALSE(kv.IsCached(0));
   ComputedBlocks hit = kv.GetComputedBlocks(Seq(2, a));
   EXPECT_TRUE(hit.block_ids.empty());
   EXPECT_EQ(hit.num_queried_tokens, 0);
+}
+
+}  // namespace
+}  // namespace longview
+
+namespace longview {
+namespace {
+
+TEST(KvCacheManagerStateTest, SlotsAreTakenFreedAndCopiedOnFork) {
+  KvCacheManager kv(
+      {.num_blocks = 8, .page_size = 4, .state_bytes_per_seq = 32, .num_state_slots = 2});
+  std::vector<int32_t> a = Range(0, 6), b = Range(10, 14), c = Range(20, 22);
+  auto first = Alloc(kv, Seq(1, a), 6, nullptr);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->new_state_slot, 0);  // a fresh slot: the runner clears it
+  EXPECT_TRUE(first->state_copies.empty());
+  EXPECT_EQ(kv.StateSlot(1), 0);
+  auto again = Alloc(kv, Seq(1, a, 6), 0, nullptr);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->new_state_slot, -1);  // held already
+  // The child takes the other slot at once and copies the parent's state at its first step.
+  ASSERT_TRUE(kv.Fork(1, 2).ok());
+  EXPECT_EQ(kv.StateSlot(2), 1);
+  EXPECT_EQ(kv.NumFreeStateSlots(), 0);
+  auto child = Alloc(kv, Seq(2, a, 6), 0, nullptr);
+  ASSERT_TRUE(child);
+  EXPECT_EQ(child->state_copies, (std::vector<StateCopy>{{0, 1}}));
+  EXPECT_EQ(child->new_state_slot, -1);
+  // No slot left: a third sequence cannot start (a normal result), and a fork is refused.
+  EXPECT_FALSE(Alloc(kv, Seq(3, b), 4, nullptr).has_value());
+  EXPECT_EQ(kv.NumFreeBlocks(), 6);  // nothing taken by the refused allocation
+  EXPECT_EQ(kv.Fork(1, 4).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(kv.BlockIds(4).empty());
+  // Freeing gives the slot back; the lowest free slot is reused first.
+  ASSERT_TRUE(kv.Free(1).ok());
+  EXPECT_EQ(kv.StateSlot(1), -1);
+  auto third = Alloc(kv, Seq(3, c), 2, nullptr);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->new_state_slot, 0);
+}
+
+TEST(KvCacheManagerStateTest, LocationsTrackDevicePagesAndReleases) {
+  KvCacheManager kv({.num_blocks = 6, .page_size = 2});
+  std::vector<int32_t> t = Range(0, 6);
+  ASSERT_TRUE(Alloc(kv, Seq(1, t), 6, nullptr));
+  EXPECT_EQ(kv.Locations(1).size(), 3u);
+  EXPECT_EQ(kv.Locations(1)[1], DevicePage(1));
+  EXPECT_EQ(kv.ReleaseBlocks(1, 0, 2), 2);
+  EXPECT_EQ(kv.Locations(1)[0], BlockLocation{});
+  EXPECT_EQ(kv.Locations(1)[0].tier, KvTier::kNone);
+  EXPECT_EQ(ToVec(kv.BlockIds(1)), (Ids{-1, -1, 2}));
+  EXPECT_STREQ(KvTierName(kv.Locations(1)[2].tier), "device");
+}
+
+TEST(KvCacheManagerStateTest, PrefixHitOnAHeldTableIsAnError) {
+  KvCacheManager kv({.num_blocks = 6, .page_size = 2});
+  std::vector<int32_t> t = Range(0, 5);
+  ASSERT_TRUE(Alloc(kv, Seq(1, t), 5, nullptr));
+  ASSERT_TRUE(kv.Free(1).ok());
+  ComputedBlocks hit = kv.GetComputedBlocks(Seq(2, t));
+  ASSERT_EQ(hit.num_tokens, 4);
+  ASSERT_TRUE(Alloc(kv, Seq(3, t), 1, nullptr));
+  absl::StatusOr<std::optional<SlotAllocation>> bad = kv.AllocateSlots(Seq(3, t, 1), 0, &hit);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(KvCacheManagerStateTest, OptionsAreValidatedWithTheField) {
+  EXPECT_TRUE(ValidateKvCacheManagerOptions({.num_blocks = 4, .page_size = 16}).ok());
+  EXPECT_NE(
+      ValidateKvCacheManagerOptions({.num_blocks = 4, .page_size = 0}).message().find("page_size"),
+      std::string::npos);
+  EXPECT_FALSE(
+      ValidateKvCacheManagerOptions({.num_blocks = 4, .page_size = 4, .state_bytes_per_seq = 8})
+          .ok());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <set>
 #include <numeric>
 #include <vector>
 
@@ -42,12 +43,16 @@ Ids Reference(const Ids& prompt, int64_t max_tokens, int32_t choice = 0) {
 
 // Drives Scheduler + KvCacheManager + FakeRunner the way the engine loop does.
 struct Harness {
-  Harness(int32_t num_blocks, int64_t page_size, SchedulerOptions o, bool prefix_caching = true)
+  // With num_state_slots > 0 every sequence holds a state slot the fake runner checks.
+  Harness(int32_t num_blocks, int64_t page_size, SchedulerOptions o, bool prefix_caching = true,
+          int32_t num_state_slots = 0)
       : kv({.num_blocks = num_blocks,
             .page_size = page_size,
-            .enable_prefix_caching = prefix_caching}),
+            .enable_prefix_caching = prefix_caching,
+            .state_bytes_per_seq = num_state_slots > 0 ? 8 : 0,
+            .num_state_slots = num_state_slots}),
         sched(o, &kv),
-        runner(num_blocks, page_size, kVocab) {}
+        runner(num_blocks, page_size, kVocab, num_state_slots) {}
 
   int64_t Add(const Ids& prompt, int64_t max_tokens, int32_t num_forks = 0) {
     const int64_t id = sched.AddSequence({.prompt = prompt, .num_forks = num_forks});
@@ -75,7 +80,9 @@ struct Harness {
       std::vector<int64_t> targets{id};
       int32_t next_choice = 1;
       while (sched.Get(id)->num_pending_forks > 0) {
-        const int64_t child = sched.Fork(id);
+        const absl::StatusOr<int64_t> forked = sched.Fork(id);
+        ASSERT_TRUE(forked.ok()) << forked.status();
+        const int64_t child = *forked;
         max_tokens_[child] = max_tokens_[id];
         choice_[child] = next_choice++;
         added_at_[child] = added_at_[id];
@@ -90,7 +97,7 @@ struct Harness {
         out.push_back(tok);
         sched.AppendToken(t, tok);
         if (static_cast<int64_t>(out.size()) >= max_tokens_[t]) {
-          sched.Finish(t);
+          ASSERT_TRUE(sched.Finish(t).ok());
           finished_after[t] = steps - added_at_[t];
         }
       }
@@ -312,6 +319,39 @@ TEST(SchedulerTest, ForkedSequencesShareThePromptAndCopyThePartialBlock) {
   EXPECT_EQ(h.outputs[child], Reference(prompt, 3, 1));
   EXPECT_NE(h.outputs[parent], h.outputs[child]);
   EXPECT_EQ(h.kv.NumFreeBlocks(), 8);
+}
+
+// Per-sequence state follows its sequence: a fresh slot is cleared, a forked child gets a copy of
+// its parent's, a preempted sequence restarts from a cleared one (the fake runner fails the step
+// otherwise), and every plan names the sequences that finished, restarted or forked since the
+// previous one.
+TEST(SchedulerTest, StateSlotsFollowForksPreemptionAndFinish) {
+  Harness h(10, 4, {.max_num_batched_tokens = 64, .max_num_seqs = 6}, /*prefix_caching=*/false,
+            /*num_state_slots=*/6);
+  const Ids pa = Prompt(6, 1), pb = Prompt(6, 30), pc = Prompt(5, 60);
+  const int64_t a = h.Add(pa, 9, /*num_forks=*/1);
+  const int64_t b = h.Add(pb, 9);
+  const int64_t c = h.Add(pc, 9, /*num_forks=*/1);
+  h.RunToCompletion(200);
+  EXPECT_GE(h.sched.num_preemptions(), 1);
+  EXPECT_EQ(h.outputs[a], Reference(pa, 9, 0));
+  EXPECT_EQ(h.outputs[b], Reference(pb, 9, 0));
+  EXPECT_EQ(h.outputs[c], Reference(pc, 9, 0));
+  // The two forks, each named once with its parent.
+  ASSERT_EQ(h.runner.forked().size(), 2u);
+  std::set<int64_t> parents;
+  for (const auto& [parent, child] : h.runner.forked()) {
+    parents.insert(parent);
+    EXPECT_EQ(h.outputs[child], Reference(parent == a ? pa : pc, 9, 1));
+  }
+  EXPECT_EQ(parents, (std::set<int64_t>{a, c}));
+  EXPECT_FALSE(h.runner.reset().empty());
+  // Every sequence but the last to finish is reported finished by a later plan.
+  std::set<int64_t> finished(h.runner.finished().begin(), h.runner.finished().end());
+  EXPECT_EQ(finished.size(), h.runner.finished().size()) << "a sequence finished twice";
+  EXPECT_GE(finished.size(), 4u);
+  EXPECT_EQ(h.kv.NumFreeStateSlots(), 6);
+  EXPECT_EQ(h.kv.NumFreeBlocks(), 10);
 }
 
 TEST(SchedulerTest, MaxNumSeqsCountsPendingForks) {

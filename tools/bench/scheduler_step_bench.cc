@@ -70,7 +70,12 @@ void Run(const char* name, int seqs, int prompt_len, int steps, int64_t num_bloc
       sched.AppendToken(s.seq_id, static_cast<int32_t>((s.start_pos * 31) % 32000));
       if (++generated[s.seq_id] >= max_tokens) done.push_back(s.seq_id);
     }
-    for (int64_t id : done) sched.Finish(id);
+    for (int64_t id : done) {
+      if (absl::Status st = sched.Finish(id); !st.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
+        return;
+      }
+    }
     const auto t2 = Clock::now();
     for (size_t j = 0; j < done.size(); ++j) add(next++);  // new requests: frontend work, untimed
     st.us.push_back(std::chrono::duration<double, std::micro>((t1 - t0) + (t2 - t1)).count());

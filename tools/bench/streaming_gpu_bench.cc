@@ -62,7 +62,7 @@ int Run(int argc, char** argv) {
     const BlockRange out = BlocksOutsideWindow(page_size, sinks, window, start);
     for (int64_t b = std::max(out.begin, released_end); b < out.end; ++b) {
       const int32_t id = table.ReleaseBlock(b);
-      if (id >= 0) pool.Free(std::span<const int32_t>(&id, 1));
+      if (id >= 0 && !pool.Free(std::span<const int32_t>(&id, 1)).ok()) return false;
     }
     released_end = std::max(released_end, out.end);
     auto ids = pool.Allocate(table.BlocksNeeded(end));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/cuda/cublaslt_gemm.h"
+#include "engine/cuda/cuda_kv_storage.h"
 #include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/internal/device_weights.h"
 #include "engine/cuda/internal/kernels_facade.h"
@@ -41,7 +42,7 @@ struct CudaModelRunner::Impl {
   std::unique_ptr<cuda::CublasLtGemm> gemm;
   cuda_internal::DeviceWeights w;
   std::vector<void*> allocs;  // device allocations freed with the runner
-  void* pages = nullptr;
+  std::unique_ptr<CudaKvStorage> kv;  // the KV pages and state slots
   int32_t num_pages = 0;
   float* rope_lo = nullptr;
   float* rope_hi = nullptr;

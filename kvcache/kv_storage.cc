@@ -1,0 +1,42 @@
+#include "kvcache/kv_storage.h"
+
+#include "absl/strings/str_format.h"
+
+namespace longview {
+
+absl::Status CheckCopies(std::span<const PageCopy> copies, int32_t count) {
+  for (const PageCopy& c : copies) {
+    if (c.src_page < 0 || c.src_page >= count || c.dst_page < 0 || c.dst_page >= count) {
+      return absl::InvalidArgumentError(absl::StrFormat("page copy %d -> %d out of range [0, %d)",
+                                                        c.src_page, c.dst_page, count));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCopies(std::span<const StateCopy> copies, int32_t count) {
+  for (const StateCopy& c : copies) {
+    if (c.src_slot < 0 || c.src_slot >= count || c.dst_slot < 0 || c.dst_slot >= count) {
+      return absl::InvalidArgumentError(absl::StrFormat("state copy %d -> %d out of range [0, %d)",
+                                                        c.src_slot, c.dst_slot, count));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTransfer(std::span<const int32_t> indices, int32_t count, size_t host_bytes,
+                           int64_t unit_bytes) {
+  if (host_bytes != indices.size() * static_cast<size_t>(unit_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("host buffer of %d bytes for %d pages of %d bytes", host_bytes,
+                        indices.size(), unit_bytes));
+  }
+  for (int32_t i : indices) {
+    if (i < 0 || i >= count) {
+      return absl::InvalidArgumentError(absl::StrFormat("page %d out of range [0, %d)", i, count));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace longview

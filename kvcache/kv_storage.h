@@ -1,0 +1,71 @@
+// The memory of one tier's KV pages and per-sequence state slots, as a backend owns it: the CPU
+// backend's host pages (HostKvStorage) and the CUDA backend's GPU pool both implement this, so
+// the cache manager's plans (page copies for copy-on-write, state copies on fork) and, later, the
+// tiered store (moving whole pages between tiers) work the same on both.
+//
+// A page holds `layout().page_size` tokens of K and V for every layer, contiguous
+// ([layer][k|v][token][kv_head][head_dim], kvcache/kv_layout.h), `page_bytes()` bytes in the
+// storage's element type; a state slot holds `state_bytes()` bytes of a sequence's mode state
+// (HiP masks, Lizard's recurrent state, ...). Both are addressed by index.
+//
+//   KvStorage& kv = runner.kv_storage();
+//   RETURN_IF_ERROR(kv.CopyPages(plan.copies));
+//   std::vector<std::byte> page(kv.page_bytes());
+//   RETURN_IF_ERROR(kv.ReadPages(ids, page));       // to host memory (a tier move)
+// Thread-safety: driven by the engine loop's thread, like the runner that owns it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "common/status.h"
+#include "kvcache/kv_layout.h"
+
+namespace longview {
+
+struct PageCopy {
+  int32_t src_page = 0;
+  int32_t dst_page = 0;
+  bool operator==(const PageCopy&) const = default;
+};
+
+struct StateCopy {
+  int32_t src_slot = 0;
+  int32_t dst_slot = 0;
+  bool operator==(const StateCopy&) const = default;
+};
+
+class KvStorage {
+ public:
+  virtual ~KvStorage() = default;
+
+  virtual const KvLayout& layout() const = 0;
+  virtual int32_t num_pages() const = 0;
+  // Bytes of one page in the storage's element type (float32 on the CPU, bf16/fp16 on a GPU).
+  virtual int64_t page_bytes() const = 0;
+  virtual int32_t num_state_slots() const = 0;
+  virtual int64_t state_bytes() const = 0;  // per slot; 0 when no mode keeps state
+
+  // Copies pages (src -> dst, in order; a later copy may read an earlier one's destination).
+  // InvalidArgument for an index out of range, naming it; nothing is copied then.
+  virtual absl::Status CopyPages(std::span<const PageCopy> copies) = 0;
+  virtual absl::Status CopyStates(std::span<const StateCopy> copies) = 0;
+  // Copies whole pages to / from host memory: `host` holds pages.size() * page_bytes() bytes,
+  // page i at i * page_bytes(). Complete when the call returns. InvalidArgument for an index out
+  // of range or a buffer of the wrong size.
+  virtual absl::Status ReadPages(std::span<const int32_t> pages, std::span<std::byte> host) = 0;
+  virtual absl::Status WritePages(std::span<const int32_t> pages,
+                                  std::span<const std::byte> host) = 0;
+  // Zeroes state slots (a sequence starting afresh, or reset after preemption).
+  virtual absl::Status ClearStates(std::span<const int32_t> slots) = 0;
+};
+
+// Checks shared by the implementations: every copy's indices in [0, count), and a host buffer of
+// pages.size() * unit bytes with every page index in range.
+absl::Status CheckCopies(std::span<const PageCopy> copies, int32_t count);
+absl::Status CheckCopies(std::span<const StateCopy> copies, int32_t count);
+absl::Status CheckTransfer(std::span<const int32_t> indices, int32_t count, size_t host_bytes,
+                           int64_t unit_bytes);
+
+}  // namespace longview
