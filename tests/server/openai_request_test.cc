@@ -2,6 +2,7 @@
 // field (in the message and as the error's `param`).
 #include "server/openai_request.h"
 
+#include <cctype>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -221,7 +222,15 @@ INSTANTIATE_TEST_SUITE_P(
                 "top_logprobs"},
         BadCase{kChat, R"({"messages": [{"role": "user", "content": "x"}],
                            "tools": [{"type": "function"}]})",
-                "tools"}));
+                "tools"}),
+    // Readable, stable names: the field at fault and the case's index ("3_max_tokens").
+    [](const ::testing::TestParamInfo<BadCase>& info) {
+      std::string name = std::to_string(info.index) + "_" + info.param.param;
+      for (char& ch : name) {
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      }
+      return name;
+    });
 
 TEST(ApiErrorTest, ErrorJsonHasOpenAiShape) {
   absl::Status s = WithCode(InvalidParam("max_tokens", "max_tokens must be >= 1"), "bad");

@@ -8,12 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "scheduler/generator.h"
 #include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
-#include "tests/support/golden.h"
 #include "kvcache/block_pool.h"
 #include "nlohmann/json.hpp"
+#include "scheduler/generator.h"
+#include "tests/support/golden.h"
 #include "tests/support/test_checkpoint.h"
 
 namespace longview {
@@ -44,9 +44,9 @@ std::vector<float> RunLogits(const LoadedModel& lm, const std::vector<int32_t>& 
   fo.window_override = window_override;
   for (size_t start = 0; start < ids.size(); start += chunk) {
     size_t n = std::min<size_t>(chunk, ids.size() - start);
-    auto s = model.Forward({std::span<const int32_t>(ids).subspan(start, n),
-                            static_cast<int64_t>(start), &table},
-                           kv, /*all_logits=*/true, part, fo);
+    auto s = model.Forward(
+        {std::span<const int32_t>(ids).subspan(start, n), static_cast<int64_t>(start), &table}, kv,
+        /*all_logits=*/true, part, fo);
     EXPECT_TRUE(s.ok()) << s;
     all.insert(all.end(), part.begin(), part.end());
   }
@@ -80,8 +80,8 @@ TEST_P(ParityTest, LogitsMatchTransformers) {
   ASSERT_EQ(golden.size(), 3u);
   for (const auto& g : golden) {
     // Whole prompt at once, page sizes 1 / 8 / 16, and chunked prefill over cached pages.
-    for (auto [page_size, chunk] : {std::pair<int64_t, int64_t>{16, 1 << 20}, {1, 1 << 20},
-                                    {8, 5}, {16, 1}}) {
+    for (auto [page_size, chunk] :
+         {std::pair<int64_t, int64_t>{16, 1 << 20}, {1, 1 << 20}, {8, 5}, {16, 1}}) {
       std::vector<float> logits = RunLogits(**lm, g.ids, page_size, chunk);
       ASSERT_EQ(logits.size(), g.logits.size());
       EXPECT_LE(RelMaxDiff(logits, g.logits), 1e-3)
@@ -110,7 +110,8 @@ TEST_P(ParityTest, GreedyContinuationMatchesTransformers) {
 void WriteLegacyCopy(const std::string& src, const std::string& dst) {
   namespace fs = std::filesystem;
   for (const auto& e : fs::directory_iterator(src)) {
-    if (e.path().filename() != "config.json") fs::create_symlink(e.path(), fs::path(dst) / e.path().filename());
+    if (e.path().filename() != "config.json")
+      fs::create_symlink(e.path(), fs::path(dst) / e.path().filename());
   }
   std::ifstream in(src + "/config.json");
   nlohmann::json cfg = nlohmann::json::parse(in);
@@ -143,7 +144,10 @@ TEST_P(ParityTest, LegacyConfigDialectGivesSameLogits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, ParityTest, ::testing::Values("llama", "mistral", "qwen2"));
+INSTANTIATE_TEST_SUITE_P(Golden, ParityTest, ::testing::Values("llama", "mistral", "qwen2"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 // Mistral's window (16) is shorter than the long prompts: attending to everything instead must
 // change the logits well beyond tolerance, so the parity above really exercises the window.
