@@ -2,7 +2,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
-#include "engine/cpu/cpu_model.h"
+#include "engine/attention/attention_mode.h"
+#include "kernels/kv_selection.h"
 #include "engine/cuda/internal/runner_impl.h"
 #include "engine/cuda/internal/step_meta.h"
 #include "kernels/kv_selection.h"
