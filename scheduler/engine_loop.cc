@@ -216,24 +216,27 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineLoop::Submit(GenerationRequ
           absl::StrFormat("prompt_tokens: token id %d out of range [0, %d)", t, cfg.vocab_size));
     }
   }
-  if (request.max_tokens < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("max_tokens must be at least 1, got %d", request.max_tokens));
+  const bool scoring = request.on_prompt_logits != nullptr;
+  if (request.max_tokens < (scoring ? 0 : 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat("max_tokens must be at least %d, got %d",
+                                                      scoring ? 0 : 1, request.max_tokens));
   }
   const int64_t total = num_prompt + request.max_tokens;
   RETURN_IF_ERROR(ValidateForwardOptions(request.forward));
   const int64_t sinks = request.forward.sinks;
-  if (sinks > 0) {
-    // StreamingLLM re-assigns positions below sinks + window: any length, if that fits.
-    if (sinks + request.forward.window_override > cfg.max_position_embeddings) {
+  // The highest position a sequence uses: its length, or under StreamingLLM (positions
+  // re-assigned below sinks + window) at most sinks + window.
+  const int64_t context = cfg.max_position_embeddings;
+  if (sinks > 0 && total > context) {
+    if (sinks + request.forward.window_override > context) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "attention.sinks (%d) + attention.window (%d) exceeds the model's context of %d tokens",
-          sinks, request.forward.window_override, cfg.max_position_embeddings));
+          sinks, request.forward.window_override, context));
     }
-  } else if (total > cfg.max_position_embeddings) {
+  } else if (total > context) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "prompt_tokens (%d) + max_tokens (%d) = %d exceeds the model's context of %d tokens",
-        num_prompt, request.max_tokens, total, cfg.max_position_embeddings));
+        num_prompt, request.max_tokens, total, context));
   }
   const EngineLoopOptions& o = impl_->opt;
   // Pages the request can hold at once: all of them, or under a window the sinks, the window and
@@ -319,7 +322,8 @@ void EngineLoop::Impl::Admit(Submission sub) {
   r->arrival = sub.arrival;
   const int64_t id = sched.AddSequence({.prompt = r->request.prompt_tokens,
                                         .forward = r->request.forward,
-                                        .num_forks = r->request.n - 1});
+                                        .num_forks = r->request.n - 1,
+                                        .prompt_logits = r->request.on_prompt_logits != nullptr});
   auto s = std::make_unique<SeqState>(r.get(), 0, id, r->request.sampling, *model.tokenizer,
                                       eos_ids, StopConditionsOf(r->request));
   by_seq[id] = s.get();
@@ -378,12 +382,38 @@ absl::Status EngineLoop::Impl::Step() {
   if (step.empty()) return absl::OkStatus();
   if (runner.samples_on_device()) OfferDeviceSampling(step);
   RETURN_IF_ERROR(runner.Execute(step, result));
+  if (opt.on_step) {
+    for (const ScheduledSequence& ss : step.seqs) {
+      int64_t pages = 0;
+      for (const BlockLocation& b : kv.Locations(ss.seq_id)) pages += b.on_device() ? 1 : 0;
+      opt.on_step(by_seq.at(ss.seq_id)->req->request.request_id,
+                  ss.start_pos + static_cast<int64_t>(ss.token_ids.size()), pages);
+    }
+  }
   const Clock::time_point now = Clock::now();
   std::vector<SeqState*> targets;
   for (size_t i = 0; i < step.seqs.size(); ++i) {
-    if (!step.seqs[i].need_logits) continue;
-    const int64_t id = step.seqs[i].seq_id;
+    const ScheduledSequence& ss = step.seqs[i];
+    if (!ss.need_logits) continue;
+    const int64_t id = ss.seq_id;
     SeqState* s = by_seq.at(id);
+    const GenerationRequest& req = s->req->request;
+    if (ss.all_logits) req.on_prompt_logits(ss.start_pos, result.Rows(i));
+    // A token is sampled once every known token is computed (a scored prompt's earlier chunks
+    // only report their logits).
+    if (ss.start_pos + static_cast<int64_t>(ss.token_ids.size()) < sched.Get(id)->num_tokens()) {
+      continue;
+    }
+    if (req.max_tokens == 0) {  // scoring only: done once the prompt is computed
+      SequenceDelta& d = DeltaFor(*s->req, s->index);
+      d.finished = true;
+      d.finish_reason = FinishReason::kLength;
+      s->finished = true;
+      ++s->req->num_finished;
+      FinishSeq(id);
+      by_seq.erase(id);
+      continue;
+    }
     targets.assign(1, s);
     // n > 1: the prompt's logits exist now; its siblings share its blocks from here on.
     for (const Sequence* seq = sched.Get(id); seq->num_pending_forks > 0;) {
@@ -442,7 +472,7 @@ void EngineLoop::Impl::SampleAndEmit(SeqState& s, std::span<const float> raw,
 
 void EngineLoop::Impl::OfferDeviceSampling(StepPlan& step) {
   for (ScheduledSequence& ss : step.seqs) {
-    if (!ss.need_logits) continue;
+    if (!ss.need_logits || ss.all_logits) continue;
     auto it = by_seq.find(ss.seq_id);
     if (it == by_seq.end()) return;
     const SeqState& s = *it->second;

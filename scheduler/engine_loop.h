@@ -21,9 +21,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,12 @@ struct GenerationRequest {
   int32_t n = 1;              // completions sharing the prompt's blocks
   int32_t logprobs = -1;      // -1: none; k >= 0: chosen token's logprob plus the top k
   ForwardOptions forward;     // attention mode of this request
+  // In-process scoring (the evaluator; no API sets it): called on the engine loop's thread with
+  // the logits of prompt positions [first_position, first_position + rows) as the prompt is
+  // computed, `logits` being [rows][vocab]. A position may come again after a preemption. The
+  // prompt is never served from the prefix cache. With it, max_tokens may be 0: the request
+  // finishes once its prompt is computed.
+  std::function<void(int64_t first_position, std::span<const float> logits)> on_prompt_logits;
 };
 
 struct TokenLogprob {
@@ -109,6 +117,11 @@ struct EngineLoopOptions {
   // The backend; null = the CPU backend over num_kv_pages host pages. A given runner must hold
   // at least num_kv_pages pages of page_size tokens.
   std::shared_ptr<ModelRunner> runner;
+  // Called on the loop's thread after each step ran, for every sequence in it: its request, the
+  // tokens computed so far and the device KV pages it holds (KV memory in tests and benchmarks).
+  std::function<void(const std::string& request_id, int64_t num_computed_tokens,
+                      int64_t kv_pages)>
+      on_step;
 };
 
 // A Prometheus-style histogram: counts[i] observations <= bounds[i] (not cumulative; the last

@@ -2,10 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "kvcache/block_pool.h"
+#include "scheduler/engine_loop.h"
 
 namespace longview {
 
@@ -138,18 +139,11 @@ void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
   for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - lz;
 }
 
-// A sequence's pages for a whole text.
-struct Pages {
-  Pages(const CpuModel& model, int64_t page_size, int64_t tokens)
-      : table(page_size),
-        pool(table.BlocksNeeded(tokens)),
-        kv(model.kv_layout(page_size), pool.num_blocks()) {
-    auto ids = pool.Allocate(pool.num_blocks());
-    if (ids) table.Append(*ids);
-  }
-  BlockTable table;
-  BlockPool pool;
-  HostKvStorage kv;
+// Per predicted position, from one request's prompt logits as they stream out of the engine:
+// the log-probabilities of each row, kept until the comparison run has the same position.
+struct ScoredRows {
+  int64_t next = 0;  // next position expected (earlier ones came already, e.g. before a preemption)
+  std::map<int64_t, std::vector<double>> pending;  // position -> log-softmax row
 };
 
 }  // namespace
@@ -167,40 +161,87 @@ absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::s
   }
   const bool dense = s.attention.mode == "dense";
   const bool compare = !dense && s.compare_dense;
-  ASSIGN_OR_RETURN(std::unique_ptr<CpuModel> cpu_model, CpuModel::Create(lm.config, lm.weights));
-  CpuModel& model = *cpu_model;
-  Pages mode_pages(model, s.page_size, n);
-  std::unique_ptr<Pages> dense_pages;
-  if (compare) dense_pages = std::make_unique<Pages>(model, s.page_size, n);
   const int64_t vocab = lm.config.vocab_size;
-  PerplexityResult r;
-  std::vector<float> logits, dense_logits;
-  std::vector<double> lp, lp_dense;
+  // One engine loop scores the text under the mode (and under dense attention to compare), both
+  // requests admitted together and given a chunk each per step, so their positions advance in
+  // step and the rows waiting for their counterpart stay within a chunk.
+  const int64_t runs = compare ? 2 : 1;
+  EngineLoopOptions eo;
+  eo.page_size = s.page_size;
+  eo.enable_prefix_caching = false;
+  eo.max_num_seqs = runs;
+  eo.max_num_batched_tokens = runs * s.chunk;
+  eo.long_prefill_token_threshold = s.chunk;
+  eo.runner = s.runner;
+  eo.num_kv_pages = s.runner != nullptr ? s.runner->kv_storage().num_pages()
+                                        : runs * ((n + s.page_size - 1) / s.page_size + 1);
+  EngineLoop loop(std::shared_ptr<const LoadedModel>(std::shared_ptr<void>(), &lm), eo);
+
   // Per predicted token (the token at position i + 1).
-  std::vector<double> tok_nll, tok_nll_dense, tok_kl;
-  tok_nll.reserve(n - 1);
-  for (int64_t start = 0; start < n; start += s.chunk) {
-    const int64_t len = std::min(s.chunk, n - start);
-    std::span<const int32_t> part(ids.data() + start, len);
-    RETURN_IF_ERROR(model.Forward({part, start, &mode_pages.table}, mode_pages.kv, true, logits, fo));
-    if (compare) {
-      RETURN_IF_ERROR(model.Forward({part, start, &dense_pages->table}, dense_pages->kv, true,
-                                    dense_logits));
-    }
-    for (int64_t i = 0; i < len && start + i + 1 < n; ++i) {
-      const int32_t next = ids[start + i + 1];
-      LogSoftmax(&logits[i * vocab], vocab, lp);
-      tok_nll.push_back(-lp[next]);
-      if (compare) {
-        LogSoftmax(&dense_logits[i * vocab], vocab, lp_dense);
-        tok_nll_dense.push_back(-lp_dense[next]);
-        double kl = 0;
-        for (int64_t v = 0; v < vocab; ++v) kl += std::exp(lp_dense[v]) * (lp_dense[v] - lp[v]);
-        tok_kl.push_back(kl);
+  std::vector<double> tok_nll(n - 1, 0.0), tok_nll_dense, tok_kl;
+  if (compare) {
+    tok_nll_dense.assign(n - 1, 0.0);
+    tok_kl.assign(n - 1, 0.0);
+  }
+  ScoredRows mode_rows, dense_rows;
+  // Takes the rows of one run; for a position both runs have, computes NLL (and KL) and drops it.
+  auto take = [&](ScoredRows& mine, ScoredRows& other, bool is_mode, int64_t first,
+                  std::span<const float> rows) {
+    const int64_t count = static_cast<int64_t>(rows.size()) / vocab;
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t pos = first + j;
+      if (pos < mine.next || pos >= n - 1) continue;
+      mine.next = pos + 1;
+      std::vector<double> lp;
+      LogSoftmax(rows.data() + j * vocab, vocab, lp);
+      const int32_t target = ids[pos + 1];
+      (is_mode ? tok_nll : tok_nll_dense)[pos] = -lp[target];
+      if (!compare) continue;
+      auto it = other.pending.find(pos);
+      if (it == other.pending.end()) {
+        mine.pending.emplace(pos, std::move(lp));
+        continue;
       }
+      const std::vector<double>& mode_lp = is_mode ? lp : it->second;
+      const std::vector<double>& dense_lp = is_mode ? it->second : lp;
+      double kl = 0;
+      for (int64_t v = 0; v < vocab; ++v) kl += std::exp(dense_lp[v]) * (dense_lp[v] - mode_lp[v]);
+      tok_kl[pos] = kl;
+      other.pending.erase(it);
+    }
+  };
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int64_t run = 0; run < runs; ++run) {
+    const bool is_mode = run == 0;
+    GenerationRequest req;
+    req.request_id = is_mode ? "eval" : "eval-dense";
+    req.prompt_tokens = ids;
+    req.max_tokens = 0;  // scoring only
+    req.forward = is_mode ? fo : ForwardOptions{};
+    ScoredRows& mine = is_mode ? mode_rows : dense_rows;
+    ScoredRows& other = is_mode ? dense_rows : mode_rows;
+    req.on_prompt_logits = [&, is_mode](int64_t first, std::span<const float> rows) {
+      take(mine, other, is_mode, first, rows);
+    };
+    ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream, loop.Submit(std::move(req)));
+    streams.push_back(std::move(stream));
+  }
+  loop.Start();  // after both submissions: admitted in the same step
+  for (const auto& stream : streams) {
+    RequestOutput out;
+    while (stream->Next(&out)) {
+      RETURN_IF_ERROR(out.status);
+      if (out.finished) break;
     }
   }
-  r.tokens = static_cast<int64_t>(tok_nll.size());
+  loop.Stop();
+  if (mode_rows.next != n - 1 || (compare && dense_rows.next != n - 1)) {
+    return absl::InternalError(absl::StrFormat(
+        "the engine scored %d of %d positions", std::min(mode_rows.next, compare ? dense_rows.next : mode_rows.next), n - 1));
+  }
+
+  PerplexityResult r;
+  r.tokens = n - 1;
   for (double x : tok_nll) r.nll += x;
   double kl_sum = 0;
   for (double x : tok_nll_dense) r.nll_dense += x;

@@ -11,12 +11,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/status.h"
+#include "engine/runner/model_runner.h"
 #include "scheduler/generator.h"
 
 namespace longview {
@@ -42,6 +44,8 @@ struct EvalSettings {
   // For a mode other than dense, also run dense attention and report nll_dense / KL. Off for
   // texts longer than dense can take (the model's context), or to save the second pass.
   bool compare_dense = true;
+  // The backend (e.g. the CUDA runner); null: the CPU backend over the model's host weights.
+  std::shared_ptr<ModelRunner> runner;
 };
 
 // InvalidArgument naming the field for unknown or unsupported values.

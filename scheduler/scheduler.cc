@@ -16,6 +16,7 @@ int64_t Scheduler::AddSequence(NewSequence seq) {
   s->num_prompt_tokens = static_cast<int64_t>(seq.prompt.size());
   s->tokens = std::move(seq.prompt);
   s->num_pending_forks = seq.num_forks;
+  s->prompt_logits = seq.prompt_logits;
   s->forward = seq.forward;
   // Pages computed under another attention mode hold other K/V: keep their prefix caches apart.
   s->cache_salt =
@@ -97,7 +98,7 @@ SchedulePlan Scheduler::Schedule() const {
     for (Sequence* s : waiting_) {
       if (budget <= 0 || num_seqs + s->weight() > options_.max_num_seqs) break;
       const KvSequence view = View(*s);
-      ComputedBlocks hit = kv_->GetComputedBlocks(view);
+      ComputedBlocks hit = s->prompt_logits ? ComputedBlocks{} : kv_->GetComputedBlocks(view);
       const int64_t k = std::min(s->num_tokens() - hit.num_tokens, ChunkLimit(budget));
       const int32_t need = kv_->NumBlocksToAllocate(view, k, &hit);
       if (need > free || free_slots < 1) break;
@@ -186,7 +187,10 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
     out.block_ids = kv_->BlockIds(s->seq_id);
     out.state_slot = kv_->StateSlot(s->seq_id);
     s->num_computed_tokens += e.num_new_tokens;
-    out.need_logits = s->num_computed_tokens == s->num_tokens();
+    // A prompt being scored wants every prompt token's logits; otherwise only the last token's,
+    // once every known token is computed (a token gets sampled).
+    out.all_logits = s->prompt_logits && out.start_pos < s->num_prompt_tokens;
+    out.need_logits = out.all_logits || s->num_computed_tokens == s->num_tokens();
     out.forward = s->forward;
     step.seqs.push_back(std::move(out));
     if (e.admit) {

@@ -50,6 +50,7 @@ struct Sequence {
   int64_t num_computed_tokens = 0;
   int64_t num_cached_tokens = -1;  // prefix-cache hit at first admission; -1 until admitted
   int32_t num_pending_forks = 0;   // siblings to fork once the prompt's logits exist (n - 1)
+  bool prompt_logits = false;      // NewSequence::prompt_logits
   ForwardOptions forward;
   uint64_t cache_salt = 0;
   SequenceStatus status = SequenceStatus::kWaiting;
@@ -65,6 +66,9 @@ struct NewSequence {
   std::vector<int32_t> prompt;
   ForwardOptions forward;
   int32_t num_forks = 0;  // n - 1
+  // Score the prompt: every prompt chunk asks for the logits of all its tokens, and no prefix
+  // cache hit skips any of them.
+  bool prompt_logits = false;
 };
 
 // A planned step: who gets how many tokens, who is admitted, who is preempted.

@@ -25,6 +25,7 @@ absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
   batch_.clear();
   result.vocab_size = vocab_size();
   result.logits_row.assign(plan.seqs.size(), -1);
+  result.logits_count.assign(plan.seqs.size(), 0);
   result.tokens.clear();  // this backend returns logits only
   result.token_logprobs.clear();
   int32_t row = 0;
@@ -34,8 +35,12 @@ absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
                                    .start_pos = s.start_pos,
                                    .block_ids = s.block_ids,
                                    .need_logits = s.need_logits,
+                                   .all_logits = s.all_logits,
                                    .options = s.forward});
-    if (s.need_logits) result.logits_row[i] = row++;
+    if (!s.need_logits) continue;
+    result.logits_row[i] = row;
+    result.logits_count[i] = s.all_logits ? static_cast<int32_t>(s.token_ids.size()) : 1;
+    row += result.logits_count[i];
   }
   return model_.ForwardBatch(batch_, kv_, result.logits);
 }

@@ -130,7 +130,7 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
 
   // Activations.
   // Rows of a step: its tokens plus the padding of the decode group to its bucket.
-  const int64_t max_rows = std::max<int64_t>(NextPow2(opt.max_num_seqs), opt.max_num_seqs);
+  max_rows = std::max<int64_t>(NextPow2(opt.max_num_seqs), opt.max_num_seqs);
   const int64_t T = opt.max_num_tokens + max_rows, E = ElemBytes();
   ASSIGN_OR_RETURN(x, Alloc(T * hidden * E, "activations"));
   ASSIGN_OR_RETURN(xn, Alloc(T * hidden * E, "activations"));
@@ -313,9 +313,12 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
   const int64_t r = in_place ? L.batch_padded : static_cast<int64_t>(L.logit_src.size());
   if (r == 0) return absl::OkStatus();
   const void* src = m.xn;
+  const bool wide = r > m.max_rows;  // scoring a prompt: the wide buffers (EnsureLogitsRows)
+  float* logits = wide ? m.wide_logits : m.logits;
   if (!in_place) {
-    RETURN_IF_ERROR(k.Gather(i32(L.gather), r, m.xn, rows, m.hidden, m.last, st));
-    src = m.last;
+    void* last = wide ? m.wide_last : m.last;
+    RETURN_IF_ERROR(k.Gather(i32(L.gather), r, m.xn, rows, m.hidden, last, st));
+    src = last;
   }
   RETURN_IF_ERROR(g.Run({.dtype = m.dt,
                          .m = r,
@@ -323,7 +326,7 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
                          .k = m.hidden,
                          .x = src,
                          .w = m.w.lm_head,
-                         .y = m.logits,
+                         .y = logits,
                          .y_float32 = true},
                         st));
   if (L.sample) {
@@ -335,6 +338,27 @@ static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
         .counter = reinterpret_cast<const uint64_t*>(d + L.s_counter)};
     RETURN_IF_ERROR(k.Sample(m.logits, r, p, m.sampled_tokens, m.sampled_logprobs, st));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Impl::EnsureLogitsRows(int64_t rows) {
+  if (rows <= max_rows || rows <= wide_rows) return absl::OkStatus();
+  // Outside any captured graph: only prefill steps score prompts. Waits for the stream so that
+  // the old buffers are not in use when freed.
+  RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream), "logits buffers"));
+  for (void* p : {wide_last, static_cast<void*>(wide_logits)}) {
+    if (p != nullptr) {
+      std::erase(allocs, p);
+      RETURN_IF_ERROR(CudaStatus(cudaFree(p), "logits buffers"));
+    }
+  }
+  wide_last = nullptr;
+  wide_logits = nullptr;
+  wide_rows = 0;
+  ASSIGN_OR_RETURN(wide_last, Alloc(rows * hidden * ElemBytes(), "prompt logits"));
+  ASSIGN_OR_RETURN(void* lg, Alloc(rows * vocab * sizeof(float), "prompt logits"));
+  wide_logits = static_cast<float*>(lg);
+  wide_rows = rows;
   return absl::OkStatus();
 }
 
@@ -377,6 +401,7 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
   RETURN_IF_ERROR(CheckCopies(plan.copies, m.num_pages));
   StepLayout L;
   RETURN_IF_ERROR(PrepareStep(m, plan, L));
+  RETURN_IF_ERROR(m.EnsureLogitsRows(static_cast<int64_t>(L.logit_src.size())));
   RETURN_IF_ERROR(m.kv->CopyPages(plan.copies));
   RETURN_IF_ERROR(m.kv->CopyStates(plan.state_copies));
   RETURN_IF_ERROR(m.kv->ClearStates(plan.cleared_state_slots));
@@ -416,6 +441,7 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
   const int64_t r = static_cast<int64_t>(L.logit_src.size());
   result.vocab_size = m.vocab;
   result.logits_row.assign(L.out_row.begin(), L.out_row.end());
+  result.logits_count.assign(L.out_count.begin(), L.out_count.end());
   result.tokens.clear();
   result.token_logprobs.clear();
   if (L.sample) {
@@ -443,8 +469,9 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
     return absl::OkStatus();
   }
   result.logits.resize(r * m.vocab);
+  const float* logits = r > m.max_rows ? m.wide_logits : m.logits;
   RETURN_IF_ERROR(
-      CudaStatus(cudaMemcpyAsync(result.logits.data(), m.logits, r * m.vocab * sizeof(float),
+      CudaStatus(cudaMemcpyAsync(result.logits.data(), logits, r * m.vocab * sizeof(float),
                                  cudaMemcpyDeviceToHost, m.stream),
                  "logits download"));
   RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(m.stream), "step"));

@@ -40,6 +40,9 @@ struct ScheduledSequence {
   int64_t start_pos = 0;           // position of token_ids[0]
   std::vector<int32_t> block_ids;  // the sequence's whole block table (pages)
   bool need_logits = false;        // logits of the last token (a token gets sampled)
+  // With need_logits: logits of every token of this step, in order (a prompt being scored); such
+  // a row is never sampled on the device.
+  bool all_logits = false;
   ForwardOptions forward;          // the request's attention mode
   int32_t state_slot = -1;         // the sequence's mode-state slot in the KvStorage, or -1
   // Set when this row's token may be sampled on the device (no penalties, no top logprobs).
@@ -67,15 +70,24 @@ struct StepPlan {
 struct StepResult {
   int64_t vocab_size = 0;
   std::vector<float> logits;        // [rows, vocab]
-  std::vector<int32_t> logits_row;  // per plan sequence: its row, or -1
+  std::vector<int32_t> logits_row;  // per plan sequence: its first row, or -1
+  // Per plan sequence: its rows (one per token with all_logits, else 1; 0 without logits).
+  std::vector<int32_t> logits_count;
   // Filled instead of `logits` when the runner sampled on its device (every sequence that needed
   // logits had device_sampling): per plan sequence its token (or -1) and the token's logprob
   // (log-softmax of the raw logits).
   std::vector<int32_t> tokens;
   std::vector<float> token_logprobs;
   bool sampled() const { return !tokens.empty(); }
+  // The logits of the sequence's last token.
   std::span<const float> Row(size_t seq_index) const {
-    return {logits.data() + logits_row[seq_index] * vocab_size, static_cast<size_t>(vocab_size)};
+    const int64_t row = logits_row[seq_index] + logits_count[seq_index] - 1;
+    return {logits.data() + row * vocab_size, static_cast<size_t>(vocab_size)};
+  }
+  // All of the sequence's rows, [logits_count, vocab].
+  std::span<const float> Rows(size_t seq_index) const {
+    return {logits.data() + logits_row[seq_index] * vocab_size,
+            static_cast<size_t>(logits_count[seq_index] * vocab_size)};
   }
 };
 

@@ -50,6 +50,7 @@ class FakeRunner : public ModelRunner {
     result.vocab_size = vocab_;
     result.logits.clear();
     result.logits_row.assign(plan.seqs.size(), -1);
+    result.logits_count.assign(plan.seqs.size(), 0);
     int32_t row = 0;
     for (size_t i = 0; i < plan.seqs.size(); ++i) {
       const ScheduledSequence& s = plan.seqs[i];
@@ -78,6 +79,7 @@ class FakeRunner : public ModelRunner {
       }
       result.logits.resize((row + 1) * vocab_, 0.0f);
       result.logits[row * vocab_ + FakeNextToken(seen, vocab_)] = 1.0f;
+      result.logits_count[i] = 1;
       result.logits_row[i] = row++;
     }
     return absl::OkStatus();

@@ -8,7 +8,10 @@
 
 #include "scheduler/generator.h"
 #include "gtest/gtest.h"
+#include "engine/cpu/cpu_model.h"
 #include "kvcache/block_pool.h"
+#include "kvcache/block_table.h"
+#include "kvcache/host_kv_storage.h"
 
 namespace longview {
 namespace {

@@ -52,6 +52,10 @@ struct CudaModelRunner::Impl {
   void *x = nullptr, *xn = nullptr, *qkv = nullptr, *attn = nullptr, *proj = nullptr;
   void *gu = nullptr, *act = nullptr, *last = nullptr;
   float* logits = nullptr;  // [max_num_seqs][vocab]
+  // Steps that score prompts need more logits rows than max_num_seqs: buffers grown on demand.
+  void* wide_last = nullptr;    // [wide_rows][hidden]
+  float* wide_logits = nullptr;  // [wide_rows][vocab]
+  int64_t wide_rows = 0;
   int32_t* sampled_tokens = nullptr;
   float* sampled_logprobs = nullptr;
 
@@ -73,6 +77,9 @@ struct CudaModelRunner::Impl {
   absl::Status Init(const ModelWeights* weights, uint64_t seed);
   absl::StatusOr<void*> Alloc(size_t bytes, const char* what);
   absl::Status EnsureMeta(size_t bytes);
+  // Makes the logits buffers hold `rows` rows (grows the wide ones past max_num_seqs).
+  absl::Status EnsureLogitsRows(int64_t rows);
+  int64_t max_rows = 0;  // rows of `last` and `logits`
   void DropGraphs();
   int64_t ElemBytes() const { return 2; }
   char* Row(void* base, int64_t row, int64_t width) const {
@@ -101,6 +108,7 @@ struct StepLayout {
   std::vector<size_t> order;       // plan index of each processed sequence, in row order
   std::vector<int64_t> row0;       // first row of each processed sequence
   std::vector<int64_t> logit_src;  // rows whose logits are needed, in output order
+  std::vector<int32_t> out_count;  // per plan sequence: its logits rows (all_logits: every token)
   std::vector<int32_t> out_row;    // per plan sequence: output row or -1
   bool sample = false;
   // Offsets into the metadata buffer.

@@ -177,11 +177,14 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
     }
   }
   L.out_row.assign(plan.seqs.size(), -1);
+  L.out_count.assign(plan.seqs.size(), 0);
   for (size_t k = 0; k < L.order.size(); ++k) {
     const ScheduledSequence& s = plan.seqs[L.order[k]];
     if (!s.need_logits) continue;
+    const int64_t n = static_cast<int64_t>(s.token_ids.size());
     L.out_row[L.order[k]] = static_cast<int32_t>(L.logit_src.size());
-    L.logit_src.push_back(L.row0[k] + static_cast<int64_t>(s.token_ids.size()) - 1);
+    L.out_count[L.order[k]] = s.all_logits ? static_cast<int32_t>(n) : 1;
+    for (int64_t i = s.all_logits ? 0 : n - 1; i < n; ++i) L.logit_src.push_back(L.row0[k] + i);
   }
   const int64_t r = static_cast<int64_t>(L.logit_src.size());
   const int64_t sample_rows = std::max(r, L.batch_padded);

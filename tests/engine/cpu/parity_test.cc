@@ -10,7 +10,10 @@
 
 #include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
+#include "engine/cpu/cpu_model.h"
 #include "kvcache/block_pool.h"
+#include "kvcache/block_table.h"
+#include "kvcache/host_kv_storage.h"
 #include "nlohmann/json.hpp"
 #include "scheduler/generator.h"
 #include "tests/support/golden.h"
