@@ -39,6 +39,14 @@ KvSelection DenseSelection(std::span<const int32_t> block_table, int64_t page_si
   return sel;
 }
 
+KvSelection WindowSelection(std::span<const int32_t> block_table, int64_t page_size,
+                            int64_t query_token, int64_t window) {
+  const int64_t first = window > 0 ? std::max<int64_t>(0, query_token - window + 1) : 0;
+  KvSelection sel;
+  AppendTokenRange(block_table, page_size, first, query_token - first + 1, first, sel);
+  return sel;
+}
+
 KvSelection SinkWindowSelection(std::span<const int32_t> block_table, int64_t page_size,
                                 int64_t query_token, int64_t sinks, int64_t window,
                                 int64_t* query_position) {

@@ -51,6 +51,11 @@ void AppendTokenRange(std::span<const int32_t> block_table, int64_t page_size,
 KvSelection DenseSelection(std::span<const int32_t> block_table, int64_t page_size,
                            int64_t num_tokens);
 
+// The keys the query at token index `query_token` reads under a plain window of `window` tokens
+// (the query included; 0 = every key), at positions equal to their index.
+KvSelection WindowSelection(std::span<const int32_t> block_table, int64_t page_size,
+                            int64_t query_token, int64_t window);
+
 // StreamingLLM for the query at token index `query_token` (window counts the query itself):
 // tokens [0, sinks) at positions 0..sinks-1, then the window's tokens
 // [max(sinks, query_token - window + 1), query_token] at contiguous positions from sinks on.

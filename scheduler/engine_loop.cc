@@ -106,7 +106,7 @@ struct EngineLoop::Impl {
         sched({.max_num_batched_tokens = o.max_num_batched_tokens,
                .max_num_seqs = o.max_num_seqs,
                .long_prefill_token_threshold = o.long_prefill_token_threshold,
-               .model_window = ReleasableWindow(lm.config, ForwardOptions{})},
+               .model_window = ModelReleasableWindow(lm.config)},
               &kv),
         runner_holder(o.runner != nullptr ? o.runner : DefaultCpuRunner(lm, o)),
         runner(*runner_holder) {
@@ -221,31 +221,15 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineLoop::Submit(GenerationRequ
     return absl::InvalidArgumentError(absl::StrFormat("max_tokens must be at least %d, got %d",
                                                       scoring ? 0 : 1, request.max_tokens));
   }
-  const int64_t total = num_prompt + request.max_tokens;
-  RETURN_IF_ERROR(ValidateForwardOptions(request.forward));
-  const int64_t sinks = request.forward.sinks;
-  // The highest position a sequence uses: its length, or under StreamingLLM (positions
-  // re-assigned below sinks + window) at most sinks + window.
-  const int64_t context = cfg.max_position_embeddings;
-  if (sinks > 0 && total > context) {
-    if (sinks + request.forward.window_override > context) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "attention.sinks (%d) + attention.window (%d) exceeds the model's context of %d tokens",
-          sinks, request.forward.window_override, context));
-    }
-  } else if (total > context) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "prompt_tokens (%d) + max_tokens (%d) = %d exceeds the model's context of %d tokens",
-        num_prompt, request.max_tokens, total, context));
-  }
+  const AttentionMode& mode = *request.attention;
+  RETURN_IF_ERROR(mode.CheckLength(num_prompt, request.max_tokens, cfg.max_position_embeddings));
+  // Saturated: a streaming mode may take max_tokens up to INT64_MAX.
+  const int64_t total = request.max_tokens > std::numeric_limits<int64_t>::max() - num_prompt
+                            ? std::numeric_limits<int64_t>::max()
+                            : num_prompt + request.max_tokens;
   const EngineLoopOptions& o = impl_->opt;
-  // Pages the request can hold at once: all of them, or under a window the sinks, the window and
-  // one step's chunk (pages that leave the window are freed as it moves).
-  int64_t pages = (total + o.page_size - 1) / o.page_size;
-  if (const int64_t w = ReleasableWindow(cfg, request.forward); w > 0) {
-    pages = std::min(pages, (sinks + o.page_size - 1) / o.page_size +
-                                (w + o.max_num_batched_tokens + o.page_size - 1) / o.page_size + 1);
-  }
+  const int64_t pages =
+      mode.PagesHeld(total, o.page_size, o.max_num_batched_tokens, ModelReleasableWindow(cfg));
   if (pages > o.num_kv_pages) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "prompt_tokens + max_tokens = %d tokens cannot fit the KV cache (%d pages of %d)", total,
@@ -321,7 +305,7 @@ void EngineLoop::Impl::Admit(Submission sub) {
   r->stream = std::move(sub.stream);
   r->arrival = sub.arrival;
   const int64_t id = sched.AddSequence({.prompt = r->request.prompt_tokens,
-                                        .forward = r->request.forward,
+                                        .attention = r->request.attention,
                                         .num_forks = r->request.n - 1,
                                         .prompt_logits = r->request.on_prompt_logits != nullptr});
   auto s = std::make_unique<SeqState>(r.get(), 0, id, r->request.sampling, *model.tokenizer,

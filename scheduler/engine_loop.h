@@ -45,7 +45,7 @@ struct GenerationRequest {
   bool ignore_eos = false;
   int32_t n = 1;              // completions sharing the prompt's blocks
   int32_t logprobs = -1;      // -1: none; k >= 0: chosen token's logprob plus the top k
-  ForwardOptions forward;     // attention mode of this request
+  Attention attention;        // attention mode of this request
   // In-process scoring (the evaluator; no API sets it): called on the engine loop's thread with
   // the logits of prompt positions [first_position, first_position + rows) as the prompt is
   // computed, `logits` being [rows][vocab]. A position may come again after a preemption. The

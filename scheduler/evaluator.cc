@@ -11,28 +11,6 @@
 namespace longview {
 
 absl::Status ValidateEvalSettings(const EvalSettings& s) {
-  const AttentionSettings& a = s.attention;
-  if (a.mode == "dense") {
-    if (a.window != 0 || a.sinks != 0) {
-      return absl::InvalidArgumentError("attention.window and attention.sinks need mode sliding_window");
-    }
-  } else if (a.mode == "sliding_window") {
-    if (a.window < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("attention.window must be at least 1, got %d", a.window));
-    }
-    if (a.sinks < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("attention.sinks must be >= 0, got %d", a.sinks));
-    }
-    if (a.sinks > a.window) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "attention.sinks (%d) must not exceed attention.window (%d)", a.sinks, a.window));
-    }
-  } else {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "attention.mode '%s' is not supported (supported: dense, sliding_window)", a.mode));
-  }
   if (s.kv.policy != "none") {
     return absl::InvalidArgumentError(absl::StrFormat(
         "kv.policy '%s' is not supported (supported: none)", s.kv.policy));
@@ -46,16 +24,6 @@ absl::Status ValidateEvalSettings(const EvalSettings& s) {
     return absl::InvalidArgumentError(absl::StrFormat("bucket must be >= 0, got %d", s.bucket));
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<ForwardOptions> ForwardOptionsFor(const EvalSettings& s) {
-  RETURN_IF_ERROR(ValidateEvalSettings(s));
-  ForwardOptions fo;
-  if (s.attention.mode == "sliding_window") {
-    fo.window_override = s.attention.window;
-    fo.sinks = s.attention.sinks;  // > 0: StreamingLLM, positions re-assigned
-  }
-  return fo;
 }
 
 namespace {
@@ -78,11 +46,11 @@ std::string_view Trim(std::string_view s) {
 
 absl::StatusOr<AnswerResult> AnswerTask(const LoadedModel& lm, std::string_view prompt,
                                         std::string_view answer, const EvalSettings& s) {
-  ASSIGN_OR_RETURN(ForwardOptions fo, ForwardOptionsFor(s));
+  RETURN_IF_ERROR(ValidateEvalSettings(s));
   GenerateOptions opt;
   opt.sampling.temperature = 0;
   opt.page_size = s.page_size;
-  opt.forward = fo;
+  opt.attention = s.attention;
   std::string want(Trim(answer));
   opt.max_tokens = static_cast<int64_t>(lm.tokenizer->Encode(want, false).size()) + 4;
   ASSIGN_OR_RETURN(GenerateResult r, Generate(lm, prompt, opt));
@@ -150,16 +118,16 @@ struct ScoredRows {
 
 absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::string_view text,
                                                    const EvalSettings& s) {
-  ASSIGN_OR_RETURN(ForwardOptions fo, ForwardOptionsFor(s));
+  RETURN_IF_ERROR(ValidateEvalSettings(s));
   std::vector<int32_t> ids = lm.tokenizer->Encode(text);
   const int64_t n = static_cast<int64_t>(ids.size());
   if (n < 2) return absl::InvalidArgumentError("perplexity text must have at least 2 tokens");
-  if (n > lm.config.max_position_embeddings && s.attention.mode == "dense") {
+  if (n > s.attention->MaxSequenceLength(lm.config.max_position_embeddings)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "text has %d tokens, more than the model's context of %d", n,
         lm.config.max_position_embeddings));
   }
-  const bool dense = s.attention.mode == "dense";
+  const bool dense = s.attention == Attention();
   const bool compare = !dense && s.compare_dense;
   const int64_t vocab = lm.config.vocab_size;
   // One engine loop scores the text under the mode (and under dense attention to compare), both
@@ -217,7 +185,7 @@ absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::s
     req.request_id = is_mode ? "eval" : "eval-dense";
     req.prompt_tokens = ids;
     req.max_tokens = 0;  // scoring only
-    req.forward = is_mode ? fo : ForwardOptions{};
+    req.attention = is_mode ? s.attention : Attention();
     ScoredRows& mine = is_mode ? mode_rows : dense_rows;
     ScoredRows& other = is_mode ? dense_rows : mode_rows;
     req.on_prompt_logits = [&, is_mode](int64_t first, std::span<const float> rows) {

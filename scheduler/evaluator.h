@@ -5,7 +5,8 @@
 // The attention mode and KV policy are parameters so that every later mode and policy is
 // measured the same way; values not implemented yet are rejected with InvalidArgument.
 //
-//   EvalSettings s; s.attention.mode = "sliding_window"; s.attention.window = 512;
+//   EvalSettings s;
+//   ASSIGN_OR_RETURN(s.attention, Attention::Of(SlidingWindowAttention{.window = 512}));
 //   s.bucket = 512;  // also per position: r.buckets[k] covers positions [512k, 512(k+1))
 //   ASSIGN_OR_RETURN(PerplexityResult r, MeasurePerplexity(lm, text, s));
 #pragma once
@@ -23,19 +24,13 @@
 
 namespace longview {
 
-struct AttentionSettings {
-  std::string mode = "dense";  // dense | sliding_window
-  int64_t window = 0;          // sliding_window: tokens attended, >= 1
-  int64_t sinks = 0;           // sliding_window: attention sinks kept (StreamingLLM)
-};
-
 struct KvPolicySettings {
   std::string policy = "none";  // none
   int64_t budget = 0;           // tokens of KV kept per sequence (0 = unlimited)
 };
 
 struct EvalSettings {
-  AttentionSettings attention;
+  Attention attention;  // the mode measured (ParseAttention); dense by default
   KvPolicySettings kv;
   int64_t page_size = 16;
   int64_t chunk = 512;  // prefill chunk for perplexity
@@ -50,8 +45,6 @@ struct EvalSettings {
 
 // InvalidArgument naming the field for unknown or unsupported values.
 absl::Status ValidateEvalSettings(const EvalSettings& s);
-// The forward options implementing the settings.
-absl::StatusOr<ForwardOptions> ForwardOptionsFor(const EvalSettings& s);
 
 struct AnswerResult {
   std::string output;  // greedy continuation

@@ -22,7 +22,6 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
         absl::StrFormat("page_size must be at least 1, got %d", options.page_size));
   }
   if (prompt_tokens.empty()) return absl::InvalidArgumentError("prompt is empty");
-  RETURN_IF_ERROR(ValidateForwardOptions(options.forward));
   if (options.max_tokens < 1) {
     return absl::InvalidArgumentError(
         absl::StrFormat("max_tokens must be at least 1, got %d", options.max_tokens));
@@ -30,7 +29,7 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
   // A pool for this request alone: every page of it, or under a window what the window holds
   // with a step of one page (the prompt is prefilled a page at a time then).
   const int64_t ps = options.page_size;
-  const int64_t window = ReleasableWindow(lm.config, options.forward);
+  const int64_t window = options.attention->ReleasableWindow(lm.config);
   const int64_t total = static_cast<int64_t>(prompt_tokens.size()) + options.max_tokens;
   EngineLoopOptions eo;
   eo.page_size = ps;
@@ -39,11 +38,8 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
   eo.enable_prefix_caching = false;
   eo.runner = options.runner;
   eo.max_num_batched_tokens = window > 0 ? ps : eo.max_num_batched_tokens;
-  eo.num_kv_pages = (total + ps - 1) / ps;
-  if (window > 0) {
-    eo.num_kv_pages = std::min(eo.num_kv_pages, (options.forward.sinks + ps - 1) / ps +
-                                                    (window + ps + ps - 1) / ps + 1);
-  }
+  eo.num_kv_pages = options.attention->PagesHeld(total, ps, eo.max_num_batched_tokens,
+                                                 ModelReleasableWindow(lm.config));
   GenerateResult result;
   eo.on_step = [&](const std::string&, int64_t num_tokens, int64_t pages) {
     result.peak_kv_pages = std::max(result.peak_kv_pages, pages);
@@ -59,7 +55,7 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
   req.max_tokens = options.max_tokens;
   req.stop = options.stop;
   req.ignore_eos = options.ignore_eos;
-  req.forward = options.forward;
+  req.attention = options.attention;
   ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream, loop.Submit(std::move(req)));
   result.prompt_tokens = std::move(prompt_tokens);
   RequestOutput out;

@@ -33,7 +33,7 @@ struct GenerateOptions {
   std::vector<std::string> stop;   // stop strings
   bool ignore_eos = false;
   int64_t page_size = 16;          // KV page size in tokens
-  ForwardOptions forward;
+  Attention attention;
   // Called after each step: tokens in the sequence once the step has run, and KV pages the
   // sequence holds (bounded under a sliding window, see Generate).
   std::function<void(int64_t num_tokens, int64_t kv_pages)> on_kv_pages;

@@ -17,13 +17,9 @@ int64_t Scheduler::AddSequence(NewSequence seq) {
   s->tokens = std::move(seq.prompt);
   s->num_pending_forks = seq.num_forks;
   s->prompt_logits = seq.prompt_logits;
-  s->forward = seq.forward;
+  s->attention = seq.attention;
   // Pages computed under another attention mode hold other K/V: keep their prefix caches apart.
-  s->cache_salt =
-      seq.forward.window_override < 0
-          ? 0
-          : (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(seq.forward.window_override + 1)) ^
-                (0xC2B2AE3D27D4EB4Full * static_cast<uint64_t>(seq.forward.sinks));
+  s->cache_salt = seq.attention->PrefixCacheSalt();
   waiting_.push_back(s.get());
   const int64_t id = s->seq_id;
   seqs_.emplace(id, std::move(s));
@@ -160,13 +156,11 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
   step.seqs.reserve(plan.entries.size());
   for (const SchedulePlan::Entry& e : plan.entries) {
     Sequence* s = e.seq;
-    const int64_t window = s->forward.window_override > 0 ? s->forward.window_override
-                           : s->forward.window_override < 0 ? options_.model_window
-                                                            : 0;
+    const int64_t window = s->attention->ReleasableWindow(options_.model_window);
     if (window > 0) {
       // Pages no query of this sequence reads again go back (DESIGN §4 sliding_window). The plan
       // did not count them: it stays conservative.
-      const BlockRange out = BlocksOutsideWindow(kv_->page_size(), s->forward.sinks, window,
+      const BlockRange out = BlocksOutsideWindow(kv_->page_size(), s->attention->Footprint().sinks, window,
                                                  s->num_computed_tokens);
       kv_->ReleaseBlocks(s->seq_id, out.begin, out.end);
     }
@@ -191,7 +185,7 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
     // once every known token is computed (a token gets sampled).
     out.all_logits = s->prompt_logits && out.start_pos < s->num_prompt_tokens;
     out.need_logits = out.all_logits || s->num_computed_tokens == s->num_tokens();
-    out.forward = s->forward;
+    out.attention = s->attention;
     step.seqs.push_back(std::move(out));
     if (e.admit) {
       s->status = SequenceStatus::kRunning;

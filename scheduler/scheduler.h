@@ -51,7 +51,7 @@ struct Sequence {
   int64_t num_cached_tokens = -1;  // prefix-cache hit at first admission; -1 until admitted
   int32_t num_pending_forks = 0;   // siblings to fork once the prompt's logits exist (n - 1)
   bool prompt_logits = false;      // NewSequence::prompt_logits
-  ForwardOptions forward;
+  Attention attention;
   uint64_t cache_salt = 0;
   SequenceStatus status = SequenceStatus::kWaiting;
   int64_t admitted_at = 0;  // admission stamp: larger = more recently admitted
@@ -64,7 +64,7 @@ struct Sequence {
 
 struct NewSequence {
   std::vector<int32_t> prompt;
-  ForwardOptions forward;
+  Attention attention;
   int32_t num_forks = 0;  // n - 1
   // Score the prompt: every prompt chunk asks for the logits of all its tokens, and no prefix
   // cache hit skips any of them.

@@ -10,7 +10,14 @@
 namespace longview {
 
 int RunEval(const EvalArgs& a) {
-  if (absl::Status s = ValidateEvalSettings(a.settings); !s.ok()) {
+  EvalSettings base = a.settings;
+  absl::StatusOr<Attention> attention = ParseAttention(a.attention, "attention.");
+  if (!attention.ok()) {
+    std::cerr << "error: " << attention.status().message() << "\n";
+    return 1;
+  }
+  base.attention = *attention;
+  if (absl::Status s = ValidateEvalSettings(base); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return 1;
   }
@@ -51,7 +58,7 @@ int RunEval(const EvalArgs& a) {
     if (task.contains("text") && task["text"].is_string()) {
       // Optional per task: "bucket" (tokens per position bucket) and "compare_dense" (false:
       // no dense pass; nll_dense and kl_vs_dense are then left out).
-      EvalSettings settings = a.settings;
+      EvalSettings settings = base;
       if (task.contains("bucket") && task["bucket"].is_number_integer()) {
         settings.bucket = task["bucket"].get<int64_t>();
       }
@@ -90,7 +97,7 @@ int RunEval(const EvalArgs& a) {
     } else if (task.contains("prompt") && task["prompt"].is_string() && task.contains("answer") &&
                task["answer"].is_string()) {
       auto r = AnswerTask(**lm, task["prompt"].get<std::string>(),
-                          task["answer"].get<std::string>(), a.settings);
+                          task["answer"].get<std::string>(), base);
       result.erase("prompt");
       if (!r.ok()) {
         report_error(r.status());
@@ -108,11 +115,10 @@ int RunEval(const EvalArgs& a) {
     }
     result["seconds"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    result["attention_mode"] = a.settings.attention.mode;
-    result["window"] = a.settings.attention.window;
-    result["sinks"] = a.settings.attention.sinks;
-    result["kv_policy"] = a.settings.kv.policy;
-    result["kv_budget"] = a.settings.kv.budget;
+    result["attention_mode"] = std::string(base.attention->name());
+    for (const auto& [name, value] : base.attention->Params()) result[name] = value;
+    result["kv_policy"] = base.kv.policy;
+    result["kv_budget"] = base.kv.budget;
     out << result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     out.flush();
     ++done;

@@ -17,6 +17,7 @@ struct EvalArgs {
   std::string model;
   std::string tasks;
   std::string out;
+  AttentionRequest attention;  // parsed into settings.attention
   EvalSettings settings;
   int64_t limit = 0;  // 0 = all tasks
 };

@@ -113,11 +113,11 @@ absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids, 
   return absl::OkStatus();
 }
 
-absl::StatusOr<ForwardOptions> ToForwardOptions(const v1::AttentionConfig& a) {
-  AttentionModeRequest request{.mode = a.mode()};
+absl::StatusOr<Attention> ToAttention(const v1::AttentionConfig& a) {
+  AttentionRequest request{.mode = a.mode()};
   if (a.has_window()) request.window = a.window();
   if (a.has_sinks()) request.sinks = a.sinks();
-  return ForwardOptionsForMode(request, "attention.");
+  return ParseAttention(request, "attention.");
 }
 
 SamplingParams ToSamplingParams(const v1::SamplingParams& s) {
@@ -170,10 +170,9 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   }
   const int64_t context = lm.config.max_position_embeddings;
   const int64_t num_prompt = static_cast<int64_t>(out.prompt_tokens.size());
-  // StreamingLLM (sinks) re-assigns positions below sinks + window: no length limit (the engine
-  // checks sinks + window against the context).
-  ASSIGN_OR_RETURN(out.forward, ToForwardOptions(req.attention()));
-  if (out.forward.sinks == 0 && num_prompt + out.max_tokens > context) {
+  // The mode's limit: the context, or none where it re-assigns positions (StreamingLLM).
+  ASSIGN_OR_RETURN(out.attention, ToAttention(req.attention()));
+  if (num_prompt > out.attention->MaxSequenceLength(context) - out.max_tokens) {
     return absl::InvalidArgumentError(
         absl::StrCat("stopping.max_tokens: prompt (", num_prompt, " tokens) + max_tokens (",
                      out.max_tokens, ") exceeds the model's context of ", context, " tokens"));

@@ -131,10 +131,13 @@ int main(int argc, char** argv) {
   ev->add_option("--model", e.model, "Hugging Face model folder")->capture_default_str();
   ev->add_option("--tasks", e.tasks, "JSONL tasks: {prompt, answer} or {text}")->required();
   ev->add_option("--out", e.out, "JSONL results")->required();
-  ev->add_option("--attention-mode", e.settings.attention.mode, "dense | sliding_window")
+  e.attention.mode = "dense";
+  int64_t eval_window = 0, eval_sinks = 0;
+  ev->add_option("--attention-mode", e.attention.mode, "dense | sliding_window")
       ->capture_default_str();
-  ev->add_option("--window", e.settings.attention.window, "sliding_window: tokens attended");
-  ev->add_option("--sinks", e.settings.attention.sinks, "sliding_window: attention sinks");
+  auto* window_opt =
+      ev->add_option("--window", eval_window, "sliding_window: tokens attended");
+  auto* sinks_opt = ev->add_option("--sinks", eval_sinks, "sliding_window: attention sinks");
   ev->add_option("--kv-policy", e.settings.kv.policy, "KV budget policy")->capture_default_str();
   ev->add_option("--kv-budget", e.settings.kv.budget, "KV tokens kept per sequence");
   ev->add_option("--page-size", e.settings.page_size, "KV page size")->capture_default_str();
@@ -150,6 +153,8 @@ int main(int argc, char** argv) {
   if (gen->parsed()) return longview::RunGenerate(g);
   if (ev->parsed()) {
     if (eval_threads > 0) longview::cpu::SetNumThreads(eval_threads);
+    if (window_opt->count() > 0) e.attention.window = eval_window;
+    if (sinks_opt->count() > 0) e.attention.sinks = eval_sinks;
     return longview::RunEval(e);
   }
   return 0;

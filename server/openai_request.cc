@@ -216,7 +216,7 @@ absl::Status ReadLogprobs(const json& body, ApiRequest* r) {
 }
 
 // The `longview` extension object: {"attention": {"mode": "sliding_window", "window": 4096,
-// "sinks": 4}} (engine/attention_mode.h).
+// "sinks": 4}}, parsed by the mode registry (engine/attention/attention_mode.h).
 absl::Status ReadExtension(const json& body, ApiRequest* r) {
   const json* ext = Find(body, "longview");
   if (ext == nullptr) return absl::OkStatus();
@@ -233,7 +233,7 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
   if (!att->is_object()) {
     return InvalidParam("longview.attention", "longview.attention must be an object");
   }
-  AttentionModeRequest request;
+  AttentionRequest request;
   for (const auto& [key, value] : att->items()) {
     const std::string field = "longview.attention." + key;
     if (key == "mode") {
@@ -248,12 +248,11 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
     }
   }
   std::string bad_field;
-  absl::StatusOr<ForwardOptions> forward =
-      ForwardOptionsForMode(request, "longview.attention.", &bad_field);
-  if (!forward.ok()) return InvalidParam(bad_field, std::string(forward.status().message()));
-  r->forward = *forward;
-  const std::string m = request.mode.empty() ? "dense" : request.mode;
-  r->attention_mode = m;
+  absl::StatusOr<Attention> attention =
+      ParseAttention(request, "longview.attention.", &bad_field);
+  if (!attention.ok()) return InvalidParam(bad_field, std::string(attention.status().message()));
+  r->attention = *attention;
+  r->attention_mode = std::string((*attention)->name());
   return absl::OkStatus();
 }
 

@@ -53,7 +53,7 @@ struct ApiRequest {
   bool ignore_eos = false;
   std::string user;
   std::string attention_mode = "dense";
-  ForwardOptions forward;
+  Attention attention;
 };
 
 // Parses a request body. `body` must be a JSON object.

@@ -146,9 +146,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
     if (p.empty()) return InvalidParam(what, absl::StrCat("the ", what, " encodes to no tokens"));
     int64_t len = static_cast<int64_t>(p.size());
     int64_t max_tokens = r.max_tokens.value_or(r.kind == ApiKind::kChat ? 1 : 16);
-    // StreamingLLM (sinks) re-assigns positions below sinks + window: no length limit (the engine
-    // checks sinks + window against the context).
-    if (r.forward.sinks == 0 && len + max_tokens > context_length_) {
+    // The mode's limit: the context, or none where it re-assigns positions (StreamingLLM).
+    if (len > r.attention->MaxSequenceLength(context_length_) - max_tokens) {
       bool prompt_alone = len >= context_length_;
       return WithCode(
           InvalidParam(prompt_alone || !r.max_tokens ? what : "max_tokens",
@@ -203,15 +202,18 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
     g.prompt_tokens = std::move((*prompts)[i]);
     g.sampling = r.sampling;
     if (g.sampling.seed && i > 0) *g.sampling.seed += i;  // distinct prompts, distinct draws
+    // Chat without max_tokens: what the context has left, or for a mode without a length limit
+    // (a stream) as much as a context holds.
     g.max_tokens = r.max_tokens.value_or(
-        kind != ApiKind::kChat ? 16
-        : r.forward.sinks > 0  ? context_length_  // a stream: as much as a context holds
-                               : context_length_ - static_cast<int64_t>(g.prompt_tokens.size()));
+        kind != ApiKind::kChat
+            ? 16
+            : std::min(context_length_, r.attention->MaxSequenceLength(context_length_) -
+                                            static_cast<int64_t>(g.prompt_tokens.size())));
     g.stop = r.stop;
     g.ignore_eos = r.ignore_eos;
     g.n = r.n;
     g.logprobs = r.logprobs;
-    g.forward = r.forward;
+    g.attention = r.attention;
     absl::StatusOr<std::shared_ptr<RequestStream>> stream = loop_->Submit(std::move(g));
     if (!stream.ok()) {
       for (auto& s : streams) s->Cancel();

@@ -1,15 +1,64 @@
 #include "engine/attention/attention_mode.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "engine/attention/internal/modes.h"
 
 namespace longview {
 
-int64_t ReleasableWindow(const ModelConfig& cfg, const ForwardOptions& o) {
-  if (o.window_override > 0) return o.window_override;
-  if (o.window_override == 0 || cfg.layer_window.empty()) return 0;  // 0 = full attention
+using attention_internal::FieldError;
+
+absl::Status AttentionMode::CheckLength(int64_t num_prompt, int64_t max_tokens,
+                                        int64_t context) const {
+  const int64_t limit = MaxSequenceLength(context);
+  // Written so that no sum overflows: max_tokens may be anything up to INT64_MAX.
+  if (num_prompt <= limit && max_tokens <= limit - num_prompt) return absl::OkStatus();
+  return LengthError(num_prompt, max_tokens, context);
+}
+
+absl::Status AttentionMode::LengthError(int64_t num_prompt, int64_t max_tokens,
+                                        int64_t context) const {
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "prompt_tokens (%d) + max_tokens (%d) exceeds the model's context of %d tokens",
+      num_prompt, max_tokens, context));
+}
+
+int64_t AttentionMode::LayerWindow(int64_t model_window) const {
+  const int64_t w = Footprint().window;
+  return w >= 0 ? w : model_window;
+}
+
+int64_t AttentionMode::ReleasableWindow(int64_t model_window) const {
+  const int64_t w = Footprint().window;
+  return w > 0 ? w : w < 0 ? model_window : 0;
+}
+
+int64_t AttentionMode::ReleasableWindow(const ModelConfig& cfg) const {
+  return ReleasableWindow(ModelReleasableWindow(cfg));
+}
+
+int64_t AttentionMode::PagesHeld(int64_t num_tokens, int64_t page_size, int64_t chunk,
+                                 int64_t model_window) const {
+  auto pages = [page_size](int64_t tokens) { return tokens / page_size + (tokens % page_size != 0); };
+  const int64_t all = pages(num_tokens);
+  const int64_t w = ReleasableWindow(model_window);
+  if (w <= 0) return all;
+  return std::min(all, pages(Footprint().sinks) + pages(w + chunk) + 1);
+}
+
+uint64_t AttentionMode::PrefixCacheSalt() const {
+  const KvFootprint f = Footprint();
+  if (f.window < 0 && f.sinks == 0) return 0;
+  return (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(f.window + 1)) ^
+         (0xC2B2AE3D27D4EB4Full * static_cast<uint64_t>(f.sinks));
+}
+
+int64_t ModelReleasableWindow(const ModelConfig& cfg) {
+  if (cfg.layer_window.empty()) return 0;
   int64_t widest = 0;
   for (int64_t w : cfg.layer_window) {
     if (w <= 0) return 0;
@@ -18,55 +67,54 @@ int64_t ReleasableWindow(const ModelConfig& cfg, const ForwardOptions& o) {
   return widest;
 }
 
-int64_t QueryPosition(const ForwardOptions& o, int64_t token) {
-  if (o.sinks <= 0) return token;
-  const int64_t num_sinks = std::min(o.sinks, token + 1);
-  return num_sinks + (token - std::max(num_sinks, token - o.window_override + 1));
+Attention::Attention() {
+  static const std::shared_ptr<const AttentionMode> dense =
+      *attention_internal::MakeMode(DenseAttention{}, "");
+  mode_ = dense;
 }
 
-absl::Status ValidateForwardOptions(const ForwardOptions& o) {
-  if (o.sinks < 0) {
-    return absl::InvalidArgumentError(absl::StrFormat("sinks must be >= 0, got %d", o.sinks));
-  }
-  if (o.sinks > 0 && o.window_override < 1) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "sinks (%d) need a window of at least 1 token, got window %d", o.sinks, o.window_override));
-  }
-  if (o.sinks > o.window_override && o.sinks > 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "sinks (%d) must not exceed window (%d)", o.sinks, o.window_override));
-  }
-  return absl::OkStatus();
+absl::StatusOr<Attention> Attention::Of(const AttentionSpec& spec, const std::string& prefix) {
+  if (spec == AttentionSpec{DenseAttention{}}) return Attention();
+  absl::StatusOr<std::shared_ptr<const AttentionMode>> mode = std::visit(
+      [&](const auto& s) { return attention_internal::MakeMode(s, prefix); }, spec);
+  if (!mode.ok()) return mode.status();
+  return Attention(*std::move(mode));
 }
 
-
-absl::StatusOr<ForwardOptions> ForwardOptionsForMode(const AttentionModeRequest& a,
-                                                     const std::string& prefix,
-                                                     std::string* bad_field) {
-  auto fail = [&](const std::string& field, const std::string& message) {
-    if (bad_field != nullptr) *bad_field = prefix + field;
-    return absl::InvalidArgumentError(absl::StrCat(prefix, field, " ", message));
+std::span<const AttentionModeEntry> AttentionModes() {
+  static const AttentionModeEntry kModes[] = {
+      {"dense", attention_internal::ParseDense},
+      {"sliding_window", attention_internal::ParseSlidingWindow},
   };
-  const std::string mode = a.mode.empty() ? "dense" : a.mode;
-  if (mode == "dense") {
-    if (a.window.has_value()) return fail("window", "does not apply to mode dense");
-    if (a.sinks.has_value()) return fail("sinks", "does not apply to mode dense");
-    return ForwardOptions{};
+  return kModes;
+}
+
+absl::StatusOr<Attention> ParseAttention(const AttentionRequest& request, const std::string& prefix,
+                                         std::string* bad_field) {
+  auto fail = [&](absl::Status st) {
+    if (bad_field != nullptr) {
+      const std::string m(st.message());
+      *bad_field = m.substr(0, m.find(' '));
+    }
+    return st;
+  };
+  const std::string name = request.mode.empty() ? "dense" : request.mode;
+  std::span<const AttentionModeEntry> modes = AttentionModes();
+  auto it = std::find_if(modes.begin(), modes.end(),
+                         [&](const AttentionModeEntry& e) { return e.name == name; });
+  if (it == modes.end()) {
+    const bool later = name == "hip" || name == "lizard" || name == "delta";
+    std::vector<std::string> names;
+    for (const AttentionModeEntry& e : modes) names.emplace_back(e.name);
+    return fail(FieldError(prefix, "mode",
+                           absl::StrCat("'", name, "' is ", later ? "not supported yet" : "unknown",
+                                        "; supported: ", absl::StrJoin(names, ", "))));
   }
-  if (mode != "sliding_window") {
-    const bool later = mode == "hip" || mode == "lizard" || mode == "delta";
-    return fail("mode", absl::StrCat("'", mode, "' is ", later ? "not supported yet" : "unknown",
-                                     "; supported: dense, sliding_window"));
-  }
-  if (!a.window.has_value()) return fail("window", "is required for mode sliding_window");
-  if (*a.window < 1) return fail("window", absl::StrCat("must be at least 1, got ", *a.window));
-  const int64_t sinks = a.sinks.value_or(0);
-  if (sinks < 0) return fail("sinks", absl::StrCat("must be >= 0, got ", sinks));
-  if (sinks > *a.window) {
-    return fail("sinks", absl::StrCat("(", sinks, ") must not exceed ", prefix, "window (",
-                                      *a.window, ")"));
-  }
-  return ForwardOptions{.window_override = *a.window, .sinks = sinks};
+  absl::StatusOr<AttentionSpec> spec = it->parse(request, prefix);
+  if (!spec.ok()) return fail(spec.status());
+  absl::StatusOr<Attention> attention = Attention::Of(*spec, prefix);
+  if (!attention.ok()) return fail(attention.status());
+  return attention;
 }
 
 }  // namespace longview

@@ -14,22 +14,19 @@
 namespace longview {
 namespace {
 
-bool IsStreaming(const ForwardOptions& o) { return o.sinks > 0; }
-
-// StreamingLLM attention of `n` query rows at token indices token[i]: each query reads its own
-// selection (sinks + window, positions re-assigned), so a prefill chunk longer than the window
+// Attention of `n` query rows at token indices token[i] when each reads its own selection
+// (StreamingLLM: sinks + window, positions re-assigned), so a prefill chunk longer than the window
 // still gives every token what decoding it alone would.
-void StreamingAttention(const cpu::AttentionParams& params, const cpu::PagedKvView& view,
+void SelectionRowsAttention(const cpu::AttentionParams& params, const cpu::PagedKvView& view,
                         const cpu::RopeTable& rope, std::span<const int32_t> blocks,
-                        const ForwardOptions& o, const float* q, const int64_t* token, int64_t n,
+                        const AttentionMode& mode, int64_t model_window, const float* q, const int64_t* token, int64_t n,
                         float* out) {
   cpu::AttentionParams ap = params;
   ap.window = 0;  // the selection is the window
   const int64_t q_dim = ap.num_q_heads * ap.head_dim;
   for (int64_t i = 0; i < n; ++i) {
     int64_t q_pos = 0;
-    KvSelection sel = SinkWindowSelection(blocks, view.page_size, token[i], o.sinks,
-                                                    o.window_override, &q_pos);
+    KvSelection sel = mode.SelectKv(blocks, view.page_size, token[i], model_window, &q_pos);
     cpu::SelectionAttention(ap, view, rope, sel, q + i * q_dim, &q_pos, 1, out + i * q_dim);
   }
 }
@@ -63,7 +60,7 @@ KvLayout CpuModel::kv_layout(int64_t page_size) const {
 }
 
 absl::Status CpuModel::Forward(const SequenceChunk& chunk, HostKvStorage& kv, bool all_logits,
-                               std::vector<float>& logits, const ForwardOptions& options) {
+                               std::vector<float>& logits, const Attention& attention) {
   const int64_t n = static_cast<int64_t>(chunk.tokens.size());
   if (n == 0) return absl::InvalidArgumentError("Forward: no tokens");
   if (chunk.table == nullptr) return absl::InvalidArgumentError("Forward: no block table");
@@ -75,7 +72,7 @@ absl::Status CpuModel::Forward(const SequenceChunk& chunk, HostKvStorage& kv, bo
                           .block_ids = chunk.table->blocks(),
                           .need_logits = true,
                           .all_logits = all_logits,
-                          .options = options};
+                          .attention = attention};
   return ForwardBatch(std::span<const BatchSequence>(&seq, 1), kv, logits);
 }
 
@@ -99,9 +96,6 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
     const BatchSequence& seq = seqs[s];
     const int64_t n = static_cast<int64_t>(seq.tokens.size());
     if (n == 0) return absl::InvalidArgumentError(absl::StrFormat("sequence %d: no tokens", s));
-    if (absl::Status st = ValidateForwardOptions(seq.options); !st.ok()) {
-      return absl::InvalidArgumentError(absl::StrFormat("sequence %d: %s", s, st.message()));
-    }
     const int64_t capacity = static_cast<int64_t>(seq.block_ids.size()) * ps;
     if (capacity < seq.start_pos + n) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -109,7 +103,7 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
           seq.start_pos + n));
     }
     for (int32_t page : seq.block_ids) {
-      if (page == -1 && ReleasableWindow(cfg_, seq.options) > 0) continue;  // released
+      if (page == -1 && seq.attention->ReleasableWindow(cfg_) > 0) continue;  // released
       if (page < 0 || page >= kv.num_pages()) {
         return absl::InvalidArgumentError(
             absl::StrFormat("sequence %d: page %d out of range [0, %d)", s, page, kv.num_pages()));
@@ -159,7 +153,7 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
                     kv_dim * sizeof(float));
         std::memcpy(kv.At(page, l, KvLayout::kValue, slot, 0), &v[r * kv_dim],
                     kv_dim * sizeof(float));
-        const int64_t q_pos = QueryPosition(seq.options, pos[r]);
+        const int64_t q_pos = seq.attention->QueryPosition(pos[r]);
         for (int64_t h = 0; h < nh; ++h) rope_.Rotate(&q[(r * nh + h) * hd], q_pos);
       }
     }
@@ -179,11 +173,11 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
           .num_kv_heads = nkv,
           .head_dim = hd,
           .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
-          .window = seq.options.window_override >= 0 ? seq.options.window_override
-                                                     : cfg_.layer_window[l]};
-      if (IsStreaming(seq.options)) {
-        StreamingAttention(ap, view, rope_, seq.block_ids, seq.options, &q[row0[s] * q_dim],
-                           &pos[row0[s]], rows, &attn[row0[s] * q_dim]);
+          .window = seq.attention->LayerWindow(cfg_.layer_window[l])};
+      if (seq.attention->PerRowSelection()) {
+        SelectionRowsAttention(ap, view, rope_, seq.block_ids, *seq.attention,
+                               cfg_.layer_window[l], &q[row0[s] * q_dim], &pos[row0[s]], rows,
+                               &attn[row0[s] * q_dim]);
       } else {
         cpu::PagedAttention(ap, view, rope_, &q[row0[s] * q_dim], &pos[row0[s]], rows,
                             seq.start_pos + rows, &attn[row0[s] * q_dim]);

@@ -40,7 +40,7 @@ struct BatchSequence {
   std::span<const int32_t> block_ids;  // logical block -> page id; covers every position written
   bool need_logits = false;            // logits of the last token
   bool all_logits = false;             // with need_logits: of every token, in order
-  ForwardOptions options;
+  Attention attention;
 };
 
 class CpuModel {
@@ -58,7 +58,7 @@ class CpuModel {
   // with [n, vocab] (all_logits) or [vocab] for the last token: ForwardBatch of one sequence.
   // InvalidArgument for an out-of-range token id or a table too small for the positions.
   absl::Status Forward(const SequenceChunk& chunk, HostKvStorage& kv, bool all_logits,
-                       std::vector<float>& logits, const ForwardOptions& options = {});
+                       std::vector<float>& logits, const Attention& attention = {});
 
   // Runs several sequences at once: their tokens go through the dense layers as one matrix,
   // attention runs per sequence. `logits` gets, per sequence with need_logits and in order, one

@@ -36,7 +36,7 @@ absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
                                    .block_ids = s.block_ids,
                                    .need_logits = s.need_logits,
                                    .all_logits = s.all_logits,
-                                   .options = s.forward});
+                                   .attention = s.attention});
     if (!s.need_logits) continue;
     result.logits_row[i] = row;
     result.logits_count[i] = s.all_logits ? static_cast<int32_t>(s.token_ids.size()) : 1;

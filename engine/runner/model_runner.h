@@ -43,7 +43,7 @@ struct ScheduledSequence {
   // With need_logits: logits of every token of this step, in order (a prompt being scored); such
   // a row is never sampled on the device.
   bool all_logits = false;
-  ForwardOptions forward;          // the request's attention mode
+  Attention attention;             // the request's attention mode
   int32_t state_slot = -1;         // the sequence's mode-state slot in the KvStorage, or -1
   // Set when this row's token may be sampled on the device (no penalties, no top logprobs).
   std::optional<DeviceSampling> device_sampling;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/attention.h"
 
 namespace longview {
 namespace {
@@ -394,7 +395,7 @@ TEST(EngineLoopWindowTest, StreamingRequestGoesPastTheContext) {
   loop.Start();
   GenerationRequest req = Varied(Request(RandomPrompt(20, 21), context + 50));
   req.ignore_eos = true;
-  req.forward = {.window_override = 32, .sinks = 4};
+  req.attention = SlidingWindow(32, 4);
   auto stream = MustSubmit(loop, req);
   ASSERT_NE(stream, nullptr);
   const Collected c = Drain(*stream);
@@ -404,17 +405,17 @@ TEST(EngineLoopWindowTest, StreamingRequestGoesPastTheContext) {
   go.max_tokens = req.max_tokens;
   go.ignore_eos = true;
   go.page_size = 8;
-  go.forward = req.forward;
+  go.attention = req.attention;
   auto want = Generate(*Golden(), req.prompt_tokens, go);
   ASSERT_TRUE(want.ok()) << want.status();
   EXPECT_EQ(c.tokens.at(0), want->output_tokens);
 
   GenerationRequest no_sinks = req;
-  no_sinks.forward.sinks = 0;  // positions are token indices: the context still applies
+  no_sinks.attention = SlidingWindow(32);  // positions are token indices: the context still applies
   auto refused = loop.Submit(no_sinks);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   GenerationRequest too_wide = req;
-  too_wide.forward = {.window_override = context, .sinks = 4};
+  too_wide.attention = SlidingWindow(context, 4);
   refused = loop.Submit(too_wide);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("attention.sinks"), std::string::npos)

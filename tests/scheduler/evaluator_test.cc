@@ -6,6 +6,7 @@
 
 #include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
+#include "tests/support/attention.h"
 #include "tests/support/golden.h"
 #include "nlohmann/json.hpp"
 
@@ -83,14 +84,13 @@ TEST(EvaluatorTest, SlidingWindowKlIsZeroWhenTheWindowCoversEverythingAndPositiv
   const std::string text =
       "And the earth was without form, and void; and darkness was upon the face of the deep.";
   EvalSettings wide;
-  wide.attention.mode = "sliding_window";
-  wide.attention.window = 1000;
+  wide.attention = SlidingWindow(1000);
   auto r = MeasurePerplexity(*lm, text, wide);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NEAR(r->kl_vs_dense, 0.0, 1e-9);
   EXPECT_NEAR(r->nll, r->nll_dense, 1e-6 * r->nll);
   EvalSettings narrow = wide;
-  narrow.attention.window = 4;
+  narrow.attention = SlidingWindow(4);
   auto q = MeasurePerplexity(*lm, text, narrow);
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_GT(q->kl_vs_dense, 1e-3);
@@ -103,15 +103,14 @@ TEST(EvaluatorTest, StreamingLlmIsDenseWhenWideAndDiffersFromThePlainWindowWhenN
   const std::string text =
       "And the earth was without form, and void; and darkness was upon the face of the deep.";
   EvalSettings wide;
-  wide.attention = {.mode = "sliding_window", .window = 1000, .sinks = 4};
+  wide.attention = SlidingWindow(1000, 4);
   auto r = MeasurePerplexity(*lm, text, wide);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NEAR(r->kl_vs_dense, 0.0, 1e-9);  // nothing evicted: dense
   EvalSettings plain = wide;
-  plain.attention.window = 6;
-  plain.attention.sinks = 0;
+  plain.attention = SlidingWindow(6);
   EvalSettings sinks = plain;
-  sinks.attention.sinks = 2;
+  sinks.attention = SlidingWindow(6, 2);
   auto p = MeasurePerplexity(*lm, text, plain);
   auto s = MeasurePerplexity(*lm, text, sinks);
   ASSERT_TRUE(p.ok() && s.ok());
@@ -193,7 +192,7 @@ TEST(EvaluatorTest, SlidingWindowBucketsShowKlOnlyPastTheWindowAndDenseCanBeSkip
   const std::string text =
       "And the earth was without form, and void; and darkness was upon the face of the deep.";
   EvalSettings s;
-  s.attention = {.mode = "sliding_window", .window = 4, .sinks = 0};
+  s.attention = SlidingWindow(4);
   s.bucket = 4;
   auto r = MeasurePerplexity(*lm, text, s);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -230,18 +229,9 @@ TEST(EvaluatorTest, SlidingWindowBucketsShowKlOnlyPastTheWindowAndDenseCanBeSkip
 }
 
 TEST(EvaluatorTest, InvalidSettingsNameTheField) {
+  // The attention fields are parsed by the mode registry (attention_mode_test.cc).
   EvalSettings s;
-  s.attention.mode = "hyperattention";
-  EXPECT_NE(ValidateEvalSettings(s).message().find("attention.mode"), std::string::npos);
-  s.attention.mode = "sliding_window";
-  s.attention.window = 0;
-  EXPECT_NE(ValidateEvalSettings(s).message().find("attention.window"), std::string::npos);
-  s.attention.window = 64;
-  s.attention.sinks = 65;
-  EXPECT_NE(ValidateEvalSettings(s).message().find("attention.sinks"), std::string::npos);
-  s.attention.sinks = -1;
-  EXPECT_NE(ValidateEvalSettings(s).message().find("attention.sinks"), std::string::npos);
-  s.attention.sinks = 4;
+  s.attention = SlidingWindow(64, 4);
   EXPECT_TRUE(ValidateEvalSettings(s).ok());
   s.kv.policy = "mystery";
   EXPECT_NE(ValidateEvalSettings(s).message().find("kv.policy"), std::string::npos);

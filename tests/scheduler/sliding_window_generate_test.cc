@@ -8,6 +8,7 @@
 
 #include "scheduler/generator.h"
 #include "gtest/gtest.h"
+#include "tests/support/attention.h"
 #include "engine/cpu/cpu_model.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/block_table.h"
@@ -29,7 +30,7 @@ std::vector<int32_t> RandomPrompt(int64_t n, int32_t vocab, uint32_t seed) {
 // Greedy decode keeping every page: the reference the windowed stream must reproduce.
 std::vector<int32_t> GreedyKeepingAllPages(CpuModel& model, const std::vector<int32_t>& prompt,
                                            int64_t max_tokens, int64_t ps,
-                                           const ForwardOptions& fo) {
+                                           const Attention& fo) {
   const int64_t total = static_cast<int64_t>(prompt.size()) + max_tokens;
   BlockTable table(ps);
   BlockPool pool(table.BlocksNeeded(total));
@@ -66,7 +67,7 @@ TEST(SlidingWindowGenerateTest, PagesStayBoundedAndTokensMatchKeepingEveryPage) 
     opt.max_tokens = c.max_tokens;
     opt.ignore_eos = true;
     opt.page_size = c.page_size;
-    opt.forward = {.window_override = c.window, .sinks = c.sinks};
+    opt.attention = SlidingWindow(c.window, c.sinks);
     const int64_t bound = (c.sinks + c.page_size - 1) / c.page_size +
                           (c.window + c.page_size - 1) / c.page_size + 1;
     int64_t calls = 0, last_tokens = 0, max_seen = 0;
@@ -86,7 +87,7 @@ TEST(SlidingWindowGenerateTest, PagesStayBoundedAndTokensMatchKeepingEveryPage) 
     EXPECT_EQ(last_tokens, c.prompt_len + c.max_tokens - 1);
     EXPECT_GT(calls, c.max_tokens - 1);
     EXPECT_EQ(r->output_tokens,
-              GreedyKeepingAllPages(**CpuModel::Create((*lm)->config, (*lm)->weights), prompt, c.max_tokens, c.page_size, opt.forward));
+              GreedyKeepingAllPages(**CpuModel::Create((*lm)->config, (*lm)->weights), prompt, c.max_tokens, c.page_size, opt.attention));
   }
 }
 
@@ -97,9 +98,9 @@ TEST(SlidingWindowGenerateTest, ModelNativeWindowFreesPages) {
   ASSERT_TRUE(lm.ok()) << lm.status();
   const int64_t window = (*lm)->config.layer_window[0];
   ASSERT_EQ(window, 16);
-  EXPECT_EQ(ReleasableWindow((*lm)->config, {}), 16);
-  EXPECT_EQ(ReleasableWindow((*lm)->config, {.window_override = 0}), 0);  // full attention asked
-  EXPECT_EQ(ReleasableWindow((*lm)->config, {.window_override = 40}), 40);
+  EXPECT_EQ(Attention()->ReleasableWindow((*lm)->config), 16);
+  EXPECT_EQ(FullAttention()->ReleasableWindow((*lm)->config), 0);  // full attention asked
+  EXPECT_EQ(SlidingWindow(40)->ReleasableWindow((*lm)->config), 40);
   for (int64_t ps : {1, 4, 16}) {
     GenerateOptions opt;
     opt.sampling.temperature = 0;
@@ -117,7 +118,7 @@ TEST(SlidingWindowGenerateTest, ModelNativeWindowFreesPages) {
   // A model with a full-attention layer keeps its pages (Llama here: no window at all).
   auto llama = LoadedModel::Load(kLlama);
   ASSERT_TRUE(llama.ok());
-  EXPECT_EQ(ReleasableWindow((*llama)->config, {}), 0);
+  EXPECT_EQ(Attention()->ReleasableWindow((*llama)->config), 0);
 }
 
 TEST(SlidingWindowGenerateTest, StreamingLlmGoesPastTheContextWithBoundedPages) {
@@ -129,18 +130,18 @@ TEST(SlidingWindowGenerateTest, StreamingLlmGoesPastTheContextWithBoundedPages) 
   opt.max_tokens = context + 100;
   opt.ignore_eos = true;
   opt.page_size = 8;
-  opt.forward = {.window_override = 32, .sinks = 4};
+  opt.attention = SlidingWindow(32, 4);
   auto r = Generate(**lm, RandomPrompt(20, 512, 6), opt);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(static_cast<int64_t>(r->output_tokens.size()), context + 100);
   EXPECT_LE(r->peak_kv_pages, 1 + 4 + 1);
 
   // Without sinks positions are token indices: the context still limits the length.
-  opt.forward.sinks = 0;
+  opt.attention = SlidingWindow(32);
   EXPECT_EQ(Generate(**lm, RandomPrompt(20, 512, 6), opt).status().code(),
             absl::StatusCode::kInvalidArgument);
   // And sinks + window must fit the context.
-  opt.forward = {.window_override = context, .sinks = 1};
+  opt.attention = SlidingWindow(context, 1);
   auto bad = Generate(**lm, RandomPrompt(20, 512, 6), opt);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("sinks"), absl::string_view::npos) << bad.status();

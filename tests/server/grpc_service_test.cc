@@ -17,6 +17,7 @@
 
 #include "scheduler/generator.h"
 #include "gtest/gtest.h"
+#include "tests/support/attention.h"
 #include "proto/longview.grpc.pb.h"
 #include "scheduler/engine_loop.h"
 
@@ -203,10 +204,10 @@ TEST_F(GrpcServiceTest, SlidingWindowWithSinksEqualsGenerate) {
   opt.sampling.temperature = 0;
   opt.max_tokens = 40;
   opt.ignore_eos = true;
-  opt.forward = {.window_override = 6, .sinks = 2};
+  opt.attention = SlidingWindow(6, 2);
   auto want = Generate(*model_, prompt, opt);
   ASSERT_TRUE(want.ok()) << want.status();
-  opt.forward = {};
+  opt.attention = {};
   auto dense = Generate(*model_, prompt, opt);
   ASSERT_TRUE(dense.ok()) << dense.status();
   EXPECT_NE(want->output_tokens, dense->output_tokens);

@@ -41,22 +41,20 @@ TEST(OpenAiRequestTest, ParsesEveryCompletionField) {
   EXPECT_EQ(r->attention_mode, "dense");
 }
 
-TEST(OpenAiRequestTest, SlidingWindowWithSinksBecomesForwardOptions) {
+TEST(OpenAiRequestTest, SlidingWindowWithSinksBecomesItsAttentionSpec) {
   auto r = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "hi", "longview": {"attention":
       {"mode": "sliding_window", "window": 4096, "sinks": 4}}})");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->attention_mode, "sliding_window");
-  EXPECT_EQ(r->forward.window_override, 4096);
-  EXPECT_EQ(r->forward.sinks, 4);
+  EXPECT_EQ(r->attention->spec(),
+            AttentionSpec(SlidingWindowAttention{.window = 4096, .sinks = 4}));
   auto plain = ParseApiRequest(ApiKind::kChat, R"({"messages": [{"role": "user", "content": "x"}],
       "longview": {"attention": {"mode": "sliding_window", "window": 16}}})");
   ASSERT_TRUE(plain.ok()) << plain.status();
-  EXPECT_EQ(plain->forward.window_override, 16);
-  EXPECT_EQ(plain->forward.sinks, 0);
+  EXPECT_EQ(plain->attention->spec(), AttentionSpec(SlidingWindowAttention{.window = 16}));
   auto dense = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "hi"})");
   ASSERT_TRUE(dense.ok());
-  EXPECT_EQ(dense->forward.window_override, -1);
-  EXPECT_EQ(dense->forward.sinks, 0);
+  EXPECT_EQ(dense->attention->spec(), AttentionSpec(DenseAttention{}));
 }
 
 TEST(OpenAiRequestTest, DefaultsWhenAbsentOrNull) {

@@ -55,7 +55,12 @@ int Run(int argc, char** argv) {
                         (window + chunk - 1 + page_size - 1) / page_size + 1;
   BlockPool pool((*runner)->num_pages());
   BlockTable table(page_size);
-  const ForwardOptions fwd{.window_override = window, .sinks = sinks};
+  absl::StatusOr<Attention> fwd =
+      Attention::Of(SlidingWindowAttention{.window = window, .sinks = sinks});
+  if (!fwd.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(fwd.status().message()).c_str());
+    return 1;
+  }
   int64_t released_end = 0, peak_pages = 0;
   // Frees what the query at `start` no longer sees, then allocates through `end`.
   auto make_room = [&](int64_t start, int64_t end) -> bool {
@@ -79,7 +84,7 @@ int Run(int argc, char** argv) {
     s.start_pos = start;
     s.block_ids.assign(table.blocks().begin(), table.blocks().end());
     s.need_logits = true;
-    s.forward = fwd;
+    s.attention = *fwd;
     s.device_sampling = DeviceSampling{.temperature = 0.f};
     plan.seqs.push_back(std::move(s));
     StepResult r;

@@ -66,7 +66,13 @@ int main(int argc, char** argv) {
   opt.max_tokens = tokens;
   opt.ignore_eos = true;
   opt.page_size = page_size;
-  opt.forward = {.window_override = window, .sinks = sinks};
+  absl::StatusOr<longview::Attention> attention = longview::Attention::Of(
+      longview::SlidingWindowAttention{.window = window, .sinks = sinks});
+  if (!attention.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(attention.status().message()).c_str());
+    return 1;
+  }
+  opt.attention = *attention;
   int64_t next_print = every;
   opt.on_kv_pages = [&](int64_t num_tokens, int64_t pages) {
     if (num_tokens < next_print) return;

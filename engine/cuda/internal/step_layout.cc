@@ -3,7 +3,6 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/attention/attention_mode.h"
-#include "kernels/kv_selection.h"
 #include "engine/cuda/internal/runner_impl.h"
 #include "engine/cuda/internal/step_meta.h"
 #include "kernels/kv_selection.h"
@@ -16,7 +15,9 @@ enum class Group { kDenseDecode, kSelectionDecode, kPrefill };
 
 Group GroupOf(const ScheduledSequence& s) {
   if (s.token_ids.size() != 1) return Group::kPrefill;
-  if (s.forward.window_override < 0 && s.forward.sinks == 0) return Group::kDenseDecode;
+  // The model's own windows read keys by position: the dense decode kernel (graph-captured).
+  const KvFootprint f = s.attention->Footprint();
+  if (f.window < 0 && f.sinks == 0 && !s.attention->PerRowSelection()) return Group::kDenseDecode;
   return Group::kSelectionDecode;
 }
 
@@ -24,16 +25,13 @@ absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledS
   const int64_t ps = m.opt.page_size;
   const int64_t n = static_cast<int64_t>(s.token_ids.size());
   if (n == 0) return absl::InvalidArgumentError(absl::StrFormat("sequence %d: no tokens", i));
-  if (absl::Status st = ValidateForwardOptions(s.forward); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrFormat("sequence %d: %s", i, st.message()));
-  }
   const int64_t capacity = static_cast<int64_t>(s.block_ids.size()) * ps;
   if (s.start_pos < 0 || capacity < s.start_pos + n) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "sequence %d: block table holds %d tokens, positions up to %d needed", i, capacity,
         s.start_pos + n));
   }
-  if (s.forward.sinks == 0 && s.start_pos + n > m.max_model_len) {
+  if (s.start_pos + n > s.attention->MaxSequenceLength(m.max_model_len)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "sequence %d: %d tokens exceed the runner's max_model_len %d", i, s.start_pos + n,
         m.max_model_len));
@@ -45,7 +43,7 @@ absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledS
   for (size_t b = 0; b < s.block_ids.size(); ++b) {
     const int32_t page = s.block_ids[b];
     const bool written = static_cast<int64_t>(b + 1) * ps > s.start_pos;
-    if (page == -1 && ReleasableWindow(m.cfg, s.forward) > 0 && !written) continue;  // released
+    if (page == -1 && s.attention->ReleasableWindow(m.cfg) > 0 && !written) continue;  // released
     if (page < 0 || page >= m.num_pages) {
       return absl::InvalidArgumentError(
           absl::StrFormat("sequence %d: page %d out of range [0, %d)", i, page, m.num_pages));
@@ -60,21 +58,6 @@ absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledS
   return absl::OkStatus();
 }
 
-// The keys a one-token step of `s` attends to, and the query's RoPE position: StreamingLLM's
-// sinks + window (positions re-assigned), or a plain window / full attention by token position.
-KvSelection SelectionOf(const ScheduledSequence& s, int64_t page_size, int64_t* q_pos) {
-  const int64_t t = s.start_pos;
-  if (s.forward.sinks > 0) {
-    return SinkWindowSelection(s.block_ids, page_size, t, s.forward.sinks,
-                                    s.forward.window_override, q_pos);
-  }
-  *q_pos = t;
-  const int64_t w = s.forward.window_override;  // >= 0 here; 0 = full attention
-  const int64_t first = w > 0 ? std::max<int64_t>(0, t - w + 1) : 0;
-  KvSelection sel;
-  AppendTokenRange(s.block_ids, page_size, first, t - first + 1, first, sel);
-  return sel;
-}
 
 template <typename T>
 T* At(char* base, size_t off) {
@@ -139,7 +122,10 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   std::vector<int64_t> sel_pos(L.ns);
   int64_t num_spans = 0;
   for (int64_t j = 0; j < L.ns; ++j) {
-    selections[j] = SelectionOf(plan.seqs[L.order[L.nd + j]], ps, &sel_pos[j]);
+    // One selection serves every layer: the group holds modes that set their own window
+    // (Footprint().window >= 0), so the model's per-layer windows (0 here) do not apply.
+    const ScheduledSequence& s = plan.seqs[L.order[L.nd + j]];
+    selections[j] = s.attention->SelectKv(s.block_ids, ps, s.start_pos, 0, &sel_pos[j]);
     const int64_t n = static_cast<int64_t>(selections[j].spans.size());
     num_spans += n;
     L.max_spans = std::max(L.max_spans, n);
@@ -158,9 +144,9 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
     for (size_t k = p0; k < L.order.size(); ++k) {
       const ScheduledSequence& s = plan.seqs[L.order[k]];
       const int64_t n = static_cast<int64_t>(s.token_ids.size()), kv_len = s.start_pos + n;
-      const int64_t window =
-          s.forward.window_override >= 0 ? s.forward.window_override : m.distinct_windows[v];
-      total += window > 0 ? std::min(kv_len, s.forward.sinks + window + n - 1) : kv_len;
+      const KvFootprint f = s.attention->Footprint();
+      const int64_t window = s.attention->LayerWindow(m.distinct_windows[v]);
+      total += window > 0 ? std::min(kv_len, f.sinks + window + n - 1) : kv_len;
     }
     L.prefill_total_kv = std::max(L.prefill_total_kv, total);
   }
@@ -266,10 +252,11 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
       pre_lens[j] = static_cast<int32_t>(kv_len);
       std::copy(s.block_ids.begin(), s.block_ids.end(), pre_tables + j * L.prefill_stride);
       for (int64_t v = 0; v < nwin; ++v) {
-        windows[v * L.np + j] = static_cast<int32_t>(
-            s.forward.window_override >= 0 ? s.forward.window_override : m.distinct_windows[v]);
+        windows[v * L.np + j] =
+            static_cast<int32_t>(s.attention->LayerWindow(m.distinct_windows[v]));
       }
-      sinks[j] = static_cast<int32_t>(s.forward.sinks);
+      // The prefill kernel's rule mode applies StreamingLLM itself (sinks + window).
+      sinks[j] = static_cast<int32_t>(s.attention->Footprint().sinks);
     }
   }
   if (L.np > 0) qstart[L.np] = static_cast<int32_t>(L.total_rows - L.prefill_row0);

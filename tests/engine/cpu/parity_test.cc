@@ -16,6 +16,7 @@
 #include "kvcache/host_kv_storage.h"
 #include "nlohmann/json.hpp"
 #include "scheduler/generator.h"
+#include "tests/support/attention.h"
 #include "tests/support/golden.h"
 #include "tests/support/test_checkpoint.h"
 
@@ -30,7 +31,7 @@ std::vector<GoldenPrompt> ReadGolden(const std::string& model) {
 
 // All-position logits of `ids` run through the model in chunks of `chunk` tokens.
 std::vector<float> RunLogits(const LoadedModel& lm, const std::vector<int32_t>& ids,
-                             int64_t page_size, int64_t chunk, int64_t window_override = -1) {
+                             int64_t page_size, int64_t chunk, const Attention& attention = {}) {
   auto cpu_model = CpuModel::Create(lm.config, lm.weights);
   EXPECT_TRUE(cpu_model.ok()) << cpu_model.status();
   CpuModel& model = **cpu_model;
@@ -43,13 +44,11 @@ std::vector<float> RunLogits(const LoadedModel& lm, const std::vector<int32_t>& 
   std::reverse(blocks->begin(), blocks->end());
   table.Append(*blocks);
   std::vector<float> all, part;
-  ForwardOptions fo;
-  fo.window_override = window_override;
   for (size_t start = 0; start < ids.size(); start += chunk) {
     size_t n = std::min<size_t>(chunk, ids.size() - start);
     auto s = model.Forward(
         {std::span<const int32_t>(ids).subspan(start, n), static_cast<int64_t>(start), &table}, kv,
-        /*all_logits=*/true, part, fo);
+        /*all_logits=*/true, part, attention);
     EXPECT_TRUE(s.ok()) << s;
     all.insert(all.end(), part.begin(), part.end());
   }
@@ -163,7 +162,7 @@ TEST(MistralWindowTest, WindowIsExercised) {
   for (const auto& g : golden) {
     if (g.ids.size() <= 16) continue;
     ++exercised;
-    std::vector<float> full = RunLogits(**lm, g.ids, 16, 1 << 20, /*window_override=*/0);
+    std::vector<float> full = RunLogits(**lm, g.ids, 16, 1 << 20, FullAttention());
     EXPECT_GT(RelMaxDiff(full, g.logits), 1e-2) << "prompt of " << g.ids.size() << " tokens";
   }
   EXPECT_GE(exercised, 2);

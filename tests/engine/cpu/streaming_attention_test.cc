@@ -1,4 +1,4 @@
-// StreamingLLM attention in CpuModel (ForwardOptions::sinks): with a window covering the whole
+// StreamingLLM attention in CpuModel (sliding_window with sinks): with a window covering the whole
 // sequence it is dense attention bit for bit; on a one-layer model (whose keys and values are
 // functions of the token alone) the logits of token t equal those of a dense run over the
 // explicitly re-positioned sequence [sink tokens, window tokens]; pages outside the selection may
@@ -14,6 +14,7 @@
 #include "engine/model/model_config.h"
 #include "engine/model/weights.h"
 #include "gtest/gtest.h"
+#include "tests/support/attention.h"
 #include "kvcache/block_pool.h"
 
 namespace longview {
@@ -46,7 +47,7 @@ std::vector<int32_t> RandomTokens(int64_t n, int32_t vocab, uint32_t seed) {
 
 // All-position logits of `ids`, run in chunks, pages in reverse order.
 std::vector<float> RunLogits(CpuModel& model, const std::vector<int32_t>& ids, int64_t page_size,
-                       int64_t chunk, const ForwardOptions& fo) {
+                       int64_t chunk, const Attention& fo) {
   BlockTable table(page_size);
   BlockPool pool(table.BlocksNeeded(static_cast<int64_t>(ids.size())));
   HostKvStorage kv(model.kv_layout(page_size), pool.num_blocks());
@@ -70,8 +71,8 @@ TEST(StreamingAttentionTest, WindowCoveringTheSequenceIsDenseBitForBit) {
   auto model = LoadModel();
   const std::vector<int32_t> ids = RandomTokens(45, model->config().vocab_size, 11);
   for (int64_t chunk : {1, 7, 45}) {
-    std::vector<float> dense = RunLogits(*model, ids, 8, chunk, {.window_override = 0});
-    std::vector<float> sw = RunLogits(*model, ids, 8, chunk, {.window_override = 41, .sinks = 4});
+    std::vector<float> dense = RunLogits(*model, ids, 8, chunk, FullAttention());
+    std::vector<float> sw = RunLogits(*model, ids, 8, chunk, SlidingWindow(41, 4));
     ASSERT_EQ(dense.size(), sw.size());
     EXPECT_EQ(std::memcmp(dense.data(), sw.data(), dense.size() * sizeof(float)), 0)
         << "chunk " << chunk;
@@ -82,7 +83,7 @@ TEST(StreamingAttentionTest, OneLayerEqualsDenseOverTheRepositionedSequence) {
   auto model = LoadModel(/*num_layers=*/1);
   const int64_t sinks = 3, window = 9, n = 40, vocab = model->config().vocab_size;
   const std::vector<int32_t> ids = RandomTokens(n, static_cast<int32_t>(vocab), 12);
-  const ForwardOptions fo{.window_override = window, .sinks = sinks};
+  const Attention fo = SlidingWindow(window, sinks);
   for (int64_t chunk : {1, 6, 40}) {
     std::vector<float> sw = RunLogits(*model, ids, 4, chunk, fo);
     int64_t checked = 0;
@@ -90,7 +91,7 @@ TEST(StreamingAttentionTest, OneLayerEqualsDenseOverTheRepositionedSequence) {
       // The cache StreamingLLM holds for token t: the sinks, then the last `window` tokens.
       std::vector<int32_t> repositioned(ids.begin(), ids.begin() + sinks);
       repositioned.insert(repositioned.end(), ids.begin() + t - window + 1, ids.begin() + t + 1);
-      std::vector<float> ref = RunLogits(*model, repositioned, 4, 1 << 20, {.window_override = 0});
+      std::vector<float> ref = RunLogits(*model, repositioned, 4, 1 << 20, FullAttention());
       double diff = 0, scale = 0;
       for (int64_t v = 0; v < vocab; ++v) {
         const double r = ref[(repositioned.size() - 1) * vocab + v];
@@ -100,7 +101,7 @@ TEST(StreamingAttentionTest, OneLayerEqualsDenseOverTheRepositionedSequence) {
       EXPECT_LT(diff / scale, 1e-5) << "chunk " << chunk << " token " << t;
       // And it is not dense attention: the window really cut the sequence.
       std::vector<float> dense = RunLogits(*model, std::vector<int32_t>(ids.begin(), ids.begin() + t + 1),
-                                     4, 1 << 20, {.window_override = 0});
+                                     4, 1 << 20, FullAttention());
       double dd = 0;
       for (int64_t v = 0; v < vocab; ++v) {
         dd = std::max<double>(dd, std::fabs(sw[t * vocab + v] - dense[t * vocab + v]));
@@ -115,7 +116,7 @@ TEST(StreamingAttentionTest, ReleasedPagesAreNotReadAndBatchEqualsForward) {
   auto model = LoadModel();
   const int64_t ps = 4, sinks = 2, window = 7, n = 30, vocab = model->config().vocab_size;
   const std::vector<int32_t> ids = RandomTokens(n, static_cast<int32_t>(vocab), 13);
-  const ForwardOptions fo{.window_override = window, .sinks = sinks};
+  const Attention fo = SlidingWindow(window, sinks);
   std::vector<float> ref = RunLogits(*model, ids, ps, 1, fo);
 
   // Decode token by token, overwriting and releasing (-1) every page that left the window.
@@ -141,32 +142,10 @@ TEST(StreamingAttentionTest, ReleasedPagesAreNotReadAndBatchEqualsForward) {
                       .start_pos = t,
                       .block_ids = ids_table,
                       .need_logits = true,
-                      .options = fo};
+                      .attention = fo};
     ASSERT_TRUE(model->ForwardBatch(std::span<const BatchSequence>(&seq, 1), kv, logits).ok());
     EXPECT_EQ(std::memcmp(logits.data(), &ref[t * vocab], vocab * sizeof(float)), 0)
         << "token " << t;
-  }
-}
-
-TEST(StreamingAttentionTest, InvalidOptionsNameTheField) {
-  auto model = LoadModel(1);
-  BlockTable table(4);
-  BlockPool pool(2);
-  HostKvStorage kv(model->kv_layout(4), 2);
-  table.Append(*pool.Allocate(2));
-  const std::vector<int32_t> ids = {5, 6};
-  std::vector<float> logits;
-  struct Bad {
-    ForwardOptions fo;
-    std::string needle;
-  };
-  for (const Bad& b : {Bad{{.window_override = 0, .sinks = 4}, "window"},
-                       Bad{{.window_override = -1, .sinks = 1}, "window"},
-                       Bad{{.window_override = 3, .sinks = 4}, "sinks"},
-                       Bad{{.window_override = 3, .sinks = -1}, "sinks"}}) {
-    absl::Status s = model->Forward({ids, 0, &table}, kv, false, logits, b.fo);
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_NE(s.message().find(b.needle), absl::string_view::npos) << s;
   }
 }
 

@@ -20,6 +20,7 @@
 
 #include "engine/cuda/cuda_model_runner.h"
 #include "gtest/gtest.h"
+#include "tests/support/attention.h"
 #include "nlohmann/json.hpp"
 #include "proto/longview.grpc.pb.h"
 #include "scheduler/engine_loop.h"
@@ -174,7 +175,8 @@ std::string LongPrompt() {
 
 struct Mode {
   const char* name;
-  ForwardOptions fwd;
+  int64_t window = 0;  // 0: dense
+  int64_t sinks = 0;
 };
 
 TEST(CudaApiGpu, BothApisServeDenseAndSlidingWindowLikeTheCpuEngine) {
@@ -183,13 +185,12 @@ TEST(CudaApiGpu, BothApisServeDenseAndSlidingWindowLikeTheCpuEngine) {
   const std::string prompt = LongPrompt();
   const std::vector<int32_t> prompt_ids = s->lm->tokenizer->Encode(prompt, true);
   ASSERT_GT(prompt_ids.size(), 200u);  // longer than the windows below
-  for (const Mode& mode : {Mode{"dense", {}}, Mode{"window", {.window_override = 64}},
-                           Mode{"sinks", {.window_override = 64, .sinks = 4}}}) {
+  for (const Mode& mode : {Mode{"dense"}, Mode{"window", 64}, Mode{"sinks", 64, 4}}) {
     GenerateOptions go;
     go.max_tokens = 32;
     go.ignore_eos = true;
     go.sampling.temperature = 0;
-    go.forward = mode.fwd;
+    go.attention = mode.window > 0 ? SlidingWindow(mode.window, mode.sinks) : Attention();
     auto cpu = Generate(*s->lm, prompt, go);
     ASSERT_TRUE(cpu.ok()) << cpu.status();
 
@@ -200,14 +201,14 @@ TEST(CudaApiGpu, BothApisServeDenseAndSlidingWindowLikeTheCpuEngine) {
     req.mutable_stopping()->set_ignore_eos(true);
     nlohmann::json body = {{"model", "longview-tiny"}, {"prompt", prompt}, {"max_tokens", 32},
                            {"temperature", 0}, {"ignore_eos", true}};
-    if (mode.fwd.window_override > 0) {
+    if (mode.window > 0) {
       req.mutable_attention()->set_mode("sliding_window");
-      req.mutable_attention()->set_window(mode.fwd.window_override);
-      req.mutable_attention()->set_sinks(mode.fwd.sinks);
+      req.mutable_attention()->set_window(mode.window);
+      req.mutable_attention()->set_sinks(mode.sinks);
       body["longview"] = {{"attention",
                            {{"mode", "sliding_window"},
-                            {"window", mode.fwd.window_override},
-                            {"sinks", mode.fwd.sinks}}}};
+                            {"window", mode.window},
+                            {"sinks", mode.sinks}}}};
     }
     const GrpcResult g = GrpcGenerate(*s->stub, req);
     ASSERT_TRUE(g.status.ok()) << g.status.error_message();

@@ -19,6 +19,7 @@
 #include "scheduler/generator.h"
 #include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
+#include "tests/support/attention.h"
 #include "tests/support/cpu_model_of.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/block_table.h"
@@ -44,7 +45,7 @@ class Driver {
 
   // Runs tokens [start, start + chunk.size()) and returns the last token's logits (or the
   // device-sampled token when `device` is set: then *token is filled and logits are empty).
-  absl::StatusOr<std::vector<float>> Step(std::span<const int32_t> chunk, ForwardOptions fwd = {},
+  absl::StatusOr<std::vector<float>> Step(std::span<const int32_t> chunk, Attention fwd = {},
                                           std::optional<DeviceSampling> device = std::nullopt,
                                           int32_t* token = nullptr) {
     const int64_t end = pos_ + static_cast<int64_t>(chunk.size());
@@ -58,7 +59,7 @@ class Driver {
     s.start_pos = pos_;
     s.block_ids.assign(table_.blocks().begin(), table_.blocks().end());
     s.need_logits = true;
-    s.forward = fwd;
+    s.attention = fwd;
     s.device_sampling = device;
     plan.seqs.push_back(std::move(s));
     StepResult r;
@@ -241,7 +242,7 @@ TEST(CudaModelGpu, SlidingWindowAndSinksMatchCpu) {
   std::vector<int32_t> ids;
   for (int i = 0; i < 300; ++i) ids.push_back(3 + (i * 7919) % static_cast<int32_t>(vocab - 3));
   for (int64_t sinks : {0, 4}) {
-    ForwardOptions fwd{.window_override = 48, .sinks = sinks};
+    const Attention fwd = SlidingWindow(48, sinks);
     auto runner = CudaModelRunner::Create((*lm)->config, (*lm)->weights.get(),
                                           SmallOptions(true, 16));
     ASSERT_TRUE(runner.ok()) << runner.status();

@@ -1,0 +1,27 @@
+// Attention modes for tests: sliding windows and full attention, valid by construction (a test
+// that passes invalid values gets them reported as a failure, not a crash).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+
+#include "engine/attention/attention_mode.h"
+#include "gtest/gtest.h"
+
+namespace longview {
+
+inline Attention TestAttention(const AttentionSpec& spec) {
+  absl::StatusOr<Attention> a = Attention::Of(spec);
+  EXPECT_TRUE(a.ok()) << a.status();
+  return a.ok() ? *a : Attention();
+}
+
+// DESIGN §4 sliding_window: the last `window` tokens, plus `sinks` StreamingLLM sinks.
+inline Attention SlidingWindow(int64_t window, int64_t sinks = 0) {
+  return TestAttention(SlidingWindowAttention{.window = window, .sinks = sinks});
+}
+
+// Every layer reads every key (the model's own windows ignored): the reference for windows.
+inline Attention FullAttention() { return TestAttention(DenseAttention{.full = true}); }
+
+}  // namespace longview
