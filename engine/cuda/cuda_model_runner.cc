@@ -15,6 +15,7 @@
 #include "engine/cuda/cublaslt_gemm.h"
 #include "engine/cuda/internal/device_weights.h"
 #include "engine/cuda/internal/kernels_facade.h"
+#include "engine/cuda/internal/layer_ops.h"
 #include "engine/cuda/internal/runner_impl.h"
 #include "engine/cuda/internal/step_meta.h"
 #include "kernels/cpu/rope.h"
@@ -161,6 +162,7 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
                            .rope_hi = rope_hi,
                            .windows = distinct_windows};
   ASSIGN_OR_RETURN(kernels, KernelsFacade::Create(kc));
+  attention_ops.assign(num_layers, std::make_shared<cuda_internal::PagedAttentionOp>());
   RETURN_IF_ERROR(EnsureMeta(size_t{1} << 20));
   RETURN_IF_ERROR(CudaStatus(cudaDeviceSynchronize(), "init"));
 
@@ -191,154 +193,15 @@ absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t s
 
 namespace longview {
 
-// The forward of one laid-out step; only enqueues (capturable for pure dense-decode steps).
+// The forward of one laid-out step, composed of per-layer ops (layer_ops.h); only enqueues
+// (capturable for pure dense-decode steps).
 static absl::Status Forward(CudaModelRunner::Impl& m, const StepLayout& L) {
-  using cuda_internal::PagesView;
-  const char* d = m.meta_dev;
-  auto i32 = [d](size_t off) { return reinterpret_cast<const int32_t*>(d + off); };
-  cuda_internal::KernelsFacade& k = *m.kernels;
-  cuda::CublasLtGemm& g = *m.gemm;
-  const cudaStream_t st = m.stream;
-  const int64_t rows = L.total_rows;
-  RETURN_IF_ERROR(k.Gather(i32(L.ids), rows, m.w.embed, m.vocab, m.hidden, m.x, st));
+  RETURN_IF_ERROR(cuda_internal::EmbedTokens(m, L));
   for (int64_t l = 0; l < m.num_layers; ++l) {
-    const cuda_internal::DeviceLayer& lw = m.w.layers[l];
-    RETURN_IF_ERROR(
-        cuda::CudaStatus(cuda::FusedAddRmsNorm({.dtype = m.dt,
-                                                .num_rows = rows,
-                                                .hidden = m.hidden,
-                                                .eps = static_cast<float>(m.cfg.rms_norm_eps),
-                                                .x = l == 0 ? nullptr : m.proj,
-                                                .residual = m.x,
-                                                .weight = lw.input_norm,
-                                                .out = m.xn},
-                                               st),
-                         "rmsnorm"));
-    RETURN_IF_ERROR(g.Run({.dtype = m.dt,
-                           .m = rows,
-                           .n = m.qkv_dim,
-                           .k = m.hidden,
-                           .x = m.xn,
-                           .w = lw.qkv,
-                           .bias = lw.qkv_bias,
-                           .y = m.qkv},
-                          st));
-    const PagesView view{.pages = m.kv->pages(),
-                         .page_stride = m.layout.PageElements(),
-                         .k_offset = m.layout.Offset(l, KvLayout::kKey, 0, 0),
-                         .v_offset = m.layout.Offset(l, KvLayout::kValue, 0, 0)};
-    char* qkv = static_cast<char*>(m.qkv);
-    // K and V to the pages; the decode rows' q rotated in the same kernel.
-    RETURN_IF_ERROR(k.KvAppend(qkv + m.q_dim * 2, qkv + (m.q_dim + m.kv_dim) * 2, m.qkv_dim,
-                               reinterpret_cast<const int64_t*>(d + L.slots), rows, view, st, m.qkv,
-                               L.batch_padded + L.ns, i32(L.dec_pos)));
-    if (L.batch_padded > 0) {
-      RETURN_IF_ERROR(k.Decode(m.layer_window[l], L.batch_padded, L.context_bucket, m.qkv,
-                               m.qkv_dim, m.attn, view, i32(L.dec_tables), L.decode_stride,
-                               i32(L.dec_lens), st));
-    }
-    if (L.ns > 0) {
-      RETURN_IF_ERROR(k.DecodeSelection(
-          L.ns, L.max_spans, m.Row(m.qkv, L.batch_padded, m.qkv_dim), m.qkv_dim,
-          m.Row(m.attn, L.batch_padded, m.q_dim), view,
-          reinterpret_cast<const KvSpan*>(d + L.sel_spans), i32(L.sel_offsets), st));
-    }
-    if (L.np > 0) {
-      RETURN_IF_ERROR(k.Prefill(
-          L.np, rows - L.prefill_row0, L.prefill_total_kv, m.Row(m.qkv, L.prefill_row0, m.qkv_dim),
-          m.qkv_dim, m.Row(m.attn, L.prefill_row0, m.q_dim), view, i32(L.pre_tables),
-          L.prefill_stride, i32(L.pre_qstart), i32(L.pre_lens),
-          i32(L.pre_windows) + m.layer_window_index[l] * L.np, i32(L.pre_sinks), st));
-    }
-    RETURN_IF_ERROR(g.Run({.dtype = m.dt,
-                           .m = rows,
-                           .n = m.hidden,
-                           .k = m.q_dim,
-                           .x = m.attn,
-                           .w = lw.o,
-                           .y = m.proj},
-                          st));
-    RETURN_IF_ERROR(
-        cuda::CudaStatus(cuda::FusedAddRmsNorm({.dtype = m.dt,
-                                                .num_rows = rows,
-                                                .hidden = m.hidden,
-                                                .eps = static_cast<float>(m.cfg.rms_norm_eps),
-                                                .x = m.proj,
-                                                .residual = m.x,
-                                                .weight = lw.post_norm,
-                                                .out = m.xn},
-                                               st),
-                         "rmsnorm"));
-    RETURN_IF_ERROR(g.Run({.dtype = m.dt,
-                           .m = rows,
-                           .n = 2 * m.inter,
-                           .k = m.hidden,
-                           .x = m.xn,
-                           .w = lw.gate_up,
-                           .y = m.gu},
-                          st));
-    char* gu = static_cast<char*>(m.gu);
-    RETURN_IF_ERROR(cuda::CudaStatus(cuda::SiluMul({.dtype = m.dt,
-                                                    .num_rows = rows,
-                                                    .n = m.inter,
-                                                    .gate = gu,
-                                                    .up = gu + m.inter * 2,
-                                                    .out = m.act,
-                                                    .gate_stride = 2 * m.inter,
-                                                    .up_stride = 2 * m.inter,
-                                                    .out_stride = m.inter},
-                                                   st),
-                                     "silu_mul"));
-    RETURN_IF_ERROR(g.Run({.dtype = m.dt,
-                           .m = rows,
-                           .n = m.hidden,
-                           .k = m.inter,
-                           .x = m.act,
-                           .w = lw.down,
-                           .y = m.proj},
-                          st));
+    RETURN_IF_ERROR(cuda_internal::AttentionBlock(m, L, l));
+    RETURN_IF_ERROR(cuda_internal::MlpBlock(m, L, l));
   }
-  RETURN_IF_ERROR(
-      cuda::CudaStatus(cuda::FusedAddRmsNorm({.dtype = m.dt,
-                                              .num_rows = rows,
-                                              .hidden = m.hidden,
-                                              .eps = static_cast<float>(m.cfg.rms_norm_eps),
-                                              .x = m.proj,
-                                              .residual = m.x,
-                                              .weight = m.w.final_norm,
-                                              .out = m.xn},
-                                             st),
-                       "rmsnorm"));
-  const bool in_place = LogitsInPlace(L);
-  const int64_t r = in_place ? L.batch_padded : static_cast<int64_t>(L.logit_src.size());
-  if (r == 0) return absl::OkStatus();
-  const void* src = m.xn;
-  const bool wide = r > m.max_rows;  // scoring a prompt: the wide buffers (EnsureLogitsRows)
-  float* logits = wide ? m.wide_logits : m.logits;
-  if (!in_place) {
-    void* last = wide ? m.wide_last : m.last;
-    RETURN_IF_ERROR(k.Gather(i32(L.gather), r, m.xn, rows, m.hidden, last, st));
-    src = last;
-  }
-  RETURN_IF_ERROR(g.Run({.dtype = m.dt,
-                         .m = r,
-                         .n = m.vocab,
-                         .k = m.hidden,
-                         .x = src,
-                         .w = m.w.lm_head,
-                         .y = logits,
-                         .y_float32 = true},
-                        st));
-  if (L.sample) {
-    const cuda_internal::KernelsFacade::SampleParams p{
-        .temperature = reinterpret_cast<const float*>(d + L.s_temp),
-        .top_k = i32(L.s_topk),
-        .top_p = reinterpret_cast<const float*>(d + L.s_topp),
-        .seed = reinterpret_cast<const uint64_t*>(d + L.s_seed),
-        .counter = reinterpret_cast<const uint64_t*>(d + L.s_counter)};
-    RETURN_IF_ERROR(k.Sample(m.logits, r, p, m.sampled_tokens, m.sampled_logprobs, st));
-  }
-  return absl::OkStatus();
+  return cuda_internal::LogitsHead(m, L);
 }
 
 absl::Status CudaModelRunner::Impl::EnsureLogitsRows(int64_t rows) {

@@ -19,6 +19,10 @@
 
 namespace longview {
 
+namespace cuda_internal {
+class AttentionOp;  // layer_ops.h
+}  // namespace cuda_internal
+
 // Positions the RoPE tables cover: StreamingLLM sequences keep their token index as position
 // inside the prefill kernel (only differences matter), so streams far past the model's context
 // work.
@@ -65,6 +69,8 @@ struct CudaModelRunner::Impl {
   size_t meta_capacity = 0;
 
   std::unique_ptr<cuda_internal::KernelsFacade> kernels;
+  // Per layer, the op computing attention from the qkv rows (layer_ops.h).
+  std::vector<std::shared_ptr<const cuda_internal::AttentionOp>> attention_ops;
 
   struct Graph {
     cudaGraphExec_t exec = nullptr;
