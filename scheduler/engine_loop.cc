@@ -24,6 +24,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // vLLM's bucket bounds (vllm/v1/metrics/loggers.py).
@@ -140,8 +145,8 @@ struct EngineLoop::Impl {
   void FinishSeq(int64_t seq_id);
   void FailAll(const absl::Status& status);
   void PublishMetrics();
-  // Recounts waiting requests into num_waiting_requests (read by Submit); returns it and, when
-  // `running` is given, the running ones.
+  // Recounts the sequences of waiting requests into num_waiting_seqs (read by Submit); returns
+  // the waiting requests and, when `running` is given, the running ones.
   int64_t PublishWaiting(int64_t* running);
 
   const LoadedModel& model;
@@ -158,7 +163,12 @@ struct EngineLoop::Impl {
   std::deque<Submission> queue;
   bool started = false;
   bool stopping = false;
-  int64_t num_waiting_requests = 0;  // admitted but not running (published by the loop)
+  int64_t num_waiting_seqs = 0;  // sequences of admitted requests not running (published by the loop)
+  // Progress watchdog: when the loop last completed an iteration that moved (a step ran, or
+  // nothing was left to do), in steady-clock nanoseconds.
+  std::atomic<int64_t> last_progress_ns{0};
+  bool has_work = false;  // the scheduler had work after the last iteration (under mu)
+  int64_t steps_run = 0;  // loop thread: 1 when the last Step() executed a plan
   std::thread thread;
   mutable std::mutex metrics_mu;
   EngineMetrics metrics;
@@ -206,7 +216,7 @@ void EngineLoop::Stop() {
   // Without a thread (never started), open requests were never admitted: nothing else to fail.
 }
 
-absl::StatusOr<std::shared_ptr<RequestStream>> EngineLoop::Submit(GenerationRequest request) {
+absl::Status EngineLoop::Validate(const GenerationRequest& request) const {
   const ModelConfig& cfg = model_->config;
   const int64_t num_prompt = static_cast<int64_t>(request.prompt_tokens.size());
   if (num_prompt == 0) return absl::InvalidArgumentError("prompt_tokens is empty");
@@ -240,23 +250,71 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineLoop::Submit(GenerationRequ
     return absl::InvalidArgumentError(
         absl::StrFormat("n must be in [1, %d], got %d", o.max_num_seqs, request.n));
   }
+  // The n sequences together: they share the prompt's full pages (unless a window releases
+  // them), each holds the rest. A request that can never fit is refused now rather than left
+  // at the head of the queue.
+  const int64_t shared =
+      mode.ReleasableWindow(cfg) > 0 ? 0 : std::min(pages, num_prompt / o.page_size);
+  const int64_t all_pages = pages + (request.n - 1) * (pages - shared);
+  if (all_pages > o.num_kv_pages) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "n = %d sequences of prompt_tokens + max_tokens = %d tokens need %d KV pages, the cache "
+        "holds %d",
+        request.n, total, all_pages, o.num_kv_pages));
+  }
   if (request.logprobs < -1 || request.logprobs > kMaxLogprobs) {
     return absl::InvalidArgumentError(
         absl::StrFormat("logprobs must be in [-1, %d], got %d", kMaxLogprobs, request.logprobs));
   }
-  auto stream = std::make_shared<RequestStream>(request.request_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> EngineLoop::Submit(GenerationRequest request) {
+  std::vector<GenerationRequest> one;
+  one.push_back(std::move(request));
+  ASSIGN_OR_RETURN(std::vector<std::shared_ptr<RequestStream>> streams, SubmitAll(std::move(one)));
+  return std::move(streams.front());
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<RequestStream>>> EngineLoop::SubmitAll(
+    std::vector<GenerationRequest> requests) {
+  int64_t seqs = 0;
+  for (const GenerationRequest& r : requests) {
+    RETURN_IF_ERROR(Validate(r));
+    seqs += r.n;
+  }
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const GenerationRequest& r : requests) {
+    streams.push_back(std::make_shared<RequestStream>(r.request_id));
+  }
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->stopping) return absl::UnavailableError("engine stopped");
-    const int64_t waiting = static_cast<int64_t>(impl_->queue.size()) + impl_->num_waiting_requests;
-    if (waiting >= o.max_queue) {
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("request queue full (%d waiting requests)", waiting));
+    int64_t waiting = impl_->num_waiting_seqs;
+    for (const Submission& q : impl_->queue) waiting += q.request.n;
+    if (waiting + seqs > impl_->opt.max_queue) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "request queue full (%d waiting sequences, this request adds %d, the limit is %d)",
+          waiting, seqs, impl_->opt.max_queue));
     }
-    impl_->queue.push_back({std::move(request), stream, Clock::now()});
+    if (impl_->queue.empty() && impl_->num_waiting_seqs == 0) {
+      impl_->last_progress_ns = NowNs();  // the watchdog counts from the first work
+    }
+    for (size_t i = 0; i < requests.size(); ++i) {
+      impl_->queue.push_back({std::move(requests[i]), streams[i], Clock::now()});
+    }
   }
   impl_->cv.notify_all();
-  return stream;
+  return streams;
+}
+
+double EngineLoop::StalledSeconds() const {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (!impl_->started || impl_->stopping) return 0;
+    if (impl_->queue.empty() && !impl_->has_work) return 0;
+  }
+  return static_cast<double>(NowNs() - impl_->last_progress_ns.load()) * 1e-9;
 }
 
 EngineMetrics EngineLoop::Snapshot() const {
@@ -281,13 +339,22 @@ void EngineLoop::Impl::Run() {
       incoming.swap(queue);
       // Admitted requests wait until the step below has run; count them now so that Submit
       // cannot slip past max_queue before PublishMetrics sets the exact figure.
-      num_waiting_requests += static_cast<int64_t>(incoming.size());
+      for (const Submission& s : incoming) num_waiting_seqs += s.request.n;
+      has_work = has_work || !incoming.empty();
     }
     for (Submission& s : incoming) Admit(std::move(s));
     ReapCancelled();
+    bool moved = true;
     if (sched.HasWork()) {
       absl::Status st = Step();
       if (!st.ok()) FailAll(st);
+      // A step that ran nothing (every sequence waiting for pages) is not progress.
+      moved = !st.ok() || steps_run > 0 || !sched.HasWork();
+    }
+    if (moved) last_progress_ns = NowNs();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      has_work = sched.HasWork();
     }
     if (!cache_error.ok()) {
       FailAll(absl::InternalError(absl::StrCat("KV cache: ", cache_error.message())));
@@ -355,6 +422,7 @@ SequenceDelta& EngineLoop::Impl::DeltaFor(RequestState& r, int32_t index) {
 }
 
 absl::Status EngineLoop::Impl::Step() {
+  steps_run = 0;
   const SchedulePlan plan = sched.Schedule();
   if (plan.empty()) {
     // Nothing fits right now (cannot last: Submit refuses what never fits); do not spin.
@@ -366,6 +434,7 @@ absl::Status EngineLoop::Impl::Step() {
   if (step.empty()) return absl::OkStatus();
   if (runner.samples_on_device()) OfferDeviceSampling(step);
   RETURN_IF_ERROR(runner.Execute(step, result));
+  steps_run = 1;
   if (opt.on_step) {
     for (const ScheduledSequence& ss : step.seqs) {
       int64_t pages = 0;
@@ -539,17 +608,22 @@ void EngineLoop::Impl::FlushOutputs(Clock::time_point now) {
 }
 
 int64_t EngineLoop::Impl::PublishWaiting(int64_t* running) {
-  int64_t num_running = 0, waiting = 0;
+  int64_t num_running = 0, waiting = 0, waiting_seqs = 0;
   for (const auto& r : requests) {
     bool any_running = false;
     for (const auto& s : r->seqs) {
       const Sequence* seq = sched.Get(s->seq_id);
       any_running = any_running || (seq != nullptr && seq->status == SequenceStatus::kRunning);
     }
-    (any_running ? num_running : waiting) += 1;
+    if (any_running) {
+      ++num_running;
+    } else {
+      ++waiting;
+      waiting_seqs += r->request.n;
+    }
   }
   std::lock_guard<std::mutex> lock(mu);
-  num_waiting_requests = waiting;
+  num_waiting_seqs = waiting_seqs;
   if (running != nullptr) *running = num_running;
   return waiting;
 }

@@ -108,7 +108,8 @@ class RequestStream {
 struct EngineLoopOptions {
   int64_t max_num_batched_tokens = 2048;  // token budget per step
   int64_t max_num_seqs = 256;             // running sequences at most
-  int64_t max_queue = 1024;               // waiting requests beyond which Submit refuses
+  int64_t max_queue = 1024;               // waiting sequences (n per request) beyond which
+                                          // Submit refuses
   int64_t page_size = 16;
   int64_t num_kv_pages = 4096;            // KV pages in the pool
   bool enable_prefix_caching = true;
@@ -164,11 +165,23 @@ class EngineLoop {
   // InvalidArgument for a bad request (naming the field: prompt length + max_tokens beyond the
   // model's context, sampling values, n < 1, ...); ResourceExhausted when the queue is full.
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
+  // Several requests (one API call's prompts), admitted or refused whole: every one is
+  // validated first, and the queue takes all of them or none (ResourceExhausted).
+  absl::StatusOr<std::vector<std::shared_ptr<RequestStream>>> SubmitAll(
+      std::vector<GenerationRequest> requests);
+
+  // Seconds since the loop last made progress while it had work (0 when idle or moving). A
+  // loop that has work and stays still (a stuck step, a request that can never be scheduled)
+  // grows this; health checks turn unhealthy past a threshold.
+  double StalledSeconds() const;
 
   EngineMetrics Snapshot() const;
   const LoadedModel& model() const { return *model_; }
 
  private:
+  // Everything Submit checks of one request (InvalidArgument naming the field).
+  absl::Status Validate(const GenerationRequest& request) const;
+
   struct Impl;
   std::shared_ptr<const LoadedModel> model_;
   std::unique_ptr<Impl> impl_;

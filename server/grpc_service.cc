@@ -360,6 +360,12 @@ GrpcServer::~GrpcServer() { Shutdown(); }
 
 void GrpcServer::Shutdown() {
   std::call_once(shutdown_once_, [this] {
+    {
+      std::lock_guard<std::mutex> lock(watchdog_mu_);
+      watchdog_stop_ = true;
+    }
+    watchdog_cv_.notify_all();
+    if (watchdog_.joinable()) watchdog_.join();
     if (!server_) return;
     if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
     service_->BeginShutdown();
@@ -375,7 +381,8 @@ int64_t GrpcServer::num_client_cancellations() const {
 absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
                                                             const std::string& host, int port,
                                                             const std::string& api_key,
-                                                            const std::string& model_name) {
+                                                            const std::string& model_name,
+                                                            double max_stall_seconds) {
   if (loop == nullptr) return absl::InvalidArgumentError("StartGrpcServer: loop is null");
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("grpc port must be in [0, 65535], got ", port));
@@ -412,6 +419,20 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
   server->port_ = bound_port;
   if (auto* health = server->server_->GetHealthCheckService()) {
     health->SetServingStatus(kServiceName, true);
+    // The overall ("") and the service's status follow the engine loop's progress.
+    GrpcServer* s = server.get();
+    s->watchdog_ = std::thread([s, loop, health, max_stall_seconds] {
+      bool serving = true;
+      std::unique_lock<std::mutex> lock(s->watchdog_mu_);
+      while (!s->watchdog_cv_.wait_for(lock, std::chrono::milliseconds(200),
+                                       [s] { return s->watchdog_stop_; })) {
+        const bool ok = loop->StalledSeconds() <= max_stall_seconds;
+        if (ok == serving) continue;
+        serving = ok;
+        health->SetServingStatus(ok);
+        health->SetServingStatus(kServiceName, ok);
+      }
+    });
   }
   return server;
 }

@@ -17,10 +17,12 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "common/status.h"
 
@@ -57,13 +59,19 @@ class GrpcServer {
                                                                      const std::string& host,
                                                                      int port,
                                                                      const std::string& api_key,
-                                                                     const std::string& model_name);
+                                                                     const std::string& model_name,
+                                                                     double max_stall_seconds);
   GrpcServer() = default;
 
   std::unique_ptr<GenerationService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::once_flag shutdown_once_;
+  // Health watchdog: NOT_SERVING while the engine loop is stalled (EngineLoop::StalledSeconds).
+  std::thread watchdog_;
+  std::mutex watchdog_mu_;
+  std::condition_variable watchdog_cv_;
+  bool watchdog_stop_ = false;
 };
 
 // Starts serving on host:port (host: an IPv4/IPv6 literal or name, e.g. "127.0.0.1", "0.0.0.0",
@@ -74,6 +82,7 @@ class GrpcServer {
 absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
                                                             const std::string& host, int port,
                                                             const std::string& api_key,
-                                                            const std::string& model_name);
+                                                            const std::string& model_name,
+                                                            double max_stall_seconds = 60);
 
 }  // namespace longview

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/api_error.h"
 #include "server/metrics_text.h"
 #include "server/openai_job.h"
@@ -67,6 +68,13 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
   const std::string& path = request.path;
   const std::string& method = request.method;
   if (path == "/health") {
+    const double stalled = loop_->StalledSeconds();
+    if (stalled > options_.max_stall_seconds) {
+      responder->Respond(503, "application/json",
+                         absl::StrFormat("{\"status\":\"stalled\",\"stalled_seconds\":%.1f}",
+                                         stalled));
+      return;
+    }
     responder->Respond(200, "application/json", "{\"status\":\"ok\"}");
     return;
   }
@@ -181,6 +189,19 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
                  "model_not_found"));
     return;
   }
+  // prompts × n sequences at most per request, checked before tokenizing: one call must not
+  // flood the queue.
+  const int64_t num_prompts =
+      kind == ApiKind::kChat ? 1 : static_cast<int64_t>(r.prompts.size());
+  const int64_t num_seqs = num_prompts * r.n;
+  if (num_seqs > options_.max_seqs_per_request) {
+    RespondError(*responder,
+                 InvalidParam(num_prompts > 1 ? "prompt" : "n",
+                              absl::StrCat("this request makes ", num_prompts, " prompts x n = ",
+                                           r.n, " = ", num_seqs, " sequences; at most ",
+                                           options_.max_seqs_per_request, " per request")));
+    return;
+  }
   absl::StatusOr<std::vector<std::vector<int32_t>>> prompts = Prompts(r);
   if (!prompts.ok()) {
     RespondError(*responder, prompts.status());
@@ -195,7 +216,7 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
   spec.stream = r.stream;
   spec.include_usage = r.include_usage;
   spec.logprobs = r.logprobs;
-  std::vector<std::shared_ptr<RequestStream>> streams;
+  std::vector<GenerationRequest> requests;
   for (size_t i = 0; i < prompts->size(); ++i) {
     GenerationRequest g;
     g.request_id = prompts->size() == 1 ? spec.id : absl::StrCat(spec.id, "-", i);
@@ -214,19 +235,20 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
     g.n = r.n;
     g.logprobs = r.logprobs;
     g.attention = r.attention;
-    absl::StatusOr<std::shared_ptr<RequestStream>> stream = loop_->Submit(std::move(g));
-    if (!stream.ok()) {
-      for (auto& s : streams) s->Cancel();
-      absl::Status status = stream.status();
-      if (status.code() == absl::StatusCode::kResourceExhausted) {
-        status = WithCode(status, "queue_full");
-      }
-      RespondError(*responder, status);
-      return;
-    }
-    streams.push_back(*std::move(stream));
+    requests.push_back(std::move(g));
   }
-  auto job = std::make_shared<GenerationJob>(std::move(spec), std::move(streams), responder,
+  // Admitted or refused whole: a refused request leaves nothing queued.
+  absl::StatusOr<std::vector<std::shared_ptr<RequestStream>>> streams =
+      loop_->SubmitAll(std::move(requests));
+  if (!streams.ok()) {
+    absl::Status status = streams.status();
+    if (status.code() == absl::StatusCode::kResourceExhausted) {
+      status = WithCode(status, "queue_full");
+    }
+    RespondError(*responder, status);
+    return;
+  }
+  auto job = std::make_shared<GenerationJob>(std::move(spec), *std::move(streams), responder,
                                              loop_->model().tokenizer.get());
   job->Begin();
   pump_->Add(std::move(job));

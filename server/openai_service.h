@@ -29,6 +29,10 @@ struct OpenAiServiceOptions {
   std::string served_model_name;
   std::string api_key;  // empty: no auth
   ChatTemplate chat_template;
+  // prompts × n of one request at most (more is a 400 naming `prompt` or `n`).
+  int64_t max_seqs_per_request = 256;
+  // /health answers 503 once the engine loop has had work without progress for this long.
+  double max_stall_seconds = 60;
 };
 
 class OpenAiService {

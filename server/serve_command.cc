@@ -67,7 +67,15 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->capture_default_str();
   s->add_option("--num-kv-pages", a->num_kv_pages, "KV pages in the pool (0 = CPU: 4096, CUDA: from free memory)")
       ->capture_default_str();
-  s->add_option("--max-queue", a->max_queue, "Waiting requests beyond which requests get 429")
+  s->add_option("--max-queue", a->max_queue,
+                "Waiting sequences (prompts x n) beyond which requests get 429")
+      ->capture_default_str();
+  s->add_option("--max-seqs-per-request", a->max_seqs_per_request,
+                "Sequences (prompts x n) one request may make; more gets 400")
+      ->capture_default_str();
+  s->add_option("--health-stall-seconds", a->health_stall_seconds,
+                "/health and gRPC health turn unhealthy when the engine has had work without "
+                "progress this long")
       ->capture_default_str();
   s->add_option("--max-body-bytes", a->max_body_bytes, "Larger request bodies get 413")
       ->capture_default_str();
@@ -91,6 +99,8 @@ int RunServe(const ServeArgs& a) {
   if (a.port < 0 || a.port > 65535) return Fail("--port must be in [0, 65535]");
   if (a.grpc_port > 65535) return Fail("--grpc-port must be at most 65535");
   if (a.max_body_bytes < 1) return Fail("--max-body-bytes must be at least 1");
+  if (a.max_seqs_per_request < 1) return Fail("--max-seqs-per-request must be at least 1");
+  if (!(a.health_stall_seconds > 0)) return Fail("--health-stall-seconds must be positive");
   if (a.io_threads < 1 || a.pump_threads < 1) {
     return Fail("--io-threads and --pump-threads must be at least 1");
   }
@@ -139,6 +149,8 @@ int RunServe(const ServeArgs& a) {
       a.served_model_name.empty() ? DefaultServedName(a.model) : a.served_model_name;
   so.api_key = a.api_key;
   so.chat_template = *tmpl;
+  so.max_seqs_per_request = a.max_seqs_per_request;
+  so.max_stall_seconds = a.health_stall_seconds;
   std::string model_name = so.served_model_name;
   RequestPump pump(a.pump_threads);
   OpenAiService service(&loop, &pump, std::move(so));
@@ -157,7 +169,8 @@ int RunServe(const ServeArgs& a) {
   }
   std::unique_ptr<GrpcServer> grpc;
   if (a.grpc_port > 0) {
-    auto g = StartGrpcServer(&loop, a.host, a.grpc_port, a.api_key, model_name);
+    auto g = StartGrpcServer(&loop, a.host, a.grpc_port, a.api_key, model_name,
+                             a.health_stall_seconds);
     if (!g.ok()) {
       (*http)->Stop();
       pump.Stop();

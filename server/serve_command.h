@@ -32,6 +32,8 @@ struct ServeArgs {
   int64_t max_num_batched_tokens = 2048;
   int64_t num_kv_pages = 0;  // 0 = CPU: 4096, CUDA: from free GPU memory
   int64_t max_queue = 1024;
+  int64_t max_seqs_per_request = 256;
+  double health_stall_seconds = 60;
   int64_t max_body_bytes = 8 << 20;
   int64_t page_size = 16;
   std::string chat_template;  // empty: from tokenizer_config.json

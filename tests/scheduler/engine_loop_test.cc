@@ -2,7 +2,10 @@
 
 #include "engine/cpu/cpu_model_runner.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <string>
@@ -10,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/scheduler/fake_runner.h"
 #include "tests/support/attention.h"
 
 namespace longview {
@@ -450,6 +454,86 @@ TEST(EngineLoopRunnerTest, ServesWithoutTheHostModelWhenGivenARunner) {
   const Collected c = Drain(*stream);
   EXPECT_TRUE(c.status.ok()) << c.status;
   EXPECT_EQ(c.tokens.at(0), Expected(req).output_tokens);
+  loop.Stop();
+}
+
+
+GenerationRequest Plain(int32_t first_token, int64_t max_tokens, int32_t n = 1) {
+  GenerationRequest r;
+  r.request_id = "r" + std::to_string(first_token);
+  r.prompt_tokens = {first_token, 5, 6, 7};
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  r.n = n;
+  if (n > 1) r.sampling.temperature = 1.0;
+  return r;
+}
+
+// The queue limit counts sequences (n each), and a call's requests are taken or refused whole.
+TEST(EngineLoopTest, QueueCountsSequencesAndAdmitsARequestGroupWhole) {
+  const int32_t vocab = static_cast<int32_t>(Golden()->config.vocab_size);
+  auto runner = std::make_shared<test::GatedRunner>(64, 16, vocab);
+  EngineLoopOptions o;
+  o.runner = runner;
+  o.num_kv_pages = 64;
+  o.max_queue = 5;
+  EngineLoop loop(Golden(), o);
+  loop.Start();
+  // Taken by the loop and held in its first step; it counts as waiting until that step is done.
+  auto running = loop.Submit(Plain(10, 2));
+  ASSERT_TRUE(running.ok()) << running.status();
+  runner->WaitEntered();
+  auto three = loop.Submit(Plain(11, 2, /*n=*/3));  // 1 + 3 sequences waiting
+  ASSERT_TRUE(three.ok()) << three.status();
+  std::vector<GenerationRequest> pair = {Plain(12, 2), Plain(13, 2)};
+  auto refused = loop.SubmitAll(pair);  // 4 + 2 > 5: neither is queued
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("sequences"), std::string::npos) << refused.status();
+  auto one = loop.Submit(Plain(14, 2));  // 4 + 1 = 5: fits, so the pair left nothing behind
+  EXPECT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(loop.Submit(Plain(15, 2)).status().code(), absl::StatusCode::kResourceExhausted);
+  runner->Open();
+  for (auto* s : {&*running, &*three, &*one}) EXPECT_TRUE(Drain(**s).status.ok());
+  loop.Stop();
+}
+
+// The watchdog: stalled seconds grow while the loop has work and does not move, and are 0 when
+// idle or moving.
+TEST(EngineLoopTest, StalledSecondsGrowOnlyWhileWorkDoesNotMove) {
+  const int32_t vocab = static_cast<int32_t>(Golden()->config.vocab_size);
+  auto runner = std::make_shared<test::GatedRunner>(64, 16, vocab);
+  EngineLoopOptions o;
+  o.runner = runner;
+  o.num_kv_pages = 64;
+  EngineLoop loop(Golden(), o);
+  loop.Start();
+  EXPECT_EQ(loop.StalledSeconds(), 0.0);  // idle
+  auto stream = loop.Submit(Plain(10, 3));
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  runner->WaitEntered();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_GT(loop.StalledSeconds(), 0.25);
+  runner->Open();
+  EXPECT_TRUE(Drain(**stream).status.ok());
+  // Finished: idle again (the loop publishes after the step that finished it).
+  for (int i = 0; i < 200 && loop.StalledSeconds() != 0.0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(loop.StalledSeconds(), 0.0);
+  loop.Stop();
+}
+
+// n sequences that together cannot fit the pool are refused at submit, naming n.
+TEST(EngineLoopTest, RequestWhoseSequencesCanNeverFitIsRefusedAtSubmit) {
+  EngineLoopOptions o;
+  o.num_kv_pages = 8;
+  o.page_size = 16;
+  EngineLoop loop(Golden(), o);
+  auto fits = loop.Submit(Plain(10, 100));  // 104 tokens: 7 pages
+  EXPECT_TRUE(fits.ok()) << fits.status();
+  auto too_many = loop.Submit(Plain(11, 100, /*n=*/2));  // 7 + 7 pages
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_many.status().message().find("n = 2"), std::string::npos) << too_many.status();
   loop.Stop();
 }
 

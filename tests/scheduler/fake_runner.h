@@ -8,7 +8,9 @@
 // sequence, or not copied to a forked one, is caught. The lifecycle ids of every plan are kept.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -100,6 +102,35 @@ class FakeRunner : public ModelRunner {
   int64_t num_steps_ = 0;
   std::vector<int64_t> finished_, reset_;
   std::vector<std::pair<int64_t, int64_t>> forked_;
+};
+
+// A fake runner whose steps wait at a gate: the engine loop stays inside a step until Open().
+class GatedRunner : public FakeRunner {
+ public:
+  using FakeRunner::FakeRunner;
+  absl::Status Execute(const StepPlan& plan, StepResult& result) override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      entered_ = true;
+      entered_cv_.notify_all();
+      cv_.wait(lock, [&] { return open_; });
+    }
+    return FakeRunner::Execute(plan, result);
+  }
+  void WaitEntered() {
+    std::unique_lock<std::mutex> lock(mu_);
+    entered_cv_.wait(lock, [&] { return entered_; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_, entered_cv_;
+  bool open_ = false, entered_ = false;
 };
 
 }  // namespace longview::test

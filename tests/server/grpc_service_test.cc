@@ -17,6 +17,7 @@
 
 #include "scheduler/generator.h"
 #include "gtest/gtest.h"
+#include "tests/scheduler/fake_runner.h"
 #include "tests/support/attention.h"
 #include "proto/longview.grpc.pb.h"
 #include "scheduler/engine_loop.h"
@@ -465,6 +466,49 @@ TEST_F(GrpcServiceTest, ApiKeyRequiredWhenSet) {
 
   // Health stays open for probes.
   EXPECT_EQ(HealthCheck(keyed_->port(), ""), 1);
+}
+
+// Health follows the engine: NOT_SERVING while it has work and makes no progress (a step that
+// does not return), SERVING again once it moves.
+TEST(GrpcHealthTest, NotServingWhileTheEngineStalls) {
+  auto lm = LoadedModel::Load(kModelDir);
+  ASSERT_TRUE(lm.ok()) << lm.status();
+  std::shared_ptr<const LoadedModel> model(std::move(*lm));
+  auto runner = std::make_shared<test::GatedRunner>(64, 16,
+                                                    static_cast<int32_t>(model->config.vocab_size));
+  EngineLoopOptions opt;
+  opt.runner = runner;
+  opt.num_kv_pages = 64;
+  EngineLoop loop(model, opt);
+  loop.Start();
+  auto server = StartGrpcServer(&loop, "127.0.0.1", 0, "", "llama", /*max_stall_seconds=*/0.2);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(HealthCheck((*server)->port(), ""), 1);
+  GenerationRequest r;
+  r.request_id = "stuck";
+  r.prompt_tokens = {5, 6, 7};
+  r.max_tokens = 2;
+  auto stream = loop.Submit(r);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  runner->WaitEntered();
+  int status = 1;
+  for (int i = 0; i < 100 && status == 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    status = HealthCheck((*server)->port(), "");
+  }
+  EXPECT_EQ(status, 2);  // NOT_SERVING
+  EXPECT_EQ(HealthCheck((*server)->port(), "longview.v1.Generation"), 2);
+  runner->Open();
+  RequestOutput out;
+  while ((*stream)->Next(&out) && !out.finished) {
+  }
+  for (int i = 0; i < 100 && status != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    status = HealthCheck((*server)->port(), "");
+  }
+  EXPECT_EQ(status, 1);
+  (*server)->Shutdown();
+  loop.Stop();
 }
 
 TEST_F(GrpcServiceTest, HealthServing) {

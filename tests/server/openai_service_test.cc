@@ -1,0 +1,157 @@
+// OpenAiService routes without the HTTP transport: /health follows the engine loop's progress,
+// and one request's prompts × n is capped and admitted whole.
+#include "server/openai_service.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "server/request_pump.h"
+#include "tests/scheduler/fake_runner.h"
+
+namespace longview {
+namespace {
+
+// Records the one response of a route (Respond, or a stream's status).
+class RecordingResponder : public HttpResponder {
+ public:
+  void Respond(int status, const std::string&, std::string body) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = status;
+    body_ = std::move(body);
+    cv_.notify_all();
+  }
+  void StartStream(int status, const std::string&, const std::vector<std::string>&) override {
+    Respond(status, "", "");
+  }
+  void Write(std::string) override {}
+  void EndStream() override {}
+  bool closed() const override { return false; }
+
+  // The status, waiting up to 10 s for it (0 if none came).
+  int Status() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return status_ != 0; });
+    return status_;
+  }
+  std::string Body() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return body_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int status_ = 0;
+  std::string body_;
+};
+
+std::shared_ptr<const LoadedModel> Model() {
+  static std::shared_ptr<const LoadedModel> lm = [] {
+    auto r = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/llama");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return std::shared_ptr<const LoadedModel>(std::move(*r));
+  }();
+  return lm;
+}
+
+struct Fixture {
+  explicit Fixture(EngineLoopOptions eo, OpenAiServiceOptions so = {})
+      : loop(Model(), eo), pump(1), service(&loop, &pump, WithName(std::move(so))) {
+    loop.Start();
+  }
+  ~Fixture() {
+    pump.Stop();
+    loop.Stop();
+  }
+  static OpenAiServiceOptions WithName(OpenAiServiceOptions so) {
+    so.served_model_name = "llama";
+    return so;
+  }
+  std::shared_ptr<RecordingResponder> Call(const std::string& method, const std::string& path,
+                                           const std::string& body = "") {
+    HttpRequest r;
+    r.method = method;
+    r.path = path;
+    r.body = body;
+    auto w = std::make_shared<RecordingResponder>();
+    service.Handle(std::move(r), w);
+    return w;
+  }
+  EngineLoop loop;
+  RequestPump pump;
+  OpenAiService service;
+};
+
+TEST(OpenAiServiceTest, HealthIsUnavailableWhileTheEngineStalls) {
+  auto runner = std::make_shared<test::GatedRunner>(
+      64, 16, static_cast<int32_t>(Model()->config.vocab_size));
+  EngineLoopOptions eo;
+  eo.runner = runner;
+  eo.num_kv_pages = 64;
+  OpenAiServiceOptions so;
+  so.max_stall_seconds = 0.2;
+  Fixture f(eo, so);
+  EXPECT_EQ(f.Call("GET", "/health")->Status(), 200);
+  auto gen = f.Call("POST", "/v1/completions",
+                    R"({"prompt": [5, 6, 7], "max_tokens": 2, "ignore_eos": true})");
+  runner->WaitEntered();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto health = f.Call("GET", "/health");
+  EXPECT_EQ(health->Status(), 503);
+  EXPECT_NE(health->Body().find("stalled"), std::string::npos) << health->Body();
+  runner->Open();
+  EXPECT_EQ(gen->Status(), 200);
+  int status = 503;
+  for (int i = 0; i < 200 && status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    status = f.Call("GET", "/health")->Status();
+  }
+  EXPECT_EQ(status, 200);
+}
+
+TEST(OpenAiServiceTest, PromptsTimesNIsCappedBeforeTokenizing) {
+  OpenAiServiceOptions so;
+  so.max_seqs_per_request = 6;
+  Fixture f(EngineLoopOptions{}, so);
+  auto many = f.Call("POST", "/v1/completions",
+                     R"({"prompt": ["a", "b", "c", "d"], "n": 2, "max_tokens": 1})");
+  EXPECT_EQ(many->Status(), 400);
+  auto body = nlohmann::json::parse(many->Body());
+  EXPECT_EQ(body["error"]["param"], "prompt") << many->Body();
+  EXPECT_NE(body["error"]["message"].get<std::string>().find("8 sequences"), std::string::npos);
+  auto n = f.Call("POST", "/v1/completions", R"({"prompt": "a", "n": 7, "max_tokens": 1})");
+  EXPECT_EQ(n->Status(), 400);
+  EXPECT_EQ(nlohmann::json::parse(n->Body())["error"]["param"], "n") << n->Body();
+  auto ok = f.Call("POST", "/v1/completions",
+                   R"({"prompt": ["a", "b", "c"], "n": 2, "max_tokens": 1})");
+  EXPECT_EQ(ok->Status(), 200) << ok->Body();
+}
+
+// A request whose prompts do not all fit the queue leaves none of them queued.
+TEST(OpenAiServiceTest, ARefusedRequestLeavesNothingQueued) {
+  auto runner = std::make_shared<test::GatedRunner>(
+      64, 16, static_cast<int32_t>(Model()->config.vocab_size));
+  EngineLoopOptions eo;
+  eo.runner = runner;
+  eo.num_kv_pages = 64;
+  eo.max_queue = 3;
+  Fixture f(eo);
+  auto first = f.Call("POST", "/v1/completions", R"({"prompt": [5, 6], "max_tokens": 1})");
+  runner->WaitEntered();  // held in its step (and counted as waiting until it is done)
+  auto big = f.Call("POST", "/v1/completions",
+                    R"({"prompt": [[5], [6], [7]], "max_tokens": 1})");
+  EXPECT_EQ(big->Status(), 429) << big->Body();
+  auto two = f.Call("POST", "/v1/completions", R"({"prompt": [[5], [6]], "max_tokens": 1})");
+  runner->Open();
+  EXPECT_EQ(first->Status(), 200);
+  EXPECT_EQ(two->Status(), 200) << two->Body();
+}
+
+}  // namespace
+}  // namespace longview
