@@ -18,6 +18,7 @@
 #include "proto/longview.pb.h"
 #include "scheduler/engine_loop.h"
 #include "server/grpc_interceptors.h"
+#include "server/limits.h"
 
 namespace longview {
 namespace {
@@ -29,8 +30,6 @@ constexpr char kServiceName[] = "longview.v1.Generation";
 constexpr std::chrono::milliseconds kPollSlice{50};
 // gRPC's thread pool bound: beyond it new calls get RESOURCE_EXHAUSTED from gRPC itself.
 constexpr int kMaxServerThreads = 512;
-// Long-context prompts sent as token ids exceed gRPC's 4 MiB default.
-constexpr int kMaxReceiveMessageBytes = 64 << 20;
 constexpr int32_t kMaxN = 16;
 constexpr int32_t kMaxLogprobs = 20;
 // How long Shutdown lets handlers finish before gRPC cancels them.
@@ -134,14 +133,30 @@ SamplingParams ToSamplingParams(const v1::SamplingParams& s) {
 }
 
 // Builds the engine request, or InvalidArgument naming the proto field at fault.
+absl::Status CheckPromptBytes(const std::string& text, const char* field, int64_t max_bytes) {
+  if (static_cast<int64_t>(text.size()) <= max_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, " is ", text.size(),
+                                                 " bytes; this server takes at most ", max_bytes,
+                                                 " (--max-prompt-bytes)"));
+}
+
+// Tokenizes on the frontend pool (bounded concurrency), or inline without one.
+std::vector<int32_t> Encode(FrontendPool* pool, const Tokenizer& tok, const std::string& text,
+                            bool add_special) {
+  if (pool == nullptr) return tok.Encode(text, add_special);
+  return pool->Run([&] { return tok.Encode(text, add_special); });
+}
+
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& req,
-                                                      const LoadedModel& lm) {
+                                                      const LoadedModel& lm, FrontendPool* pool,
+                                                      int64_t max_prompt_bytes) {
   GenerationRequest out;
   const int64_t vocab_size = lm.config.vocab_size;
   switch (req.prompt().kind_case()) {
     case v1::Prompt::kText:
       if (req.prompt().text().empty()) return absl::InvalidArgumentError("prompt.text is empty");
-      out.prompt_tokens = lm.tokenizer->Encode(req.prompt().text());
+      RETURN_IF_ERROR(CheckPromptBytes(req.prompt().text(), "prompt.text", max_prompt_bytes));
+      out.prompt_tokens = Encode(pool, *lm.tokenizer, req.prompt().text(), true);
       if (out.prompt_tokens.empty()) {
         return absl::InvalidArgumentError("prompt.text encodes to no tokens");
       }
@@ -226,8 +241,12 @@ void AppendDelta(const SequenceDelta& d, v1::GenerateResponse* resp) {
 
 class GenerationService final : public v1::Generation::Service {
  public:
-  GenerationService(EngineLoop* loop, std::string api_key, std::string model_name)
-      : loop_(loop), api_key_(std::move(api_key)), model_name_(std::move(model_name)) {}
+  GenerationService(EngineLoop* loop, const GrpcServerOptions& o, int64_t max_prompt_bytes)
+      : loop_(loop),
+        api_key_(o.api_key),
+        model_name_(o.model_name),
+        frontend_(o.frontend),
+        max_prompt_bytes_(max_prompt_bytes) {}
 
   void BeginShutdown() { shutting_down_.store(true); }
   int64_t num_client_cancellations() const { return num_client_cancellations_.load(); }
@@ -236,7 +255,8 @@ class GenerationService final : public v1::Generation::Service {
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override {
     if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
     if (grpc::Status s = CheckModel(req->model()); !s.ok()) return s;
-    absl::StatusOr<GenerationRequest> request = ToGenerationRequest(*req, loop_->model());
+    absl::StatusOr<GenerationRequest> request =
+        ToGenerationRequest(*req, loop_->model(), frontend_, max_prompt_bytes_);
     if (!request.ok()) return ToGrpcStatus(request.status());
     request->request_id = absl::StrCat("grpc-", next_request_id_.fetch_add(1));
     const std::string request_id = request->request_id;
@@ -296,7 +316,10 @@ class GenerationService final : public v1::Generation::Service {
     if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
     if (grpc::Status s = CheckModel(req->model()); !s.ok()) return s;
     const bool add_special = req->has_add_special_tokens() ? req->add_special_tokens() : true;
-    std::vector<int32_t> ids = loop_->model().tokenizer->Encode(req->text(), add_special);
+    if (absl::Status s = CheckPromptBytes(req->text(), "text", max_prompt_bytes_); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    std::vector<int32_t> ids = Encode(frontend_, *loop_->model().tokenizer, req->text(), add_special);
     resp->mutable_token_ids()->Add(ids.begin(), ids.end());
     return grpc::Status::OK;
   }
@@ -351,6 +374,8 @@ class GenerationService final : public v1::Generation::Service {
   EngineLoop* const loop_;
   const std::string api_key_;
   const std::string model_name_;
+  FrontendPool* const frontend_;
+  const int64_t max_prompt_bytes_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<int64_t> next_request_id_{0};
   std::atomic<int64_t> num_client_cancellations_{0};
@@ -383,6 +408,15 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
                                                             const std::string& api_key,
                                                             const std::string& model_name,
                                                             double max_stall_seconds) {
+  return StartGrpcServer(loop, host, port,
+                         GrpcServerOptions{.api_key = api_key,
+                                           .model_name = model_name,
+                                           .max_stall_seconds = max_stall_seconds});
+}
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
+                                                            const std::string& host, int port,
+                                                            const GrpcServerOptions& options) {
   if (loop == nullptr) return absl::InvalidArgumentError("StartGrpcServer: loop is null");
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("grpc port must be in [0, 65535], got ", port));
@@ -397,12 +431,19 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   auto server = std::unique_ptr<GrpcServer>(new GrpcServer());
-  server->service_ = std::make_unique<GenerationService>(loop, api_key, model_name);
+  const int64_t context = loop->model().config.max_position_embeddings;
+  const int64_t max_prompt_bytes = options.max_prompt_bytes > 0
+                                       ? options.max_prompt_bytes
+                                       : DefaultMaxPromptBytes(context);
+  const double max_stall_seconds = options.max_stall_seconds;
+  server->service_ = std::make_unique<GenerationService>(loop, options, max_prompt_bytes);
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
   builder.RegisterService(server->service_.get());
-  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  // Text up to max_prompt_bytes, or a context's worth of token ids (a varint each), and the rest.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<int64_t>(INT32_MAX, max_prompt_bytes + 8 * context + (1 << 20))));
   // gRPC sets SO_REUSEPORT by default: a second server on a taken port would "succeed" and share
   // it. A port in use must be an error instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "common/status.h"
+#include "server/frontend_pool.h"
 
 namespace grpc {
 class Server;
@@ -37,6 +38,19 @@ class GenerationService;
 
 // A running gRPC server. Destroying it shuts it down.
 // Thread-safety: all methods are safe from any thread.
+struct GrpcServerOptions {
+  std::string api_key;     // empty: no auth
+  std::string model_name;  // the id ListModels reports and requests may name
+  // Health turns NOT_SERVING once the engine loop has had work without progress this long.
+  double max_stall_seconds = 60;
+  // Prompt text (Generate's prompt.text, Tokenize's text) at most this many bytes, checked
+  // before tokenizing; 0: DefaultMaxPromptBytes of the model's context (server/limits.h). The
+  // receive limit follows: this, plus a context's worth of token ids.
+  int64_t max_prompt_bytes = 0;
+  // Where prompts are tokenized (bounded concurrency); null: on the handler's thread.
+  FrontendPool* frontend = nullptr;
+};
+
 class GrpcServer {
  public:
   ~GrpcServer();
@@ -55,12 +69,8 @@ class GrpcServer {
   int64_t num_client_cancellations() const;
 
  private:
-  friend absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
-                                                                     const std::string& host,
-                                                                     int port,
-                                                                     const std::string& api_key,
-                                                                     const std::string& model_name,
-                                                                     double max_stall_seconds);
+  friend absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
+      EngineLoop* loop, const std::string& host, int port, const GrpcServerOptions& options);
   GrpcServer() = default;
 
   std::unique_ptr<GenerationService> service_;
@@ -84,5 +94,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
                                                             const std::string& api_key,
                                                             const std::string& model_name,
                                                             double max_stall_seconds = 60);
+absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
+                                                            const std::string& host, int port,
+                                                            const GrpcServerOptions& options);
 
 }  // namespace longview

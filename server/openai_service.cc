@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/limits.h"
 #include "server/api_error.h"
 #include "server/metrics_text.h"
 #include "server/openai_job.h"
@@ -47,6 +48,8 @@ OpenAiService::OpenAiService(EngineLoop* loop, RequestPump* pump, OpenAiServiceO
       pump_(pump),
       options_(std::move(options)),
       context_length_(loop->model().config.max_position_embeddings),
+      max_prompt_bytes_(options_.max_prompt_bytes > 0 ? options_.max_prompt_bytes
+                                                      : DefaultMaxPromptBytes(context_length_)),
       id_salt_(std::random_device{}()) {}
 
 bool OpenAiService::Authorized(const HttpRequest& request) const {
@@ -110,14 +113,22 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
     RespondJson(*responder, json{{"object", "list"}, {"data", json::array({model})}});
     return;
   }
-  if (path == "/v1/completions") {
-    if (route("/v1/completions", "POST")) {
-      HandleGeneration(ApiKind::kCompletion, request, responder);
+  // Generation: parsed, tokenized and submitted on the frontend pool, not on the io thread.
+  auto generate = [&](ApiKind kind) {
+    if (options_.frontend == nullptr) {
+      HandleGeneration(kind, request, responder);
+      return;
     }
+    auto shared = std::make_shared<HttpRequest>(std::move(request));
+    options_.frontend->Post(
+        [this, kind, shared, responder] { HandleGeneration(kind, *shared, responder); });
+  };
+  if (path == "/v1/completions") {
+    if (route("/v1/completions", "POST")) generate(ApiKind::kCompletion);
     return;
   }
   if (path == "/v1/chat/completions") {
-    if (route("/v1/chat/completions", "POST")) HandleGeneration(ApiKind::kChat, request, responder);
+    if (route("/v1/chat/completions", "POST")) generate(ApiKind::kChat);
     return;
   }
   RespondError(
@@ -200,6 +211,18 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
                               absl::StrCat("this request makes ", num_prompts, " prompts x n = ",
                                            r.n, " = ", num_seqs, " sequences; at most ",
                                            options_.max_seqs_per_request, " per request")));
+    return;
+  }
+  // The prompt's bytes before tokenizing them.
+  int64_t prompt_bytes = 0;
+  for (const PromptInput& p : r.prompts) prompt_bytes += p.is_tokens ? 0 : p.text.size();
+  for (const ChatMessage& m : r.messages) prompt_bytes += m.content.size();
+  if (prompt_bytes > max_prompt_bytes_) {
+    const char* what = kind == ApiKind::kChat ? "messages" : "prompt";
+    RespondError(*responder,
+                 InvalidParam(what, absl::StrCat("the ", what, " is ", prompt_bytes,
+                                                 " bytes of text; this server takes at most ",
+                                                 max_prompt_bytes_, " (--max-prompt-bytes)")));
     return;
   }
   absl::StatusOr<std::vector<std::vector<int32_t>>> prompts = Prompts(r);

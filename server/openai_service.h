@@ -19,6 +19,7 @@
 
 #include "scheduler/engine_loop.h"
 #include "engine/text/chat_template.h"
+#include "server/frontend_pool.h"
 #include "server/http_server.h"
 #include "server/openai_request.h"
 #include "server/request_pump.h"
@@ -33,6 +34,11 @@ struct OpenAiServiceOptions {
   int64_t max_seqs_per_request = 256;
   // /health answers 503 once the engine loop has had work without progress for this long.
   double max_stall_seconds = 60;
+  // A prompt's text (or a chat's message contents) at most this many bytes, checked before
+  // tokenizing; 0: DefaultMaxPromptBytes of the model's context (server/limits.h).
+  int64_t max_prompt_bytes = 0;
+  // Where generation requests are parsed and tokenized (off the io threads); null: inline.
+  FrontendPool* frontend = nullptr;
 };
 
 class OpenAiService {
@@ -54,6 +60,7 @@ class OpenAiService {
   RequestPump* pump_;
   OpenAiServiceOptions options_;
   int64_t context_length_;
+  int64_t max_prompt_bytes_;
   std::atomic<uint64_t> next_id_{0};
   uint64_t id_salt_;
 };

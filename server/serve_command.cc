@@ -73,6 +73,13 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--max-seqs-per-request", a->max_seqs_per_request,
                 "Sequences (prompts x n) one request may make; more gets 400")
       ->capture_default_str();
+  s->add_option("--max-prompt-bytes", a->max_prompt_bytes,
+                "Prompt text (or chat message contents) beyond this many bytes gets 400 before "
+                "tokenizing (0 = 32 bytes per context token, at least 64 KiB)")
+      ->capture_default_str();
+  s->add_option("--frontend-threads", a->frontend_threads,
+                "Threads parsing and tokenizing requests (bounds concurrent tokenization)")
+      ->capture_default_str();
   s->add_option("--health-stall-seconds", a->health_stall_seconds,
                 "/health and gRPC health turn unhealthy when the engine has had work without "
                 "progress this long")
@@ -99,6 +106,8 @@ int RunServe(const ServeArgs& a) {
   if (a.port < 0 || a.port > 65535) return Fail("--port must be in [0, 65535]");
   if (a.grpc_port > 65535) return Fail("--grpc-port must be at most 65535");
   if (a.max_body_bytes < 1) return Fail("--max-body-bytes must be at least 1");
+  if (a.max_prompt_bytes < 0) return Fail("--max-prompt-bytes must be >= 0");
+  if (a.frontend_threads < 1) return Fail("--frontend-threads must be at least 1");
   if (a.max_seqs_per_request < 1) return Fail("--max-seqs-per-request must be at least 1");
   if (!(a.health_stall_seconds > 0)) return Fail("--health-stall-seconds must be positive");
   if (a.io_threads < 1 || a.pump_threads < 1) {
@@ -151,6 +160,9 @@ int RunServe(const ServeArgs& a) {
   so.chat_template = *tmpl;
   so.max_seqs_per_request = a.max_seqs_per_request;
   so.max_stall_seconds = a.health_stall_seconds;
+  so.max_prompt_bytes = a.max_prompt_bytes;
+  FrontendPool frontend(a.frontend_threads);
+  so.frontend = &frontend;
   std::string model_name = so.served_model_name;
   RequestPump pump(a.pump_threads);
   OpenAiService service(&loop, &pump, std::move(so));
@@ -169,8 +181,12 @@ int RunServe(const ServeArgs& a) {
   }
   std::unique_ptr<GrpcServer> grpc;
   if (a.grpc_port > 0) {
-    auto g = StartGrpcServer(&loop, a.host, a.grpc_port, a.api_key, model_name,
-                             a.health_stall_seconds);
+    auto g = StartGrpcServer(&loop, a.host, a.grpc_port,
+                             GrpcServerOptions{.api_key = a.api_key,
+                                               .model_name = model_name,
+                                               .max_stall_seconds = a.health_stall_seconds,
+                                               .max_prompt_bytes = a.max_prompt_bytes,
+                                               .frontend = &frontend});
     if (!g.ok()) {
       (*http)->Stop();
       pump.Stop();
@@ -191,6 +207,8 @@ int RunServe(const ServeArgs& a) {
   if (grpc) grpc->Shutdown();
   // Ending the engine first lets open HTTP requests receive their Unavailable errors; the pump
   // then drains, and the io threads stop last (sessions need their io_context).
+  // Requests being parsed or tokenized reach the engine (and fail there if it stopped first).
+  frontend.Stop();
   loop.Stop();
   pump.Stop();
   (*http)->Stop();

@@ -284,6 +284,50 @@ TEST_F(GrpcServiceTest, LogprobsOnePerTokenWithTopK) {
   EXPECT_EQ(num_tokens, 6);
 }
 
+// Prompt text beyond --max-prompt-bytes is refused before tokenizing, naming the field; with a
+// frontend pool the tokenization runs there and gives the same ids.
+TEST_F(GrpcServiceTest, PromptBytesAreCappedAndTokenizingRunsOnTheFrontendPool) {
+  FrontendPool pool(2);
+  auto server = StartGrpcServer(loop_, "127.0.0.1", 0,
+                                GrpcServerOptions{.model_name = "llama",
+                                                  .max_prompt_bytes = 64,
+                                                  .frontend = &pool});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = Connect((*server)->port());
+  v1::TokenizeRequest treq;
+  treq.set_text(std::string(65, 'a'));
+  v1::TokenizeResponse tresp;
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    grpc::Status s = stub->Tokenize(&ctx, treq, &tresp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message().rfind("text is 65 bytes", 0), 0u) << s.error_message();
+  }
+  treq.set_text("Hello world");
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ASSERT_TRUE(stub->Tokenize(&ctx, treq, &tresp).ok());
+    std::vector<int32_t> ids(tresp.token_ids().begin(), tresp.token_ids().end());
+    EXPECT_EQ(ids, model_->tokenizer->Encode("Hello world"));
+  }
+  v1::GenerateRequest req;
+  req.mutable_prompt()->set_text(std::string(65, 'b'));
+  req.mutable_stopping()->set_max_tokens(1);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  auto reader = stub->Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+  }
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message().rfind("prompt.text", 0), 0u) << s.error_message();
+  (*server)->Shutdown();
+  pool.Stop();
+}
+
 TEST_F(GrpcServiceTest, TokenizeDetokenizeRoundTrip) {
   auto stub = Connect(open_->port());
   const std::string text = "Hello world, the cat sat.";

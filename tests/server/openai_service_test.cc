@@ -153,5 +153,54 @@ TEST(OpenAiServiceTest, ARefusedRequestLeavesNothingQueued) {
   EXPECT_EQ(two->Status(), 200) << two->Body();
 }
 
+
+TEST(OpenAiServiceTest, PromptBytesAreCappedBeforeTokenizing) {
+  OpenAiServiceOptions so;
+  so.max_prompt_bytes = 100;
+  Fixture f(EngineLoopOptions{}, so);
+  const std::string big(101, 'x');
+  auto p = f.Call("POST", "/v1/completions",
+                  R"({"max_tokens": 1, "prompt": ")" + big + R"("})");
+  EXPECT_EQ(p->Status(), 400);
+  auto body = nlohmann::json::parse(p->Body());
+  EXPECT_EQ(body["error"]["param"], "prompt") << p->Body();
+  EXPECT_NE(body["error"]["message"].get<std::string>().find("101 bytes"), std::string::npos);
+  auto chat = f.Call("POST", "/v1/chat/completions",
+                     R"({"max_tokens": 1, "messages": [{"role": "user", "content": ")" +
+                         std::string(60, 'y') + R"("}, {"role": "user", "content": ")" +
+                         std::string(60, 'z') + R"("}]})");
+  EXPECT_EQ(chat->Status(), 400);
+  EXPECT_EQ(nlohmann::json::parse(chat->Body())["error"]["param"], "messages") << chat->Body();
+  auto fits = f.Call("POST", "/v1/completions",
+                     R"({"max_tokens": 1, "prompt": ")" + std::string(100, 'x') + R"("})");
+  EXPECT_EQ(fits->Status(), 200) << fits->Body();
+}
+
+// With a frontend pool, generation requests are parsed and tokenized there: the caller (an io
+// thread) returns at once even while the pool is busy, and /health is answered inline.
+TEST(OpenAiServiceTest, GenerationRunsOnTheFrontendPoolNotTheCaller) {
+  FrontendPool pool(1);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  pool.Post([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return release; });
+  });
+  OpenAiServiceOptions so;
+  so.frontend = &pool;
+  Fixture f(EngineLoopOptions{}, so);
+  auto gen = f.Call("POST", "/v1/completions", R"({"prompt": "hello", "max_tokens": 2})");
+  EXPECT_EQ(pool.queued(), 1);  // waiting behind the busy thread; Call returned
+  EXPECT_EQ(f.Call("GET", "/health")->Status(), 200);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_EQ(gen->Status(), 200) << gen->Body();
+  pool.Stop();
+}
+
 }  // namespace
 }  // namespace longview
