@@ -308,6 +308,11 @@ absl::StatusOr<std::vector<std::shared_ptr<RequestStream>>> EngineLoop::SubmitAl
   return streams;
 }
 
+bool EngineLoop::Idle() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->queue.empty() && !impl_->has_work;
+}
+
 double EngineLoop::StalledSeconds() const {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);

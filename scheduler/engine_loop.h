@@ -174,6 +174,8 @@ class EngineLoop {
   // loop that has work and stays still (a stuck step, a request that can never be scheduled)
   // grows this; health checks turn unhealthy past a threshold.
   double StalledSeconds() const;
+  // True when nothing is queued and the scheduler has no work (every request finished).
+  bool Idle() const;
 
   EngineMetrics Snapshot() const;
   const LoadedModel& model() const { return *model_; }

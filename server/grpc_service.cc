@@ -249,12 +249,17 @@ class GenerationService final : public v1::Generation::Service {
         max_prompt_bytes_(max_prompt_bytes) {}
 
   void BeginShutdown() { shutting_down_.store(true); }
+  void BeginDrain() { draining_.store(true); }
   int64_t num_client_cancellations() const { return num_client_cancellations_.load(); }
 
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override {
     if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
     if (grpc::Status s = CheckModel(req->model()); !s.ok()) return s;
+    if (draining_.load()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "server is shutting down: no new requests (open ones finish)");
+    }
     absl::StatusOr<GenerationRequest> request =
         ToGenerationRequest(*req, loop_->model(), frontend_, max_prompt_bytes_);
     if (!request.ok()) return ToGrpcStatus(request.status());
@@ -377,11 +382,26 @@ class GenerationService final : public v1::Generation::Service {
   FrontendPool* const frontend_;
   const int64_t max_prompt_bytes_;
   std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> draining_{false};
   std::atomic<int64_t> next_request_id_{0};
   std::atomic<int64_t> num_client_cancellations_{0};
 };
 
 GrpcServer::~GrpcServer() { Shutdown(); }
+
+void GrpcServer::BeginDrain() {
+  {
+    std::lock_guard<std::mutex> lock(watchdog_mu_);
+    draining_ = true;
+  }
+  if (service_) service_->BeginDrain();
+  if (server_) {
+    if (auto* health = server_->GetHealthCheckService()) {
+      health->SetServingStatus(false);
+      health->SetServingStatus(kServiceName, false);
+    }
+  }
+}
 
 void GrpcServer::Shutdown() {
   std::call_once(shutdown_once_, [this] {
@@ -467,6 +487,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
       std::unique_lock<std::mutex> lock(s->watchdog_mu_);
       while (!s->watchdog_cv_.wait_for(lock, std::chrono::milliseconds(200),
                                        [s] { return s->watchdog_stop_; })) {
+        if (s->draining_) return;  // NOT_SERVING from now on
         const bool ok = loop->StalledSeconds() <= max_stall_seconds;
         if (ok == serving) continue;
         serving = ok;

@@ -61,6 +61,8 @@ class GrpcServer {
   // requests), stops accepting calls and waits for the handlers to return. Idempotent.
   // REQUIRES: the EngineLoop is still alive (stop the loop after this).
   void Shutdown();
+  // Graceful drain: health NOT_SERVING, new Generate calls UNAVAILABLE, open streams continue.
+  void BeginDrain();
 
   // The bound port (the one picked when 0 was asked).
   int port() const { return port_; }
@@ -82,6 +84,7 @@ class GrpcServer {
   std::mutex watchdog_mu_;
   std::condition_variable watchdog_cv_;
   bool watchdog_stop_ = false;
+  bool draining_ = false;  // under watchdog_mu_
 };
 
 // Starts serving on host:port (host: an IPv4/IPv6 literal or name, e.g. "127.0.0.1", "0.0.0.0",

@@ -71,6 +71,10 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
   const std::string& path = request.path;
   const std::string& method = request.method;
   if (path == "/health") {
+    if (draining_.load()) {
+      responder->Respond(503, "application/json", "{\"status\":\"draining\"}");
+      return;
+    }
     const double stalled = loop_->StalledSeconds();
     if (stalled > options_.max_stall_seconds) {
       responder->Respond(503, "application/json",
@@ -115,6 +119,12 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
   }
   // Generation: parsed, tokenized and submitted on the frontend pool, not on the io thread.
   auto generate = [&](ApiKind kind) {
+    if (draining_.load()) {
+      RespondError(*responder,
+                   WithCode(absl::UnavailableError("the server is shutting down: no new requests"),
+                            "server_shutting_down"));
+      return;
+    }
     if (options_.frontend == nullptr) {
       HandleGeneration(kind, request, responder);
       return;

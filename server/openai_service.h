@@ -47,6 +47,8 @@ class OpenAiService {
   OpenAiService(EngineLoop* loop, RequestPump* pump, OpenAiServiceOptions options);
 
   void Handle(HttpRequest request, std::shared_ptr<HttpResponder> responder);
+  // Graceful drain: /health answers 503 "draining", new generation requests 503; open ones go on.
+  void BeginDrain() { draining_.store(true); }
 
  private:
   void HandleGeneration(ApiKind kind, const HttpRequest& request,
@@ -61,6 +63,7 @@ class OpenAiService {
   OpenAiServiceOptions options_;
   int64_t context_length_;
   int64_t max_prompt_bytes_;
+  std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_id_{0};
   uint64_t id_salt_;
 };

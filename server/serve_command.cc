@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -80,6 +81,9 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--frontend-threads", a->frontend_threads,
                 "Threads parsing and tokenizing requests (bounds concurrent tokenization)")
       ->capture_default_str();
+  s->add_option("--shutdown-timeout", a->shutdown_timeout,
+                "On SIGTERM/SIGINT, seconds open requests get to finish before being cancelled")
+      ->capture_default_str();
   s->add_option("--health-stall-seconds", a->health_stall_seconds,
                 "/health and gRPC health turn unhealthy when the engine has had work without "
                 "progress this long")
@@ -106,6 +110,7 @@ int RunServe(const ServeArgs& a) {
   if (a.port < 0 || a.port > 65535) return Fail("--port must be in [0, 65535]");
   if (a.grpc_port > 65535) return Fail("--grpc-port must be at most 65535");
   if (a.max_body_bytes < 1) return Fail("--max-body-bytes must be at least 1");
+  if (!(a.shutdown_timeout >= 0)) return Fail("--shutdown-timeout must be >= 0");
   if (a.max_prompt_bytes < 0) return Fail("--max-prompt-bytes must be >= 0");
   if (a.frontend_threads < 1) return Fail("--frontend-threads must be at least 1");
   if (a.max_seqs_per_request < 1) return Fail("--max-seqs-per-request must be at least 1");
@@ -203,7 +208,20 @@ int RunServe(const ServeArgs& a) {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  std::cerr << "longview: signal " << sig << ", shutting down\n";
+  // Drain: refuse new requests (health unhealthy), let open ones finish for up to
+  // --shutdown-timeout seconds, then cancel what is left. A second signal ends the wait.
+  std::cerr << "longview: signal " << sig << ", draining (up to " << a.shutdown_timeout
+            << " s)\n";
+  service.BeginDrain();
+  if (grpc) grpc->BeginDrain();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration<double>(a.shutdown_timeout);
+  const timespec slice{.tv_sec = 0, .tv_nsec = 100'000'000};
+  while (!loop.Idle() && std::chrono::steady_clock::now() < deadline) {
+    if (sigtimedwait(&signals, nullptr, &slice) > 0) break;
+  }
+  std::cerr << "longview: " << (loop.Idle() ? "drained" : "drain cut short")
+            << ", shutting down\n";
   if (grpc) grpc->Shutdown();
   // Ending the engine first lets open HTTP requests receive their Unavailable errors; the pump
   // then drains, and the io threads stop last (sessions need their io_context).

@@ -16,6 +16,7 @@ import asyncio
 import os
 import resource
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -402,6 +403,35 @@ def test_queue_full_is_429():
             st.close()
     finally:
         s.stop()
+
+
+def test_sigterm_drains_open_requests_and_refuses_new_ones():
+    # The embedded model keeps a 2000-token stream generating for seconds after SIGTERM.
+    s = Server("--shutdown-timeout", "60", model_dir=EMBEDDED_DIR)
+    c = openai.OpenAI(base_url=f"http://127.0.0.1:{s.port}/v1", api_key=KEY, max_retries=0,
+                      timeout=120)
+    stream = c.completions.create(model=MODEL, prompt="drain", max_tokens=2000, temperature=0,
+                                  stream=True, extra_body={"ignore_eos": True})
+    chunks = [next(iter(stream))]
+    s.proc.send_signal(signal.SIGTERM)
+    status = None
+    for _ in range(100):
+        status, body = raw_request(s, "GET", "/health")
+        if status == 503:
+            break
+        time.sleep(0.05)
+    assert status == 503 and b"draining" in body, (status, body)
+    with pytest.raises(openai.APIStatusError) as e:
+        c.completions.create(model=MODEL, prompt="too late", max_tokens=2)
+    assert e.value.status_code == 503
+    chunks.extend(stream)  # the open request runs to its end
+    assert chunks[-1].choices[0].finish_reason == "length", chunks[-1]
+    assert s.proc.wait(timeout=90) == 0, "".join(s.log)
+    for _ in range(100):  # stderr is read by a thread: let it catch up
+        if any("drained" in line for line in s.log):
+            break
+        time.sleep(0.02)
+    assert any("longview: drained" in line for line in s.log), "".join(s.log)
 
 
 def test_holds_2000_concurrent_streaming_connections():
