@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/cpu/cpu_model_runner.h"
 #include "engine/runner/model_runner.h"
+#include "engine/sampling/request_limits.h"
 #include "engine/sampling/sequence_output.h"
 #include "kvcache/kv_cache_manager.h"
 #include "scheduler/scheduler.h"
@@ -39,7 +40,7 @@ Histogram MakeHistogram(std::vector<double> bounds) {
   return h;
 }
 
-constexpr int32_t kMaxLogprobs = 20;
+using request_limits::kMaxLogprobs;
 
 struct Submission {
   GenerationRequest request;

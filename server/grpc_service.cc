@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/sampling/request_limits.h"
 #include "absl/strings/str_cat.h"
 #include "engine/attention/attention_mode.h"
 #include "scheduler/generator.h"
@@ -30,8 +31,8 @@ constexpr char kServiceName[] = "longview.v1.Generation";
 constexpr std::chrono::milliseconds kPollSlice{50};
 // gRPC's thread pool bound: beyond it new calls get RESOURCE_EXHAUSTED from gRPC itself.
 constexpr int kMaxServerThreads = 512;
-constexpr int32_t kMaxN = 16;
-constexpr int32_t kMaxLogprobs = 20;
+using request_limits::kMaxLogprobs;
+using request_limits::kMaxN;
 // How long Shutdown lets handlers finish before gRPC cancels them.
 constexpr std::chrono::seconds kShutdownGrace{5};
 
@@ -191,6 +192,11 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
     return absl::InvalidArgumentError(
         absl::StrCat("stopping.max_tokens: prompt (", num_prompt, " tokens) + max_tokens (",
                      out.max_tokens, ") exceeds the model's context of ", context, " tokens"));
+  }
+  if (stopping.stop_size() > request_limits::kMaxStopStrings) {
+    return absl::InvalidArgumentError(absl::StrCat("stopping.stop has ", stopping.stop_size(),
+                                                   " strings; at most ",
+                                                   request_limits::kMaxStopStrings));
   }
   for (int i = 0; i < stopping.stop_size(); ++i) {
     if (stopping.stop(i).empty()) {

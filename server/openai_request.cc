@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "engine/sampling/request_limits.h"
 #include "absl/strings/str_cat.h"
 #include "engine/attention/attention_mode.h"
 #include "server/api_error.h"
@@ -185,8 +186,9 @@ absl::Status ReadStop(const json& body, ApiRequest* r) {
     if (!s->get<std::string>().empty()) r->stop.push_back(s->get<std::string>());
     return absl::OkStatus();
   }
-  if (!s->is_array() || s->size() > 16) {
-    return InvalidParam("stop", "stop must be a string or a list of at most 16 strings");
+  if (!s->is_array() || s->size() > static_cast<size_t>(request_limits::kMaxStopStrings)) {
+    return InvalidParam("stop", absl::StrCat("stop must be a string or a list of at most ",
+                                             request_limits::kMaxStopStrings, " strings"));
   }
   for (size_t i = 0; i < s->size(); ++i) {
     if (!(*s)[i].is_string()) {
@@ -200,14 +202,14 @@ absl::Status ReadStop(const json& body, ApiRequest* r) {
 absl::Status ReadLogprobs(const json& body, ApiRequest* r) {
   if (r->kind == ApiKind::kCompletion) {
     std::optional<int64_t> k;
-    RETURN_IF_ERROR(ReadInt(body, "logprobs", 0, 20, &k));
+    RETURN_IF_ERROR(ReadInt(body, "logprobs", 0, request_limits::kMaxLogprobs, &k));
     if (k) r->logprobs = static_cast<int32_t>(*k);
     return absl::OkStatus();
   }
   bool want = false;
   RETURN_IF_ERROR(ReadBool(body, "logprobs", &want));
   std::optional<int64_t> top;
-  RETURN_IF_ERROR(ReadInt(body, "top_logprobs", 0, 20, &top));
+  RETURN_IF_ERROR(ReadInt(body, "top_logprobs", 0, request_limits::kMaxLogprobs, &top));
   if (top && !want) {
     return InvalidParam("top_logprobs", "top_logprobs requires logprobs to be true");
   }
@@ -266,7 +268,7 @@ absl::Status RefuseUnsupported(const json& body, const ApiRequest& r) {
     return InvalidParam("suffix", "suffix is not supported");
   }
   std::optional<int64_t> best_of;
-  RETURN_IF_ERROR(ReadInt(body, "best_of", 1, 128, &best_of));
+  RETURN_IF_ERROR(ReadInt(body, "best_of", 1, request_limits::kMaxN, &best_of));
   if (best_of && *best_of != r.n) {
     return InvalidParam("best_of", "best_of different from n is not supported");
   }
@@ -307,21 +309,25 @@ absl::StatusOr<ApiRequest> ParseApiRequest(ApiKind kind, std::string_view body_t
     if (mct) r.max_tokens = mct;
   }
   SamplingParams& s = r.sampling;
-  RETURN_IF_ERROR(ReadNumber(body, "temperature", 0, 2, false, &s.temperature));
+  RETURN_IF_ERROR(ReadNumber(body, "temperature", request_limits::kMinTemperature,
+                             request_limits::kMaxTemperature, false, &s.temperature));
   RETURN_IF_ERROR(ReadNumber(body, "top_p", 0, 1, true, &s.top_p));
   std::optional<int64_t> top_k;
   RETURN_IF_ERROR(ReadInt(body, "top_k", -1, kMaxInt, &top_k));
   if (top_k) s.top_k = static_cast<int32_t>(*top_k);
   RETURN_IF_ERROR(ReadNumber(body, "min_p", 0, 1, false, &s.min_p));
-  RETURN_IF_ERROR(ReadNumber(body, "presence_penalty", -2, 2, false, &s.presence_penalty));
-  RETURN_IF_ERROR(ReadNumber(body, "frequency_penalty", -2, 2, false, &s.frequency_penalty));
-  RETURN_IF_ERROR(ReadNumber(body, "repetition_penalty", 0, 100, true, &s.repetition_penalty));
+  RETURN_IF_ERROR(ReadNumber(body, "presence_penalty", request_limits::kMinPenalty,
+                             request_limits::kMaxPenalty, false, &s.presence_penalty));
+  RETURN_IF_ERROR(ReadNumber(body, "frequency_penalty", request_limits::kMinPenalty,
+                             request_limits::kMaxPenalty, false, &s.frequency_penalty));
+  RETURN_IF_ERROR(ReadNumber(body, "repetition_penalty", 0,
+                             request_limits::kMaxRepetitionPenalty, true, &s.repetition_penalty));
   std::optional<int64_t> seed;
   RETURN_IF_ERROR(ReadInt(body, "seed", std::numeric_limits<int64_t>::min(),
                           std::numeric_limits<int64_t>::max(), &seed));
   if (seed) s.seed = static_cast<uint64_t>(*seed);
   std::optional<int64_t> n;
-  RETURN_IF_ERROR(ReadInt(body, "n", 1, 128, &n));
+  RETURN_IF_ERROR(ReadInt(body, "n", 1, request_limits::kMaxN, &n));
   if (n) r.n = static_cast<int32_t>(*n);
   RETURN_IF_ERROR(ReadStop(body, &r));
   RETURN_IF_ERROR(ReadBool(body, "stream", &r.stream));

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/sampling/request_limits.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -102,8 +103,9 @@ absl::Status RangeError(const char* field, const char* range, double value) {
 
 absl::Status ValidateSamplingParams(const SamplingParams& p) {
   // Written so that NaN fails every check.
-  if (!(p.temperature >= 0.0 && std::isfinite(p.temperature))) {
-    return RangeError("temperature", "finite and >= 0", p.temperature);
+  using namespace request_limits;
+  if (!(p.temperature >= kMinTemperature && p.temperature <= kMaxTemperature)) {
+    return RangeError("temperature", "in [0, 2]", p.temperature);
   }
   if (!(p.top_p > 0.0 && p.top_p <= 1.0)) return RangeError("top_p", "in (0, 1]", p.top_p);
   if (!(p.min_p >= 0.0 && p.min_p <= 1.0)) return RangeError("min_p", "in [0, 1]", p.min_p);
@@ -111,13 +113,13 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
     return absl::InvalidArgumentError(
         absl::StrCat("top_k must be -1, 0 (disabled) or positive, got ", p.top_k));
   }
-  if (!(p.repetition_penalty > 0.0 && std::isfinite(p.repetition_penalty))) {
-    return RangeError("repetition_penalty", "finite and > 0", p.repetition_penalty);
+  if (!(p.repetition_penalty > 0.0 && p.repetition_penalty <= kMaxRepetitionPenalty)) {
+    return RangeError("repetition_penalty", "in (0, 100]", p.repetition_penalty);
   }
-  if (!(p.presence_penalty >= -2.0 && p.presence_penalty <= 2.0)) {
+  if (!(p.presence_penalty >= kMinPenalty && p.presence_penalty <= kMaxPenalty)) {
     return RangeError("presence_penalty", "in [-2, 2]", p.presence_penalty);
   }
-  if (!(p.frequency_penalty >= -2.0 && p.frequency_penalty <= 2.0)) {
+  if (!(p.frequency_penalty >= kMinPenalty && p.frequency_penalty <= kMaxPenalty)) {
     return RangeError("frequency_penalty", "in [-2, 2]", p.frequency_penalty);
   }
   return absl::OkStatus();

@@ -426,6 +426,19 @@ TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
       {"empty stop", [](v1::GenerateRequest* r) { r->mutable_stopping()->add_stop(""); },
        "stopping.stop[0]"},
       {"n", [](v1::GenerateRequest* r) { r->mutable_output()->set_n(0); }, "output.n"},
+      // The limits table shared with the OpenAI API (engine/sampling/request_limits.h).
+      {"temperature above 2",
+       [](v1::GenerateRequest* r) { r->mutable_sampling()->set_temperature(1e30); },
+       "sampling.temperature"},
+      {"repetition_penalty above 100",
+       [](v1::GenerateRequest* r) { r->mutable_sampling()->set_repetition_penalty(101); },
+       "sampling.repetition_penalty"},
+      {"n above 128", [](v1::GenerateRequest* r) { r->mutable_output()->set_n(129); }, "output.n"},
+      {"17 stop strings",
+       [](v1::GenerateRequest* r) {
+         for (int i = 0; i < 17; ++i) r->mutable_stopping()->add_stop("x" + std::to_string(i));
+       },
+       "stopping.stop"},
       {"logprobs", [](v1::GenerateRequest* r) { r->mutable_output()->set_logprobs(21); },
        "output.logprobs"},
       {"attention mode", [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("hip"); },
