@@ -30,7 +30,7 @@ struct DenseAttention {
 // DESIGN §4 sliding_window: every layer reads the last `window` tokens (the query included), and
 // when sinks > 0 also the first `sinks` tokens, with positions re-assigned inside the cache
 // (StreamingLLM): sinks at 0..sinks-1, the window's keys contiguous after them, the query last.
-// Rules (checked when the mode is made): window >= 1, 0 <= sinks <= window.
+// Rules (checked when the mode is made): 1 <= window <= 2^31 - 1, 0 <= sinks <= window.
 struct SlidingWindowAttention {
   int64_t window = 0;
   int64_t sinks = 0;

@@ -8,6 +8,8 @@
 namespace longview::attention_internal {
 namespace {
 
+constexpr int64_t kMaxWindow = std::numeric_limits<int32_t>::max();
+
 class SlidingWindowMode final : public AttentionMode {
  public:
   explicit SlidingWindowMode(const SlidingWindowAttention& spec)
@@ -71,6 +73,11 @@ absl::StatusOr<std::shared_ptr<const AttentionMode>> MakeMode(const SlidingWindo
                                                               const std::string& prefix) {
   if (s.window < 1) {
     return FieldError(prefix, "window", absl::StrFormat("must be at least 1, got %d", s.window));
+  }
+  // Kernels take 32-bit windows; nothing longer is meaningful, and sums stay far from overflow.
+  if (s.window > kMaxWindow) {
+    return FieldError(prefix, "window",
+                      absl::StrFormat("must be at most %d, got %d", kMaxWindow, s.window));
   }
   if (s.sinks < 0) return FieldError(prefix, "sinks", absl::StrFormat("must be >= 0, got %d", s.sinks));
   if (s.sinks > s.window) {

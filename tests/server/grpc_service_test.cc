@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <future>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -423,6 +424,18 @@ TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
       {"beyond context",
        [](v1::GenerateRequest* r) { r->mutable_stopping()->set_max_tokens(100000); },
        "stopping.max_tokens"},
+      {"max_tokens overflowing",
+       [](v1::GenerateRequest* r) {
+         r->mutable_stopping()->set_max_tokens(std::numeric_limits<int64_t>::max());
+       },
+       "stopping.max_tokens"},
+      {"window overflowing",
+       [](v1::GenerateRequest* r) {
+         r->mutable_attention()->set_mode("sliding_window");
+         r->mutable_attention()->set_window(std::numeric_limits<int64_t>::max());
+         r->mutable_attention()->set_sinks(1);
+       },
+       "attention.window"},
       {"empty stop", [](v1::GenerateRequest* r) { r->mutable_stopping()->add_stop(""); },
        "stopping.stop[0]"},
       {"n", [](v1::GenerateRequest* r) { r->mutable_output()->set_n(0); }, "output.n"},

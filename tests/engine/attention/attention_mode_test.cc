@@ -52,6 +52,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"WindowRequired", "sliding_window", kUnset, kUnset, "attention.window"},
         BadRequest{"WindowZero", "sliding_window", 0, kUnset, "attention.window"},
         BadRequest{"WindowNegative", "sliding_window", -1, kUnset, "attention.window"},
+        BadRequest{"WindowOverflowing", "sliding_window", std::numeric_limits<int64_t>::max(), 1,
+                   "attention.window"},
         BadRequest{"SinksNegative", "sliding_window", 4, -1, "attention.sinks"},
         BadRequest{"SinksBeyondWindow", "sliding_window", 3, 4, "attention.sinks"}),
     [](const ::testing::TestParamInfo<BadRequest>& info) { return info.param.name; });
@@ -120,6 +122,11 @@ TEST(AttentionModeTest, PagesHeldIsBoundedUnderAWindow) {
   EXPECT_EQ(SlidingWindow(16, 4)->PagesHeld(10, 8, 8, 0), 2);
   EXPECT_EQ(Attention()->PagesHeld(100, 8, 8, 16), 4);  // the model's own window
   EXPECT_EQ(SlidingWindow(16, 4)->PagesHeld(std::numeric_limits<int64_t>::max(), 8, 8, 0), 5);
+  // The widest window with a stream of any length: no overflow.
+  const int64_t w = std::numeric_limits<int32_t>::max();
+  EXPECT_EQ(SlidingWindow(w, 4)->PagesHeld(std::numeric_limits<int64_t>::max(), 16, 2048, 0),
+            1 + (w + 2048 + 15) / 16 + 1);
+  EXPECT_EQ(SlidingWindow(w, w)->MaxSequenceLength(1 << 20), 1 << 20);
 }
 
 TEST(AttentionModeTest, SelectionsAndQueryPositions) {
