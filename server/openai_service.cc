@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "server/api_error.h"
 #include "server/metrics_text.h"
 #include "server/openai_job.h"
@@ -23,6 +24,18 @@ void RespondError(HttpResponder& w, const absl::Status& status) {
 
 void RespondJson(HttpResponder& w, const json& body) {
   w.Respond(200, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// True when `method` is in `allow` ("GET, HEAD"); otherwise answers 405 with an Allow header.
+bool MethodAllowed(const HttpRequest& request, const std::string& allow, HttpResponder& w) {
+  for (absl::string_view m : absl::StrSplit(allow, ", ")) {
+    if (request.method == m) return true;
+  }
+  w.Respond(405, "application/json",
+            ErrorJson(absl::InvalidArgumentError(absl::StrCat(
+                "method ", request.method, " is not allowed on ", request.path, "; use ", allow))),
+            {absl::StrCat("Allow: ", allow)});
+  return false;
 }
 
 // Compares without an early exit, so timing does not reveal the key's prefix.
@@ -65,14 +78,18 @@ std::string OpenAiService::NewId(const char* prefix) {
 
 void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> responder) {
   const std::string& path = request.path;
-  const std::string& method = request.method;
+  // HEAD is answered as GET; the transport sends the headers only.
   if (path == "/health") {
-    responder->Respond(200, "application/json", "{\"status\":\"ok\"}");
+    if (MethodAllowed(request, "GET, HEAD", *responder)) {
+      responder->Respond(200, "application/json", "{\"status\":\"ok\"}");
+    }
     return;
   }
   if (path == "/metrics") {
-    responder->Respond(200, kMetricsContentType,
-                       RenderMetricsText(loop_->Snapshot(), options_.served_model_name));
+    if (MethodAllowed(request, "GET, HEAD", *responder)) {
+      responder->Respond(200, kMetricsContentType,
+                         RenderMetricsText(loop_->Snapshot(), options_.served_model_name));
+    }
     return;
   }
   bool is_api = path == "/v1" || path.rfind("/v1/", 0) == 0;
@@ -83,17 +100,8 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
                           "invalid_api_key"));
     return;
   }
-  auto route = [&](const char* route_path, const char* route_method) {
-    if (path != route_path) return false;
-    if (method == route_method) return true;
-    responder->Respond(
-        405, "application/json",
-        ErrorJson(absl::InvalidArgumentError(
-            absl::StrCat("method ", method, " is not allowed on ", path, "; use ", route_method))));
-    return false;
-  };
   if (path == "/v1/models") {
-    if (!route("/v1/models", "GET")) return;
+    if (!MethodAllowed(request, "GET, HEAD", *responder)) return;
     json model = {{"id", options_.served_model_name},
                   {"object", "model"},
                   {"created", NowSeconds()},
@@ -103,18 +111,21 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
     return;
   }
   if (path == "/v1/completions") {
-    if (route("/v1/completions", "POST")) {
+    if (MethodAllowed(request, "POST", *responder)) {
       HandleGeneration(ApiKind::kCompletion, request, responder);
     }
     return;
   }
   if (path == "/v1/chat/completions") {
-    if (route("/v1/chat/completions", "POST")) HandleGeneration(ApiKind::kChat, request, responder);
+    if (MethodAllowed(request, "POST", *responder)) {
+      HandleGeneration(ApiKind::kChat, request, responder);
+    }
     return;
   }
   RespondError(
       *responder,
-      WithCode(absl::NotFoundError(absl::StrCat("no route for ", method, " ", path)), "not_found"));
+      WithCode(absl::NotFoundError(absl::StrCat("no route for ", request.method, " ", path)),
+               "not_found"));
 }
 
 absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
@@ -122,8 +133,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
   const Tokenizer& tok = *loop_->model().tokenizer;
   std::vector<std::vector<int32_t>> prompts;
   if (r.kind == ApiKind::kChat) {
-    prompts.push_back(EncodeChat(options_.chat_template, tok,
-                                 RenderChat(options_.chat_template, r.messages)));
+    prompts.push_back(
+        EncodeChat(options_.chat_template, tok, RenderChat(options_.chat_template, r.messages)));
   } else {
     for (size_t i = 0; i < r.prompts.size(); ++i) {
       const PromptInput& p = r.prompts[i];

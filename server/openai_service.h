@@ -2,8 +2,9 @@
 // validation against the model (name, token ids, context length), submission, and hand-off of
 // the streams to the RequestPump.
 //
-// Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models (all behind the API
-// key when one is set), GET /health and GET /metrics (always open).
+// Routes: POST /v1/completions, POST /v1/chat/completions, GET|HEAD /v1/models (all behind the
+// API key when one is set), GET|HEAD /health and GET|HEAD /metrics (always open). A known path
+// asked with another method gets 405 with an Allow header.
 //
 //   OpenAiService service(&loop, &pump, options);
 //   ASSIGN_OR_RETURN(auto http, HttpServer::Start(http_options,

@@ -71,6 +71,16 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->capture_default_str();
   s->add_option("--max-body-bytes", a->max_body_bytes, "Larger request bodies get 413")
       ->capture_default_str();
+  s->add_option("--max-connections", a->max_connections,
+                "Open HTTP connections at most; more are answered 503 and closed (gRPC apart)")
+      ->capture_default_str();
+  s->add_option("--max-inflight-body-bytes", a->max_inflight_body_bytes,
+                "Request bodies being read at once, in bytes in all; beyond: 503 with Retry-After")
+      ->capture_default_str();
+  s->add_option("--write-timeout", a->write_timeout_seconds,
+                "Seconds a response write may stall before the client is disconnected (its "
+                "request is cancelled)")
+      ->capture_default_str();
   s->add_option("--page-size", a->page_size, "KV page size in tokens")->capture_default_str();
   s->add_option("--chat-template", a->chat_template,
                 "llama2 | llama3 | mistral | chatml | plain (default: from tokenizer_config.json)");
@@ -91,6 +101,9 @@ int RunServe(const ServeArgs& a) {
   if (a.port < 0 || a.port > 65535) return Fail("--port must be in [0, 65535]");
   if (a.grpc_port > 65535) return Fail("--grpc-port must be at most 65535");
   if (a.max_body_bytes < 1) return Fail("--max-body-bytes must be at least 1");
+  if (a.max_connections < 1) return Fail("--max-connections must be at least 1");
+  if (a.max_inflight_body_bytes < 1) return Fail("--max-inflight-body-bytes must be at least 1");
+  if (a.write_timeout_seconds < 1) return Fail("--write-timeout must be at least 1 second");
   if (a.io_threads < 1 || a.pump_threads < 1) {
     return Fail("--io-threads and --pump-threads must be at least 1");
   }
@@ -147,6 +160,9 @@ int RunServe(const ServeArgs& a) {
   ho.port = a.port;
   ho.num_io_threads = a.io_threads;
   ho.max_body_bytes = a.max_body_bytes;
+  ho.max_connections = a.max_connections;
+  ho.max_inflight_body_bytes = a.max_inflight_body_bytes;
+  ho.write_timeout_seconds = a.write_timeout_seconds;
   auto http = HttpServer::Start(ho, [&service](HttpRequest r, std::shared_ptr<HttpResponder> w) {
     service.Handle(std::move(r), std::move(w));
   });
