@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/api_error.h"
+#include "server/api_key.h"
 #include "server/metrics_text.h"
 #include "server/openai_job.h"
 
@@ -38,12 +40,14 @@ bool MethodAllowed(const HttpRequest& request, const std::string& allow, HttpRes
   return false;
 }
 
-// Compares without an early exit, so timing does not reveal the key's prefix.
-bool SameSecret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size() || b.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+// A request path for a log line: printable ASCII only, at most 200 bytes.
+std::string LoggablePath(const std::string& path) {
+  std::string out = path.substr(0, 200);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  if (path.size() > out.size()) out += "...";
+  return out;
 }
 
 int64_t NowSeconds() {
@@ -64,9 +68,16 @@ OpenAiService::OpenAiService(EngineLoop* loop, RequestPump* pump, OpenAiServiceO
 bool OpenAiService::Authorized(const HttpRequest& request) const {
   if (options_.api_key.empty()) return true;
   std::string auth = request.Header("authorization");
-  const std::string prefix = "Bearer ";
-  if (auth.size() < prefix.size() || auth.compare(0, prefix.size(), prefix) != 0) return false;
-  return SameSecret(auth.substr(prefix.size()), options_.api_key);
+  std::optional<std::string_view> token = BearerToken(auth);
+  if (token && SecretEquals(*token, options_.api_key)) return true;
+  // Never the key or the credential sent: the path, the client and what was wrong.
+  const char* why = auth.empty() ? "no Authorization header"
+                    : !token     ? "not a Bearer credential"
+                                 : "wrong key";
+  std::cerr << absl::StrCat("longview: unauthorized ", request.method, " ",
+                            LoggablePath(request.path), " from ", request.remote_address, " (", why,
+                            ")\n");
+  return false;
 }
 
 std::string OpenAiService::NewId(const char* prefix) {

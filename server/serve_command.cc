@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "kernels/cpu/ops.h"
 #include "scheduler/engine_loop.h"
 #include "engine/text/chat_template.h"
+#include "server/api_key.h"
 #include "server/grpc_service.h"
 #include "server/http_server.h"
 #include "server/openai_service.h"
@@ -51,7 +53,14 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--port", a->port, "HTTP port (0 = any free port)")->capture_default_str();
   s->add_option("--grpc-port", a->grpc_port, "gRPC port (0 = no gRPC server)")
       ->capture_default_str();
-  s->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/ routes");
+  s->add_option_function<std::string>(
+      "--api-key",
+      [a](const std::string& key) {
+        a->api_key = key;
+        a->api_key_given = true;
+      },
+      "Require 'Authorization: Bearer KEY' on /v1/ routes and gRPC calls (default: "
+      "$LONGVIEW_API_KEY when set; neither: no auth). An empty key is refused");
   s->add_option("--device", a->device, "auto | cpu | cuda (auto: cuda where a GPU is present)")
       ->capture_default_str();
   s->add_option("--dtype", a->dtype, "CUDA: bf16 | fp16 (weights, activations, KV pages)")
@@ -104,6 +113,9 @@ int RunServe(const ServeArgs& a) {
   if (a.max_connections < 1) return Fail("--max-connections must be at least 1");
   if (a.max_inflight_body_bytes < 1) return Fail("--max-inflight-body-bytes must be at least 1");
   if (a.write_timeout_seconds < 1) return Fail("--write-timeout must be at least 1 second");
+  absl::StatusOr<std::string> api_key =
+      ResolveApiKey(a.api_key_given, a.api_key, std::getenv(kApiKeyEnv));
+  if (!api_key.ok()) return Fail(std::string(api_key.status().message()));
   if (a.io_threads < 1 || a.pump_threads < 1) {
     return Fail("--io-threads and --pump-threads must be at least 1");
   }
@@ -150,7 +162,7 @@ int RunServe(const ServeArgs& a) {
   OpenAiServiceOptions so;
   so.served_model_name =
       a.served_model_name.empty() ? DefaultServedName(a.model) : a.served_model_name;
-  so.api_key = a.api_key;
+  so.api_key = *api_key;
   so.chat_template = *tmpl;
   std::string model_name = so.served_model_name;
   RequestPump pump(a.pump_threads);
@@ -173,7 +185,7 @@ int RunServe(const ServeArgs& a) {
   }
   std::unique_ptr<GrpcServer> grpc;
   if (a.grpc_port > 0) {
-    auto g = StartGrpcServer(&loop, a.host, a.grpc_port, a.api_key, model_name);
+    auto g = StartGrpcServer(&loop, a.host, a.grpc_port, *api_key, model_name);
     if (!g.ok()) {
       (*http)->Stop();
       pump.Stop();

@@ -8,6 +8,9 @@
 //                  [--max-inflight-body-bytes N] [--write-timeout S]
 //                  [--chat-template llama2|llama3|mistral|chatml]
 //
+// The API key comes from --api-key, else from $LONGVIEW_API_KEY; an empty key either way is
+// refused at startup.
+//
 // `--port 0` / `--grpc-port 0` for the HTTP port picks a free port; the bound addresses are
 // printed on stderr ("longview: HTTP on http://127.0.0.1:PORT").
 #pragma once
@@ -25,6 +28,7 @@ struct ServeArgs {
   int port = 8000;
   int grpc_port = 50051;  // <= 0: no gRPC server
   std::string api_key;
+  bool api_key_given = false;  // --api-key was on the command line (perhaps empty)
   std::string device = "auto";
   double gpu_memory_utilization = 0.9;
   std::string dtype = "bf16";     // CUDA: bf16 | fp16

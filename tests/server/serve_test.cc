@@ -1,5 +1,6 @@
-// End-to-end tests of `longview serve` on the golden Llama over loopback: the router's HEAD and
-// 405 answers, and the --max-connections flag.
+// End-to-end tests of `longview serve` on the golden Llama over loopback: how the API key is
+// taken and checked (from $LONGVIEW_API_KEY, the Bearer scheme in any case, refusals logged
+// without the key), the router's HEAD and 405 answers, and the --max-connections flag.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -159,16 +160,58 @@ class ServeTest : public ::testing::Test {
     server_.reset();
     fs::remove_all(dir_);
   }
-  // Starts the server with --api-key kKey and `args`.
-  ServeProcess& Start(std::vector<std::string> args = {}) {
-    args.insert(args.end(), {"--api-key", kKey});
-    server_ = std::make_unique<ServeProcess>(args, std::vector<std::string>{}, dir_ / "log.txt");
+  // Starts the server with the key in $LONGVIEW_API_KEY (no --api-key) and `args`.
+  ServeProcess& Start(const std::vector<std::string>& args = {}) {
+    server_ = std::make_unique<ServeProcess>(
+        args, std::vector<std::string>{std::string("LONGVIEW_API_KEY=") + kKey}, dir_ / "log.txt");
     EXPECT_GT(server_->port(), 0) << server_->Log();
     return *server_;
   }
   fs::path dir_;
   std::unique_ptr<ServeProcess> server_;
 };
+
+TEST_F(ServeTest, KeyFromTheEnvironmentGuardsTheApi) {
+  ServeProcess& s = Start();
+  ASSERT_GT(s.port(), 0);
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/v1/models")), 401);
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/v1/models", std::string("Bearer ") + kKey)), 200);
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/health")), 200);  // open
+}
+
+TEST_F(ServeTest, BearerSchemeIsCaseInsensitive) {
+  ServeProcess& s = Start();
+  ASSERT_GT(s.port(), 0);
+  for (const char* scheme : {"bearer ", "BEARER ", "BeArEr  "}) {
+    EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/v1/models", scheme + std::string(kKey))), 200)
+        << scheme;
+  }
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/v1/models", std::string("Basic ") + kKey)), 401);
+  // The key itself stays case-sensitive.
+  std::string upper = kKey;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/v1/models", "Bearer " + upper)), 401);
+}
+
+TEST_F(ServeTest, FailedAuthIsLoggedWithoutTheKey) {
+  ServeProcess& s = Start();
+  ASSERT_GT(s.port(), 0);
+  const std::string guess = "sk-wrong-guess-7777";
+  EXPECT_EQ(StatusOf(Request(s.port(), "POST", "/v1/completions", "Bearer " + guess)), 401);
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/v1/models")), 401);
+  std::string log;
+  for (int i = 0; i < 250; ++i) {  // stderr is written before the answer; allow for the file
+    log = s.Log();
+    if (log.find("(no Authorization header)") != std::string::npos) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(log.find("unauthorized POST /v1/completions from 127.0.0.1:"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("(wrong key)"), std::string::npos) << log;
+  EXPECT_NE(log.find("unauthorized GET /v1/models from 127.0.0.1:"), std::string::npos) << log;
+  EXPECT_EQ(log.find(guess), std::string::npos) << log;
+  EXPECT_EQ(log.find(kKey), std::string::npos) << log;
+}
 
 TEST_F(ServeTest, HeadOnGetRoutesAnswersHeadersOnly) {
   ServeProcess& s = Start();
