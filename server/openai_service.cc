@@ -3,14 +3,17 @@
 
 #include <chrono>
 #include <cstdio>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "server/limits.h"
+#include "absl/strings/str_split.h"
 #include "server/api_error.h"
+#include "server/api_key.h"
+#include "server/limits.h"
 #include "server/metrics_text.h"
 #include "server/openai_job.h"
 
@@ -27,12 +30,26 @@ void RespondJson(HttpResponder& w, const json& body) {
   w.Respond(200, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
-// Compares without an early exit, so timing does not reveal the key's prefix.
-bool SameSecret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size() || b.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+// True when `method` is in `allow` ("GET, HEAD"); otherwise answers 405 with an Allow header.
+bool MethodAllowed(const HttpRequest& request, const std::string& allow, HttpResponder& w) {
+  for (absl::string_view m : absl::StrSplit(allow, ", ")) {
+    if (request.method == m) return true;
+  }
+  w.Respond(405, "application/json",
+            ErrorJson(absl::InvalidArgumentError(absl::StrCat(
+                "method ", request.method, " is not allowed on ", request.path, "; use ", allow))),
+            {absl::StrCat("Allow: ", allow)});
+  return false;
+}
+
+// A request path for a log line: printable ASCII only, at most 200 bytes.
+std::string LoggablePath(const std::string& path) {
+  std::string out = path.substr(0, 200);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  if (path.size() > out.size()) out += "...";
+  return out;
 }
 
 int64_t NowSeconds() {
@@ -55,9 +72,16 @@ OpenAiService::OpenAiService(EngineLoop* loop, RequestPump* pump, OpenAiServiceO
 bool OpenAiService::Authorized(const HttpRequest& request) const {
   if (options_.api_key.empty()) return true;
   std::string auth = request.Header("authorization");
-  const std::string prefix = "Bearer ";
-  if (auth.size() < prefix.size() || auth.compare(0, prefix.size(), prefix) != 0) return false;
-  return SameSecret(auth.substr(prefix.size()), options_.api_key);
+  std::optional<std::string_view> token = BearerToken(auth);
+  if (token && SecretEquals(*token, options_.api_key)) return true;
+  // Never the key or the credential sent: the path, the client and what was wrong.
+  const char* why = auth.empty() ? "no Authorization header"
+                    : !token     ? "not a Bearer credential"
+                                 : "wrong key";
+  std::cerr << absl::StrCat("longview: unauthorized ", request.method, " ",
+                            LoggablePath(request.path), " from ", request.remote_address, " (", why,
+                            ")\n");
+  return false;
 }
 
 std::string OpenAiService::NewId(const char* prefix) {
@@ -69,8 +93,9 @@ std::string OpenAiService::NewId(const char* prefix) {
 
 void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> responder) {
   const std::string& path = request.path;
-  const std::string& method = request.method;
+  // HEAD is answered as GET; the transport sends the headers only.
   if (path == "/health") {
+    if (!MethodAllowed(request, "GET, HEAD", *responder)) return;
     if (draining_.load()) {
       responder->Respond(503, "application/json", "{\"status\":\"draining\"}");
       return;
@@ -86,8 +111,10 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
     return;
   }
   if (path == "/metrics") {
-    responder->Respond(200, kMetricsContentType,
-                       RenderMetricsText(loop_->Snapshot(), options_.served_model_name));
+    if (MethodAllowed(request, "GET, HEAD", *responder)) {
+      responder->Respond(200, kMetricsContentType,
+                         RenderMetricsText(loop_->Snapshot(), options_.served_model_name));
+    }
     return;
   }
   bool is_api = path == "/v1" || path.rfind("/v1/", 0) == 0;
@@ -98,17 +125,8 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
                           "invalid_api_key"));
     return;
   }
-  auto route = [&](const char* route_path, const char* route_method) {
-    if (path != route_path) return false;
-    if (method == route_method) return true;
-    responder->Respond(
-        405, "application/json",
-        ErrorJson(absl::InvalidArgumentError(
-            absl::StrCat("method ", method, " is not allowed on ", path, "; use ", route_method))));
-    return false;
-  };
   if (path == "/v1/models") {
-    if (!route("/v1/models", "GET")) return;
+    if (!MethodAllowed(request, "GET, HEAD", *responder)) return;
     json model = {{"id", options_.served_model_name},
                   {"object", "model"},
                   {"created", NowSeconds()},
@@ -134,16 +152,17 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
         [this, kind, shared, responder] { HandleGeneration(kind, *shared, responder); });
   };
   if (path == "/v1/completions") {
-    if (route("/v1/completions", "POST")) generate(ApiKind::kCompletion);
+    if (MethodAllowed(request, "POST", *responder)) generate(ApiKind::kCompletion);
     return;
   }
   if (path == "/v1/chat/completions") {
-    if (route("/v1/chat/completions", "POST")) generate(ApiKind::kChat);
+    if (MethodAllowed(request, "POST", *responder)) generate(ApiKind::kChat);
     return;
   }
   RespondError(
       *responder,
-      WithCode(absl::NotFoundError(absl::StrCat("no route for ", method, " ", path)), "not_found"));
+      WithCode(absl::NotFoundError(absl::StrCat("no route for ", request.method, " ", path)),
+               "not_found"));
 }
 
 absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
@@ -151,8 +170,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
   const Tokenizer& tok = *loop_->model().tokenizer;
   std::vector<std::vector<int32_t>> prompts;
   if (r.kind == ApiKind::kChat) {
-    prompts.push_back(EncodeChat(options_.chat_template, tok,
-                                 RenderChat(options_.chat_template, r.messages)));
+    prompts.push_back(
+        EncodeChat(options_.chat_template, tok, RenderChat(options_.chat_template, r.messages)));
   } else {
     for (size_t i = 0; i < r.prompts.size(); ++i) {
       const PromptInput& p = r.prompts[i];

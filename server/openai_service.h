@@ -2,8 +2,11 @@
 // validation against the model (name, token ids, context length), submission, and hand-off of
 // the streams to the RequestPump.
 //
-// Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models (all behind the API
-// key when one is set), GET /health and GET /metrics (always open).
+// Routes: POST /v1/completions, POST /v1/chat/completions, GET|HEAD /v1/models (all behind the
+// API key when one is set), GET|HEAD /health and GET|HEAD /metrics (always open). A known path
+// asked with another method gets 405 with an Allow header. The key is sent as
+// `Authorization: Bearer KEY` (scheme in any case) and compared in constant time; a refusal is
+// logged on stderr with the path and the client's address, never the key.
 //
 //   OpenAiService service(&loop, &pump, options);
 //   ASSIGN_OR_RETURN(auto http, HttpServer::Start(http_options,
@@ -28,7 +31,7 @@ namespace longview {
 
 struct OpenAiServiceOptions {
   std::string served_model_name;
-  std::string api_key;  // empty: no auth
+  std::string api_key;  // empty: no auth (`serve` refuses an empty key given explicitly)
   ChatTemplate chat_template;
   // prompts × n of one request at most (more is a 400 naming `prompt` or `n`).
   int64_t max_seqs_per_request = 256;

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "kernels/cpu/ops.h"
 #include "scheduler/engine_loop.h"
 #include "engine/text/chat_template.h"
+#include "server/api_key.h"
 #include "server/grpc_service.h"
 #include "server/http_server.h"
 #include "server/openai_service.h"
@@ -52,7 +54,14 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--port", a->port, "HTTP port (0 = any free port)")->capture_default_str();
   s->add_option("--grpc-port", a->grpc_port, "gRPC port (0 = no gRPC server)")
       ->capture_default_str();
-  s->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/ routes");
+  s->add_option_function<std::string>(
+      "--api-key",
+      [a](const std::string& key) {
+        a->api_key = key;
+        a->api_key_given = true;
+      },
+      "Require 'Authorization: Bearer KEY' on /v1/ routes and gRPC calls (default: "
+      "$LONGVIEW_API_KEY when set; neither: no auth). An empty key is refused");
   s->add_option("--device", a->device, "auto | cpu | cuda (auto: cuda where a GPU is present)")
       ->capture_default_str();
   s->add_option("--dtype", a->dtype, "CUDA: bf16 | fp16 (weights, activations, KV pages)")
@@ -90,6 +99,16 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->capture_default_str();
   s->add_option("--max-body-bytes", a->max_body_bytes, "Larger request bodies get 413")
       ->capture_default_str();
+  s->add_option("--max-connections", a->max_connections,
+                "Open HTTP connections at most; more are answered 503 and closed (gRPC apart)")
+      ->capture_default_str();
+  s->add_option("--max-inflight-body-bytes", a->max_inflight_body_bytes,
+                "Request bodies being read at once, in bytes in all; beyond: 503 with Retry-After")
+      ->capture_default_str();
+  s->add_option("--write-timeout", a->write_timeout_seconds,
+                "Seconds a response write may stall before the client is disconnected (its "
+                "request is cancelled)")
+      ->capture_default_str();
   s->add_option("--page-size", a->page_size, "KV page size in tokens")->capture_default_str();
   s->add_option("--chat-template", a->chat_template,
                 "llama2 | llama3 | mistral | chatml | plain (default: from tokenizer_config.json)");
@@ -115,6 +134,12 @@ int RunServe(const ServeArgs& a) {
   if (a.frontend_threads < 1) return Fail("--frontend-threads must be at least 1");
   if (a.max_seqs_per_request < 1) return Fail("--max-seqs-per-request must be at least 1");
   if (!(a.health_stall_seconds > 0)) return Fail("--health-stall-seconds must be positive");
+  if (a.max_connections < 1) return Fail("--max-connections must be at least 1");
+  if (a.max_inflight_body_bytes < 1) return Fail("--max-inflight-body-bytes must be at least 1");
+  if (a.write_timeout_seconds < 1) return Fail("--write-timeout must be at least 1 second");
+  absl::StatusOr<std::string> api_key =
+      ResolveApiKey(a.api_key_given, a.api_key, std::getenv(kApiKeyEnv));
+  if (!api_key.ok()) return Fail(std::string(api_key.status().message()));
   if (a.io_threads < 1 || a.pump_threads < 1) {
     return Fail("--io-threads and --pump-threads must be at least 1");
   }
@@ -161,7 +186,7 @@ int RunServe(const ServeArgs& a) {
   OpenAiServiceOptions so;
   so.served_model_name =
       a.served_model_name.empty() ? DefaultServedName(a.model) : a.served_model_name;
-  so.api_key = a.api_key;
+  so.api_key = *api_key;
   so.chat_template = *tmpl;
   so.max_seqs_per_request = a.max_seqs_per_request;
   so.max_stall_seconds = a.health_stall_seconds;
@@ -176,6 +201,9 @@ int RunServe(const ServeArgs& a) {
   ho.port = a.port;
   ho.num_io_threads = a.io_threads;
   ho.max_body_bytes = a.max_body_bytes;
+  ho.max_connections = a.max_connections;
+  ho.max_inflight_body_bytes = a.max_inflight_body_bytes;
+  ho.write_timeout_seconds = a.write_timeout_seconds;
   auto http = HttpServer::Start(ho, [&service](HttpRequest r, std::shared_ptr<HttpResponder> w) {
     service.Handle(std::move(r), std::move(w));
   });
@@ -187,7 +215,7 @@ int RunServe(const ServeArgs& a) {
   std::unique_ptr<GrpcServer> grpc;
   if (a.grpc_port > 0) {
     auto g = StartGrpcServer(&loop, a.host, a.grpc_port,
-                             GrpcServerOptions{.api_key = a.api_key,
+                             GrpcServerOptions{.api_key = *api_key,
                                                .model_name = model_name,
                                                .max_stall_seconds = a.health_stall_seconds,
                                                .max_prompt_bytes = a.max_prompt_bytes,

@@ -4,8 +4,12 @@
 //   longview serve [--model DIR] [--host 127.0.0.1] [--port 8000] [--grpc-port 50051]
 //                  [--api-key KEY] [--device auto|cpu|cuda] [--served-model-name NAME]
 //                  [--max-num-seqs N] [--max-num-batched-tokens N] [--num-kv-pages N]
-//                  [--max-queue N] [--max-body-bytes N]
+//                  [--max-queue N] [--max-body-bytes N] [--max-connections N]
+//                  [--max-inflight-body-bytes N] [--write-timeout S]
 //                  [--chat-template llama2|llama3|mistral|chatml]
+//
+// The API key comes from --api-key, else from $LONGVIEW_API_KEY; an empty key either way is
+// refused at startup.
 //
 // `--port 0` / `--grpc-port 0` for the HTTP port picks a free port; the bound addresses are
 // printed on stderr ("longview: HTTP on http://127.0.0.1:PORT").
@@ -24,9 +28,10 @@ struct ServeArgs {
   int port = 8000;
   int grpc_port = 50051;  // <= 0: no gRPC server
   std::string api_key;
+  bool api_key_given = false;  // --api-key was on the command line (perhaps empty)
   std::string device = "auto";
   double gpu_memory_utilization = 0.9;
-  std::string dtype = "bf16";  // CUDA: bf16 | fp16
+  std::string dtype = "bf16";     // CUDA: bf16 | fp16
   std::string served_model_name;  // default: the model folder's name
   int64_t max_num_seqs = 256;
   int64_t max_num_batched_tokens = 2048;
@@ -38,6 +43,9 @@ struct ServeArgs {
   int64_t max_prompt_bytes = 0;  // 0: derived from the context
   int frontend_threads = 4;
   int64_t max_body_bytes = 8 << 20;
+  int max_connections = 1024;                            // HTTP only
+  int64_t max_inflight_body_bytes = int64_t{256} << 20;  // request bodies being read, in all
+  int write_timeout_seconds = 60;
   int64_t page_size = 16;
   std::string chat_template;  // empty: from tokenizer_config.json
   int io_threads = 2;

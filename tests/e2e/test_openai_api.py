@@ -440,7 +440,8 @@ def test_holds_2000_concurrent_streaming_connections():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < n + 200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * n), hard))
-    s = Server("--max-queue", "4096", "--num-kv-pages", "8192")
+    # --max-connections: more than the default cap of 1024 are held open at once.
+    s = Server("--max-queue", "4096", "--num-kv-pages", "8192", "--max-connections", str(2 * n))
     body = json.dumps({"model": MODEL, "prompt": "hi there", "max_tokens": 4, "temperature": 0,
                        "stream": True, "ignore_eos": True}).encode()
     request = (b"POST /v1/completions HTTP/1.1\r\nHost: e2e\r\nAuthorization: Bearer " +

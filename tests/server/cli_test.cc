@@ -31,8 +31,11 @@ std::string Quote(const std::string& s) {
   return q + "'";
 }
 
-RunResult RunCli(const std::string& args, const std::string& err_file) {
-  std::string cmd = kBinary + " " + args + " 2>" + err_file;
+// `prefix`: words before the binary ("env NAME=value timeout 30"), or "".
+RunResult RunCli(const std::string& args, const std::string& err_file,
+                 const std::string& prefix = "") {
+  std::string cmd =
+      (prefix.empty() ? "" : prefix + " ") + kBinary + " " + args + " 2>" + err_file;
   FILE* p = popen(cmd.c_str(), "r");
   RunResult r{-1, "", ""};
   if (p == nullptr) return r;
@@ -170,6 +173,21 @@ TEST_F(CliTest, ServeRefusesUnknownDeviceAndDtype) {
     EXPECT_NE(r.exit_code, 0) << flags;
     EXPECT_NE(r.err.find(field), std::string::npos) << r.err;
   }
+}
+
+TEST_F(CliTest, ServeRefusesAnEmptyApiKey) {
+  // A server that starts anyway is stopped after 30 s (exit code 124).
+  // Given explicitly on the command line: refused, even with a key in the environment.
+  RunResult r = RunCli(
+      "serve --model " + Quote(kGolden + "/llama") + " --port 0 --grpc-port 0 --api-key ''",
+      (dir_ / "stderr.txt").string(), "env LONGVIEW_API_KEY=from-env timeout 30");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--api-key is empty"), std::string::npos) << r.err;
+  // Empty in the environment: refused too, naming the variable.
+  r = RunCli("serve --model " + Quote(kGolden + "/llama") + " --port 0 --grpc-port 0",
+             (dir_ / "stderr.txt").string(), "env LONGVIEW_API_KEY= timeout 30");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("LONGVIEW_API_KEY is set but empty"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -1,12 +1,16 @@
-// The HTTP transport over real loopback sockets: keep-alive, pipelining, chunked streaming from
-// another thread, the body limit (413), malformed requests (400), and disconnect detection.
+// The HTTP transport over real loopback sockets: keep-alive, pipelining, HEAD, half-close,
+// chunked streaming from another thread, the body limit (413), malformed requests (400),
+// disconnect detection, and the limits that protect the process: the connection cap, the
+// in-flight body budget and the write timeout.
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <string>
@@ -21,8 +25,11 @@ using namespace std::chrono_literals;
 
 class Client {
  public:
-  explicit Client(int port) {
+  // `rcvbuf` > 0: the socket's receive buffer (set before connecting, so that the window stays
+  // small), for a client that stops reading.
+  explicit Client(int port, int rcvbuf = 0) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -44,6 +51,18 @@ class Client {
     }
     return data_;
   }
+  // Reads until the server closes the connection (or a 5 s timeout); true on EOF or reset.
+  bool ReadToEnd() {
+    for (;;) {
+      char buf[4096];
+      ssize_t n = read(fd_, buf, sizeof(buf));
+      if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+      if (n < 0) return false;
+      data_.append(buf, n);
+    }
+  }
+  const std::string& data() const { return data_; }
+  void ShutdownWrite() { shutdown(fd_, SHUT_WR); }
   void Close() {
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
@@ -130,6 +149,7 @@ TEST(HttpServerTest, ChunkedStreamFromAnotherThread) {
 
 TEST(HttpServerTest, BodyOverTheLimitGets413) {
   HttpServerOptions opt;
+  opt.port = 0;
   opt.max_body_bytes = 10;
   auto server = StartEcho(opt);
   ASSERT_NE(server, nullptr);
@@ -215,6 +235,249 @@ TEST(HttpServerTest, ManyConcurrentConnectionsOnFewThreads) {
   }
   for (auto& c : clients)
     EXPECT_NE(c->ReadUntil("0\r\n\r\n").find("1\r\nx\r\n0\r\n\r\n"), std::string::npos);
+}
+
+// Polls `done` every 10 ms for at most `limit`.
+template <typename Fn>
+bool WaitFor(Fn done, std::chrono::milliseconds limit = 5000ms) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+TEST(HttpServerTest, ConnectionsBeyondTheCapAreRefused) {
+  HttpServerOptions opt;
+  opt.port = 0;
+  opt.max_connections = 3;
+  auto server = StartEcho(opt);
+  ASSERT_NE(server, nullptr);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) {  // each answered, so each is accepted and counted
+    clients.push_back(std::make_unique<Client>(server->port()));
+    clients.back()->Send("GET /k HTTP/1.1\r\nHost: h\r\n\r\n");
+    ASSERT_NE(clients.back()->ReadUntil("GET /k ").find("GET /k "), std::string::npos) << i;
+  }
+  // The fourth is answered before it sends anything, and closed.
+  Client extra(server->port());
+  ASSERT_TRUE(extra.connected());
+  EXPECT_TRUE(extra.ReadToEnd());
+  EXPECT_EQ(extra.data().rfind("HTTP/1.1 503", 0), 0u) << extra.data();
+  EXPECT_NE(extra.data().find("Content-Type: text/plain\r\n"), std::string::npos);
+  EXPECT_NE(extra.data().find("too many open connections (limit 3)"), std::string::npos);
+  // Freeing one lets a new connection in (once the server has seen the close).
+  clients[0]->Close();
+  std::string last;
+  EXPECT_TRUE(WaitFor([&] {
+    Client c(server->port());
+    c.Send("GET /again HTTP/1.1\r\nHost: h\r\n\r\n");
+    last = c.ReadUntil("GET /again ");
+    return last.rfind("HTTP/1.1 200", 0) == 0;
+  })) << last;
+  // The others were never disturbed.
+  clients[1]->Send("GET /still HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_NE(clients[1]->ReadUntil("GET /still ").find("GET /still "), std::string::npos);
+}
+
+TEST(HttpServerTest, BodiesBeyondTheInflightBudgetGet503) {
+  HttpServerOptions opt;
+  opt.port = 0;
+  opt.max_body_bytes = 1000;
+  opt.max_inflight_body_bytes = 100;
+  auto server = StartEcho(opt);
+  ASSERT_NE(server, nullptr);
+  // A alone exceeds the budget.
+  {
+    Client big(server->port());
+    big.Send("POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n" +
+             std::string(101, 'b'));
+    EXPECT_TRUE(big.ReadToEnd());
+    EXPECT_EQ(big.data().rfind("HTTP/1.1 503", 0), 0u) << big.data();
+    EXPECT_NE(big.data().find("Retry-After: 1\r\n"), std::string::npos) << big.data();
+    EXPECT_NE(big.data().find("server_busy"), std::string::npos) << big.data();
+  }
+  // A holds 80 bytes of the budget while its body trickles in ...
+  Client a(server->port());
+  a.Send("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 80\r\n\r\n0123456789");
+  // ... so 50 more do not fit (retried until the server has read A's header) ...
+  std::string refused;
+  EXPECT_TRUE(WaitFor([&] {
+    Client b(server->port());
+    b.Send("POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 50\r\n\r\n" + std::string(50, 'x'));
+    b.ReadToEnd();
+    refused = b.data();
+    return refused.rfind("HTTP/1.1 503", 0) == 0;
+  })) << refused;
+  EXPECT_NE(refused.find("Retry-After: 1\r\n"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("Connection: close\r\n"), std::string::npos) << refused;
+  // ... nor does a chunked body whose chunks would exceed it.
+  {
+    Client chunked(server->port());
+    chunked.Send("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n" +
+                 std::string(50, 'y') + "\r\n0\r\n\r\n");
+    chunked.ReadToEnd();
+    EXPECT_EQ(chunked.data().rfind("HTTP/1.1 503", 0), 0u) << chunked.data();
+  }
+  // When A's body is complete the budget is free again.
+  a.Send(std::string(70, 'a'));
+  EXPECT_NE(a.ReadUntil("POST /a 0123456789aaa").find("HTTP/1.1 200"), std::string::npos);
+  Client c(server->port());
+  c.Send("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n" +
+         std::string(50, 'y') + "\r\n0\r\n\r\n");
+  EXPECT_NE(c.ReadUntil("POST /c yyy").find("HTTP/1.1 200"), std::string::npos) << c.data();
+}
+
+TEST(HttpServerTest, ClientThatStopsReadingIsCutOffAfterTheWriteTimeout) {
+  struct Writer {
+    std::atomic<bool> done{false};
+    std::atomic<int64_t> closed_after_ms{-1};
+  };
+  auto writer = std::make_shared<Writer>();  // shared with the writer thread, which may outlive
+  HttpServerOptions opt;
+  opt.port = 0;
+  opt.write_timeout_seconds = 1;
+  auto server = HttpServer::Start(opt, [writer](HttpRequest, std::shared_ptr<HttpResponder> w) {
+    w->StartStream(200, "text/event-stream", {});
+    std::thread([w, writer] {
+      auto start = std::chrono::steady_clock::now();
+      const std::string chunk(16 << 10, 'z');
+      // 8 MB/s for at most 10 s: far more than the socket buffers hold.
+      while (!w->closed() && std::chrono::steady_clock::now() - start < 10s) {
+        w->Write(chunk);
+        std::this_thread::sleep_for(2ms);
+      }
+      if (w->closed()) {
+        writer->closed_after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - start)
+                                      .count();
+      }
+      writer->done = true;
+    }).detach();
+  });
+  ASSERT_TRUE(server.ok());
+  Client c((*server)->port(), /*rcvbuf=*/4096);
+  c.Send("GET /stream HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_NE(c.ReadUntil("\r\n\r\n").find("HTTP/1.1 200"), std::string::npos);
+  // The client stops reading; the writer sees closed() once a write has stalled for 1 s.
+  EXPECT_TRUE(WaitFor([&] { return writer->done.load(); }, 15000ms));
+  EXPECT_GE(writer->closed_after_ms.load(), 1000);
+  EXPECT_LT(writer->closed_after_ms.load(), 9000);
+  EXPECT_TRUE(c.ReadToEnd());  // what was in flight, then the end of the connection
+}
+
+TEST(HttpServerTest, HalfClosedClientStillGetsTheResponse) {
+  HttpServerOptions opt;
+  opt.port = 0;
+  auto closed_seen = std::make_shared<std::atomic<bool>>(false);
+  auto server =
+      HttpServer::Start(opt, [closed_seen](HttpRequest req, std::shared_ptr<HttpResponder> w) {
+        // Answer late, so the client's shutdown is seen while the response is pending.
+        std::thread([req, w, closed_seen] {
+          std::this_thread::sleep_for(300ms);
+          if (w->closed()) *closed_seen = true;
+          if (req.path == "/stream") {
+            w->StartStream(200, "text/event-stream", {});
+            w->Write("data: 1\n\n");
+            w->EndStream();
+          } else {
+            w->Respond(200, "text/plain", "late " + req.path);
+          }
+        }).detach();
+      });
+  ASSERT_TRUE(server.ok());
+  {
+    Client c((*server)->port());
+    c.Send("GET /plain HTTP/1.1\r\nHost: h\r\n\r\n");
+    c.ShutdownWrite();
+    EXPECT_TRUE(c.ReadToEnd());
+    EXPECT_NE(c.data().find("HTTP/1.1 200 OK\r\n"), std::string::npos) << c.data();
+    EXPECT_NE(c.data().find("late /plain"), std::string::npos) << c.data();
+  }
+  {
+    Client c((*server)->port());
+    c.Send("GET /stream HTTP/1.1\r\nHost: h\r\n\r\n");
+    c.ShutdownWrite();
+    EXPECT_TRUE(c.ReadToEnd());
+    EXPECT_NE(c.data().find("9\r\ndata: 1\n\n\r\n0\r\n\r\n"), std::string::npos) << c.data();
+  }
+  // Two pipelined requests and then the shutdown: both answered, in order.
+  Client c((*server)->port());
+  c.Send("GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTTP/1.1\r\nHost: h\r\n\r\n");
+  c.ShutdownWrite();
+  EXPECT_TRUE(c.ReadToEnd());
+  size_t one = c.data().find("late /one"), two = c.data().find("late /two");
+  ASSERT_NE(one, std::string::npos) << c.data();
+  ASSERT_NE(two, std::string::npos) << c.data();
+  EXPECT_LT(one, two);
+  EXPECT_FALSE(closed_seen->load());  // no responder saw its half-closed client as gone
+}
+
+TEST(HttpServerTest, PipelinedRequestsWithBodiesInOneWrite) {
+  auto server = StartEcho();
+  ASSERT_NE(server, nullptr);
+  Client c(server->port());
+  c.Send(
+      "POST /1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+      "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
+      "POST /3 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n");
+  std::string out = c.ReadUntil("POST /3 xy");
+  size_t p1 = out.find("POST /1 abc"), p2 = out.find("GET /2 "), p3 = out.find("POST /3 xy");
+  ASSERT_NE(p1, std::string::npos) << out;
+  ASSERT_NE(p2, std::string::npos) << out;
+  ASSERT_NE(p3, std::string::npos) << out;
+  EXPECT_LT(p1, p2);
+  EXPECT_LT(p2, p3);
+}
+
+TEST(HttpServerTest, HeadAnswersHeadersWithoutBody) {
+  HttpServerOptions opt;
+  opt.port = 0;
+  auto server = HttpServer::Start(opt, [](HttpRequest req, std::shared_ptr<HttpResponder> w) {
+    if (req.path == "/stream") {
+      w->StartStream(200, "text/event-stream", {});
+      w->Write("data: never\n\n");  // ignored for HEAD
+      w->EndStream();
+      return;
+    }
+    w->Respond(200, "text/plain", req.method + " " + req.path);
+  });
+  ASSERT_TRUE(server.ok());
+  Client c((*server)->port());
+  // Pipelined behind each HEAD, a GET: a body after HEAD's headers would be read as its answer.
+  c.Send(
+      "HEAD /h HTTP/1.1\r\nHost: h\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n"
+      "HEAD /stream HTTP/1.1\r\nHost: h\r\n\r\nGET /end HTTP/1.1\r\nHost: h\r\n\r\n");
+  std::string out = c.ReadUntil("GET /end");
+  const std::string head_answer =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n";
+  EXPECT_EQ(out.rfind(head_answer + "HTTP/1.1 200 OK\r\n", 0), 0u) << out;
+  const std::string stream_head =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_NE(out.find("GET /after" + stream_head + "HTTP/1.1 200 OK"), std::string::npos) << out;
+  EXPECT_EQ(out.find("never"), std::string::npos) << out;
+}
+
+TEST(HttpServerTest, RequestsCarryTheClientAddress) {
+  std::mutex mu;
+  std::string remote;
+  HttpServerOptions opt;
+  opt.port = 0;
+  auto server = HttpServer::Start(opt, [&](HttpRequest req, std::shared_ptr<HttpResponder> w) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      remote = req.remote_address;
+    }
+    w->Respond(200, "text/plain", "ok");
+  });
+  ASSERT_TRUE(server.ok());
+  Client c((*server)->port());
+  c.Send("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  c.ReadUntil("ok");
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(remote.rfind("127.0.0.1:", 0), 0u) << remote;
+  EXPECT_GT(remote.size(), std::string("127.0.0.1:").size());
 }
 
 }  // namespace

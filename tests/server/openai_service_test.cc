@@ -20,14 +20,16 @@ namespace {
 // Records the one response of a route (Respond, or a stream's status).
 class RecordingResponder : public HttpResponder {
  public:
-  void Respond(int status, const std::string&, std::string body) override {
+  using HttpResponder::Respond;
+  void Respond(int status, const std::string&, std::string body,
+               const std::vector<std::string>&) override {
     std::lock_guard<std::mutex> lock(mu_);
     status_ = status;
     body_ = std::move(body);
     cv_.notify_all();
   }
   void StartStream(int status, const std::string&, const std::vector<std::string>&) override {
-    Respond(status, "", "");
+    Respond(status, "", "", {});
   }
   void Write(std::string) override {}
   void EndStream() override {}
