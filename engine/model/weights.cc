@@ -14,23 +14,18 @@
 namespace longview {
 namespace {
 
-struct Expected {
-  std::string name;
-  std::vector<int64_t> shape;
-  HostTensor* dest;
-};
-
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-// Every tensor the config implies, with its shape and where it goes.
-std::vector<Expected> ExpectedTensors(const ModelConfig& cfg, ModelWeights& w) {
+}  // namespace
+
+std::vector<WeightSlot> WeightSlots(const ModelConfig& cfg, ModelWeights& w) {
   const int64_t hidden = cfg.hidden_size;
   const int64_t q_dim = cfg.num_attention_heads * cfg.head_dim;
   const int64_t kv_dim = cfg.num_key_value_heads * cfg.head_dim;
   const int64_t inter = cfg.intermediate_size;
-  std::vector<Expected> e;
+  std::vector<WeightSlot> e;
   e.push_back({"model.embed_tokens.weight", {cfg.vocab_size, hidden}, &w.embed_tokens});
   for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
     LayerWeights& l = w.layers[i];
@@ -57,6 +52,8 @@ std::vector<Expected> ExpectedTensors(const ModelConfig& cfg, ModelWeights& w) {
   return e;
 }
 
+namespace {
+
 bool IsIgnored(std::string_view name, const ModelConfig& cfg) {
   // Older checkpoints saved the rotary inverse frequencies as buffers; tied checkpoints
   // sometimes still carry a copy of the embedding as lm_head.
@@ -76,13 +73,13 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const std::string& model_dir,
                    SafetensorsArchive::OpenModelDir(model_dir));
   ModelWeights w;
   w.layers.resize(cfg.num_hidden_layers);
-  const std::vector<Expected> expected = ExpectedTensors(cfg, w);
+  const std::vector<WeightSlot> expected = WeightSlots(cfg, w);
 
   // Check names, dtypes and shapes of everything before converting anything.
   std::vector<const TensorView*> views;
   views.reserve(expected.size());
   std::set<std::string_view> expected_names;
-  for (const Expected& e : expected) {
+  for (const WeightSlot& e : expected) {
     expected_names.insert(e.name);
     const TensorView* t = archive->Find(e.name);
     if (t == nullptr) {

@@ -38,6 +38,16 @@ struct ModelWeights {
   HostTensor lm_head;  // [vocab, hidden]; empty when tied (use embed_tokens)
 };
 
+// Every tensor a config implies, in Hugging Face naming, with its shape and where it goes in `w`
+// (whose `layers` must already have cfg.num_hidden_layers entries). Shared by the safetensors
+// and GGUF loaders.
+struct WeightSlot {
+  std::string name;             // e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;   // Hugging Face's, e.g. [q_dim, hidden]
+  HostTensor* dest;
+};
+std::vector<WeightSlot> WeightSlots(const ModelConfig& cfg, ModelWeights& w);
+
 // Errors name the file and tensor: missing tensor, unexpected tensor, wrong shape, unsupported
 // dtype, plus every error SafetensorsArchive reports.
 absl::StatusOr<ModelWeights> LoadModelWeights(const std::string& model_dir, const ModelConfig& cfg);
