@@ -111,6 +111,13 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
     return;
   }
   if (path == "/metrics") {
+    if (options_.metrics_require_key && !Authorized(request)) {
+      RespondError(*responder,
+                   WithCode(absl::UnauthenticatedError(
+                                "Incorrect or missing API key: send 'Authorization: Bearer KEY'"),
+                            "invalid_api_key"));
+      return;
+    }
     if (MethodAllowed(request, "GET, HEAD", *responder)) {
       responder->Respond(200, kMetricsContentType,
                          RenderMetricsText(loop_->Snapshot(), options_.served_model_name));

@@ -40,6 +40,8 @@ struct OpenAiServiceOptions {
   // A prompt's text (or a chat's message contents) at most this many bytes, checked before
   // tokenizing; 0: DefaultMaxPromptBytes of the model's context (server/limits.h).
   int64_t max_prompt_bytes = 0;
+  // /metrics asks for the API key too (when one is set).
+  bool metrics_require_key = false;
   // Where generation requests are parsed and tokenized (off the io threads); null: inline.
   FrontendPool* frontend = nullptr;
 };

@@ -90,6 +90,8 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--frontend-threads", a->frontend_threads,
                 "Threads parsing and tokenizing requests (bounds concurrent tokenization)")
       ->capture_default_str();
+  s->add_flag("--metrics-require-key", a->metrics_require_key,
+              "/metrics asks for the API key like the /v1/ routes");
   s->add_option("--shutdown-timeout", a->shutdown_timeout,
                 "On SIGTERM/SIGINT, seconds open requests get to finish before being cancelled")
       ->capture_default_str();
@@ -191,6 +193,7 @@ int RunServe(const ServeArgs& a) {
   so.max_seqs_per_request = a.max_seqs_per_request;
   so.max_stall_seconds = a.health_stall_seconds;
   so.max_prompt_bytes = a.max_prompt_bytes;
+  so.metrics_require_key = a.metrics_require_key;
   FrontendPool frontend(a.frontend_threads);
   so.frontend = &frontend;
   std::string model_name = so.served_model_name;
@@ -230,6 +233,9 @@ int RunServe(const ServeArgs& a) {
   }
   std::cerr << "longview: serving " << model_name << " (" << ChatTemplateKindName(tmpl->kind)
             << " chat template)\n";
+  std::cerr << "longview: auth " << (api_key->empty() ? "off (no API key)" : "on")
+            << (api_key->empty() || !a.metrics_require_key ? "" : ", /metrics included")
+            << "\n";
   std::cerr << "longview: HTTP on http://" << a.host << ":" << (*http)->port() << "\n";
   if (grpc) std::cerr << "longview: gRPC on " << a.host << ":" << grpc->port() << "\n";
   std::cerr.flush();

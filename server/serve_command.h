@@ -39,6 +39,7 @@ struct ServeArgs {
   int64_t max_queue = 1024;
   int64_t max_seqs_per_request = 256;
   double health_stall_seconds = 60;
+  bool metrics_require_key = false;
   double shutdown_timeout = 30;  // seconds open requests get after SIGTERM
   int64_t max_prompt_bytes = 0;  // 0: derived from the context
   int frontend_threads = 4;

@@ -179,6 +179,22 @@ TEST_F(ServeTest, KeyFromTheEnvironmentGuardsTheApi) {
   EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/health")), 200);  // open
 }
 
+TEST_F(ServeTest, MetricsRequireKeyGuardsMetricsAndStartupSaysAuthIsOn) {
+  ServeProcess& s = Start({"--metrics-require-key"});
+  ASSERT_GT(s.port(), 0);
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/metrics")), 401);
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/metrics", std::string("Bearer ") + kKey)), 200);
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/health")), 200);  // probes stay open
+  EXPECT_NE(s.Log().find("longview: auth on, /metrics included"), std::string::npos) << s.Log();
+}
+
+TEST_F(ServeTest, MetricsStayOpenByDefault) {
+  ServeProcess& s = Start();
+  ASSERT_GT(s.port(), 0);
+  EXPECT_EQ(StatusOf(Request(s.port(), "GET", "/metrics")), 200);
+  EXPECT_NE(s.Log().find("longview: auth on\n"), std::string::npos) << s.Log();
+}
+
 TEST_F(ServeTest, BearerSchemeIsCaseInsensitive) {
   ServeProcess& s = Start();
   ASSERT_GT(s.port(), 0);
