@@ -16,6 +16,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "common/version.h"
 #include "scheduler/generator.h"
 #include "kernels/cpu/ops.h"
 #include "server/eval_command.h"
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
   using longview::GenerateArgs;
   CLI::App app{"longview: an LLM inference server for long contexts"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("longview ") + longview::kVersion);
 
   GenerateArgs g;
   g.model = longview::DefaultModelDir();

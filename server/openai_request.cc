@@ -282,6 +282,24 @@ absl::Status RefuseUnsupported(const json& body, const ApiRequest& r) {
       f && !(f->is_object() && f->value("type", "") == "text")) {
     return InvalidParam("response_format", "response_format other than text is not supported");
   }
+  // vLLM's extra parameters this server does not implement: refused when they ask for
+  // something (null, false, 0 and empty lists ask for nothing).
+  static const char* const kVllmExtras[] = {
+      "prompt_logprobs",  "guided_json",          "guided_regex",    "guided_choice",
+      "guided_grammar",   "guided_decoding_backend", "use_beam_search", "length_penalty",
+      "min_tokens",       "truncate_prompt_tokens",  "allowed_token_ids", "bad_words",
+      "stop_token_ids",   "logits_processors",    "include_stop_str_in_output"};
+  for (const char* key : kVllmExtras) {
+    const json* v = Find(body, key);
+    if (v == nullptr || v->is_null() || (v->is_boolean() && !v->get<bool>()) ||
+        (v->is_number() && v->get<double>() == 0) || (v->is_array() && v->empty())) {
+      continue;
+    }
+    return InvalidParam(key, absl::StrCat(key, " is not supported"));
+  }
+  if (const json* v = Find(body, "skip_special_tokens"); v && v->is_boolean() && !v->get<bool>()) {
+    return InvalidParam("skip_special_tokens", "skip_special_tokens false is not supported");
+  }
   return absl::OkStatus();
 }
 
@@ -352,6 +370,70 @@ absl::StatusOr<ApiRequest> ParseApiRequest(ApiKind kind, std::string_view body_t
   RETURN_IF_ERROR(ReadExtension(body, &r));
   RETURN_IF_ERROR(RefuseUnsupported(body, r));
   return r;
+}
+
+}  // namespace longview
+
+namespace longview {
+namespace {
+
+absl::StatusOr<json> ParseBody(std::string_view body_text) {
+  json body = json::parse(body_text.begin(), body_text.end(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return InvalidParam("body", "the request body is not valid JSON");
+  if (!body.is_object()) return InvalidParam("body", "the request body must be a JSON object");
+  return body;
+}
+
+}  // namespace
+
+absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body_text) {
+  ASSIGN_OR_RETURN(json body, ParseBody(body_text));
+  TokenizeRequest t;
+  RETURN_IF_ERROR(ReadString(body, "model", &t.model));
+  const bool has_prompt = Find(body, "prompt") != nullptr;
+  const bool has_messages = Find(body, "messages") != nullptr;
+  if (has_prompt == has_messages) {
+    return InvalidParam("prompt", "give exactly one of prompt (a string) and messages");
+  }
+  if (has_prompt) {
+    const json& p = body["prompt"];
+    if (!p.is_string()) return InvalidParam("prompt", "prompt must be a string");
+    t.prompt = p.get<std::string>();
+  } else {
+    t.is_chat = true;
+    ApiRequest chat;
+    RETURN_IF_ERROR(ReadMessages(body, &chat));
+    t.messages = std::move(chat.messages);
+    t.add_special_tokens = false;
+    bool add_generation_prompt = true;
+    RETURN_IF_ERROR(ReadBool(body, "add_generation_prompt", &add_generation_prompt));
+    if (!add_generation_prompt) {
+      return InvalidParam("add_generation_prompt",
+                          "add_generation_prompt false is not supported by the built-in chat "
+                          "templates");
+    }
+  }
+  RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", &t.add_special_tokens));
+  return t;
+}
+
+absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(std::string_view body_text) {
+  ASSIGN_OR_RETURN(json body, ParseBody(body_text));
+  DetokenizeRequest d;
+  RETURN_IF_ERROR(ReadString(body, "model", &d.model));
+  const json* tokens = Find(body, "tokens");
+  if (tokens == nullptr || !tokens->is_array()) {
+    return InvalidParam("tokens", "tokens must be a list of token ids");
+  }
+  for (size_t i = 0; i < tokens->size(); ++i) {
+    const json& v = (*tokens)[i];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
+        v.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+      return InvalidParam("tokens", absl::StrCat("tokens[", i, "] must be a non-negative token id"));
+    }
+    d.tokens.push_back(static_cast<int32_t>(v.get<int64_t>()));
+  }
+  return d;
 }
 
 }  // namespace longview

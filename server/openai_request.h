@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/cpu/cpu_model.h"
+#include "engine/attention/attention_mode.h"
 #include "engine/sampling/sampler.h"
 #include "engine/text/chat_template.h"
 
@@ -58,5 +58,23 @@ struct ApiRequest {
 
 // Parses a request body. `body` must be a JSON object.
 absl::StatusOr<ApiRequest> ParseApiRequest(ApiKind kind, std::string_view body);
+
+// vLLM's POST /tokenize: {"prompt": "...", "add_special_tokens": true} or {"messages": [...],
+// "add_generation_prompt": true, "add_special_tokens": false}; "model" optional.
+struct TokenizeRequest {
+  std::string model;
+  bool is_chat = false;
+  std::string prompt;                 // completion form
+  std::vector<ChatMessage> messages;  // chat form
+  bool add_special_tokens = true;     // default true for a prompt, false for messages
+};
+absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body);
+
+// vLLM's POST /detokenize: {"tokens": [ids...]}; "model" optional.
+struct DetokenizeRequest {
+  std::string model;
+  std::vector<int32_t> tokens;
+};
+absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(std::string_view body);
 
 }  // namespace longview

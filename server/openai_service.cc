@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/version.h"
 #include "server/api_error.h"
 #include "server/api_key.h"
 #include "server/limits.h"
@@ -124,7 +126,15 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
     }
     return;
   }
-  bool is_api = path == "/v1" || path.rfind("/v1/", 0) == 0;
+  if (path == "/version") {
+    if (MethodAllowed(request, "GET, HEAD", *responder)) {
+      RespondJson(*responder, json{{"version", kVersion}});
+    }
+    return;
+  }
+  // The /v1/ routes and vLLM's /tokenize and /detokenize (which cost tokenizer time).
+  bool is_api = path == "/v1" || path.rfind("/v1/", 0) == 0 || path == "/tokenize" ||
+                path == "/detokenize";
   if (is_api && !Authorized(request)) {
     RespondError(*responder,
                  WithCode(absl::UnauthenticatedError(
@@ -132,14 +142,44 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
                           "invalid_api_key"));
     return;
   }
+  const json model = {{"id", options_.served_model_name},
+                      {"object", "model"},
+                      {"created", NowSeconds()},
+                      {"owned_by", "longview"},
+                      {"max_model_len", context_length_}};
   if (path == "/v1/models") {
     if (!MethodAllowed(request, "GET, HEAD", *responder)) return;
-    json model = {{"id", options_.served_model_name},
-                  {"object", "model"},
-                  {"created", NowSeconds()},
-                  {"owned_by", "longview"},
-                  {"max_model_len", context_length_}};
     RespondJson(*responder, json{{"object", "list"}, {"data", json::array({model})}});
+    return;
+  }
+  if (path.rfind("/v1/models/", 0) == 0) {
+    if (!MethodAllowed(request, "GET, HEAD", *responder)) return;
+    const std::string id = path.substr(std::strlen("/v1/models/"));
+    if (id != options_.served_model_name) {
+      RespondError(*responder,
+                   WithCode(absl::NotFoundError(absl::StrCat("The model `", id,
+                                                             "` does not exist")),
+                            "model_not_found"));
+      return;
+    }
+    RespondJson(*responder, model);
+    return;
+  }
+  if (path == "/tokenize" || path == "/detokenize") {
+    if (!MethodAllowed(request, "POST", *responder)) return;
+    const bool tokenize = path == "/tokenize";
+    auto work = [this, tokenize, body = request.body, responder] {
+      if (tokenize) {
+        HandleTokenize(body, *responder);
+      } else {
+        HandleDetokenize(body, *responder);
+      }
+    };
+    if (options_.frontend != nullptr) {
+      options_.frontend->Post(std::move(work));
+    } else {
+      work();
+    }
     return;
   }
   // Generation: parsed, tokenized and submitted on the frontend pool, not on the io thread.
@@ -311,6 +351,57 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
                                              loop_->model().tokenizer.get());
   job->Begin();
   pump_->Add(std::move(job));
+}
+
+absl::Status OpenAiService::CheckModelName(const std::string& model) const {
+  if (model.empty() || model == options_.served_model_name) return absl::OkStatus();
+  return WithCode(WithParam(absl::NotFoundError(absl::StrCat(
+                                "The model `", model, "` does not exist; this server serves `",
+                                options_.served_model_name, "`.")),
+                            "model"),
+                  "model_not_found");
+}
+
+void OpenAiService::HandleTokenize(const std::string& body, HttpResponder& responder) {
+  absl::StatusOr<TokenizeRequest> t = ParseTokenizeRequest(body);
+  if (!t.ok()) return RespondError(responder, t.status());
+  if (absl::Status s = CheckModelName(t->model); !s.ok()) return RespondError(responder, s);
+  int64_t bytes = static_cast<int64_t>(t->prompt.size());
+  for (const ChatMessage& m : t->messages) bytes += static_cast<int64_t>(m.content.size());
+  if (bytes > max_prompt_bytes_) {
+    const char* what = t->is_chat ? "messages" : "prompt";
+    return RespondError(responder,
+                        InvalidParam(what, absl::StrCat("the ", what, " is ", bytes,
+                                                        " bytes of text; this server takes at "
+                                                        "most ", max_prompt_bytes_,
+                                                        " (--max-prompt-bytes)")));
+  }
+  const Tokenizer& tok = *loop_->model().tokenizer;
+  const std::vector<int32_t> ids =
+      // Messages: exactly the ids a chat completion of them would run.
+      t->is_chat ? EncodeChat(options_.chat_template, tok,
+                              RenderChat(options_.chat_template, t->messages))
+                 : tok.Encode(t->prompt, t->add_special_tokens);
+  RespondJson(responder, json{{"count", ids.size()},
+                              {"max_model_len", context_length_},
+                              {"tokens", ids},
+                              {"token_strs", nullptr}});
+}
+
+void OpenAiService::HandleDetokenize(const std::string& body, HttpResponder& responder) {
+  absl::StatusOr<DetokenizeRequest> d = ParseDetokenizeRequest(body);
+  if (!d.ok()) return RespondError(responder, d.status());
+  if (absl::Status s = CheckModelName(d->model); !s.ok()) return RespondError(responder, s);
+  const Tokenizer& tok = *loop_->model().tokenizer;
+  for (size_t i = 0; i < d->tokens.size(); ++i) {
+    if (d->tokens[i] >= tok.vocab_size()) {
+      return RespondError(responder,
+                          InvalidParam("tokens", absl::StrCat("tokens[", i, "] = ", d->tokens[i],
+                                                              " is outside [0, ", tok.vocab_size(),
+                                                              ")")));
+    }
+  }
+  RespondJson(responder, json{{"prompt", tok.Decode(d->tokens)}});
 }
 
 }  // namespace longview

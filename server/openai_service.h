@@ -60,6 +60,11 @@ class OpenAiService {
                         const std::shared_ptr<HttpResponder>& responder);
   // Tokenized prompts of a validated request, checked against the model.
   absl::StatusOr<std::vector<std::vector<int32_t>>> Prompts(const ApiRequest& r) const;
+  // vLLM's /tokenize and /detokenize.
+  void HandleTokenize(const std::string& body, HttpResponder& responder);
+  void HandleDetokenize(const std::string& body, HttpResponder& responder);
+  // NotFound (model_not_found) unless `model` is empty or the served name.
+  absl::Status CheckModelName(const std::string& model) const;
   bool Authorized(const HttpRequest& request) const;
   std::string NewId(const char* prefix);
 

@@ -5,15 +5,19 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "scheduler/generator.h"
 #include "kernels/cpu/ops.h"
 #include "scheduler/engine_loop.h"
 #include "engine/text/chat_template.h"
+#include "absl/strings/str_format.h"
 #include "server/api_key.h"
 #include "server/grpc_service.h"
 #include "server/http_server.h"
@@ -33,7 +37,8 @@ void RaiseFileLimit() {
   }
 }
 
-std::string DefaultServedName(const std::string& model_dir) {
+// The embedded model's folder name (when --model is not given).
+std::string FolderName(const std::string& model_dir) {
   std::filesystem::path p(model_dir);
   while (!p.empty() && p.filename().empty()) p = p.parent_path();
   std::string name = p.filename().string();
@@ -49,7 +54,9 @@ int Fail(const std::string& message) {
 
 CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   auto* s = app.add_subcommand("serve", "Serve the OpenAI-compatible HTTP API (and gRPC)");
-  s->add_option("--model", a->model, "Hugging Face model folder")->capture_default_str();
+  s->add_option("--model", a->model, "Hugging Face model folder")
+      ->capture_default_str()
+      ->each([a](const std::string&) { a->model_given = true; });
   s->add_option("--host", a->host, "Address to listen on")->capture_default_str();
   s->add_option("--port", a->port, "HTTP port (0 = any free port)")->capture_default_str();
   s->add_option("--grpc-port", a->grpc_port, "gRPC port (0 = no gRPC server)")
@@ -70,7 +77,7 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
                 "CUDA: share of the GPU's memory for weights, activations and KV pages")
       ->capture_default_str();
   s->add_option("--served-model-name", a->served_model_name,
-                "Model id of the API (default: the model folder's name)");
+                "Model id of the API (default: the --model argument as given)");
   s->add_option("--max-num-seqs", a->max_num_seqs, "Running sequences at most")
       ->capture_default_str();
   s->add_option("--max-num-batched-tokens", a->max_num_batched_tokens, "Token budget per step")
@@ -89,6 +96,10 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->capture_default_str();
   s->add_option("--frontend-threads", a->frontend_threads,
                 "Threads parsing and tokenizing requests (bounds concurrent tokenization)")
+      ->capture_default_str();
+  s->add_option("--stats-interval", a->stats_interval,
+                "Seconds between stats lines on stderr (throughput, running, waiting, KV usage); "
+                "0: none")
       ->capture_default_str();
   s->add_flag("--metrics-require-key", a->metrics_require_key,
               "/metrics asks for the API key like the /v1/ routes");
@@ -131,6 +142,7 @@ int RunServe(const ServeArgs& a) {
   if (a.port < 0 || a.port > 65535) return Fail("--port must be in [0, 65535]");
   if (a.grpc_port > 65535) return Fail("--grpc-port must be at most 65535");
   if (a.max_body_bytes < 1) return Fail("--max-body-bytes must be at least 1");
+  if (!(a.stats_interval >= 0)) return Fail("--stats-interval must be >= 0");
   if (!(a.shutdown_timeout >= 0)) return Fail("--shutdown-timeout must be >= 0");
   if (a.max_prompt_bytes < 0) return Fail("--max-prompt-bytes must be >= 0");
   if (a.frontend_threads < 1) return Fail("--frontend-threads must be at least 1");
@@ -148,10 +160,13 @@ int RunServe(const ServeArgs& a) {
   if (a.threads > 0) cpu::SetNumThreads(a.threads);
   absl::StatusOr<ChatTemplate> tmpl = LoadChatTemplate(a.model, a.chat_template);
   if (!tmpl.ok()) return Fail(std::string(tmpl.status().message()));
+  const auto load_start = std::chrono::steady_clock::now();
   auto lm = LoadedModel::Load(a.model);
   if (!lm.ok()) {
     return Fail("cannot load model " + a.model + ": " + std::string(lm.status().message()));
   }
+  const double load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   // Signals are taken by sigwait below; every thread started from here on blocks them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -170,8 +185,17 @@ int RunServe(const ServeArgs& a) {
                            .max_num_seqs = a.max_num_seqs,
                            .fp16 = a.dtype == "fp16"});
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
-  std::cerr << "longview: device " << backend->device << ", " << backend->num_kv_pages
-            << " KV pages of " << a.page_size << " tokens\n";
+  {
+    // The start-up summary, as vLLM logs one: model, size, dtype, context, KV pages, load time.
+    const ModelConfig& c = (*lm)->config;
+    std::cerr << absl::StrFormat(
+        "longview: model %s (%s, %.1fM parameters, %d layers), device %s, dtype %s, context %d "
+        "tokens, %d KV pages of %d tokens (%d tokens), loaded in %.2f s\n",
+        a.model, ArchitectureName(c.architecture), ParameterCount(c) / 1e6, c.num_hidden_layers,
+        backend->device, backend->device == "cuda" ? a.dtype : std::string("float32"),
+        c.max_position_embeddings, backend->num_kv_pages, a.page_size,
+        backend->num_kv_pages * a.page_size, load_seconds);
+  }
   // The CUDA backend uploaded its own copy of the weights: the float32 host copy can go (an 8B
   // model's is 32 GB). The engine loop never touches it when given a runner.
   if (backend->device == "cuda") (*lm)->weights.reset();
@@ -187,7 +211,11 @@ int RunServe(const ServeArgs& a) {
 
   OpenAiServiceOptions so;
   so.served_model_name =
-      a.served_model_name.empty() ? DefaultServedName(a.model) : a.served_model_name;
+      !a.served_model_name.empty() ? a.served_model_name
+      // As vLLM: the --model argument as given (clients resolve it as a tokenizer); the
+      // embedded model's name when --model is absent.
+      : a.model_given ? a.model
+                      : FolderName(a.model);
   so.api_key = *api_key;
   so.chat_template = *tmpl;
   so.max_seqs_per_request = a.max_seqs_per_request;
@@ -240,6 +268,44 @@ int RunServe(const ServeArgs& a) {
   if (grpc) std::cerr << "longview: gRPC on " << a.host << ":" << grpc->port() << "\n";
   std::cerr.flush();
 
+  // A periodic stats line, as vLLM logs one (--stats-interval seconds; 0: none).
+  std::mutex stats_mu;
+  std::condition_variable stats_cv;
+  bool stats_stop = false;
+  std::thread stats;
+  if (a.stats_interval > 0) {
+    stats = std::thread([&] {
+      EngineMetrics last = loop.Snapshot();
+      auto last_time = std::chrono::steady_clock::now();
+      std::unique_lock<std::mutex> lock(stats_mu);
+      while (!stats_cv.wait_for(lock, std::chrono::duration<double>(a.stats_interval),
+                                [&] { return stats_stop; })) {
+        const EngineMetrics m = loop.Snapshot();
+        const auto now = std::chrono::steady_clock::now();
+        const double dt = std::chrono::duration<double>(now - last_time).count();
+        std::cerr << absl::StrFormat(
+            "longview: stats: prompt %.1f tok/s, generation %.1f tok/s, running %d, waiting %d, "
+            "KV usage %.1f%%, prefix cache hit rate %.1f%%, preemptions %d\n",
+            (m.prompt_tokens_total - last.prompt_tokens_total) / dt,
+            (m.generation_tokens_total - last.generation_tokens_total) / dt,
+            m.num_requests_running, m.num_requests_waiting, 100.0 * m.kv_cache_usage_perc,
+            m.prefix_cache_queries > 0 ? 100.0 * m.prefix_cache_hits / m.prefix_cache_queries
+                                       : 0.0,
+            m.num_preemptions_total);
+        last = m;
+        last_time = now;
+      }
+    });
+  }
+  auto stop_stats = [&] {
+    {
+      std::lock_guard<std::mutex> lock(stats_mu);
+      stats_stop = true;
+    }
+    stats_cv.notify_all();
+    if (stats.joinable()) stats.join();
+  };
+
   int sig = 0;
   sigwait(&signals, &sig);
   // Drain: refuse new requests (health unhealthy), let open ones finish for up to
@@ -259,6 +325,7 @@ int RunServe(const ServeArgs& a) {
   if (grpc) grpc->Shutdown();
   // Ending the engine first lets open HTTP requests receive their Unavailable errors; the pump
   // then drains, and the io threads stop last (sessions need their io_context).
+  stop_stats();
   // Requests being parsed or tokenized reach the engine (and fail there if it stopped first).
   frontend.Stop();
   loop.Stop();

@@ -32,7 +32,8 @@ struct ServeArgs {
   std::string device = "auto";
   double gpu_memory_utilization = 0.9;
   std::string dtype = "bf16";     // CUDA: bf16 | fp16
-  std::string served_model_name;  // default: the model folder's name
+  bool model_given = false;  // --model was on the command line
+  std::string served_model_name;  // default: the --model argument as given
   int64_t max_num_seqs = 256;
   int64_t max_num_batched_tokens = 2048;
   int64_t num_kv_pages = 0;  // 0 = CPU: 4096, CUDA: from free GPU memory
@@ -40,6 +41,7 @@ struct ServeArgs {
   int64_t max_seqs_per_request = 256;
   double health_stall_seconds = 60;
   bool metrics_require_key = false;
+  double stats_interval = 10;  // seconds between stats lines; 0: none
   double shutdown_timeout = 30;  // seconds open requests get after SIGTERM
   int64_t max_prompt_bytes = 0;  // 0: derived from the context
   int frontend_threads = 4;

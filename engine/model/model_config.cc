@@ -422,4 +422,14 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
   return ParseModelConfig(text.str(), path);
 }
 
+int64_t ParameterCount(const ModelConfig& c) {
+  const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  const int64_t layer = 2 * c.hidden_size                          // the two norms
+                        + c.hidden_size * (q + 2 * kv) + q * c.hidden_size  // q, k, v, o
+                        + (c.attention_bias ? q + 2 * kv : 0)
+                        + 3 * c.hidden_size * c.intermediate_size;  // gate, up, down
+  return c.vocab_size * c.hidden_size * (c.tie_word_embeddings ? 1 : 2) + c.hidden_size +
+         c.num_hidden_layers * layer;
+}
+
 }  // namespace longview

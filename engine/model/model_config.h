@@ -57,6 +57,9 @@ struct ModelConfig {
   bool operator==(const ModelConfig&) const = default;
 };
 
+// Parameters the config implies (embeddings, every layer, the final norm, an untied LM head).
+int64_t ParameterCount(const ModelConfig& cfg);
+
 // Parses `path` (a config.json). Errors name the file and the field: NotFound for a missing
 // file, InvalidArgument for invalid JSON, an unknown architecture, a missing or ill-typed
 // field, or inconsistent values (e.g. heads not dividing hidden size, unsupported rope type).

@@ -132,7 +132,7 @@ def run(args, pb, pb_grpc, f):
         f.check(len(ids) > 1 and back == PROMPTS[0], "Tokenize/Detokenize round trip: %r" % back)
 
         models = stub.ListModels(pb.ListModelsRequest(), metadata=AUTH, timeout=RPC_TIMEOUT).models
-        f.check(len(models) == 1 and models[0].id == "llama" and models[0].max_context_length == 512,
+        f.check(len(models) == 1 and models[0].id == args.model and models[0].max_context_length == 512,
                 "ListModels: %s" % [(m.id, m.max_context_length) for m in models])
 
         # A bad request names the field.

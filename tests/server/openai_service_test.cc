@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "common/version.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/request_pump.h"
@@ -202,6 +203,61 @@ TEST(OpenAiServiceTest, GenerationRunsOnTheFrontendPoolNotTheCaller) {
   cv.notify_all();
   EXPECT_EQ(gen->Status(), 200) << gen->Body();
   pool.Stop();
+}
+
+
+TEST(OpenAiServiceTest, VersionModelByIdTokenizeAndDetokenizeAsVllmShapesThem) {
+  Fixture f(EngineLoopOptions{});
+  auto v = f.Call("GET", "/version");
+  ASSERT_EQ(v->Status(), 200);
+  EXPECT_EQ(nlohmann::json::parse(v->Body())["version"], kVersion);
+  auto m = f.Call("GET", "/v1/models/llama");
+  ASSERT_EQ(m->Status(), 200) << m->Body();
+  EXPECT_EQ(nlohmann::json::parse(m->Body())["id"], "llama");
+  EXPECT_EQ(f.Call("GET", "/v1/models/other")->Status(), 404);
+
+  const Tokenizer& tok = *Model()->tokenizer;
+  auto t = f.Call("POST", "/tokenize", R"({"prompt": "Hello world"})");
+  ASSERT_EQ(t->Status(), 200) << t->Body();
+  auto tj = nlohmann::json::parse(t->Body());
+  EXPECT_EQ(tj["tokens"].get<std::vector<int32_t>>(), tok.Encode("Hello world", true));
+  EXPECT_EQ(tj["count"], tok.Encode("Hello world", true).size());
+  EXPECT_EQ(tj["max_model_len"], Model()->config.max_position_embeddings);
+  auto no_special =
+      f.Call("POST", "/tokenize", R"({"prompt": "Hello world", "add_special_tokens": false})");
+  EXPECT_EQ(nlohmann::json::parse(no_special->Body())["tokens"].get<std::vector<int32_t>>(),
+            tok.Encode("Hello world", false));
+  auto chat = f.Call("POST", "/tokenize", R"({"messages": [{"role": "user", "content": "Hi"}]})");
+  ASSERT_EQ(chat->Status(), 200) << chat->Body();
+  EXPECT_GT(nlohmann::json::parse(chat->Body())["count"].get<int>(), 2);
+
+  auto d = f.Call("POST", "/detokenize",
+                  nlohmann::json{{"tokens", tok.Encode("Hello world", false)}}.dump());
+  ASSERT_EQ(d->Status(), 200) << d->Body();
+  EXPECT_EQ(nlohmann::json::parse(d->Body())["prompt"], "Hello world");
+  auto bad = f.Call("POST", "/detokenize", R"({"tokens": [1, 99999999]})");
+  EXPECT_EQ(bad->Status(), 400);
+  EXPECT_EQ(nlohmann::json::parse(bad->Body())["error"]["param"], "tokens") << bad->Body();
+  EXPECT_EQ(f.Call("GET", "/tokenize")->Status(), 405);
+  auto both = f.Call("POST", "/tokenize", R"({"prompt": "a", "messages": []})");
+  EXPECT_EQ(both->Status(), 400);
+}
+
+TEST(OpenAiServiceTest, KnownButUnsupportedVllmFieldsAreRefused) {
+  Fixture f(EngineLoopOptions{});
+  for (const char* field : {R"("prompt_logprobs": 1)", R"("guided_json": {"type": "object"})",
+                            R"("use_beam_search": true)", R"("min_tokens": 4)",
+                            R"("stop_token_ids": [5])"}) {
+    auto r = f.Call("POST", "/v1/completions",
+                    std::string(R"({"prompt": "a", "max_tokens": 1, )") + field + "}");
+    EXPECT_EQ(r->Status(), 400) << field;
+    const std::string name = nlohmann::json::parse("{" + std::string(field) + "}").begin().key();
+    EXPECT_EQ(nlohmann::json::parse(r->Body())["error"]["param"], name) << r->Body();
+  }
+  // Fields that ask for nothing are fine.
+  auto ok = f.Call("POST", "/v1/completions",
+                   R"({"prompt": "a", "max_tokens": 1, "min_tokens": 0, "prompt_logprobs": null})");
+  EXPECT_EQ(ok->Status(), 200) << ok->Body();
 }
 
 }  // namespace

@@ -188,6 +188,30 @@ TEST_F(ServeTest, MetricsRequireKeyGuardsMetricsAndStartupSaysAuthIsOn) {
   EXPECT_NE(s.Log().find("longview: auth on, /metrics included"), std::string::npos) << s.Log();
 }
 
+TEST_F(ServeTest, ServedModelNameDefaultsToTheModelArgument) {
+  ServeProcess& s = Start();
+  ASSERT_GT(s.port(), 0);
+  const std::string r =
+      Request(s.port(), "GET", "/v1/models/" + std::string(kModel), std::string("Bearer ") + kKey);
+  EXPECT_EQ(StatusOf(r), 200) << r;
+}
+
+TEST_F(ServeTest, StartupSummaryAndPeriodicStatsAreLogged) {
+  ServeProcess& s = Start({"--stats-interval", "0.1"});
+  ASSERT_GT(s.port(), 0);
+  std::string log;
+  for (int i = 0; i < 100; ++i) {
+    log = s.Log();
+    if (log.find("longview: stats: ") != std::string::npos) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(log.find("longview: model "), std::string::npos) << log;
+  EXPECT_NE(log.find("context 512 tokens"), std::string::npos) << log;
+  EXPECT_NE(log.find("loaded in "), std::string::npos) << log;
+  EXPECT_NE(log.find("longview: stats: prompt "), std::string::npos) << log;
+  EXPECT_NE(log.find("KV usage"), std::string::npos) << log;
+}
+
 TEST_F(ServeTest, MetricsStayOpenByDefault) {
   ServeProcess& s = Start();
   ASSERT_GT(s.port(), 0);
