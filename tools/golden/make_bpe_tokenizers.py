@@ -39,7 +39,14 @@ def train(tok, lines, special_tokens, vocab_size=VOCAB_SIZE, byte_level=True):
     if byte_level:
         kwargs["initial_alphabet"] = pre_tokenizers.ByteLevel.alphabet()
     else:
-        kwargs["limit_alphabet"] = 150  # rarer characters are left to byte fallback / <unk>
+        # Rarer characters are left to byte fallback / <unk>. The trainer's own limit_alphabet
+        # breaks ties between equally frequent characters at random: choose them here.
+        counts = {}
+        for line in lines:
+            for ch in line:
+                counts[ch] = counts.get(ch, 0) + 1
+        keep = set(sorted(counts, key=lambda ch: (-counts[ch], ch))[:150])
+        lines = ["".join(ch for ch in line if ch in keep) for line in lines]
     tok.train_from_iterator(lines, trainers.BpeTrainer(**kwargs))
     return tok
 
@@ -213,6 +220,9 @@ HANDWRITTEN = [
     "NUL inside: a\u0000b",
     "astral: 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝐁𝐨𝐥𝐝 𝟙𝟚𝟛 𓀀𓀁 𐍈 🀄 𝄞",
     "CJK ext B: 𠀀𠀁𠀂 and compatibility ideographs 豈更車",
+    "newer Unicode: CJK ext H x\U00031350\U00031351y ext I a\U0002EBF0, \u1C89\uA7CBletters, "
+    "'\U00031350 12\U00010D40\U00010D41\U00010D42 3 digits, Mongolian vowel separator a\u180Eb, "
+    "!\U00031350 ?\u1C89",
     "def f(x):\n    return x ** 2  # square\n",
     "int main() {\n\tprintf(\"%d\\n\", 42);\n\treturn 0;\n}\n",
     "if (a && b || !c) { x += y << 2; } else { z = a ? b : c; }",

@@ -44,8 +44,9 @@ class Regex {
   pcre2_real_code_8* code_;
 };
 
-// Rewrites Oniguruma's `\s` / `\S` (Unicode White_Space, which includes U+0085) into classes
-// PCRE2 gives the same meaning (its \s lacks U+0085). Exposed for tests.
+// Rewrites the classes whose meaning differs between the Oniguruma of Hugging Face `tokenizers`
+// and PCRE2 into explicit ones: `\s` / `\S` (Unicode White_Space; PCRE2's \s also takes
+// U+180E), `\p{L}` and `\p{N}` (Unicode 16 there, 14 in Debian 12's PCRE2). Exposed for tests.
 std::string TranslateOnigPattern(std::string_view pattern);
 
 }  // namespace longview::internal
