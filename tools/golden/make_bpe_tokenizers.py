@@ -34,8 +34,9 @@ VOCAB_SIZE = 1000
 NUM_SPECIAL_LINES = 24  # corpus lines whose add_special=True ids are recorded too
 
 
-def train(tok, lines, special_tokens, vocab_size=VOCAB_SIZE, byte_level=True):
-    kwargs = dict(vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False)
+def train(tok, lines, special_tokens, vocab_size=None, byte_level=True):
+    kwargs = dict(vocab_size=vocab_size or VOCAB_SIZE, special_tokens=special_tokens,
+                  show_progress=False)
     if byte_level:
         kwargs["initial_alphabet"] = pre_tokenizers.ByteLevel.alphabet()
     else:
