@@ -39,8 +39,8 @@ class Tokenizer {
 
   // Encodes text; adds BOS / EOS as configured when `add_special` is true. Special tokens
   // written in the text are treated as the tokenizer's own rules say (sentencepiece: ordinary
-  // text; Hugging Face tokenizer.json: added tokens are split out of any text). Bytes that are
-  // not valid UTF-8 are encoded as U+FFFD (one per maximal invalid subpart).
+  // text; Hugging Face tokenizer.json: added tokens are split out of any text, and bytes that
+  // are not valid UTF-8 are encoded as U+FFFD, one per maximal invalid subpart).
   virtual std::vector<int32_t> Encode(std::string_view text, bool add_special = true) const = 0;
   // Encodes a chat template's output: the text of a special token (a sentencepiece control
   // token, a tokenizer.json added token marked special) becomes that token only where it lies

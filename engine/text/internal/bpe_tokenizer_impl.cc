@@ -60,12 +60,10 @@ class BpeTokenizer final : public Tokenizer {
     for (const auto& [text, id] : spec_.vocab) size = std::max(size, id + 1);
     for (const AddedTokenSpec& t : spec_.added_tokens) size = std::max(size, t.id + 1);
     token_bytes_.resize(size);
-    special_.assign(size, false);
     for (const auto& [text, id] : spec_.vocab) token_bytes_[id] = DecodeToken(text);
     for (const AddedTokenSpec& t : spec_.added_tokens) {
       // tokenizers decodes a normalized added token through its normalized content.
       token_bytes_[t.id] = t.special ? std::string() : DecodeToken(Pattern(t));
-      special_[t.id] = t.special;
     }
   }
 
@@ -205,7 +203,6 @@ class BpeTokenizer final : public Tokenizer {
   AddedTokenMatcher raw_matcher_;
   AddedTokenMatcher normalized_matcher_;
   std::vector<std::string> token_bytes_;  // by id: what Decode contributes
-  std::vector<bool> special_;
 };
 
 }  // namespace

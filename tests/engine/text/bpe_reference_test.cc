@@ -4,6 +4,7 @@
 // (tools/golden/make_bpe_tokenizers.py wrote both). The same data drives the GGUF-style
 // factory, EncodeRendered and the incremental detokenizer.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/text/bpe_tokenizer.h"
@@ -179,6 +181,21 @@ TEST_P(BpeReferenceTest, RenderedContentNeverYieldsSpecialTokens) {
     }
   }
   EXPECT_GT(num_with_lookalikes, 5);
+}
+
+TEST_P(BpeReferenceTest, ConcurrentEncodesAgree) {
+  // Const methods run concurrently (per-thread scratch in the model and the regex matcher).
+  std::vector<std::thread> threads;
+  std::atomic<int> num_wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < lines_.size(); i += 2) {
+        if (tok_->Encode(lines_[i].text, false) != lines_[i].ids) ++num_wrong;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(num_wrong.load(), 0);
 }
 
 std::vector<std::string> AllTokenizers() {
