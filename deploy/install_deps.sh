@@ -9,6 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsentencepiece-dev sentencepiece librocksdb-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libboost-dev
+  libpcre2-dev libutf8proc-dev
   python3 python3-venv
 )
 
