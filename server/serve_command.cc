@@ -54,7 +54,7 @@ int Fail(const std::string& message) {
 
 CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   auto* s = app.add_subcommand("serve", "Serve the OpenAI-compatible HTTP API (and gRPC)");
-  s->add_option("--model", a->model, "Hugging Face model folder")
+  s->add_option("--model", a->model, "Hugging Face model folder, or a .gguf file")
       ->capture_default_str()
       ->each([a](const std::string&) { a->model_given = true; });
   s->add_option("--host", a->host, "Address to listen on")->capture_default_str();
@@ -158,8 +158,6 @@ int RunServe(const ServeArgs& a) {
     return Fail("--io-threads and --pump-threads must be at least 1");
   }
   if (a.threads > 0) cpu::SetNumThreads(a.threads);
-  absl::StatusOr<ChatTemplate> tmpl = LoadChatTemplate(a.model, a.chat_template);
-  if (!tmpl.ok()) return Fail(std::string(tmpl.status().message()));
   const auto load_start = std::chrono::steady_clock::now();
   auto lm = LoadedModel::Load(a.model);
   if (!lm.ok()) {
@@ -167,6 +165,21 @@ int RunServe(const ServeArgs& a) {
   }
   const double load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  // The chat template: a folder's tokenizer_config.json, or the one inside a GGUF file.
+  absl::StatusOr<ChatTemplate> tmpl = ChatTemplate{};
+  if ((*lm)->is_gguf()) {
+    tmpl->kind = DetectChatTemplate((*lm)->gguf_chat_template);
+    tmpl->bos_token = (*lm)->gguf_bos_token;
+    tmpl->eos_token = (*lm)->gguf_eos_token;
+    if (!a.chat_template.empty()) {
+      absl::StatusOr<ChatTemplateKind> forced = ParseChatTemplateKind(a.chat_template);
+      if (!forced.ok()) return Fail(std::string(forced.status().message()));
+      tmpl->kind = *forced;
+    }
+  } else {
+    tmpl = LoadChatTemplate(a.model, a.chat_template);
+  }
+  if (!tmpl.ok()) return Fail(std::string(tmpl.status().message()));
   // Signals are taken by sigwait below; every thread started from here on blocks them.
   sigset_t signals;
   sigemptyset(&signals);

@@ -23,10 +23,17 @@ struct LoadedModel {
   // drops them once the CUDA backend holds its own copy (then null: only a given runner may be
   // used with such a model).
   std::shared_ptr<const ModelWeights> weights;
+  // From a GGUF file: its chat template (`tokenizer.chat_template`, Jinja text; "" when absent)
+  // and the text of its BOS / EOS tokens, for the chat template. Folders keep these in
+  // tokenizer_config.json instead (LoadChatTemplate).
+  std::string gguf_chat_template;
+  std::string gguf_bos_token, gguf_eos_token;
 
-  // Loads config.json, the safetensors weights and the tokenizer of `dir`. Errors name the
-  // file and the problem.
+  // Loads config.json, the safetensors weights and the tokenizer of the folder `dir`, or
+  // everything from `dir` when it names a `.gguf` file (gguf_model.h; its byte-level BPE
+  // tokenizer from the metadata). Errors name the file and the problem.
   static absl::StatusOr<std::unique_ptr<LoadedModel>> Load(const std::string& dir);
+  bool is_gguf() const { return dir.ends_with(".gguf"); }
 };
 
 }  // namespace longview
