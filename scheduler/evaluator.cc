@@ -51,6 +51,7 @@ absl::StatusOr<AnswerResult> AnswerTask(const LoadedModel& lm, std::string_view 
   opt.sampling.temperature = 0;
   opt.page_size = s.page_size;
   opt.attention = s.attention;
+  opt.runner = s.runner;
   std::string want(Trim(answer));
   opt.max_tokens = static_cast<int64_t>(lm.tokenizer->Encode(want, false).size()) + 4;
   ASSIGN_OR_RETURN(GenerateResult r, Generate(lm, prompt, opt));

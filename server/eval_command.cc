@@ -1,11 +1,13 @@
 #include "server/eval_command.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <iostream>
 
 #include "nlohmann/json.hpp"
+#include "server/runner_factory.h"
 
 namespace longview {
 
@@ -25,6 +27,21 @@ int RunEval(const EvalArgs& a) {
   if (!lm.ok()) {
     std::cerr << "error: cannot load model " << a.model << ": " << lm.status().message() << "\n";
     return 1;
+  }
+  if (a.device != "cpu") {
+    absl::StatusOr<BackendChoice> backend =
+        CreateBackend(**lm, {.device = a.device,
+                             .page_size = base.page_size,
+                             .max_num_batched_tokens = std::max<int64_t>(2048, 2 * base.chunk),
+                             .max_num_seqs = 8,
+                             .fp16 = a.dtype == "fp16"});
+    if (!backend.ok()) {
+      std::cerr << "error: " << backend.status().message() << "\n";
+      return 1;
+    }
+    std::cerr << "eval: device " << backend->device << ", " << backend->num_kv_pages
+              << " KV pages\n";
+    base.runner = backend->runner;
   }
   std::ifstream in(a.tasks);
   if (!in) {

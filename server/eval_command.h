@@ -20,6 +20,8 @@ struct EvalArgs {
   AttentionRequest attention;  // parsed into settings.attention
   EvalSettings settings;
   int64_t limit = 0;  // 0 = all tasks
+  std::string device = "cpu";  // cpu | cuda | auto (serve's backends)
+  std::string dtype = "bf16";   // CUDA: bf16 | fp16
 };
 
 // Returns the process exit code; prints errors naming the file and line.

@@ -145,6 +145,8 @@ int main(int argc, char** argv) {
   ev->add_option("--page-size", e.settings.page_size, "KV page size")->capture_default_str();
   ev->add_option("--limit", e.limit, "Evaluate at most N tasks");
   ev->add_option("--threads", eval_threads, "CPU threads (0 = all cores)");
+  ev->add_option("--device", e.device, "cpu | cuda | auto")->capture_default_str();
+  ev->add_option("--dtype", e.dtype, "CUDA: bf16 | fp16")->capture_default_str();
 
   longview::ServeArgs s;
   s.model = g.model;

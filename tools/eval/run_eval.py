@@ -104,7 +104,8 @@ def make_tasks(suite, sp, seed, filler, bucket=None, long_text=True):
 
 def run_longview(binary, model, task_file, result_file, args):
     cmd = [binary, "eval", "--model", model, "--tasks", task_file, "--out", result_file,
-           "--attention-mode", args.attention_mode, "--kv-policy", args.kv_policy]
+           "--attention-mode", args.attention_mode, "--kv-policy", args.kv_policy,
+           "--device", args.device]
     if args.window:
         cmd += ["--window", str(args.window)]
     if args.sinks:
@@ -216,6 +217,7 @@ def main(argv=None):
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "server", "longview"))
     ap.add_argument("--suite", choices=sorted(SUITES), default="fast")
     ap.add_argument("--attention-mode", default="dense")
+    ap.add_argument("--device", default="cpu", help="longview eval's backend: cpu | cuda | auto")
     ap.add_argument("--window", type=int, default=0)
     ap.add_argument("--sinks", type=int, default=0)
     ap.add_argument("--kv-policy", default="none")
