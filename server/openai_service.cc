@@ -38,8 +38,10 @@ bool MethodAllowed(const HttpRequest& request, const std::string& allow, HttpRes
     if (request.method == m) return true;
   }
   w.Respond(405, "application/json",
-            ErrorJson(absl::InvalidArgumentError(absl::StrCat(
-                "method ", request.method, " is not allowed on ", request.path, "; use ", allow))),
+            ErrorJson(WithCode(absl::InvalidArgumentError(absl::StrCat(
+                                   "method ", request.method, " is not allowed on ",
+                                   request.path, "; use ", allow)),
+                               "method_not_allowed")),
             {absl::StrCat("Allow: ", allow)});
   return false;
 }
