@@ -6,7 +6,8 @@
 //
 // While a request is being answered, a one-shot "monitor" read stays posted on the socket: it
 // completes with pipelined bytes, which are kept for the next request, or with EOF when the
-// client shuts down its sending side. EOF alone cannot tell a half-close (the client still reads)
+// client shuts down its sending side; more pipelined bytes than one whole next request can hold
+// close the connection (the pending request sees closed()). EOF alone cannot tell a half-close (the client still reads)
 // from a hang-up, so the session then waits for a reset and, if nothing of the response has been
 // sent yet, provokes one with an interim "100 Continue": a closed socket answers it with a reset
 // (closed() turns true, so the producer can cancel generation), a half-closed one reads it and
@@ -308,6 +309,9 @@ class Session : public std::enable_shared_from_this<Session> {
     shared_->num_connections.fetch_sub(1);
   }
 
+  // Bytes a client may send ahead while its request is answered: one next request.
+  int64_t MaxPipelinedBytes() const { return shared_->options.max_body_bytes + (64 << 10); }
+
   void StartMonitor() {
     if (monitoring_ || closed_.load() || peer_eof_) return;
     monitoring_ = true;
@@ -321,8 +325,14 @@ class Session : public std::enable_shared_from_this<Session> {
       buffer_.commit(n);
       if (response_done_ && !writing_) {
         ReadRequest();
-      } else if (buffer_.size() < (1 << 20)) {
-        StartMonitor();
+      } else if (static_cast<int64_t>(buffer_.size()) <= MaxPipelinedBytes()) {
+        StartMonitor();  // keeps watching for a hang-up however much is pipelined
+      } else {
+        // More than one whole next request (its largest body and headers) queued behind the
+        // one being answered: the client is not waiting for answers. Close rather than stop
+        // watching (which would leave a generation running for a client that left).
+        closed_.store(true);
+        if (!writing_) CloseSocket();
       }
       return;
     }

@@ -202,6 +202,48 @@ TEST(HttpServerTest, ClientDisconnectIsSeenWhileTheResponseIsPending) {
   pending->Respond(200, "text/plain", "late");  // ignored, must not crash
 }
 
+// A client that pipelines megabytes behind a pending request and then leaves is still seen to
+// leave (detection used to stop at 1 MiB of unread bytes); past one whole next request of
+// pipelined bytes the connection is closed.
+TEST(HttpServerTest, DisconnectIsSeenBehindMegabytesOfPipelinedBytes) {
+  for (const bool overflow : {false, true}) {
+    SCOPED_TRACE(overflow ? "beyond one next request" : "2 MiB, then hang up");
+    std::mutex mu;
+    std::shared_ptr<HttpResponder> pending;
+    HttpServerOptions opt;
+    opt.port = 0;
+    opt.max_body_bytes = overflow ? (1 << 20) : (8 << 20);
+    auto server = HttpServer::Start(opt, [&](HttpRequest, std::shared_ptr<HttpResponder> w) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (pending == nullptr) pending = w;  // never answered
+    });
+    ASSERT_TRUE(server.ok());
+    {
+      Client c((*server)->port());
+      c.Send("GET /wait HTTP/1.1\r\nHost: h\r\n\r\n");
+      for (int i = 0; i < 500; ++i) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (pending) break;
+        std::this_thread::sleep_for(10ms);
+      }
+      const std::string body(2 << 20, 'x');
+      c.Send("POST /next HTTP/1.1\r\nHost: h\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body);
+      std::this_thread::sleep_for(200ms);
+    }  // the client hangs up (or was already cut off)
+    bool closed = false;
+    for (int i = 0; i < 500 && !closed; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ASSERT_NE(pending, nullptr);
+        closed = pending->closed();
+      }
+      if (!closed) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(closed);
+  }
+}
+
 TEST(HttpServerTest, ManyConcurrentConnectionsOnFewThreads) {
   std::mutex mu;
   std::vector<std::shared_ptr<HttpResponder>> pending;
