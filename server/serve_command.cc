@@ -92,7 +92,8 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->capture_default_str();
   s->add_option("--page-size", a->page_size, "KV page size in tokens")->capture_default_str();
   s->add_option("--chat-template", a->chat_template,
-                "llama2 | llama3 | mistral | chatml | plain (default: from tokenizer_config.json)");
+                "A Jinja template file, or a built-in: llama2 | llama3 | mistral | chatml | plain "
+                "(default: the model's chat_template.jinja or tokenizer_config.json, else plain)");
   s->add_option("--io-threads", a->io_threads, "HTTP io threads")->capture_default_str();
   s->add_option("--pump-threads", a->pump_threads, "Threads moving tokens to HTTP responses")
       ->capture_default_str();
@@ -201,7 +202,8 @@ int RunServe(const ServeArgs& a) {
     grpc = std::move(*g);
   }
   std::cerr << "longview: serving " << model_name << " (" << ChatTemplateKindName(tmpl->kind)
-            << " chat template)\n";
+            << " chat template" << (tmpl->origin.empty() ? "" : " from " + tmpl->origin)
+            << ")\n";
   std::cerr << "longview: HTTP on http://" << a.host << ":" << (*http)->port() << "\n";
   if (grpc) std::cerr << "longview: gRPC on " << a.host << ":" << grpc->port() << "\n";
   std::cerr.flush();
