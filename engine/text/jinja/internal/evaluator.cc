@@ -185,6 +185,7 @@ absl::Status Evaluator::ExecFor(const Stmt& s, const ScopePtr& scope, Text& out)
   if (items.empty()) return ExecBody(s.else_body, std::make_shared<Scope>(scope), out);
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
+    RETURN_IF_ERROR(Locate(Tick(), s.offset));
     auto iter = std::make_shared<Scope>(scope);
     RETURN_IF_ERROR(Assign(s.targets, items[i], iter, s.offset));
     auto loop = std::make_shared<Dict>();

@@ -101,7 +101,7 @@ namespace {
 // jinja2's sandbox caps range() at this many items.
 constexpr int64_t kMaxRange = 100000;
 
-absl::StatusOr<Value> Range(Evaluator&, CallArgs args) {
+absl::StatusOr<Value> Range(Evaluator& ev, CallArgs args) {
   if (!args.kwargs.empty() || args.args.empty() || args.args.size() > 3) {
     return absl::InvalidArgumentError("range() takes 1 to 3 integer arguments");
   }
@@ -123,6 +123,7 @@ absl::StatusOr<Value> Range(Evaluator&, CallArgs args) {
   if (p[2] == 0) return absl::InvalidArgumentError("range() arg 3 must not be zero");
   std::vector<Value> out;
   for (int64_t i = p[0]; p[2] > 0 ? i < p[1] : i > p[1]; i += p[2]) {
+    RETURN_IF_ERROR(ev.Tick());
     if (static_cast<int64_t>(out.size()) >= kMaxRange) {
       return absl::InvalidArgumentError(
           absl::StrCat("range too big: the sandbox allows at most ", kMaxRange, " items"));
