@@ -226,6 +226,10 @@ TEST(JinjaLimitsTest, RecursionAndNestingAreBounded) {
                     "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l }}")
                 .find("nested"),
             std::string::npos);
+  EXPECT_NE(ErrorOf("{% set ns = namespace(d={}) %}{% for i in range(100000) %}"
+                    "{% set ns.d = {'k': ns.d} | items | list %}{% endfor %}")
+                .find("nested more than"),
+            std::string::npos);
   // A namespace that holds itself prints as an error, not a stack overflow.
   EXPECT_NE(ErrorOf("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}").find("nested"),
             std::string::npos);

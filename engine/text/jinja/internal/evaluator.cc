@@ -391,7 +391,15 @@ absl::StatusOr<Value> Evaluator::EvalCompare(const Expr& e, const ScopePtr& scop
 
 absl::StatusOr<Value> Evaluator::Eval(const Expr& e, const ScopePtr& scope) {
   RETURN_IF_ERROR(Locate(Tick(), e.offset));
-  return Locate(EvalInner(e, scope), e.offset);
+  absl::StatusOr<Value> v = EvalInner(e, scope);
+  // Every value a template can keep passes here, so no list or dict nests deeper than the
+  // recursive conversions (and destructors) can follow, whichever filter or method built it.
+  if (v.ok() && v->depth() > kMaxNesting) {
+    return Locate(absl::InvalidArgumentError(
+                      absl::StrCat("value nested more than ", kMaxNesting, " levels deep")),
+                  e.offset);
+  }
+  return Locate(std::move(v), e.offset);
 }
 
 absl::StatusOr<Value> Evaluator::EvalInner(const Expr& e, const ScopePtr& scope) {
