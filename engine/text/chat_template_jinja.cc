@@ -36,10 +36,12 @@ absl::StatusOr<jinja::Value> ToolCalls(const std::string& text, const std::strin
     }
     ordered_json& fn = call["function"];
     auto args = fn.find("arguments");
-    if (args == fn.end() || args->is_null() || (args->is_string() && args->get_ref<const std::string&>().empty())) {
+    if (args == fn.end() || args->is_null() ||
+        (args->is_string() && args->get_ref<const std::string&>().empty())) {
       fn["arguments"] = ordered_json::object();
     } else if (args->is_string()) {
-      ordered_json parsed = ordered_json::parse(args->get_ref<const std::string&>(), nullptr, false);
+      ordered_json parsed =
+          ordered_json::parse(args->get_ref<const std::string&>(), nullptr, false);
       if (parsed.is_discarded()) {
         return absl::InvalidArgumentError(
             absl::StrCat(where, "[", i, "].function.arguments is not valid JSON"));
@@ -72,9 +74,8 @@ bool IsReserved(const ChatTemplate& t, const std::string& key) {
   for (const auto& [name, text] : t.special_tokens) {
     if (name == key) return true;
   }
-  static constexpr const char* kTokenNames[] = {"bos_token", "eos_token", "unk_token",
-                                                "sep_token", "pad_token", "cls_token",
-                                                "mask_token"};
+  static constexpr const char* kTokenNames[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                                "pad_token", "cls_token", "mask_token"};
   return std::find(std::begin(kTokenNames), std::end(kTokenNames), key) != std::end(kTokenNames);
 }
 

@@ -79,8 +79,8 @@ absl::StatusOr<ConfigTemplate> ReadTokenizerConfig(const std::string& path) {
   } else if (it != cfg.end() && it->is_array()) {
     // Named templates ([{"name": "default", "template": ...}]): use "default".
     for (const auto& entry : *it) {
-      if (entry.is_object() && entry.value("name", "") == "default" &&
-          entry.contains("template") && entry["template"].is_string()) {
+      if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
+          entry["template"].is_string()) {
         out.source = entry["template"].get<std::string>();
       }
     }

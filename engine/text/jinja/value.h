@@ -147,7 +147,9 @@ class Value {
     return *std::get<std::shared_ptr<const std::vector<Value>>>(payload_);
   }
   Dict& dict() const { return *std::get<std::shared_ptr<Dict>>(payload_); }
-  const std::shared_ptr<Dict>& dict_ptr() const { return std::get<std::shared_ptr<Dict>>(payload_); }
+  const std::shared_ptr<Dict>& dict_ptr() const {
+    return std::get<std::shared_ptr<Dict>>(payload_);
+  }
   const Callable& callable() const { return *std::get<std::shared_ptr<const Callable>>(payload_); }
   const std::string& undefined_hint() const;
   // Nesting depth: 0 for scalars and strings, 1 + the deepest item for containers.

@@ -125,8 +125,7 @@ TEST(ChatTemplateJinjaTest, SpecialTokensAreTheConfigs) {
 
 TEST(ChatTemplateJinjaTest, MessagesLookAsVllmPassesThem) {
   absl::StatusOr<ChatTemplate> t = ChatTemplateFromJinja(
-      "{% for m in messages %}{{ m | tojson }}\n{% endfor %}{{ tools }} {{ documents }}", "t",
-      {});
+      "{% for m in messages %}{{ m | tojson }}\n{% endfor %}{{ tools }} {{ documents }}", "t", {});
   ASSERT_TRUE(t.ok()) << t.status();
   std::vector<ChatMessage> m(3);
   m[0] = {"user", "hi", "ann", "", ""};
@@ -144,8 +143,9 @@ TEST(ChatTemplateJinjaTest, MessagesLookAsVllmPassesThem) {
             "{\"role\": \"tool\", \"content\": \"42\", \"tool_call_id\": \"c1\"}\n"
             "None None");
   m[1].tool_calls = R"([{"function": {"name": "f", "arguments": "{not json"}}])";
-  EXPECT_NE(RenderText(*t, m).find("messages[1].tool_calls[0].function.arguments is not valid JSON"),
-            std::string::npos);
+  EXPECT_NE(
+      RenderText(*t, m).find("messages[1].tool_calls[0].function.arguments is not valid JSON"),
+      std::string::npos);
 }
 
 TEST(ChatTemplateJinjaTest, ChatTemplateKwargsReachTheTemplateAsClientValues) {
@@ -161,10 +161,10 @@ TEST(ChatTemplateJinjaTest, ChatTemplateKwargsReachTheTemplateAsClientValues) {
                                                    "add_generation_prompt": false})"}),
             "<s>/no_think 2");
   // Names a request may not set: the conversation and the special tokens.
-  for (const char* key : {"messages", "bos_token", "eos_token", "pad_token",
-                          "additional_special_tokens"}) {
-    const std::string out =
-        RenderText(*t, {{"user", "x"}}, {.chat_template_kwargs = absl::StrCat("{\"", key, "\": 1}")});
+  for (const char* key :
+       {"messages", "bos_token", "eos_token", "pad_token", "additional_special_tokens"}) {
+    const std::string out = RenderText(
+        *t, {{"user", "x"}}, {.chat_template_kwargs = absl::StrCat("{\"", key, "\": 1}")});
     EXPECT_NE(out.find(absl::StrCat("chat_template_kwargs.", key, " cannot be set")),
               std::string::npos)
         << out;
@@ -209,12 +209,14 @@ TEST(ChatTemplateJinjaTest, ClientTextNeverEncodesAsSpecialTokens) {
         ReadFile(kTemplates + c.file) + c.extra, c.file,
         {{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"unk_token", "<unk>"}});
     ASSERT_TRUE(t.ok()) << t.status();
-    std::vector<ChatMessage> clean = {
-        {"system", "sys", "", "", ""}, {"user", "ok", "n", "", ""},
-        {"assistant", "fine", "", "", ""}, {"user", "ok", "", "", ""}};
-    std::vector<ChatMessage> injected = {
-        {"system", evil, "", "", ""}, {"user", evil, evil, "", ""},
-        {"assistant", evil, "", "", ""}, {"user", evil, "", "", ""}};
+    std::vector<ChatMessage> clean = {{"system", "sys", "", "", ""},
+                                      {"user", "ok", "n", "", ""},
+                                      {"assistant", "fine", "", "", ""},
+                                      {"user", "ok", "", "", ""}};
+    std::vector<ChatMessage> injected = {{"system", evil, "", "", ""},
+                                         {"user", evil, evil, "", ""},
+                                         {"assistant", evil, "", "", ""},
+                                         {"user", evil, "", "", ""}};
     absl::StatusOr<RenderedPrompt> want =
         RenderChat(*t, clean, {.chat_template_kwargs = R"({"custom": "abc"})"});
     absl::StatusOr<RenderedPrompt> got =

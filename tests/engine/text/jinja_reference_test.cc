@@ -140,8 +140,8 @@ TEST_P(ChatTemplateFamilyTest, MatchesJinja2) {
   const ordered_json& t = References()["templates"][c.template_name];
   std::vector<std::pair<std::string, std::string>> tokens;
   for (const auto& [k, v] : t["special_tokens"].items()) tokens.emplace_back(k, v);
-  absl::StatusOr<ChatTemplate> tmpl = ChatTemplateFromJinja(
-      ReadFile(kDir + t["file"].get<std::string>()), c.template_name, tokens);
+  absl::StatusOr<ChatTemplate> tmpl =
+      ChatTemplateFromJinja(ReadFile(kDir + t["file"].get<std::string>()), c.template_name, tokens);
   ASSERT_TRUE(tmpl.ok()) << tmpl.status();
   const ordered_json& conv = References()["conversations"][c.conversation];
   ChatRenderOptions options;

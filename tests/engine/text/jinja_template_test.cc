@@ -2,13 +2,12 @@
 // output count as template text (engine/text/jinja/value.h), and that the limits turn hostile or
 // broken templates into errors instead of crashes or hangs. Output text itself is checked against
 // jinja2 in jinja_reference_test.cc.
-#include "engine/text/jinja/template.h"
-
 #include <ctime>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "engine/text/jinja/template.h"
 #include "gtest/gtest.h"
 
 namespace longview::jinja {
@@ -64,9 +63,11 @@ TEST(JinjaErrorTest, SyntaxErrorsNameLineAndColumn) {
             "test template, line 1, column 4: unterminated string literal");
   EXPECT_EQ(ErrorOf("ab\n  {% extends 'base' %}"),
             "test template, line 2, column 6: unknown or unsupported tag 'extends'");
-  EXPECT_EQ(ErrorOf("{{ x | nosuch }}"), "test template, line 1, column 8: no filter named 'nosuch'");
+  EXPECT_EQ(ErrorOf("{{ x | nosuch }}"),
+            "test template, line 1, column 8: no filter named 'nosuch'");
   EXPECT_EQ(ErrorOf("{% break %}"), "test template, line 1, column 4: 'break' outside a loop");
-  EXPECT_EQ(ErrorOf("{# never closed"), "test template, line 1, column 1: missing end of comment tag");
+  EXPECT_EQ(ErrorOf("{# never closed"),
+            "test template, line 1, column 1: missing end of comment tag");
   EXPECT_EQ(ErrorOf("{{ (1 }}"), "test template, line 1, column 7: unexpected '}'");
   // Columns count characters, not bytes.
   EXPECT_EQ(ErrorOf("é{{ ) }}"), "test template, line 1, column 5: unexpected ')'");
@@ -101,16 +102,18 @@ TEST(JinjaProvenanceTest, TemplateTextAndTemplateValuesAreTemplateText) {
   EXPECT_EQ(MarkedRender("{{ bos_token }}[INST] {{ content }} [/INST]", vars),
             "[<s>[INST] ]hi </s>[ [/INST]]");
   // Concatenation keeps each piece's origin, and so do set, macros and block set.
-  EXPECT_EQ(MarkedRender("{% set c = '<|im_start|>user\\n' + content + '<|im_end|>' %}{{ c }}", vars),
-            "[<|im_start|>user\n]hi </s>[<|im_end|>]");
+  EXPECT_EQ(
+      MarkedRender("{% set c = '<|im_start|>user\\n' + content + '<|im_end|>' %}{{ c }}", vars),
+      "[<|im_start|>user\n]hi </s>[<|im_end|>]");
   EXPECT_EQ(MarkedRender("{% macro m(x) %}<a>{{ x }}</a>{% endmacro %}{{ m(content) }}", vars),
             "[<a>]hi </s>[</a>]");
   EXPECT_EQ(MarkedRender("{% set b %}<{{ content }}>{% endset %}{{ b ~ bos_token }}", vars),
             "[<]hi </s>[><s>]");
   // Template-computed numbers are template text; numbers the client sent are not.
   EXPECT_EQ(MarkedRender("{% for x in [1, 2] %}<{{ loop.index }}>{% endfor %}"), "[<1><2>]");
-  EXPECT_EQ(MarkedRender("<|reserved_{{ n }}|><|reserved_{{ n + 1 }}|>", {{"n", Value::Int(3, true)}}),
-            "[<|reserved_]3[|><|reserved_]4[|>]");
+  EXPECT_EQ(
+      MarkedRender("<|reserved_{{ n }}|><|reserved_{{ n + 1 }}|>", {{"n", Value::Int(3, true)}}),
+      "[<|reserved_]3[|><|reserved_]4[|>]");
 }
 
 TEST(JinjaProvenanceTest, ClientBytesStayClientThroughEveryOperation) {

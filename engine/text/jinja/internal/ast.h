@@ -65,7 +65,7 @@ enum class StmtKind {
   kWith,         // params (name = value) body
   kBreak,
   kContinue,
-  kGeneration,   // transformers' {% generation %} body: rendered as it is
+  kGeneration,  // transformers' {% generation %} body: rendered as it is
 };
 
 struct Stmt {

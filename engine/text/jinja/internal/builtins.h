@@ -20,10 +20,8 @@ namespace longview::jinja::internal {
 bool IsFilterName(std::string_view name);
 bool IsTestName(std::string_view name);
 
-absl::StatusOr<Value> ApplyFilter(Evaluator& ev, std::string_view name, Value input,
-                                  CallArgs args);
-absl::StatusOr<bool> ApplyTest(Evaluator& ev, std::string_view name, const Value& v,
-                               CallArgs args);
+absl::StatusOr<Value> ApplyFilter(Evaluator& ev, std::string_view name, Value input, CallArgs args);
+absl::StatusOr<bool> ApplyTest(Evaluator& ev, std::string_view name, const Value& v, CallArgs args);
 // The global `name` (range, namespace, ...), or nullptr.
 const Value* FindGlobal(std::string_view name);
 

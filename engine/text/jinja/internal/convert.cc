@@ -133,8 +133,8 @@ struct JsonWriter {
       case Value::Kind::kFloat:
         return ScalarText(k);
       default:
-        return absl::InvalidArgumentError(absl::StrCat(
-            "keys must be str, int, float, bool or None, not ", TypeName(k)));
+        return absl::InvalidArgumentError(
+            absl::StrCat("keys must be str, int, float, bool or None, not ", TypeName(k)));
     }
   }
 
@@ -318,8 +318,7 @@ absl::StatusOr<std::vector<Value>> Iterate(const Value& v) {
     default:
       break;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("'", TypeName(v), "' object is not iterable"));
+  return absl::InvalidArgumentError(absl::StrCat("'", TypeName(v), "' object is not iterable"));
 }
 
 }  // namespace longview::jinja::internal

@@ -70,8 +70,8 @@ absl::Status Evaluator::Tick() {
 
 absl::Status Evaluator::CheckSize(size_t bytes) const {
   if (bytes > limits_.max_output_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("the template's output would exceed ",
-                                                   limits_.max_output_bytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the template's output would exceed ", limits_.max_output_bytes, " bytes"));
   }
   return absl::OkStatus();
 }
@@ -160,8 +160,7 @@ absl::Status Evaluator::Assign(const std::vector<std::string>& targets, const Va
   if (items.size() != targets.size()) {
     return Locate(absl::InvalidArgumentError(absl::StrCat(
                       items.size() > targets.size() ? "too many" : "not enough",
-                      " values to unpack (expected ", targets.size(), ", got ", items.size(),
-                      ")")),
+                      " values to unpack (expected ", targets.size(), ", got ", items.size(), ")")),
                   offset);
   }
   for (size_t i = 0; i < items.size(); ++i) scope->vars[targets[i]] = items[i];
@@ -237,9 +236,9 @@ absl::Status Evaluator::ExecSet(const Stmt& s, const ScopePtr& scope, Text& out)
   if (!s.ns_attr) return Assign(s.targets, v, scope, s.offset);
   const Value ns = Lookup(s.targets[0], scope);
   if (!ns.is_dict() || !ns.dict().is_namespace) {
-    return Locate(absl::InvalidArgumentError(absl::StrCat(
-                      "can only set attributes of a namespace, and '", s.targets[0],
-                      "' is ", ns.is_undefined() ? "undefined" : TypeName(ns))),
+    return Locate(absl::InvalidArgumentError(
+                      absl::StrCat("can only set attributes of a namespace, and '", s.targets[0],
+                                   "' is ", ns.is_undefined() ? "undefined" : TypeName(ns))),
                   s.offset);
   }
   return Locate(ns.dict().Set(Value::Str(Text::Template(s.targets[1])), std::move(v)), s.offset);
@@ -325,8 +324,7 @@ absl::Status Evaluator::ExecCallBlock(const Stmt& s, const ScopePtr& scope, Text
 absl::StatusOr<Value> Evaluator::CallValue(const Value& fn, CallArgs args) {
   if (fn.is_undefined()) return UndefinedError(fn);
   if (!fn.is_callable()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", TypeName(fn), "' object is not callable"));
+    return absl::InvalidArgumentError(absl::StrCat("'", TypeName(fn), "' object is not callable"));
   }
   if (!fn.callable().fn) {
     return absl::InvalidArgumentError(absl::StrCat(fn.callable().name, " is not supported"));
@@ -348,8 +346,7 @@ Value Evaluator::Lookup(const std::string& name, const ScopePtr& scope) const {
   return Value::Undefined(absl::StrCat("'", name, "' is undefined"));
 }
 
-absl::StatusOr<CallArgs> Evaluator::EvalArgs(const Expr& e, size_t first,
-                                             const ScopePtr& scope) {
+absl::StatusOr<CallArgs> Evaluator::EvalArgs(const Expr& e, size_t first, const ScopePtr& scope) {
   CallArgs a;
   for (size_t i = first; i < e.args.size(); ++i) {
     ASSIGN_OR_RETURN(Value v, Eval(*e.args[i], scope));

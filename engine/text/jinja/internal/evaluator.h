@@ -70,8 +70,7 @@ class Evaluator {
   absl::StatusOr<Value> EvalInner(const Expr& e, const ScopePtr& scope);
   absl::StatusOr<CallArgs> EvalArgs(const Expr& e, size_t first, const ScopePtr& scope);
   // A filter chain; `block_input` feeds the innermost filter when its input is null.
-  absl::StatusOr<Value> EvalFilter(const Expr& e, const ScopePtr& scope,
-                                   const Value* block_input);
+  absl::StatusOr<Value> EvalFilter(const Expr& e, const ScopePtr& scope, const Value* block_input);
   absl::StatusOr<Value> EvalCompare(const Expr& e, const ScopePtr& scope);
   Value Lookup(const std::string& name, const ScopePtr& scope) const;
 

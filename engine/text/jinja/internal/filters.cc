@@ -74,7 +74,8 @@ absl::StatusOr<Value> Length(Evaluator&, const Value& in, CallArgs args) {
     case Value::Kind::kList:
       return Value::Int(static_cast<int64_t>(in.items().size()));
     case Value::Kind::kDict:
-      if (!in.dict().is_namespace) return Value::Int(static_cast<int64_t>(in.dict().entries.size()));
+      if (!in.dict().is_namespace)
+        return Value::Int(static_cast<int64_t>(in.dict().entries.size()));
       break;
     default:
       break;
@@ -344,9 +345,8 @@ absl::StatusOr<Value> Indent(Evaluator& ev, const Value& in, CallArgs args) {
   if (width.is_string()) {
     indention = width.text();
   } else if (width.is_number()) {
-    indention = Text::Template(std::string(static_cast<size_t>(std::clamp<int64_t>(
-                                               width.integer(), 0, 1024)),
-                                           ' '));
+    indention = Text::Template(
+        std::string(static_cast<size_t>(std::clamp<int64_t>(width.integer(), 0, 1024)), ' '));
   } else {
     return absl::InvalidArgumentError("indent width must be an integer or a string");
   }
@@ -380,13 +380,14 @@ absl::StatusOr<Value> Indent(Evaluator& ev, const Value& in, CallArgs args) {
 }
 
 absl::StatusOr<Value> Replace(Evaluator& ev, const Value& in, CallArgs args) {
-  ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("replace", std::move(args), {"old", "new", "count"}));
+  ASSIGN_OR_RETURN(BoundArgs a,
+                   BoundArgs::Bind("replace", std::move(args), {"old", "new", "count"}));
   ASSIGN_OR_RETURN(Text s, AsText(in));
   ASSIGN_OR_RETURN(Text old, AsText(a.Or(0, Value())));
   ASSIGN_OR_RETURN(Text repl, AsText(a.Or(1, Value())));
   const Value count = a.Or(2, Value::None());
-  ASSIGN_OR_RETURN(Text r, ReplaceText(s, old, repl, count.is_number() ? count.integer() : -1,
-                                       SIZE_MAX));
+  ASSIGN_OR_RETURN(Text r,
+                   ReplaceText(s, old, repl, count.is_number() ? count.integer() : -1, SIZE_MAX));
   RETURN_IF_ERROR(ev.CheckSize(r.size()));
   return Value::Str(std::move(r));
 }
@@ -525,9 +526,8 @@ absl::StatusOr<Value> Sum(Evaluator& ev, const Value& in, CallArgs args) {
   Value total = a.Or(1, Value::Int(0));
   for (const Value& item : items) {
     RETURN_IF_ERROR(ev.Tick());
-    const Value v = a.Get(0) && a.Get(0)->is_string()
-                        ? GetAttrPath(item, a.Get(0)->text().bytes())
-                        : item;
+    const Value v =
+        a.Get(0) && a.Get(0)->is_string() ? GetAttrPath(item, a.Get(0)->text().bytes()) : item;
     ASSIGN_OR_RETURN(total, BinaryOp("+", total, v, SIZE_MAX));
   }
   return total;
@@ -540,10 +540,11 @@ absl::StatusOr<Value> Attr(Evaluator&, const Value& in, CallArgs args) {
 }
 
 absl::StatusOr<Value> Format(Evaluator& ev, const Value& in, CallArgs args) {
-  if (!args.kwargs.empty()) return absl::InvalidArgumentError("format() with keywords is not supported");
+  if (!args.kwargs.empty())
+    return absl::InvalidArgumentError("format() with keywords is not supported");
   ASSIGN_OR_RETURN(Text fmt, AsText(in));
-  ASSIGN_OR_RETURN(Value v, BinaryOp("%", Value::Str(fmt), Value::Tuple(std::move(args.args)),
-                                     SIZE_MAX));
+  ASSIGN_OR_RETURN(Value v,
+                   BinaryOp("%", Value::Str(fmt), Value::Tuple(std::move(args.args)), SIZE_MAX));
   RETURN_IF_ERROR(ev.CheckSize(v.text().size()));
   return v;
 }

@@ -21,8 +21,7 @@ std::string LineIndex::Describe(size_t offset) const {
   auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset);
   const size_t line = static_cast<size_t>(it - line_starts_.begin());
   const size_t start = *(it - 1);
-  const size_t column =
-      CountChars(std::string_view(source_).substr(start, offset - start)) + 1;
+  const size_t column = CountChars(std::string_view(source_).substr(start, offset - start)) + 1;
   return absl::StrCat("line ", line, ", column ", column);
 }
 
@@ -92,7 +91,8 @@ class Lexer {
 
  private:
   absl::Status Error(size_t offset, std::string_view msg) const {
-    return absl::InvalidArgumentError(absl::StrCat(lines_.Describe(offset), ": ", std::string(msg)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(lines_.Describe(offset), ": ", std::string(msg)));
   }
 
   void Emit(TokenType type, std::string text, size_t offset) {
@@ -104,8 +104,7 @@ class Lexer {
   }
 
   size_t FindTagStart(size_t from) const {
-    for (size_t i = src_.find('{', from); i != std::string_view::npos;
-         i = src_.find('{', i + 1)) {
+    for (size_t i = src_.find('{', from); i != std::string_view::npos; i = src_.find('{', i + 1)) {
       if (i + 1 < src_.size() && (src_[i + 1] == '{' || src_[i + 1] == '%' || src_[i + 1] == '#')) {
         return i;
       }
@@ -124,9 +123,7 @@ class Lexer {
     return i;
   }
 
-  bool StartsWith(size_t i, std::string_view s) const {
-    return src_.substr(i, s.size()) == s;
-  }
+  bool StartsWith(size_t i, std::string_view s) const { return src_.substr(i, s.size()) == s; }
 
   // jinja2's OptionalLStrip: `-` strips all whitespace before the tag; otherwise, for block and
   // comment tags, lstrip_blocks drops spaces and tabs between the line start and the tag.
@@ -378,8 +375,9 @@ class Lexer {
           char32_t cp = 0;
           for (int k = 0; k < digits; ++k) {
             const int h = i < src_.size() ? HexValue(src_[i]) : -1;
-            if (h < 0) return Error(start, absl::StrCat("truncated \\", std::string(1, e),
-                                                        " escape in string literal"));
+            if (h < 0)
+              return Error(start, absl::StrCat("truncated \\", std::string(1, e),
+                                               " escape in string literal"));
             cp = cp * 16 + static_cast<char32_t>(h);
             ++i;
           }

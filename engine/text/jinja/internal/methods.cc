@@ -26,8 +26,9 @@ absl::StatusOr<BoundArgs> BoundArgs::Bind(std::string_view fn, CallArgs args,
     } else if (rest_ok) {
       b.rest_.push_back(std::move(args.args[i]));
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(std::string(fn), "() takes at most ", names.size(),
-                                                     " argument(s), got ", args.args.size()));
+      return absl::InvalidArgumentError(absl::StrCat(std::string(fn), "() takes at most ",
+                                                     names.size(), " argument(s), got ",
+                                                     args.args.size()));
     }
   }
   for (auto& [key, value] : args.kwargs) {
@@ -131,14 +132,14 @@ absl::StatusOr<Value> Split(const Text& t, CallArgs args, bool from_right) {
   }
   std::optional<std::string_view> sv;
   if (sep) sv = *sep;
-  return RangesToList(t, from_right ? RSplitRanges(t.bytes(), sv, maxsplit)
-                                    : SplitRanges(t.bytes(), sv, maxsplit));
+  return RangesToList(
+      t, from_right ? RSplitRanges(t.bytes(), sv, maxsplit) : SplitRanges(t.bytes(), sv, maxsplit));
 }
 
 // startswith / endswith with a string or a tuple of strings.
 absl::StatusOr<Value> Affix(const Text& t, CallArgs args, bool prefix) {
-  ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind(prefix ? "startswith" : "endswith",
-                                                std::move(args), {"affix"}));
+  ASSIGN_OR_RETURN(BoundArgs a,
+                   BoundArgs::Bind(prefix ? "startswith" : "endswith", std::move(args), {"affix"}));
   const Value* v = a.Get(0);
   if (v == nullptr) return absl::InvalidArgumentError("startswith() / endswith() need an argument");
   std::vector<Value> options = v->is_list() ? v->items() : std::vector<Value>{*v};
@@ -149,7 +150,8 @@ absl::StatusOr<Value> Affix(const Text& t, CallArgs args, bool prefix) {
     }
     const std::string& x = o.text().bytes();
     if (x.size() > s.size()) continue;
-    if (prefix ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0) {
+    if (prefix ? s.compare(0, x.size(), x) == 0
+               : s.compare(s.size() - x.size(), x.size(), x) == 0) {
       return Value::Bool(true, !t.IsAllTemplate());
     }
   }
@@ -313,20 +315,20 @@ absl::StatusOr<Value> ListMethod(const Value& self, std::string_view name, CallA
 }
 
 constexpr std::string_view kStrMethods[] = {
-    "strip",  "lstrip",     "rstrip",   "split",   "rsplit",  "splitlines",   "startswith",
-    "endswith", "upper",    "lower",    "title",   "capitalize", "replace",   "find",
-    "rfind",  "count",      "index",    "join",    "removeprefix", "removesuffix", "isdigit",
-    "isalpha", "isalnum",   "isspace",  "islower", "isupper"};
+    "strip",    "lstrip",  "rstrip",  "split",   "rsplit",       "splitlines",   "startswith",
+    "endswith", "upper",   "lower",   "title",   "capitalize",   "replace",      "find",
+    "rfind",    "count",   "index",   "join",    "removeprefix", "removesuffix", "isdigit",
+    "isalpha",  "isalnum", "isspace", "islower", "isupper"};
 // Python str methods this engine does not implement: calling one is an error naming it.
 constexpr std::string_view kStrUnsupported[] = {
-    "casefold", "center", "encode", "expandtabs", "format", "format_map", "isascii", "isdecimal",
-    "isidentifier", "isnumeric", "isprintable", "istitle", "ljust", "maketrans", "partition",
-    "rindex", "rjust", "rpartition", "swapcase", "translate", "zfill"};
+    "casefold",  "center",       "encode",    "expandtabs",  "format",   "format_map", "isascii",
+    "isdecimal", "isidentifier", "isnumeric", "isprintable", "istitle",  "ljust",      "maketrans",
+    "partition", "rindex",       "rjust",     "rpartition",  "swapcase", "translate",  "zfill"};
 constexpr std::string_view kDictMethods[] = {"items", "keys", "values", "get", "copy"};
 constexpr std::string_view kDictUnsafe[] = {"clear", "pop", "popitem", "setdefault", "update"};
 constexpr std::string_view kListMethods[] = {"count", "index"};
-constexpr std::string_view kListUnsafe[] = {"append", "clear", "pop", "reverse", "insert",
-                                            "sort",   "extend", "remove"};
+constexpr std::string_view kListUnsafe[] = {"append", "clear", "pop",    "reverse",
+                                            "insert", "sort",  "extend", "remove"};
 
 template <size_t N>
 bool In(const std::string_view (&list)[N], std::string_view name) {
@@ -337,8 +339,7 @@ Value BoundMethod(const Value& self, std::string_view name, bool supported) {
   auto c = std::make_shared<Callable>();
   c->name = absl::StrCat(TypeName(self), ".", std::string(name));
   if (supported) {
-    c->fn = [self, method = std::string(name)](Evaluator& ev,
-                                               CallArgs a) -> absl::StatusOr<Value> {
+    c->fn = [self, method = std::string(name)](Evaluator& ev, CallArgs a) -> absl::StatusOr<Value> {
       if (self.is_string()) return StrMethod(ev, self.text(), method, std::move(a));
       if (self.is_dict()) return DictMethod(self, method, std::move(a));
       return ListMethod(self, method, std::move(a));
@@ -348,8 +349,8 @@ Value BoundMethod(const Value& self, std::string_view name, bool supported) {
 }
 
 Value Unsafe(const Value& obj, std::string_view name) {
-  return Value::Undefined(absl::StrCat("access to attribute '", std::string(name), "' of '", TypeName(obj),
-                                       "' object is unsafe."));
+  return Value::Undefined(absl::StrCat("access to attribute '", std::string(name), "' of '",
+                                       TypeName(obj), "' object is unsafe."));
 }
 
 std::string ObjectName(const Value& obj) {
@@ -358,7 +359,8 @@ std::string ObjectName(const Value& obj) {
 }
 
 Value NoAttribute(const Value& obj, std::string_view name) {
-  return Value::Undefined(absl::StrCat("'", ObjectName(obj), "' has no attribute '", std::string(name), "'"));
+  return Value::Undefined(
+      absl::StrCat("'", ObjectName(obj), "' has no attribute '", std::string(name), "'"));
 }
 
 // Python's getattr only (no item fallback); nullopt when the object has no such attribute.
@@ -403,8 +405,8 @@ Value GetItem(const Value& obj, const Value& key) {
     const int64_t n = static_cast<int64_t>(offsets.size()) - 1;
     if (i < 0) i += n;
     if (i >= 0 && i < n) {
-      return Value::Str(obj.text().Slice(offsets[static_cast<size_t>(i)],
-                                         offsets[static_cast<size_t>(i) + 1]));
+      return Value::Str(
+          obj.text().Slice(offsets[static_cast<size_t>(i)], offsets[static_cast<size_t>(i) + 1]));
     }
   }
   if (key.is_string()) {
@@ -421,9 +423,8 @@ Value GetAttrPath(const Value& obj, std::string_view path) {
   size_t start = 0;
   while (true) {
     const size_t dot = path.find('.', start);
-    const std::string_view part = path.substr(start, dot == std::string_view::npos
-                                                         ? std::string_view::npos
-                                                         : dot - start);
+    const std::string_view part =
+        path.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     int64_t index;
     if (absl::SimpleAtoi(std::string(part), &index)) {
       v = GetItem(v, Value::Int(index));

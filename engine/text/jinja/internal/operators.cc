@@ -15,8 +15,9 @@ namespace longview::jinja::internal {
 namespace {
 
 absl::Status Unsupported(std::string_view op, const Value& a, const Value& b) {
-  return absl::InvalidArgumentError(absl::StrCat("unsupported operand type(s) for ", std::string(op), ": '",
-                                                 TypeName(a), "' and '", TypeName(b), "'"));
+  return absl::InvalidArgumentError(absl::StrCat("unsupported operand type(s) for ",
+                                                 std::string(op), ": '", TypeName(a), "' and '",
+                                                 TypeName(b), "'"));
 }
 
 absl::Status Overflow() { return absl::InvalidArgumentError("integer overflow"); }
@@ -46,7 +47,8 @@ absl::StatusOr<Value> IntOp(std::string_view op, int64_t x, int64_t y, bool clie
     }
     r = op == "//" ? q : m;
   } else if (op == "**") {
-    if (y < 0) return Value::Float(std::pow(static_cast<double>(x), static_cast<double>(y)), client);
+    if (y < 0)
+      return Value::Float(std::pow(static_cast<double>(x), static_cast<double>(y)), client);
     r = 1;
     for (int64_t i = 0; i < y; ++i) {
       if (__builtin_mul_overflow(r, x, &r)) return Overflow();
@@ -172,7 +174,8 @@ absl::StatusOr<Value> BinaryOp(std::string_view op, const Value& a, const Value&
   if (op == "+") {
     if (a.is_string() && b.is_string()) {
       if (a.text().size() + b.text().size() > max_bytes) {
-        return absl::InvalidArgumentError(absl::StrCat("string would exceed ", max_bytes, " bytes"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("string would exceed ", max_bytes, " bytes"));
       }
       Text t = a.text();
       t.Append(b.text());
@@ -194,7 +197,8 @@ absl::StatusOr<Value> BinaryOp(std::string_view op, const Value& a, const Value&
 
 absl::StatusOr<Value> UnaryOp(bool negate, const Value& v) {
   if (v.is_undefined()) return UndefinedError(v);
-  if (v.kind() == Value::Kind::kFloat) return Value::Float(negate ? -v.number() : v.number(), v.client());
+  if (v.kind() == Value::Kind::kFloat)
+    return Value::Float(negate ? -v.number() : v.number(), v.client());
   if (IsIntLike(v)) {
     if (!negate) return Value::Int(v.integer(), v.client());
     if (v.integer() == std::numeric_limits<int64_t>::min()) return Overflow();
@@ -210,8 +214,8 @@ absl::StatusOr<bool> Contains(const Value& container, const Value& item) {
       return false;
     case Value::Kind::kString:
       if (!item.is_string()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "'in <string>' requires string as left operand, not ", TypeName(item)));
+        return absl::InvalidArgumentError(
+            absl::StrCat("'in <string>' requires string as left operand, not ", TypeName(item)));
       }
       return container.text().bytes().find(item.text().bytes()) != std::string::npos;
     case Value::Kind::kList:

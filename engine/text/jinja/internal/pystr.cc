@@ -77,8 +77,8 @@ size_t CountChars(std::string_view s) {
 
 bool IsPySpace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 namespace {
@@ -102,8 +102,8 @@ size_t PrevChar(std::string_view s, size_t end) {
 }
 
 bool IsLineBreak(char32_t c) {
-  return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
-         c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
+  return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E ||
+         c == 0x85 || c == 0x2028 || c == 0x2029;
 }
 
 }  // namespace
@@ -169,8 +169,8 @@ std::vector<ByteRange> SplitRanges(std::string_view s, const std::optional<std::
   return out;
 }
 
-std::vector<ByteRange> RSplitRanges(std::string_view s,
-                                    const std::optional<std::string_view>& sep, int64_t maxsplit) {
+std::vector<ByteRange> RSplitRanges(std::string_view s, const std::optional<std::string_view>& sep,
+                                    int64_t maxsplit) {
   std::vector<ByteRange> out;
   if (sep) {
     size_t end = s.size();
@@ -320,8 +320,7 @@ std::string ChangeCase(std::string_view s, CaseMode mode) {
         prev_cased = IsCased(c);
         break;
       case CaseMode::kJinjaTitle: {
-        const bool delim = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' ||
-                           IsPySpace(c);
+        const bool delim = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || IsPySpace(c);
         m = delim ? c : (word_start ? UpperChar(c) : LowerChar(c));
         word_start = delim;
         break;
@@ -381,8 +380,8 @@ bool IsPrintable(char32_t c) {
   if (c < 0x7F) return true;
   if (c <= 0xA0 || c == 0xAD) return false;
   if (c == 0x1680 || (c >= 0x2000 && c <= 0x200F) || (c >= 0x2028 && c <= 0x202F) ||
-      (c >= 0x205F && c <= 0x206F) || c == 0x3000 || c == 0xFEFF ||
-      (c >= 0xD800 && c <= 0xF8FF) || (c >= 0xFFF9 && c <= 0xFFFB) || c > 0x10FFFF) {
+      (c >= 0x205F && c <= 0x206F) || c == 0x3000 || c == 0xFEFF || (c >= 0xD800 && c <= 0xF8FF) ||
+      (c >= 0xFFF9 && c <= 0xFFFB) || c > 0x10FFFF) {
     return false;
   }
   return true;

@@ -35,8 +35,8 @@ ByteRange StripRange(std::string_view s, bool left, bool right,
 std::vector<ByteRange> SplitRanges(std::string_view s, const std::optional<std::string_view>& sep,
                                    int64_t maxsplit);
 // Python's str.rsplit(sep, maxsplit). REQUIRES as SplitRanges.
-std::vector<ByteRange> RSplitRanges(std::string_view s,
-                                    const std::optional<std::string_view>& sep, int64_t maxsplit);
+std::vector<ByteRange> RSplitRanges(std::string_view s, const std::optional<std::string_view>& sep,
+                                    int64_t maxsplit);
 // Python's str.splitlines(keepends): the lines' ranges (with their line break when keepends).
 std::vector<ByteRange> SplitLinesRanges(std::string_view s, bool keepends);
 

@@ -17,11 +17,11 @@ namespace longview::jinja::internal {
 namespace {
 
 constexpr std::string_view kTests[] = {
-    "defined", "undefined", "none",  "boolean", "true",  "false",       "integer", "float",
-    "number",  "string",    "mapping", "iterable", "sequence", "callable", "sameas", "escaped",
-    "lower",   "upper",     "odd",   "even",    "divisibleby", "eq",    "equalto", "ne",
-    "lt",      "lessthan",  "le",    "gt",      "greaterthan", "ge",    "in",      "filter",
-    "test"};
+    "defined",     "undefined", "none",   "boolean", "true",     "false",    "integer",
+    "float",       "number",    "string", "mapping", "iterable", "sequence", "callable",
+    "sameas",      "escaped",   "lower",  "upper",   "odd",      "even",     "divisibleby",
+    "eq",          "equalto",   "ne",     "lt",      "lessthan", "le",       "gt",
+    "greaterthan", "ge",        "in",     "filter",  "test"};
 
 }  // namespace
 
@@ -32,8 +32,7 @@ bool IsTestName(std::string_view name) {
   return false;
 }
 
-absl::StatusOr<bool> ApplyTest(Evaluator&, std::string_view name, const Value& v,
-                               CallArgs args) {
+absl::StatusOr<bool> ApplyTest(Evaluator&, std::string_view name, const Value& v, CallArgs args) {
   using K = Value::Kind;
   ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind(name, std::move(args), {"other"}));
   const Value other = a.Or(0, Value());
@@ -71,7 +70,8 @@ absl::StatusOr<bool> ApplyTest(Evaluator&, std::string_view name, const Value& v
   }
   if (name == "odd" || name == "even" || name == "divisibleby") {
     if (!v.is_number() || v.kind() == K::kFloat) {
-      return absl::InvalidArgumentError(absl::StrCat("test '", std::string(name), "' needs an integer"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("test '", std::string(name), "' needs an integer"));
     }
     int64_t d = 2;
     if (name == "divisibleby") {
@@ -85,7 +85,9 @@ absl::StatusOr<bool> ApplyTest(Evaluator&, std::string_view name, const Value& v
   }
   if (name == "filter") return v.is_string() && IsFilterName(v.text().bytes());
   if (name == "test") return v.is_string() && IsTestName(v.text().bytes());
-  if (!has_other) return absl::InvalidArgumentError(absl::StrCat("test '", std::string(name), "' needs an argument"));
+  if (!has_other)
+    return absl::InvalidArgumentError(
+        absl::StrCat("test '", std::string(name), "' needs an argument"));
   if (name == "eq" || name == "equalto") return CompareOp("==", v, other);
   if (name == "ne") return CompareOp("!=", v, other);
   if (name == "lt" || name == "lessthan") return CompareOp("<", v, other);
@@ -137,7 +139,8 @@ absl::StatusOr<Value> Range(Evaluator& ev, CallArgs args) {
 absl::Status FillDict(Dict& d, CallArgs args, std::string_view fn) {
   for (const Value& a : args.args) {
     if (!a.is_dict()) {
-      return absl::InvalidArgumentError(absl::StrCat(std::string(fn), "() takes dicts and keyword arguments"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(std::string(fn), "() takes dicts and keyword arguments"));
     }
     for (const auto& [k, v] : a.dict().entries) RETURN_IF_ERROR(d.Set(k, v));
   }
