@@ -344,6 +344,10 @@ FEATURE_CASES = [
      {"c": "<think>\nreasoning\n</think>\n\nanswer"}),
     ("string_format", "{{ '%s-%d' % ('a', 3) }} {{ '%.2f' % 3.14159 }} {{ '%s' | format('x') }} "
                       "{{ '100%%' % () }}", {}),
+    ("str_format", "{{ '{} and {}'.format('a', 1) }} {{ '{1}{0}{{x}}'.format('a', 'b') }} "
+                   "{{ '{name}!'.format(name='n') }} {{ '{!r}'.format('q') }} {{ '{}'.format(none) }}",
+     {}),
+    ("error_str_format_missing", "{{ '{} {}'.format(1) }}", {}),
     ("unicode_text", "{{ s | length }} {{ s[2] }} {{ s | upper }} {{ s | title }} {{ s | reverse }}",
      {"s": "añ😀b é"}),
     ("unicode_case", "{{ 'ΑΒΓ δεζ' | lower }} {{ 'привет мир' | title }} {{ 'éCOLE'.capitalize() }} "

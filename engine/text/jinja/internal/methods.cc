@@ -170,8 +170,76 @@ Value AllChars(const Text& t, Pred pred) {
   return Value::Bool(ok, !t.IsAllTemplate());
 }
 
+// Python's str.format for plain fields: "{}", "{0}", "{name}", with !s / !r, and "{{" / "}}".
+// The format's own text and each value keep their origins, as in a concatenation.
+absl::StatusOr<Value> PyFormat(Evaluator& ev, const Text& t, CallArgs args) {
+  const std::string& f = t.bytes();
+  Text out;
+  size_t next_auto = 0;
+  for (size_t i = 0; i < f.size();) {
+    const char c = f[i];
+    if ((c == '{' || c == '}') && i + 1 < f.size() && f[i + 1] == c) {
+      out.Append(t.Slice(i, i + 1));
+      i += 2;
+      continue;
+    }
+    if (c == '}') return absl::InvalidArgumentError("Single '}' encountered in format string");
+    if (c != '{') {
+      size_t j = i;
+      while (j < f.size() && f[j] != '{' && f[j] != '}') ++j;
+      out.Append(t.Slice(i, j));
+      i = j;
+      continue;
+    }
+    const size_t close = f.find('}', i);
+    if (close == std::string::npos) {
+      return absl::InvalidArgumentError("Single '{' encountered in format string");
+    }
+    std::string field = f.substr(i + 1, close - i - 1);
+    i = close + 1;
+    char conversion = 's';
+    if (const size_t bang = field.find('!'); bang != std::string::npos) {
+      if (bang + 2 != field.size() || (field[bang + 1] != 's' && field[bang + 1] != 'r')) {
+        return absl::InvalidArgumentError("str.format: only !s and !r conversions are supported");
+      }
+      conversion = field[bang + 1];
+      field.resize(bang);
+    }
+    if (field.find_first_of(":.[") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          "str.format: format specs, attributes and indexes in fields are not supported");
+    }
+    const Value* v = nullptr;
+    size_t index;
+    if (field.empty()) {
+      index = next_auto++;
+      v = index < args.args.size() ? &args.args[index] : nullptr;
+    } else if (absl::SimpleAtoi(field, &index)) {
+      v = index < args.args.size() ? &args.args[index] : nullptr;
+    } else {
+      for (const auto& [k, x] : args.kwargs) {
+        if (k == field) v = &x;
+      }
+    }
+    if (v == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("str.format: no argument for field '{", field, "}'"));
+    }
+    if (conversion == 'r') {
+      ASSIGN_OR_RETURN(std::string r, Repr(*v));
+      out.Append(r, IsAllTemplate(*v));
+    } else {
+      ASSIGN_OR_RETURN(Text piece, ToText(*v));
+      out.Append(piece);
+    }
+    RETURN_IF_ERROR(ev.CheckSize(out.size()));
+  }
+  return Value::Str(std::move(out));
+}
+
 absl::StatusOr<Value> StrMethod(Evaluator& ev, const Text& t, std::string_view name,
                                 CallArgs args) {
+  if (name == "format") return PyFormat(ev, t, std::move(args));
   const std::string& s = t.bytes();
   const bool client = !t.IsAllTemplate();
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
@@ -318,12 +386,13 @@ constexpr std::string_view kStrMethods[] = {
     "strip",    "lstrip",  "rstrip",  "split",   "rsplit",       "splitlines",   "startswith",
     "endswith", "upper",   "lower",   "title",   "capitalize",   "replace",      "find",
     "rfind",    "count",   "index",   "join",    "removeprefix", "removesuffix", "isdigit",
-    "isalpha",  "isalnum", "isspace", "islower", "isupper"};
+    "isalpha",  "isalnum", "isspace", "islower", "isupper",      "format"};
 // Python str methods this engine does not implement: calling one is an error naming it.
 constexpr std::string_view kStrUnsupported[] = {
-    "casefold",  "center",       "encode",    "expandtabs",  "format",   "format_map", "isascii",
-    "isdecimal", "isidentifier", "isnumeric", "isprintable", "istitle",  "ljust",      "maketrans",
-    "partition", "rindex",       "rjust",     "rpartition",  "swapcase", "translate",  "zfill"};
+    "casefold", "center",     "encode",       "expandtabs", "format_map",
+    "isascii",  "isdecimal",  "isidentifier", "isnumeric",  "isprintable",
+    "istitle",  "ljust",      "maketrans",    "partition",  "rindex",
+    "rjust",    "rpartition", "swapcase",     "translate",  "zfill"};
 constexpr std::string_view kDictMethods[] = {"items", "keys", "values", "get", "copy"};
 constexpr std::string_view kDictUnsafe[] = {"clear", "pop", "popitem", "setdefault", "update"};
 constexpr std::string_view kListMethods[] = {"count", "index"};
