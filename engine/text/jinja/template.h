@@ -16,11 +16,16 @@
 // filter), macro (defaults, varargs, kwargs, caller), call, filter, with, raw, generation;
 // Python expressions with jinja2's precedence (conditional expressions, and / or / not,
 // comparisons and `in`, + - * / // % **, `~`, slicing, calls with keyword arguments, list / tuple
-// / dict literals); filters and tests listed in internal/builtins.h; str, dict and list methods.
+// / dict literals); the filters of internal/filters.cc (trim, tojson, length, select/reject(attr),
+// map, join, first, last, default, case, string, int, float, list, safe, indent, replace, unique,
+// reverse, sort, dictsort, items, min, max, sum, abs, round, attr, format) and the tests of
+// internal/tests_globals.cc; str, dict and list methods (internal/methods.cc).
 // Undefined values behave as jinja2's default Undefined: they print as "", iterate as empty,
 // are false, and raise an error when used otherwise (attribute, call, arithmetic).
 // Not supported: extends / block / include / import, recursive loops, *args / **kwargs in
-// calls, autoescaping; case mapping (upper, lower, title, capitalize) is ASCII-only.
+// calls, autoescaping, str.format specs; case mapping covers ASCII, Latin-1, Latin Extended-A,
+// Greek and Cyrillic (internal/pystr.h). select / map / items / range give lists where jinja2
+// gives generators and views, so they print as lists and `select(...) | length` works.
 //
 // Errors are InvalidArgument naming the template and the line and column: syntax errors from
 // Parse, and from Render runtime errors, raise_exception(message), and the limits below.
