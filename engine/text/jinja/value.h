@@ -5,18 +5,19 @@
 // itself wrote (its literal text, string literals, and the special-token variables the caller
 // passes as template values). Every other byte is client text. Scalars (none, bool, int,
 // float) carry one flag. The rule, applied by every operation:
-//   * bytes keep their origin when they are carried over: concatenation (`+`, `~`, join), slicing,
-//     indexing, iteration over characters, strip / trim, split, case changes (upper, lower,
-//     title, capitalize only make length-preserving changes, so every byte stays in place), and
-//     the parts of a string that `replace` leaves alone; a replacement counts as template text
-//     only when the matched bytes were;
+//   * bytes keep their origin when they are carried over: concatenation (`+`, `~`, join, `%`
+//     and str.format with their values), slicing, indexing, iteration over characters, strip /
+//     trim, split, case changes (upper, lower, title, capitalize only make length-preserving
+//     changes, so every byte stays in place), and the parts of a string that `replace` leaves
+//     alone; a replacement counts as template text only when the matched bytes were;
 //   * a value computed from client values is client (arithmetic, length of a client string, int
 //     of a client string), a value the template computes from its own values is template;
 //   * text that re-encodes a structure (tojson, str/repr of a list or dict) is template text only
 //     when every string and scalar inside it is, else all of it is client text.
-// So client bytes can never turn into template bytes, whatever the template does with them: the
-// only way for client input to choose template text is control flow (an `if` on a message role,
-// a lookup into a template-defined dict), where the text chosen is still the template's own.
+// So client bytes can never turn into template bytes, whatever the template does with them.
+// Client input can still choose among the template's own text, as the template lets it: control
+// flow (an `if` on a message role, one BOS per message), a lookup into a template-defined dict, a
+// slice or a replace pattern applied to template text; what comes out is the template's text.
 //
 //   Value v = Value::Str(Text::Client("hi"));     // a message's content
 //   Value t = Value::Str(Text::Template("<s>"));  // bos_token

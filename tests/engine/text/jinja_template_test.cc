@@ -109,6 +109,9 @@ TEST(JinjaProvenanceTest, TemplateTextAndTemplateValuesAreTemplateText) {
             "[<a>]hi </s>[</a>]");
   EXPECT_EQ(MarkedRender("{% set b %}<{{ content }}>{% endset %}{{ b ~ bos_token }}", vars),
             "[<]hi </s>[><s>]");
+  // Formatting is a concatenation too: the format's text and each value keep their origins.
+  EXPECT_EQ(MarkedRender("{{ '<|im_start|>%s\\n' % content }}{{ '<{}>'.format(content) }}", vars),
+            "[<|im_start|>]hi </s>[\n<]hi </s>[>]");
   // Template-computed numbers are template text; numbers the client sent are not.
   EXPECT_EQ(MarkedRender("{% for x in [1, 2] %}<{{ loop.index }}>{% endfor %}"), "[<1><2>]");
   EXPECT_EQ(

@@ -343,7 +343,8 @@ FEATURE_CASES = [
                     ".rstrip('\\n').split('<think>')[-1].lstrip('\\n') }}",
      {"c": "<think>\nreasoning\n</think>\n\nanswer"}),
     ("string_format", "{{ '%s-%d' % ('a', 3) }} {{ '%.2f' % 3.14159 }} {{ '%s' | format('x') }} "
-                      "{{ '100%%' % () }}", {}),
+                      "{{ '100%%' % () }} [{{ '%5s|%-4s|%r' % ('a', 'b', 'c') }}] "
+                      "{{ '<|im_start|>%s\n' % role }}", {"role": "user"}),
     ("str_format", "{{ '{} and {}'.format('a', 1) }} {{ '{1}{0}{{x}}'.format('a', 'b') }} "
                    "{{ '{name}!'.format(name='n') }} {{ '{!r}'.format('q') }} {{ '{}'.format(none) }}",
      {}),

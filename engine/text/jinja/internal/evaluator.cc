@@ -76,6 +76,8 @@ absl::Status Evaluator::CheckSize(size_t bytes) const {
   return absl::OkStatus();
 }
 
+size_t Evaluator::max_bytes() const { return limits_.max_output_bytes; }
+
 Value Evaluator::NewNamespace() {
   auto d = std::make_shared<Dict>();
   d->is_namespace = true;

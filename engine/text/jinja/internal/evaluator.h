@@ -42,6 +42,8 @@ class Evaluator {
   absl::Status Tick();
   // InvalidArgument when a string or list of `bytes` would pass the output limit.
   absl::Status CheckSize(size_t bytes) const;
+  // The output limit, for builtins that must stop building a string early.
+  size_t max_bytes() const;
   // Calls a callable value (builtin, bound method or macro).
   absl::StatusOr<Value> CallValue(const Value& fn, CallArgs args);
   // Applies a filter / test by name (map('trim'), select('odd'), ...).

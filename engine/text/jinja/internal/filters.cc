@@ -386,8 +386,8 @@ absl::StatusOr<Value> Replace(Evaluator& ev, const Value& in, CallArgs args) {
   ASSIGN_OR_RETURN(Text old, AsText(a.Or(0, Value())));
   ASSIGN_OR_RETURN(Text repl, AsText(a.Or(1, Value())));
   const Value count = a.Or(2, Value::None());
-  ASSIGN_OR_RETURN(Text r,
-                   ReplaceText(s, old, repl, count.is_number() ? count.integer() : -1, SIZE_MAX));
+  ASSIGN_OR_RETURN(
+      Text r, ReplaceText(s, old, repl, count.is_number() ? count.integer() : -1, ev.max_bytes()));
   RETURN_IF_ERROR(ev.CheckSize(r.size()));
   return Value::Str(std::move(r));
 }
@@ -528,7 +528,7 @@ absl::StatusOr<Value> Sum(Evaluator& ev, const Value& in, CallArgs args) {
     RETURN_IF_ERROR(ev.Tick());
     const Value v =
         a.Get(0) && a.Get(0)->is_string() ? GetAttrPath(item, a.Get(0)->text().bytes()) : item;
-    ASSIGN_OR_RETURN(total, BinaryOp("+", total, v, SIZE_MAX));
+    ASSIGN_OR_RETURN(total, BinaryOp("+", total, v, ev.max_bytes()));
   }
   return total;
 }
@@ -543,8 +543,8 @@ absl::StatusOr<Value> Format(Evaluator& ev, const Value& in, CallArgs args) {
   if (!args.kwargs.empty())
     return absl::InvalidArgumentError("format() with keywords is not supported");
   ASSIGN_OR_RETURN(Text fmt, AsText(in));
-  ASSIGN_OR_RETURN(Value v,
-                   BinaryOp("%", Value::Str(fmt), Value::Tuple(std::move(args.args)), SIZE_MAX));
+  ASSIGN_OR_RETURN(
+      Value v, BinaryOp("%", Value::Str(fmt), Value::Tuple(std::move(args.args)), ev.max_bytes()));
   RETURN_IF_ERROR(ev.CheckSize(v.text().size()));
   return v;
 }

@@ -273,7 +273,7 @@ absl::StatusOr<Value> StrMethod(Evaluator& ev, const Text& t, std::string_view n
       return absl::InvalidArgumentError("replace() takes two strings");
     }
     const int64_t count = a.Get(2) && a.Get(2)->is_number() ? a.Get(2)->integer() : -1;
-    ASSIGN_OR_RETURN(Text r, ReplaceText(t, o->text(), n->text(), count, SIZE_MAX));
+    ASSIGN_OR_RETURN(Text r, ReplaceText(t, o->text(), n->text(), count, ev.max_bytes()));
     RETURN_IF_ERROR(ev.CheckSize(r.size()));
     return Value::Str(std::move(r));
   }

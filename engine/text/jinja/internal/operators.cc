@@ -92,18 +92,19 @@ absl::StatusOr<Value> Repeat(const Value& seq, int64_t n, size_t max_bytes) {
   return seq.is_tuple() ? Value::Tuple(std::move(out)) : Value::List(std::move(out));
 }
 
-// Python's `fmt % args` for %s %r %d %i %f %x %% (with optional width and precision).
-absl::StatusOr<Value> Format(const Value& fmt, const Value& args) {
-  std::vector<Value> values = args.is_tuple() ? args.items() : std::vector<Value>{args};
-  const std::string& f = fmt.text().bytes();
-  std::string out;
+// Python's `fmt % args` for %s %r %d %i %x %f %e %g %% (with flags, width and precision). The
+// format's own text and each %s value keep their origins, as in a concatenation; numbers and
+// %r text are the value's origin.
+absl::StatusOr<Value> Format(const Value& fmt, const Value& args, size_t max_bytes) {
+  const std::vector<Value> values = args.is_tuple() ? args.items() : std::vector<Value>{args};
+  const Text& ft = fmt.text();
+  const std::string& f = ft.bytes();
+  Text out;
   size_t next = 0;
-  bool all_template = fmt.text().IsAllTemplate();
+  size_t literal = 0;  // start of the format text not yet copied
   for (size_t i = 0; i < f.size(); ++i) {
-    if (f[i] != '%') {
-      out += f[i];
-      continue;
-    }
+    if (f[i] != '%') continue;
+    out.Append(ft.Slice(literal, i));
     size_t j = i + 1;
     std::string spec = "%";
     while (j < f.size() && std::string_view("-+ 0#.0123456789").find(f[j]) != std::string::npos) {
@@ -112,46 +113,63 @@ absl::StatusOr<Value> Format(const Value& fmt, const Value& args) {
     if (j >= f.size()) return absl::InvalidArgumentError("incomplete format");
     const char conv = f[j];
     i = j;
+    literal = j + 1;
     if (conv == '%') {
-      out += '%';
+      out.Append(ft.Slice(j, j + 1));
       continue;
     }
     if (next >= values.size()) {
       return absl::InvalidArgumentError("not enough arguments for format string");
     }
     const Value& v = values[next++];
-    all_template = all_template && IsAllTemplate(v);
+    Text piece;
     char buf[128];
-    if (conv == 's' || conv == 'r') {
-      std::string s;
-      if (conv == 's') {
-        ASSIGN_OR_RETURN(Text t, ToText(v));
-        s = t.bytes();
-      } else {
-        ASSIGN_OR_RETURN(s, Repr(v));
-      }
-      out += s;
+    if (conv == 's') {
+      ASSIGN_OR_RETURN(piece, ToText(v));
+    } else if (conv == 'r') {
+      ASSIGN_OR_RETURN(std::string r, Repr(v));
+      piece.Append(r, IsAllTemplate(v));
     } else if (conv == 'd' || conv == 'i' || conv == 'x') {
       if (!v.is_number()) return absl::InvalidArgumentError("%d format: a number is required");
       const long long n = v.kind() == Value::Kind::kFloat ? static_cast<long long>(v.number())
                                                           : static_cast<long long>(v.integer());
       std::snprintf(buf, sizeof(buf), (spec + (conv == 'x' ? "llx" : "lld")).c_str(), n);
-      out += buf;
+      piece.Append(buf, !IsClient(v));
     } else if (conv == 'f' || conv == 'e' || conv == 'g') {
       if (!v.is_number()) return absl::InvalidArgumentError("%f format: a number is required");
       std::snprintf(buf, sizeof(buf), (spec + conv).c_str(), v.number());
-      out += buf;
+      piece.Append(buf, !IsClient(v));
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("unsupported format character '", std::string(1, conv), "'"));
+    }
+    if (conv == 's' || conv == 'r') {  // width pads with spaces, '-' on the right
+      const size_t digits = spec.find_first_of("123456789");
+      const size_t width =
+          digits == std::string::npos ? 0 : std::strtoul(spec.c_str() + digits, nullptr, 10);
+      const size_t len = CountChars(piece.bytes());
+      if (width > len) {
+        if (width > max_bytes) {
+          return absl::InvalidArgumentError(absl::StrCat("format width ", width, " too large"));
+        }
+        const std::string pad(width - len, ' ');
+        Text padded;
+        if (spec.find('-') == std::string::npos) padded.AppendTemplate(pad);
+        padded.Append(piece);
+        if (spec.find('-') != std::string::npos) padded.AppendTemplate(pad);
+        piece = std::move(padded);
+      }
+    }
+    out.Append(piece);
+    if (out.size() > max_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("string would exceed ", max_bytes, " bytes"));
     }
   }
   if (next < values.size()) {
     return absl::InvalidArgumentError("not all arguments converted during string formatting");
   }
-  Text t;
-  t.Append(out, all_template);
-  return Value::Str(std::move(t));
+  out.Append(ft.Slice(literal, f.size()));
+  return Value::Str(std::move(out));
 }
 
 }  // namespace
@@ -191,7 +209,7 @@ absl::StatusOr<Value> BinaryOp(std::string_view op, const Value& a, const Value&
     if ((a.is_string() || a.is_list()) && IsIntLike(b)) return Repeat(a, b.integer(), max_bytes);
     if ((b.is_string() || b.is_list()) && IsIntLike(a)) return Repeat(b, a.integer(), max_bytes);
   }
-  if (op == "%" && a.is_string()) return Format(a, b);
+  if (op == "%" && a.is_string()) return Format(a, b, max_bytes);
   return Unsupported(op, a, b);
 }
 
