@@ -14,7 +14,9 @@
 namespace longview {
 namespace {
 
-using json = nlohmann::json;
+// Ordered: objects keep the client's key order (tool-call arguments and chat_template_kwargs reach
+// a chat template, whose tojson writes them in that order, as vLLM's json.loads keeps it).
+using json = nlohmann::ordered_json;
 
 // The value of `key`, or nullptr when absent or null.
 const json* Find(const json& obj, const char* key) {
@@ -130,6 +132,42 @@ absl::Status ReadPrompt(const json& body, ApiRequest* r) {
   return absl::OkStatus();
 }
 
+// A message's optional name, tool_calls (assistant) and tool_call_id (tool), as vLLM takes them.
+absl::Status ReadMessageExtras(const json& msg, const std::string& name, ChatMessage* out) {
+  if (const json* n = Find(msg, "name")) {
+    if (!n->is_string()) return InvalidParam("messages", name + ".name must be a string");
+    out->name = n->get<std::string>();
+  }
+  if (const json* id = Find(msg, "tool_call_id"); id && out->role == "tool") {
+    if (!id->is_string()) return InvalidParam("messages", name + ".tool_call_id must be a string");
+    out->tool_call_id = id->get<std::string>();
+  }
+  const json* calls = Find(msg, "tool_calls");
+  if (calls == nullptr || out->role != "assistant") return absl::OkStatus();
+  if (!calls->is_array()) return InvalidParam("messages", name + ".tool_calls must be a list");
+  for (size_t j = 0; j < calls->size(); ++j) {
+    const json& call = (*calls)[j];
+    const std::string cname = absl::StrCat(name, ".tool_calls[", j, "]");
+    const json* fn = call.is_object() ? Find(call, "function") : nullptr;
+    if (fn == nullptr || !fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string()) {
+      return InvalidParam("messages", cname + " must be an object with function.name");
+    }
+    if (const json* args = Find(*fn, "arguments")) {
+      if (args->is_string()) {
+        const std::string& text = args->get_ref<const std::string&>();
+        if (!text.empty() && json::parse(text, nullptr, false).is_discarded()) {
+          return InvalidParam("messages", cname + ".function.arguments is not valid JSON");
+        }
+      } else if (!args->is_object()) {
+        return InvalidParam("messages",
+                            cname + ".function.arguments must be a JSON string or an object");
+      }
+    }
+  }
+  out->tool_calls = calls->dump();
+  return absl::OkStatus();
+}
+
 absl::Status ReadMessages(const json& body, ApiRequest* r) {
   const json* m = Find(body, "messages");
   if (m == nullptr) return InvalidParam("messages", "messages is required");
@@ -174,6 +212,7 @@ absl::Status ReadMessages(const json& body, ApiRequest* r) {
     } else {
       return InvalidParam("messages", name + ".content must be a string or a list of parts");
     }
+    RETURN_IF_ERROR(ReadMessageExtras(msg, name, &out));
     r->messages.push_back(std::move(out));
   }
   return absl::OkStatus();
@@ -318,6 +357,13 @@ absl::StatusOr<ApiRequest> ParseApiRequest(ApiKind kind, std::string_view body_t
     RETURN_IF_ERROR(ReadPrompt(body, &r));
   } else {
     RETURN_IF_ERROR(ReadMessages(body, &r));
+    RETURN_IF_ERROR(ReadBool(body, "add_generation_prompt", &r.add_generation_prompt));
+    if (const json* k = Find(body, "chat_template_kwargs")) {
+      if (!k->is_object()) {
+        return InvalidParam("chat_template_kwargs", "chat_template_kwargs must be an object");
+      }
+      if (!k->empty()) r.chat_template_kwargs = k->dump();
+    }
   }
   constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
   RETURN_IF_ERROR(ReadInt(body, "max_tokens", 1, kMaxInt, &r.max_tokens));
@@ -405,13 +451,7 @@ absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body_text)
     RETURN_IF_ERROR(ReadMessages(body, &chat));
     t.messages = std::move(chat.messages);
     t.add_special_tokens = false;
-    bool add_generation_prompt = true;
-    RETURN_IF_ERROR(ReadBool(body, "add_generation_prompt", &add_generation_prompt));
-    if (!add_generation_prompt) {
-      return InvalidParam("add_generation_prompt",
-                          "add_generation_prompt false is not supported by the built-in chat "
-                          "templates");
-    }
+    RETURN_IF_ERROR(ReadBool(body, "add_generation_prompt", &t.add_generation_prompt));
   }
   RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", &t.add_special_tokens));
   return t;

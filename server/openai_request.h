@@ -6,7 +6,9 @@
 //   ASSIGN_OR_RETURN(ApiRequest r, ParseApiRequest(ApiKind::kChat, body));
 //
 // Accepted: model, prompt (string | [string] | [int] | [[int]]), messages (content as a string
-// or a list of text parts), max_tokens (chat also max_completion_tokens), temperature, top_p,
+// or a list of text parts; name; an assistant's tool_calls, a tool's tool_call_id), for chat
+// add_generation_prompt and chat_template_kwargs (an object the chat template sees, as vLLM
+// takes it), max_tokens (chat also max_completion_tokens), temperature, top_p,
 // top_k, min_p, n, stop (string | [string]), seed, stream, stream_options.include_usage,
 // logprobs (completions: int 0..20; chat: bool, with top_logprobs 0..20), presence_penalty,
 // frequency_penalty, repetition_penalty, user, ignore_eos, and the extension
@@ -43,6 +45,8 @@ struct ApiRequest {
   std::string model;                  // "" when absent
   std::vector<PromptInput> prompts;   // completions: one or more
   std::vector<ChatMessage> messages;  // chat
+  bool add_generation_prompt = true;  // chat
+  std::string chat_template_kwargs;   // chat: a JSON object's text, "" when absent or empty
   std::optional<int64_t> max_tokens;  // absent: 16 (completions), rest of the context (chat)
   SamplingParams sampling;
   int32_t n = 1;
@@ -67,6 +71,7 @@ struct TokenizeRequest {
   std::string prompt;                 // completion form
   std::vector<ChatMessage> messages;  // chat form
   bool add_special_tokens = true;     // default true for a prompt, false for messages
+  bool add_generation_prompt = true;  // messages
 };
 absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body);
 

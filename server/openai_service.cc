@@ -219,8 +219,12 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> OpenAiService::Prompts(
   const Tokenizer& tok = *loop_->model().tokenizer;
   std::vector<std::vector<int32_t>> prompts;
   if (r.kind == ApiKind::kChat) {
-    prompts.push_back(
-        EncodeChat(options_.chat_template, tok, RenderChat(options_.chat_template, r.messages)));
+    absl::StatusOr<RenderedPrompt> rendered = RenderChat(
+        options_.chat_template, r.messages,
+        ChatRenderOptions{.add_generation_prompt = r.add_generation_prompt,
+                          .chat_template_kwargs = r.chat_template_kwargs});
+    if (!rendered.ok()) return InvalidParam("messages", std::string(rendered.status().message()));
+    prompts.push_back(EncodeChat(options_.chat_template, tok, *rendered));
   } else {
     for (size_t i = 0; i < r.prompts.size(); ++i) {
       const PromptInput& p = r.prompts[i];
@@ -294,7 +298,10 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
   // The prompt's bytes before tokenizing them.
   int64_t prompt_bytes = 0;
   for (const PromptInput& p : r.prompts) prompt_bytes += p.is_tokens ? 0 : p.text.size();
-  for (const ChatMessage& m : r.messages) prompt_bytes += m.content.size();
+  for (const ChatMessage& m : r.messages) {
+    prompt_bytes += m.content.size() + m.name.size() + m.tool_calls.size() + m.tool_call_id.size();
+  }
+  prompt_bytes += r.chat_template_kwargs.size();
   if (prompt_bytes > max_prompt_bytes_) {
     const char* what = kind == ApiKind::kChat ? "messages" : "prompt";
     RespondError(*responder,
@@ -379,11 +386,20 @@ void OpenAiService::HandleTokenize(const std::string& body, HttpResponder& respo
                                                         " (--max-prompt-bytes)")));
   }
   const Tokenizer& tok = *loop_->model().tokenizer;
-  const std::vector<int32_t> ids =
-      // Messages: exactly the ids a chat completion of them would run.
-      t->is_chat ? EncodeChat(options_.chat_template, tok,
-                              RenderChat(options_.chat_template, t->messages))
-                 : tok.Encode(t->prompt, t->add_special_tokens);
+  std::vector<int32_t> ids;
+  if (t->is_chat) {
+    // Messages: exactly the ids a chat completion of them would run.
+    absl::StatusOr<RenderedPrompt> rendered = RenderChat(
+        options_.chat_template, t->messages,
+        ChatRenderOptions{.add_generation_prompt = t->add_generation_prompt});
+    if (!rendered.ok()) {
+      return RespondError(responder,
+                          InvalidParam("messages", std::string(rendered.status().message())));
+    }
+    ids = EncodeChat(options_.chat_template, tok, *rendered);
+  } else {
+    ids = tok.Encode(t->prompt, t->add_special_tokens);
+  }
   RespondJson(responder, json{{"count", ids.size()},
                               {"max_model_len", context_length_},
                               {"tokens", ids},

@@ -124,7 +124,8 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->capture_default_str();
   s->add_option("--page-size", a->page_size, "KV page size in tokens")->capture_default_str();
   s->add_option("--chat-template", a->chat_template,
-                "llama2 | llama3 | mistral | chatml | plain (default: from tokenizer_config.json)");
+                "A Jinja template file, or a built-in: llama2 | llama3 | mistral | chatml | plain "
+                "(default: the model's chat_template.jinja or tokenizer_config.json, else plain)");
   s->add_option("--io-threads", a->io_threads, "HTTP io threads")->capture_default_str();
   s->add_option("--pump-threads", a->pump_threads, "Threads moving tokens to HTTP responses")
       ->capture_default_str();
@@ -168,13 +169,17 @@ int RunServe(const ServeArgs& a) {
   // The chat template: a folder's tokenizer_config.json, or the one inside a GGUF file.
   absl::StatusOr<ChatTemplate> tmpl = ChatTemplate{};
   if ((*lm)->is_gguf()) {
-    tmpl->kind = DetectChatTemplate((*lm)->gguf_chat_template);
-    tmpl->bos_token = (*lm)->gguf_bos_token;
-    tmpl->eos_token = (*lm)->gguf_eos_token;
-    if (!a.chat_template.empty()) {
-      absl::StatusOr<ChatTemplateKind> forced = ParseChatTemplateKind(a.chat_template);
-      if (!forced.ok()) return Fail(std::string(forced.status().message()));
-      tmpl->kind = *forced;
+    const LoadedModel& m = **lm;
+    if (!a.chat_template.empty() || m.gguf_chat_template.empty()) {
+      tmpl = LoadChatTemplate(a.model, a.chat_template);  // a forced one, or the plain one
+    } else {
+      tmpl = ChatTemplateFromJinja(m.gguf_chat_template, a.model + " (tokenizer.chat_template)",
+                                   {{"bos_token", m.gguf_bos_token},
+                                    {"eos_token", m.gguf_eos_token}});
+    }
+    if (tmpl.ok()) {
+      tmpl->bos_token = m.gguf_bos_token;
+      tmpl->eos_token = m.gguf_eos_token;
     }
   } else {
     tmpl = LoadChatTemplate(a.model, a.chat_template);
@@ -273,7 +278,8 @@ int RunServe(const ServeArgs& a) {
     grpc = std::move(*g);
   }
   std::cerr << "longview: serving " << model_name << " (" << ChatTemplateKindName(tmpl->kind)
-            << " chat template)\n";
+            << " chat template" << (tmpl->origin.empty() ? "" : " from " + tmpl->origin)
+            << ")\n";
   std::cerr << "longview: auth " << (api_key->empty() ? "off (no API key)" : "on")
             << (api_key->empty() || !a.metrics_require_key ? "" : ", /metrics included")
             << "\n";

@@ -14,7 +14,7 @@ fi
 STAMP="$VENV/.longview-requirements.sha256"
 WANT="$(sha256sum "$REQ" | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] &&
-   "$VENV/bin/python" -c "import openai, pytest, grpc, grpc_tools, grpc_health, grpc_reflection, sentencepiece, tokenizers" \
+   "$VENV/bin/python" -c "import openai, pytest, grpc, grpc_tools, grpc_health, grpc_reflection, sentencepiece, tokenizers, jinja2" \
      2>/dev/null; then
   exit 0
 fi

@@ -1,15 +1,14 @@
-// Chat templates: rendering of the four built-in families and the plain fallback.
+// Chat templates: rendering of the four built-in families and the plain fallback; Jinja
+// templates are rendered by internal/jinja_chat.h, loaded by chat_template_load.cc.
 #include "engine/text/chat_template.h"
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/text/internal/jinja_chat.h"
 
 namespace longview {
 namespace {
@@ -84,7 +83,7 @@ void RenderLlama2(const ChatTemplate& t, const std::vector<ChatMessage>& message
 
 // Llama-3 instruct: header-delimited turns, then an open assistant header.
 void RenderLlama3(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
-                  RenderedPromptBuilder& b) {
+                  bool add_generation_prompt, RenderedPromptBuilder& b) {
   b.AppendTemplate(t.bos_token);
   for (const ChatMessage& m : messages) {
     std::string role = m.role == "developer" ? "system" : m.role;
@@ -92,7 +91,7 @@ void RenderLlama3(const ChatTemplate& t, const std::vector<ChatMessage>& message
     b.AppendContent(Trim(m.content));
     b.AppendTemplate("<|eot_id|>");
   }
-  b.AppendTemplate("<|start_header_id|>assistant<|end_header_id|>\n\n");
+  if (add_generation_prompt) b.AppendTemplate("<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 // Mistral instruct (v0.1 form): "<s>[INST] U [/INST]A</s>[INST] U2 [/INST]". A system prompt
@@ -125,35 +124,21 @@ void RenderMistral(const ChatTemplate& t, const std::vector<ChatMessage>& messag
 }
 
 // ChatML (Qwen): "<|im_start|>role\ncontent<|im_end|>\n" per message, then the open turn.
-void RenderChatMl(const std::vector<ChatMessage>& messages, RenderedPromptBuilder& b) {
+void RenderChatMl(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                  RenderedPromptBuilder& b) {
   for (const ChatMessage& m : messages) {
     b.AppendTemplate("<|im_start|>" + m.role + "\n");
     b.AppendContent(m.content);
     b.AppendTemplate("<|im_end|>\n");
   }
-  b.AppendTemplate("<|im_start|>assistant\n");
+  if (add_generation_prompt) b.AppendTemplate("<|im_start|>assistant\n");
 }
 
 // No special tokens at all: the whole text is ordinary.
-void RenderPlain(const std::vector<ChatMessage>& messages, RenderedPromptBuilder& b) {
+void RenderPlain(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                 RenderedPromptBuilder& b) {
   for (const ChatMessage& m : messages) b.AppendContent(m.role + ": " + m.content + "\n");
-  b.AppendContent("assistant:");
-}
-
-// A special-token field of tokenizer_config.json: a string, an AddedToken object or null.
-absl::Status ReadTokenText(const nlohmann::json& cfg, const char* key, const std::string& path,
-                           std::string* out) {
-  auto it = cfg.find(key);
-  if (it == cfg.end() || it->is_null()) return absl::OkStatus();
-  if (it->is_string()) {
-    *out = it->get<std::string>();
-  } else if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
-    *out = (*it)["content"].get<std::string>();
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", key, " must be a string or an object with \"content\""));
-  }
-  return absl::OkStatus();
+  if (add_generation_prompt) b.AppendContent("assistant:");
 }
 
 }  // namespace
@@ -170,6 +155,8 @@ const char* ChatTemplateKindName(ChatTemplateKind kind) {
       return "mistral";
     case ChatTemplateKind::kChatMl:
       return "chatml";
+    case ChatTemplateKind::kJinja:
+      return "jinja";
   }
   return "plain";
 }
@@ -193,54 +180,28 @@ ChatTemplateKind DetectChatTemplate(std::string_view jinja) {
   return ChatTemplateKind::kPlain;
 }
 
-absl::StatusOr<ChatTemplate> LoadChatTemplate(const std::string& model_dir,
-                                              const std::string& forced) {
-  ChatTemplate t;
-  std::string path = model_dir + "/tokenizer_config.json";
-  std::ifstream f(path);
-  if (f) {
-    nlohmann::json cfg = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
-    if (cfg.is_discarded() || !cfg.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
-    }
-    RETURN_IF_ERROR(ReadTokenText(cfg, "bos_token", path, &t.bos_token));
-    RETURN_IF_ERROR(ReadTokenText(cfg, "eos_token", path, &t.eos_token));
-    auto it = cfg.find("chat_template");
-    if (it != cfg.end() && it->is_string()) {
-      t.kind = DetectChatTemplate(it->get<std::string>());
-    } else if (it != cfg.end() && it->is_array()) {
-      // Named templates ([{"name": "default", "template": ...}]): use "default".
-      for (const auto& entry : *it) {
-        if (entry.is_object() && entry.value("name", "") == "default" &&
-            entry.contains("template") && entry["template"].is_string()) {
-          t.kind = DetectChatTemplate(entry["template"].get<std::string>());
-        }
-      }
-    }
-  }
-  if (!forced.empty()) {
-    ASSIGN_OR_RETURN(t.kind, ParseChatTemplateKind(forced));
-  }
-  return t;
-}
-
-RenderedPrompt RenderChat(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages) {
+absl::StatusOr<RenderedPrompt> RenderChat(const ChatTemplate& tmpl,
+                                          const std::vector<ChatMessage>& messages,
+                                          const ChatRenderOptions& options) {
   RenderedPromptBuilder b;
+  const bool gen = options.add_generation_prompt;
   switch (tmpl.kind) {
+    case ChatTemplateKind::kJinja:
+      return internal::RenderJinjaChat(tmpl, messages, options);
     case ChatTemplateKind::kLlama2:
       RenderLlama2(tmpl, messages, b);
       break;
     case ChatTemplateKind::kLlama3:
-      RenderLlama3(tmpl, messages, b);
+      RenderLlama3(tmpl, messages, gen, b);
       break;
     case ChatTemplateKind::kMistral:
       RenderMistral(tmpl, messages, b);
       break;
     case ChatTemplateKind::kChatMl:
-      RenderChatMl(messages, b);
+      RenderChatMl(messages, gen, b);
       break;
     case ChatTemplateKind::kPlain:
-      RenderPlain(messages, b);
+      RenderPlain(messages, gen, b);
       break;
   }
   return std::move(b).Take();

@@ -2,9 +2,9 @@
 
 Starts the real binary ($LONGVIEW_BINARY) on a free loopback port (--port 0; the bound port is
 read from its stderr) with the golden Llama checkpoint and an API key, and checks completions,
-chat, streaming, n, stop strings, logprobs, seeds, error mapping to the SDK's typed errors,
-cancellation of a disconnected stream, and greedy parity with `longview generate`, alone and
-inside a batch of 32 concurrent requests.
+chat (also through a Jinja chat template file), streaming, n, stop strings, logprobs, seeds,
+error mapping to the SDK's typed errors, cancellation of a disconnected stream, and greedy
+parity with `longview generate`, alone and inside a batch of 32 concurrent requests.
 
 Run: tools/python_env.sh && LONGVIEW_BINARY=build/server/longview \
      .venv/bin/python -m pytest -q tests/e2e/test_openai_api.py
@@ -142,6 +142,49 @@ def test_chat(client):
     assert isinstance(r.choices[0].message.content, str)
     assert r.choices[0].finish_reason == "length"
     assert r.usage.completion_tokens == 6
+
+
+def test_jinja_chat_template():
+    """--chat-template FILE: the prompt is the Jinja template's rendering (its token count equals
+    jinja2's rendering of the same template, encoded with sentencepiece); chat_template_kwargs
+    reach it through extra_body; its raise_exception and a kwarg naming a special token are 400s."""
+    import sentencepiece
+    sys.path.insert(0, os.path.join(ROOT, "tests", "engine", "text"))
+    import render_chat_references as refs
+
+    template = os.path.join(DATA, "chat_templates", "llama2.jinja")
+    s = Server("--chat-template", template)
+    try:
+        assert any("jinja chat template from --chat-template " + template in line
+                   for line in s.log), "".join(s.log)
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{s.port}/v1", api_key=KEY, max_retries=0,
+                          timeout=120)
+        messages = [{"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Hello there"},
+                    {"role": "assistant", "content": "Hi."},
+                    {"role": "user", "content": "Grüße, again"}]
+        r = c.chat.completions.create(model=MODEL, messages=messages, max_tokens=2,
+                                      extra_body={"chat_template_kwargs": {"unused": True}})
+        text = refs.ENV.from_string(open(template, encoding="utf-8").read()).render(
+            messages=refs.template_messages(messages), bos_token="<s>", eos_token="</s>",
+            unk_token="<unk>", tools=None, documents=None, add_generation_prompt=True)
+        sp = sentencepiece.SentencePieceProcessor(
+            model_file=os.path.join(MODEL_DIR, "tokenizer.model"))
+        ids = []
+        for part in re.split(r"(<s>|</s>)", text):
+            ids += [sp.bos_id()] if part == "<s>" else [sp.eos_id()] if part == "</s>" else (
+                sp.encode(part) if part else [])
+        assert r.usage.prompt_tokens == len(ids), text
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model=MODEL, max_tokens=2, messages=[
+                {"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+        assert "Conversation roles must alternate" in str(e.value)
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model=MODEL, max_tokens=2, messages=messages[1:2],
+                                      extra_body={"chat_template_kwargs": {"eos_token": "x"}})
+        assert "chat_template_kwargs.eos_token" in str(e.value)
+    finally:
+        assert s.stop() == 0, "".join(s.log)
 
 
 def test_streaming_is_token_by_token_and_matches_non_streaming(client):

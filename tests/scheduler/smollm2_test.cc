@@ -118,13 +118,16 @@ TEST_F(SmolLm2Test, GreedyContinuationsEqualTheReference) {
 }
 
 TEST_F(SmolLm2Test, AnswersTheCapitalOfFrance) {
-  ChatTemplate t;
-  t.kind = DetectChatTemplate(model_->gguf_chat_template);
-  t.bos_token = model_->gguf_bos_token;
-  t.eos_token = model_->gguf_eos_token;
-  EXPECT_EQ(t.kind, ChatTemplateKind::kChatMl);
-  const std::vector<int32_t> prompt = EncodeChat(
-      t, *model_->tokenizer, RenderChat(t, {{"user", "What is the capital of France?"}}));
+  // The model's own Jinja template, from the GGUF.
+  auto t = ChatTemplateFromJinja(model_->gguf_chat_template, "gguf",
+                                 {{"bos_token", model_->gguf_bos_token},
+                                  {"eos_token", model_->gguf_eos_token}});
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto rendered = RenderChat(*t, {{"user", "What is the capital of France?"}});
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  // SmolLM2's template adds its default system turn when the conversation has none.
+  EXPECT_NE(rendered->text.find("<|im_start|>system"), std::string::npos) << rendered->text;
+  const std::vector<int32_t> prompt = EncodeChat(*t, *model_->tokenizer, *rendered);
   GenerateOptions o;
   o.sampling.temperature = 0;
   o.max_tokens = 24;

@@ -104,6 +104,34 @@ TEST(OpenAiRequestTest, ChatMessagesAndLogprobs) {
   EXPECT_EQ(no_top->logprobs, 0);
 }
 
+// What a chat template needs beyond role and content, as vLLM accepts it: names, tool calls and
+// tool results, add_generation_prompt, and chat_template_kwargs with its keys in the client's
+// order.
+TEST(OpenAiRequestTest, ChatTemplateFields) {
+  auto r = ParseApiRequest(ApiKind::kChat, R"({
+      "messages": [
+        {"role": "user", "content": "weather?", "name": "ann"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "get", "arguments": "{\"z\": 1, \"a\": 2}"}}]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1"}],
+      "add_generation_prompt": false,
+      "chat_template_kwargs": {"zeta": true, "alpha": {"y": 1, "b": [2]}}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->messages.size(), 3u);
+  EXPECT_EQ(r->messages[0].name, "ann");
+  EXPECT_EQ(r->messages[1].content, "");
+  EXPECT_EQ(r->messages[1].tool_calls,
+            R"([{"id":"c1","type":"function","function":{"name":"get","arguments":"{\"z\": 1, \"a\": 2}"}}])");
+  EXPECT_EQ(r->messages[2].tool_call_id, "c1");
+  EXPECT_FALSE(r->add_generation_prompt);
+  EXPECT_EQ(r->chat_template_kwargs, R"({"zeta":true,"alpha":{"y":1,"b":[2]}})");
+  auto plain = ParseApiRequest(ApiKind::kChat, R"({"messages": [{"role": "user", "content": "q"}],
+                                                   "chat_template_kwargs": {}})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->add_generation_prompt);
+  EXPECT_EQ(plain->chat_template_kwargs, "");
+}
+
 struct BadCase {
   ApiKind kind;
   const char* body;
@@ -220,7 +248,23 @@ INSTANTIATE_TEST_SUITE_P(
                 "top_logprobs"},
         BadCase{kChat, R"({"messages": [{"role": "user", "content": "x"}],
                            "tools": [{"type": "function"}]})",
-                "tools"}),
+                "tools"},
+        BadCase{kChat, R"({"messages": [{"role": "user", "content": "x"}],
+                           "chat_template_kwargs": [1]})",
+                "chat_template_kwargs"},
+        BadCase{kChat, R"({"messages": [{"role": "user", "content": "x"}],
+                           "add_generation_prompt": "no"})",
+                "add_generation_prompt"},
+        BadCase{kChat, R"({"messages": [{"role": "user", "content": "x", "name": 3}]})",
+                "messages"},
+        BadCase{kChat, R"({"messages": [{"role": "assistant", "tool_calls": {}}]})", "messages"},
+        BadCase{kChat, R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a"}]}]})",
+                "messages"},
+        BadCase{kChat, R"({"messages": [{"role": "assistant", "tool_calls": [
+                           {"function": {"name": "f", "arguments": "{nope"}}]}]})",
+                "messages"},
+        BadCase{kChat, R"({"messages": [{"role": "tool", "content": "x", "tool_call_id": 5}]})",
+                "messages"}),
     // Readable, stable names: the field at fault and the case's index ("3_max_tokens").
     [](const ::testing::TestParamInfo<BadCase>& info) {
       std::string name = std::to_string(info.index) + "_" + info.param.param;

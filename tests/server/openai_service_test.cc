@@ -262,3 +262,44 @@ TEST(OpenAiServiceTest, KnownButUnsupportedVllmFieldsAreRefused) {
 
 }  // namespace
 }  // namespace longview
+
+namespace longview {
+namespace {
+
+// A model's Jinja chat template on the request path: chat_template_kwargs and
+// add_generation_prompt reach it, and a template's raise_exception is a 400 naming `messages`.
+TEST(OpenAiServiceTest, JinjaChatTemplateOnTheRequestPath) {
+  absl::StatusOr<ChatTemplate> t = ChatTemplateFromJinja(
+      "{% if messages[0].content == 'bad' %}{{ raise_exception('Roles must alternate') }}"
+      "{% endif %}{{ bos_token }}{{ greeting | default('') }}{% for m in messages %}"
+      "{{ m.content }}{% endfor %}{% if add_generation_prompt %}A:{% endif %}",
+      "test", {{"bos_token", "<s>"}, {"eos_token", "</s>"}});
+  ASSERT_TRUE(t.ok()) << t.status();
+  OpenAiServiceOptions so;
+  so.chat_template = *t;
+  Fixture f(EngineLoopOptions{}, so);
+  auto ok = f.Call("POST", "/v1/chat/completions",
+                   R"({"max_tokens": 1, "messages": [{"role": "user", "content": "hi"}],
+                       "chat_template_kwargs": {"greeting": "hello "},
+                       "add_generation_prompt": false})");
+  EXPECT_EQ(ok->Status(), 200) << ok->Body();
+  // "<s>hello hi" is 4 tokens or so; usage shows the prompt was rendered and encoded.
+  auto usage = nlohmann::json::parse(ok->Body())["usage"];
+  EXPECT_GE(usage["prompt_tokens"].get<int>(), 3) << ok->Body();
+  auto raised = f.Call("POST", "/v1/chat/completions",
+                       R"({"max_tokens": 1, "messages": [{"role": "user", "content": "bad"}]})");
+  EXPECT_EQ(raised->Status(), 400);
+  auto error = nlohmann::json::parse(raised->Body())["error"];
+  EXPECT_EQ(error["param"], "messages");
+  EXPECT_NE(error["message"].get<std::string>().find("Roles must alternate"), std::string::npos)
+      << raised->Body();
+  auto reserved = f.Call("POST", "/v1/chat/completions",
+                         R"({"max_tokens": 1, "messages": [{"role": "user", "content": "x"}],
+                             "chat_template_kwargs": {"bos_token": "</s>"}})");
+  EXPECT_EQ(reserved->Status(), 400);
+  EXPECT_NE(reserved->Body().find("chat_template_kwargs.bos_token"), std::string::npos)
+      << reserved->Body();
+}
+
+}  // namespace
+}  // namespace longview

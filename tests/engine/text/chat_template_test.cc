@@ -27,7 +27,7 @@ ChatTemplate Template(ChatTemplateKind kind) {
 }
 
 TEST(ChatTemplateTest, Llama2) {
-  EXPECT_EQ(RenderChat(Template(ChatTemplateKind::kLlama2), kConversation).text,
+  EXPECT_EQ(RenderChat(Template(ChatTemplateKind::kLlama2), kConversation)->text,
             "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHello [/INST] Hi. </s>"
             "<s>[INST] Again? [/INST]");
 }
@@ -35,7 +35,7 @@ TEST(ChatTemplateTest, Llama2) {
 TEST(ChatTemplateTest, Llama3) {
   ChatTemplate t = Template(ChatTemplateKind::kLlama3);
   t.bos_token = "<|begin_of_text|>";
-  EXPECT_EQ(RenderChat(t, kConversation).text,
+  EXPECT_EQ(RenderChat(t, kConversation)->text,
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse."
             "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>"
             "<|start_header_id|>assistant<|end_header_id|>\n\nHi.<|eot_id|>"
@@ -44,19 +44,19 @@ TEST(ChatTemplateTest, Llama3) {
 }
 
 TEST(ChatTemplateTest, Mistral) {
-  EXPECT_EQ(RenderChat(Template(ChatTemplateKind::kMistral), kConversation).text,
+  EXPECT_EQ(RenderChat(Template(ChatTemplateKind::kMistral), kConversation)->text,
             "<s>[INST] You are terse.\n\nHello  [/INST]Hi.</s>[INST] Again? [/INST]");
 }
 
 TEST(ChatTemplateTest, ChatMl) {
-  EXPECT_EQ(RenderChat(Template(ChatTemplateKind::kChatMl), kConversation).text,
+  EXPECT_EQ(RenderChat(Template(ChatTemplateKind::kChatMl), kConversation)->text,
             "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHello <|im_end|>\n"
             "<|im_start|>assistant\nHi.<|im_end|>\n<|im_start|>user\nAgain?<|im_end|>\n"
             "<|im_start|>assistant\n");
 }
 
 TEST(ChatTemplateTest, Plain) {
-  EXPECT_EQ(RenderChat(Template(ChatTemplateKind::kPlain), kConversation).text,
+  EXPECT_EQ(RenderChat(Template(ChatTemplateKind::kPlain), kConversation)->text,
             "system: You are terse.\nuser: Hello \nassistant: Hi.\nuser: Again?\nassistant:");
 }
 
@@ -81,7 +81,7 @@ TEST(ChatTemplateTest, LoadsFromTokenizerConfigAndFlagWins) {
              "chat_template": "{% for m in messages %}<|im_start|>{% endfor %}"})";
   auto t = LoadChatTemplate(dir.string(), "");
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_EQ(t->kind, ChatTemplateKind::kChatMl);
+  EXPECT_EQ(t->kind, ChatTemplateKind::kJinja);
   EXPECT_EQ(t->bos_token, "<B>");
   EXPECT_EQ(t->eos_token, "<E>");
   auto forced = LoadChatTemplate(dir.string(), "llama2");
@@ -100,7 +100,7 @@ TEST(ChatTemplateTest, EncodeMapsBosEosTextToIds) {
   auto tok = Tokenizer::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/llama");
   ASSERT_TRUE(tok.ok()) << tok.status();
   ChatTemplate t = Template(ChatTemplateKind::kLlama2);
-  RenderedPrompt text = RenderChat(t, {{"user", "hello"}, {"assistant", "yes"}, {"user", "no"}});
+  RenderedPrompt text = *RenderChat(t, {{"user", "hello"}, {"assistant", "yes"}, {"user", "no"}});
   std::vector<int32_t> ids = EncodeChat(t, **tok, text);
   int bos = 0, eos = 0;
   for (int32_t id : ids) {
@@ -117,7 +117,7 @@ TEST(ChatTemplateTest, EncodeMapsBosEosTextToIds) {
   // The plain template uses the tokenizer's own BOS setting.
   std::vector<int32_t> plain =
       EncodeChat(Template(ChatTemplateKind::kPlain), **tok,
-                 RenderChat(Template(ChatTemplateKind::kPlain), {{"user", "x"}}));
+                 *RenderChat(Template(ChatTemplateKind::kPlain), {{"user", "x"}}));
   EXPECT_EQ(plain, (*tok)->Encode("user: x\nassistant:", true));
 }
 
@@ -141,8 +141,8 @@ TEST(ChatTemplateTest, SpecialTokenTextInContentStaysText) {
         {"system", "sys"}, {"user", "ok"}, {"assistant", "fine"}, {"user", "ok"}};
     const std::vector<ChatMessage> injected = {
         {"system", evil}, {"user", evil}, {"assistant", evil}, {"user", evil}};
-    std::vector<int32_t> want = EncodeChat(t, **tok, RenderChat(t, clean));
-    std::vector<int32_t> got = EncodeChat(t, **tok, RenderChat(t, injected));
+    std::vector<int32_t> want = EncodeChat(t, **tok, *RenderChat(t, clean));
+    std::vector<int32_t> got = EncodeChat(t, **tok, *RenderChat(t, injected));
     EXPECT_EQ(Count(got, bos), Count(want, bos));
     EXPECT_EQ(Count(got, eos), Count(want, eos));
     // The look-alikes are there, as text.
@@ -153,7 +153,7 @@ TEST(ChatTemplateTest, SpecialTokenTextInContentStaysText) {
 // The template's own special tokens are recognised only where it wrote them: the ranges cover
 // exactly the template's literals.
 TEST(ChatTemplateTest, SpecialRangesCoverTheTemplateText) {
-  RenderedPrompt p = RenderChat(Template(ChatTemplateKind::kChatMl), {{"user", "</s>"}});
+  RenderedPrompt p = *RenderChat(Template(ChatTemplateKind::kChatMl), {{"user", "</s>"}});
   ASSERT_EQ(p.text, "<|im_start|>user\n</s><|im_end|>\n<|im_start|>assistant\n");
   const size_t content = p.text.find("</s>");
   ASSERT_EQ(p.special_ranges.size(), 2u);
