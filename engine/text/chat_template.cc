@@ -209,11 +209,14 @@ absl::StatusOr<ChatTemplate> LoadChatTemplate(const std::string& model_dir,
     if (it != cfg.end() && it->is_string()) {
       t.kind = DetectChatTemplate(it->get<std::string>());
     } else if (it != cfg.end() && it->is_array()) {
-      // Named templates ([{"name": "default", "template": ...}]): use "default".
+      // Named templates ([{"name": "default", "template": ...}]): use "default". (Compared as
+      // JSON: json::value("name", "") would throw on a name that is not a string.)
       for (const auto& entry : *it) {
-        if (entry.is_object() && entry.value("name", "") == "default" &&
-            entry.contains("template") && entry["template"].is_string()) {
-          t.kind = DetectChatTemplate(entry["template"].get<std::string>());
+        if (!entry.is_object()) continue;
+        auto name = entry.find("name");
+        auto tmpl = entry.find("template");
+        if (name != entry.end() && *name == "default" && tmpl != entry.end() && tmpl->is_string()) {
+          t.kind = DetectChatTemplate(tmpl->get<std::string>());
         }
       }
     }
