@@ -330,7 +330,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400
     return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON: ", e.what()));
   }
   if (!root.is_object()) {

@@ -249,6 +249,16 @@ TEST(ModelConfigTest, InvalidJsonInFile) {
               AllOf(HasSubstr(path), HasSubstr("invalid JSON")));
 }
 
+// fuzz/model_config_fuzzer: a number too large for a double is nlohmann's out_of_range, not a
+// parse_error; it used to escape ParseModelConfig (and end `longview serve`).
+TEST(ModelConfigTest, NumberOverflowIsInvalidJson) {
+  absl::StatusOr<ModelConfig> cfg = ParseModelConfig(R"({"rms_norm_eps": 1e4052})", kSource);
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(cfg.status().message()),
+              AllOf(HasSubstr(kSource), HasSubstr("invalid JSON"), HasSubstr("1e4052")));
+}
+
 TEST(ModelConfigTest, TopLevelNotAnObject) {
   absl::StatusOr<ModelConfig> cfg = ParseModelConfig("[1, 2]", kSource);
   ASSERT_FALSE(cfg.ok());
