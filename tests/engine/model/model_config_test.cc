@@ -298,6 +298,20 @@ TEST(ModelConfigTest, NonPositiveSize) {
   ExpectInvalid(j, "'intermediate_size'", "must be positive");
 }
 
+// A layer count below the size cap (2^31) but far beyond any model: refused before anything is
+// allocated per layer (it used to allocate 16 GiB of layer windows, then fail in the weights).
+TEST(ModelConfigTest, NumHiddenLayersCapped) {
+  json j = test::TinyConfigJson("llama");
+  j["num_hidden_layers"] = int64_t{1} << 31;
+  ExpectInvalid(j, "'num_hidden_layers'", "unreasonably large: 2147483648 (at most 4096)");
+  j["num_hidden_layers"] = 4097;
+  ExpectInvalid(j, "'num_hidden_layers'", "unreasonably large");
+  j["num_hidden_layers"] = 4096;
+  absl::StatusOr<ModelConfig> cfg = ParseModelConfig(j.dump(), kSource);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->layer_window.size(), 4096u);
+}
+
 TEST(ModelConfigTest, HeadsNotDivisibleByKvHeads) {
   json j = test::TinyConfigJson("llama");
   j["num_key_value_heads"] = 3;
