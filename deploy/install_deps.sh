@@ -11,6 +11,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libboost-dev
   libpcre2-dev libutf8proc-dev
   python3 python3-venv
+  # deploy/fuzz.sh: clang, libFuzzer and the sanitizer runtimes (libclang-rt-14-dev: `dpkg -S
+  # libclang_rt.fuzzer-x86_64.a`), llvm-symbolizer for stack traces (llvm-14), ccache.
+  clang-14 libclang-rt-14-dev llvm-14 ccache
 )
 
 SUDO=""

@@ -27,6 +27,13 @@ const json* Find(const json& obj, const char* key) {
 
 const char* TypeName(const json& v) { return v.type_name(); }
 
+// The string at `key` of an object, or "" when it is absent or not a string. (json::value(key,
+// "") throws when the value is there with another type: a request must never throw.)
+std::string StringOrEmpty(const json& obj, const char* key) {
+  const json* v = Find(obj, key);
+  return v != nullptr && v->is_string() ? v->get<std::string>() : "";
+}
+
 absl::Status ReadNumber(const json& obj, const char* key, double lo, double hi, bool lo_open,
                         double* out) {
   const json* v = Find(obj, key);
@@ -201,7 +208,7 @@ absl::Status ReadMessages(const json& body, ApiRequest* r) {
       for (size_t j = 0; j < content->size(); ++j) {
         const json& part = (*content)[j];
         std::string pname = absl::StrCat(name, ".content[", j, "]");
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+        if (!part.is_object() || StringOrEmpty(part, "type") != "text" || !part.contains("text") ||
             !part["text"].is_string()) {
           return InvalidParam("messages", pname +
                                               " must be {\"type\": \"text\", \"text\": "
@@ -318,7 +325,7 @@ absl::Status RefuseUnsupported(const json& body, const ApiRequest& r) {
     return InvalidParam("tools", "tools are not supported");
   }
   if (const json* f = Find(body, "response_format");
-      f && !(f->is_object() && f->value("type", "") == "text")) {
+      f && !(f->is_object() && StringOrEmpty(*f, "type") == "text")) {
     return InvalidParam("response_format", "response_format other than text is not supported");
   }
   // vLLM's extra parameters this server does not implement: refused when they ask for

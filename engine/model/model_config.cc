@@ -24,6 +24,10 @@ using json = nlohmann::json;
 // Sizes beyond this are not a real model; capping them keeps every later product of two sizes
 // inside int64.
 constexpr int64_t kMaxSize = int64_t{1} << 31;
+// Layers cost memory before the weights are checked against the config (a window each here, a
+// slot each in LoadModelWeights), so their count has a cap of its own, far above any real model
+// (the largest published ones have about 130 layers).
+constexpr int64_t kMaxLayers = 4096;
 
 // Reads typed fields from one JSON object; every error names the source file and the field
 // (with its parent prefix, e.g. "rope_scaling.factor").
@@ -330,7 +334,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400
     return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON: ", e.what()));
   }
   if (!root.is_object()) {
@@ -345,6 +349,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
   ASSIGN_OR_RETURN(cfg.hidden_size, r.Size("hidden_size", std::nullopt));
   ASSIGN_OR_RETURN(cfg.intermediate_size, r.Size("intermediate_size", std::nullopt));
   ASSIGN_OR_RETURN(cfg.num_hidden_layers, r.Size("num_hidden_layers", std::nullopt));
+  if (cfg.num_hidden_layers > kMaxLayers) {
+    return r.Error("num_hidden_layers", absl::StrCat("unreasonably large: ", cfg.num_hidden_layers,
+                                                     " (at most ", kMaxLayers, ")"));
+  }
   ASSIGN_OR_RETURN(cfg.num_attention_heads, r.Size("num_attention_heads", std::nullopt));
   ASSIGN_OR_RETURN(cfg.num_key_value_heads, r.Size("num_key_value_heads", cfg.num_attention_heads));
   if (cfg.num_attention_heads % cfg.num_key_value_heads != 0) {

@@ -204,7 +204,7 @@ struct SafetensorsOpener {
     json header;
     try {
       header = json::parse(header_text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400
       return Error(file, absl::StrCat("invalid header JSON: ", e.what()));
     }
     if (!header.is_object()) return Error(file, "invalid header JSON: expected an object");
@@ -326,7 +326,7 @@ struct SafetensorsOpener {
     json index;
     try {
       index = json::parse(text.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400
       return Error(index_path, absl::StrCat("invalid index JSON: ", e.what()));
     }
     if (!index.is_object()) return Error(index_path, "invalid index JSON: expected an object");

@@ -77,11 +77,14 @@ absl::StatusOr<ConfigTemplate> ReadTokenizerConfig(const std::string& path) {
   if (it != cfg.end() && it->is_string()) {
     out.source = it->get<std::string>();
   } else if (it != cfg.end() && it->is_array()) {
-    // Named templates ([{"name": "default", "template": ...}]): use "default".
+    // Named templates ([{"name": "default", "template": ...}]): use "default". (Compared as
+    // JSON: json::value("name", "") would throw on a name that is not a string.)
     for (const auto& entry : *it) {
-      if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
-          entry["template"].is_string()) {
-        out.source = entry["template"].get<std::string>();
+      if (!entry.is_object()) continue;
+      auto name = entry.find("name");
+      auto tmpl = entry.find("template");
+      if (name != entry.end() && *name == "default" && tmpl != entry.end() && tmpl->is_string()) {
+        out.source = tmpl->get<std::string>();
       }
     }
   } else if (it != cfg.end() && !it->is_null()) {

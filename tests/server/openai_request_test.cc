@@ -264,7 +264,17 @@ INSTANTIATE_TEST_SUITE_P(
                            {"function": {"name": "f", "arguments": "{nope"}}]}]})",
                 "messages"},
         BadCase{kChat, R"({"messages": [{"role": "tool", "content": "x", "tool_call_id": 5}]})",
-                "messages"}),
+                "messages"},
+        // fuzz/openai_request_fuzzer: a "type" that is not a string used to throw out of the
+        // parser, which ended the whole server (an uncaught exception on a frontend thread).
+        BadCase{kChat, R"({"messages": [{"role": "user", "content": [{"type": 1, "text": "x"}]}]})",
+                "messages"},
+        BadCase{kChat, R"({"messages": [{"role": "user", "content": [{"type": null}]}]})",
+                "messages"},
+        BadCase{kC, R"({"prompt": "a", "response_format": {"type": 1}})", "response_format"},
+        BadCase{kChat, R"({"messages": [{"role": "user", "content": "x"}],
+                           "response_format": {"type": ["text"]}})",
+                "response_format"}),
     // Readable, stable names: the field at fault and the case's index ("3_max_tokens").
     [](const ::testing::TestParamInfo<BadCase>& info) {
       std::string name = std::to_string(info.index) + "_" + info.param.param;

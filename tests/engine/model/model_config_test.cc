@@ -249,6 +249,16 @@ TEST(ModelConfigTest, InvalidJsonInFile) {
               AllOf(HasSubstr(path), HasSubstr("invalid JSON")));
 }
 
+// fuzz/model_config_fuzzer: a number too large for a double is nlohmann's out_of_range, not a
+// parse_error; it used to escape ParseModelConfig (and end `longview serve`).
+TEST(ModelConfigTest, NumberOverflowIsInvalidJson) {
+  absl::StatusOr<ModelConfig> cfg = ParseModelConfig(R"({"rms_norm_eps": 1e4052})", kSource);
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(cfg.status().message()),
+              AllOf(HasSubstr(kSource), HasSubstr("invalid JSON"), HasSubstr("1e4052")));
+}
+
 TEST(ModelConfigTest, TopLevelNotAnObject) {
   absl::StatusOr<ModelConfig> cfg = ParseModelConfig("[1, 2]", kSource);
   ASSERT_FALSE(cfg.ok());
@@ -286,6 +296,20 @@ TEST(ModelConfigTest, NonPositiveSize) {
   json j = test::TinyConfigJson("llama");
   j["intermediate_size"] = 0;
   ExpectInvalid(j, "'intermediate_size'", "must be positive");
+}
+
+// A layer count below the size cap (2^31) but far beyond any model: refused before anything is
+// allocated per layer (it used to allocate 16 GiB of layer windows, then fail in the weights).
+TEST(ModelConfigTest, NumHiddenLayersCapped) {
+  json j = test::TinyConfigJson("llama");
+  j["num_hidden_layers"] = int64_t{1} << 31;
+  ExpectInvalid(j, "'num_hidden_layers'", "unreasonably large: 2147483648 (at most 4096)");
+  j["num_hidden_layers"] = 4097;
+  ExpectInvalid(j, "'num_hidden_layers'", "unreasonably large");
+  j["num_hidden_layers"] = 4096;
+  absl::StatusOr<ModelConfig> cfg = ParseModelConfig(j.dump(), kSource);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->layer_window.size(), 4096u);
 }
 
 TEST(ModelConfigTest, HeadsNotDivisibleByKvHeads) {

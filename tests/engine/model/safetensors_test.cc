@@ -262,6 +262,16 @@ TEST(SafetensorsTest, InvalidHeaderJson) {
               "invalid header JSON");
 }
 
+// A number too large for a double is nlohmann's out_of_range, not a parse_error; it used to escape
+// the reader.
+TEST(SafetensorsTest, HeaderNumberOverflow) {
+  test::ScratchDir dir;
+  const std::string path = dir.File("model.safetensors");
+  test::WriteRawSafetensors(path, R"({"a": {"dtype": "F32", "shape": [1e400]}})", "");
+  ExpectError(SafetensorsArchive::OpenFile(path), absl::StatusCode::kInvalidArgument, path,
+              "invalid header JSON");
+}
+
 TEST(SafetensorsTest, HeaderNotAnObject) {
   test::ScratchDir dir;
   const std::string path = dir.File("model.safetensors");
@@ -360,6 +370,14 @@ TEST(SafetensorsTest, InvalidIndexJson) {
   test::ScratchDir dir;
   const std::string index = dir.File("model.safetensors.index.json");
   test::WriteFile(index, R"({"weight_map": )");
+  ExpectError(SafetensorsArchive::OpenModelDir(dir.path()), absl::StatusCode::kInvalidArgument,
+              index, "invalid index JSON");
+}
+
+TEST(SafetensorsTest, IndexNumberOverflow) {
+  test::ScratchDir dir;
+  const std::string index = dir.File("model.safetensors.index.json");
+  test::WriteFile(index, R"({"metadata": {"total_size": -1e999}, "weight_map": {}})");
   ExpectError(SafetensorsArchive::OpenModelDir(dir.path()), absl::StatusCode::kInvalidArgument,
               index, "invalid index JSON");
 }

@@ -96,6 +96,26 @@ TEST(ChatTemplateTest, LoadsFromTokenizerConfigAndFlagWins) {
   fs::remove_all(dir);
 }
 
+// A list of named templates whose entries are not all well-formed: the malformed ones are skipped
+// (a "name" that is not a string used to throw out of LoadChatTemplate).
+TEST(ChatTemplateTest, NamedTemplatesSkipMalformedEntries) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(::testing::TempDir()) / "lv_chat_template_named";
+  fs::create_directories(dir);
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"chat_template": [7, {"name": 7, "template": "[INST]"}, {"name": ["default"]},
+                               {"name": "default", "template": "<|im_start|>"},
+                               {"name": "tool_use", "template": "<<SYS>>"}]})";
+  auto t = LoadChatTemplate(dir.string(), "");
+  ASSERT_TRUE(t.ok()) << t.status();
+  // The "default" entry, rendered as the model's own Jinja template.
+  EXPECT_EQ(t->kind, ChatTemplateKind::kJinja);
+  auto r = RenderChat(*t, {{"user", "hi"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->text, "<|im_start|>");
+  fs::remove_all(dir);
+}
+
 TEST(ChatTemplateTest, EncodeMapsBosEosTextToIds) {
   auto tok = Tokenizer::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/llama");
   ASSERT_TRUE(tok.ok()) << tok.status();
