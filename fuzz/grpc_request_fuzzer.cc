@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "engine/model/loaded_model.h"
+#include "engine/sampling/request_limits.h"
 #include "engine/sampling/sampler.h"
 #include "fuzz/fuzz_check.h"
 #include "proto/longview.pb.h"
@@ -55,8 +56,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int32_t id : r->prompt_tokens) FUZZ_CHECK(id >= 0 && id < vocab_size);
   FUZZ_CHECK(longview::ValidateSamplingParams(r->sampling).ok());
   FUZZ_CHECK(r->max_tokens >= 1);
-  FUZZ_CHECK(r->n >= 1 && r->n <= 16);
-  FUZZ_CHECK(r->logprobs >= -1 && r->logprobs <= 20);
+  // The limits table shared with the OpenAI API (engine/sampling/request_limits.h).
+  FUZZ_CHECK(r->n >= 1 && r->n <= longview::request_limits::kMaxN);
+  FUZZ_CHECK(r->logprobs >= -1 && r->logprobs <= longview::request_limits::kMaxLogprobs);
+  FUZZ_CHECK(r->stop.size() <= static_cast<size_t>(longview::request_limits::kMaxStopStrings));
   for (const std::string& s : r->stop) FUZZ_CHECK(!s.empty());
   // The engine loop's own length check must agree with the frontend's.
   const int64_t num_prompt = static_cast<int64_t>(r->prompt_tokens.size());
