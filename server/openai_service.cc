@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -33,6 +34,21 @@ void RespondJson(HttpResponder& w, const json& body) {
 }
 
 // True when `method` is in `allow` ("GET, HEAD"); otherwise answers 405 with an Allow header.
+// Work for the frontend pool: an exception escaping it (bad_alloc, a parser slip) answers 500
+// instead of ending the process (nothing above a pool thread catches).
+std::function<void()> Guarded(std::function<void()> work,
+                              const std::shared_ptr<HttpResponder>& responder) {
+  return [work = std::move(work), responder] {
+    try {
+      work();
+    } catch (const std::exception& e) {
+      RespondError(*responder, absl::InternalError(absl::StrCat("internal error: ", e.what())));
+    } catch (...) {
+      RespondError(*responder, absl::InternalError("internal error"));
+    }
+  };
+}
+
 bool MethodAllowed(const HttpRequest& request, const std::string& allow, HttpResponder& w) {
   for (absl::string_view m : absl::StrSplit(allow, ", ")) {
     if (request.method == m) return true;
@@ -178,7 +194,7 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
       }
     };
     if (options_.frontend != nullptr) {
-      options_.frontend->Post(std::move(work));
+      options_.frontend->Post(Guarded(std::move(work), responder));
     } else {
       work();
     }
@@ -197,8 +213,9 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
       return;
     }
     auto shared = std::make_shared<HttpRequest>(std::move(request));
-    options_.frontend->Post(
-        [this, kind, shared, responder] { HandleGeneration(kind, *shared, responder); });
+    options_.frontend->Post(Guarded(
+        [this, kind, shared, responder] { HandleGeneration(kind, *shared, responder); },
+        responder));
   };
   if (path == "/v1/completions") {
     if (MethodAllowed(request, "POST", *responder)) generate(ApiKind::kCompletion);
