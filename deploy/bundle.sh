@@ -64,6 +64,13 @@ for b in "${BINS[@]}"; do
   done
 done
 cp deploy/run_gpu.sh "$DIST/run_gpu.sh"
+# LONGVIEW_BUNDLE_PYLIBS="gguf ..." packs those pure-Python packages of .venv (the GPU machine
+# has no network) as pylib.tar.xz: unpack it there and put the folder on PYTHONPATH.
+if [[ -n "${LONGVIEW_BUNDLE_PYLIBS:-}" ]]; then
+  site=$(echo .venv/lib/python3*/site-packages)
+  read -r -a pkgs <<< "$LONGVIEW_BUNDLE_PYLIBS"
+  tar -C "$site" --exclude=__pycache__ --exclude=scripts -cJf "$DIST/pylib.tar.xz" "${pkgs[@]}"
+fi
 
 chmod +x "$DIST/run_gpu.sh"
 

@@ -3,6 +3,7 @@
 //   longview generate [--model DIR] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]
 //   longview serve [--model DIR] [--host H] [--port P] [--api-key KEY] ...   (serve_command.h)
 //   longview eval --tasks FILE --out FILE ...                                 (eval_command.h)
+//   longview tokenize [--model M]  (JSONL on stdin and stdout)                  (tokenize_command.h)
 //
 // `--model` defaults to the embedded model (models/longview-tiny, see its MODEL_CARD.md):
 // $LONGVIEW_MODEL, else ../models/longview-tiny beside the binary (a relocatable bundle), else
@@ -20,6 +21,7 @@
 #include "scheduler/generator.h"
 #include "kernels/cpu/ops.h"
 #include "server/eval_command.h"
+#include "server/tokenize_command.h"
 #include "server/serve_command.h"
 
 namespace longview {
@@ -148,6 +150,12 @@ int main(int argc, char** argv) {
   ev->add_option("--device", e.device, "cpu | cuda | auto")->capture_default_str();
   ev->add_option("--dtype", e.dtype, "CUDA: bf16 | fp16")->capture_default_str();
 
+  std::string tok_model = g.model;
+  auto* tok = app.add_subcommand(
+      "tokenize", "The model's tokenizer as a JSONL coprocess: {\"text\"} -> {\"ids\"}, "
+                  "{\"ids\"} -> {\"text\"} (tools/eval/)");
+  tok->add_option("--model", tok_model, "Model folder or .gguf file")->capture_default_str();
+
   longview::ServeArgs s;
   s.model = g.model;
   auto* serve = longview::AddServeCommand(app, &s);
@@ -155,6 +163,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (serve->parsed()) return longview::RunServe(s);
   if (gen->parsed()) return longview::RunGenerate(g);
+  if (tok->parsed()) return longview::RunTokenize(tok_model, std::cin, std::cout);
   if (ev->parsed()) {
     if (eval_threads > 0) longview::cpu::SetNumThreads(eval_threads);
     if (window_opt->count() > 0) e.attention.window = eval_window;

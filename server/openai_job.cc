@@ -5,6 +5,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "server/api_error.h"
 
 namespace longview {
@@ -79,17 +80,21 @@ json GenerationJob::Usage() const {
               {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
+std::string GenerationJob::TokenText(int32_t id) const {
+  return spec_.tokens_as_ids ? absl::StrCat("token_id:", id) : tokenizer_->TokenBytes(id);
+}
+
 json GenerationJob::LogprobsJson(const Choice& c, size_t from, size_t to) const {
   if (spec_.logprobs < 0) return nullptr;
   to = std::min(to, c.logprobs.size());
   if (spec_.kind == ApiKind::kChat) {
     json content = json::array();
     for (size_t i = from; i < to; ++i) {
-      std::string tok = tokenizer_->TokenBytes(c.logprobs[i].token);
+      std::string tok = TokenText(c.logprobs[i].token);
       json top = json::array();
       if (i < c.top_logprobs.size()) {
         for (const TokenLogprob& t : c.top_logprobs[i]) {
-          std::string s = tokenizer_->TokenBytes(t.token);
+          std::string s = TokenText(t.token);
           top.push_back({{"token", s}, {"logprob", FiniteLogprob(t.logprob)}, {"bytes", Bytes(s)}});
         }
       }
@@ -103,14 +108,14 @@ json GenerationJob::LogprobsJson(const Choice& c, size_t from, size_t to) const 
   json tokens = json::array(), token_logprobs = json::array(), tops = json::array(),
        offsets = json::array();
   for (size_t i = from; i < to; ++i) {
-    std::string tok = tokenizer_->TokenBytes(c.logprobs[i].token);
+    std::string tok = TokenText(c.logprobs[i].token);
     tokens.push_back(tok);
     token_logprobs.push_back(FiniteLogprob(c.logprobs[i].logprob));
     json top = json::object();
     top[tok] = FiniteLogprob(c.logprobs[i].logprob);  // the sampled token is always listed
     if (i < c.top_logprobs.size()) {
       for (const TokenLogprob& t : c.top_logprobs[i]) {
-        top[tokenizer_->TokenBytes(t.token)] = FiniteLogprob(t.logprob);
+        top[TokenText(t.token)] = FiniteLogprob(t.logprob);
       }
     }
     tops.push_back(top);

@@ -33,6 +33,7 @@ struct JobSpec {
   bool stream = false;
   bool include_usage = false;
   int32_t logprobs = -1;  // as ApiRequest::logprobs
+  bool tokens_as_ids = false;  // logprobs name tokens "token_id:<id>" (vLLM)
 };
 
 class GenerationJob : public PumpJob {
@@ -74,6 +75,8 @@ class GenerationJob : public PumpJob {
   nlohmann::json Usage() const;
   // Logprobs of tokens [from, to) of a choice in the API's shape, or null when not requested.
   nlohmann::json LogprobsJson(const Choice& c, size_t from, size_t to) const;
+  // A token as logprobs name it: its text, or "token_id:<id>" (return_tokens_as_token_ids).
+  std::string TokenText(int32_t id) const;
 
   JobSpec spec_;
   std::vector<StreamState> streams_;

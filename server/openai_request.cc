@@ -419,6 +419,7 @@ absl::StatusOr<ApiRequest> ParseApiRequest(ApiKind kind, std::string_view body_t
   }
   RETURN_IF_ERROR(ReadLogprobs(body, &r));
   RETURN_IF_ERROR(ReadBool(body, "ignore_eos", &r.ignore_eos));
+  RETURN_IF_ERROR(ReadBool(body, "return_tokens_as_token_ids", &r.tokens_as_ids));
   RETURN_IF_ERROR(ReadString(body, "user", &r.user));
   RETURN_IF_ERROR(ReadExtension(body, &r));
   RETURN_IF_ERROR(RefuseUnsupported(body, r));

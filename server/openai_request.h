@@ -11,7 +11,8 @@
 // takes it), max_tokens (chat also max_completion_tokens), temperature, top_p,
 // top_k, min_p, n, stop (string | [string]), seed, stream, stream_options.include_usage,
 // logprobs (completions: int 0..20; chat: bool, with top_logprobs 0..20), presence_penalty,
-// frequency_penalty, repetition_penalty, user, ignore_eos, and the extension
+// frequency_penalty, repetition_penalty, user, ignore_eos, return_tokens_as_token_ids (vLLM's:
+// logprobs name tokens "token_id:<id>"), and the extension
 // `"longview": {"attention": {"mode": "dense"}}`. Unknown fields are ignored (as vLLM does);
 // known OpenAI features this server lacks (echo, suffix, best_of > n, logit_bias, tools,
 // non-text response_format) are refused by name.
@@ -55,6 +56,7 @@ struct ApiRequest {
   bool include_usage = false;
   int32_t logprobs = -1;  // -1: none; k >= 0: the chosen token's logprob plus the top k
   bool ignore_eos = false;
+  bool tokens_as_ids = false;  // return_tokens_as_token_ids
   std::string user;
   std::string attention_mode = "dense";
   Attention attention;

@@ -341,6 +341,7 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
   spec.stream = r.stream;
   spec.include_usage = r.include_usage;
   spec.logprobs = r.logprobs;
+  spec.tokens_as_ids = r.tokens_as_ids;
   std::vector<GenerationRequest> requests;
   for (size_t i = 0; i < prompts->size(); ++i) {
     GenerationRequest g;

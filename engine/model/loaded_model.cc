@@ -60,7 +60,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> GgufTokenizer(const GgufFile& g, Load
   return tok;
 }
 
-absl::StatusOr<std::unique_ptr<LoadedModel>> LoadGguf(const std::string& path) {
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadGguf(const std::string& path, bool weights_too) {
   auto lm = std::make_unique<LoadedModel>();
   lm->dir = path;
   ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> g, GgufFile::Open(path));
@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadGguf(const std::string& path) {
         "%s: the tokenizer has %d tokens, more than the model's vocabulary of %d", path,
         lm->tokenizer->vocab_size(), lm->config.vocab_size));
   }
+  if (!weights_too) return lm;
   ASSIGN_OR_RETURN(ModelWeights weights, ModelWeightsFromGguf(*g, lm->config));
   lm->weights = std::make_shared<const ModelWeights>(std::move(weights));
   return lm;
@@ -79,17 +80,28 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadGguf(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& dir) {
-  if (dir.ends_with(".gguf")) return LoadGguf(dir);
+  return LoadParts(dir, /*weights_too=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::LoadWithoutWeights(
+    const std::string& dir) {
+  return LoadParts(dir, /*weights_too=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::LoadParts(const std::string& dir,
+                                                                    bool weights_too) {
+  if (dir.ends_with(".gguf")) return LoadGguf(dir, weights_too);
   auto lm = std::make_unique<LoadedModel>();
   lm->dir = dir;
   ASSIGN_OR_RETURN(lm->config, LoadModelConfig(dir + "/config.json"));
-  ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(dir, lm->config));
   ASSIGN_OR_RETURN(lm->tokenizer, Tokenizer::Load(dir));
   if (lm->tokenizer->vocab_size() > lm->config.vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s/tokenizer.model has %d pieces, more than config.json's vocab_size %d",
                         dir, lm->tokenizer->vocab_size(), lm->config.vocab_size));
   }
+  if (!weights_too) return lm;
+  ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(dir, lm->config));
   lm->weights = std::make_shared<const ModelWeights>(std::move(weights));
   return lm;
 }

@@ -33,7 +33,14 @@ struct LoadedModel {
   // everything from `dir` when it names a `.gguf` file (gguf_model.h; its byte-level BPE
   // tokenizer from the metadata). Errors name the file and the problem.
   static absl::StatusOr<std::unique_ptr<LoadedModel>> Load(const std::string& dir);
+  // The config, tokenizer and chat-template fields without the weights (null): for tools that
+  // only tokenize (`longview tokenize`).
+  static absl::StatusOr<std::unique_ptr<LoadedModel>> LoadWithoutWeights(const std::string& dir);
   bool is_gguf() const { return dir.ends_with(".gguf"); }
+
+ private:
+  static absl::StatusOr<std::unique_ptr<LoadedModel>> LoadParts(const std::string& dir,
+                                                                bool weights_too);
 };
 
 }  // namespace longview

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -241,6 +242,51 @@ TEST(OpenAiServiceTest, VersionModelByIdTokenizeAndDetokenizeAsVllmShapesThem) {
   EXPECT_EQ(f.Call("GET", "/tokenize")->Status(), 405);
   auto both = f.Call("POST", "/tokenize", R"({"prompt": "a", "messages": []})");
   EXPECT_EQ(both->Status(), 400);
+}
+
+TEST(OpenAiServiceTest, ReturnTokensAsTokenIdsNamesLogprobTokensByTheirIds) {
+  Fixture f(EngineLoopOptions{});
+  const std::string body =
+      R"({"prompt": "Hello", "max_tokens": 4, "temperature": 0, "ignore_eos": true,
+          "logprobs": 3)";
+  auto by_text = f.Call("POST", "/v1/completions", body + "}");
+  auto by_id = f.Call("POST", "/v1/completions", body + R"(, "return_tokens_as_token_ids": true})");
+  ASSERT_EQ(by_text->Status(), 200) << by_text->Body();
+  ASSERT_EQ(by_id->Status(), 200) << by_id->Body();
+  const auto text_lp = nlohmann::json::parse(by_text->Body())["choices"][0]["logprobs"];
+  const auto id_lp = nlohmann::json::parse(by_id->Body())["choices"][0]["logprobs"];
+  ASSERT_EQ(id_lp["tokens"].size(), 4u);
+  const Tokenizer& tok = *Model()->tokenizer;
+  for (size_t i = 0; i < 4; ++i) {
+    const std::string name = id_lp["tokens"][i];
+    ASSERT_TRUE(name.starts_with("token_id:")) << name;
+    const int32_t id = std::stoi(name.substr(9));
+    EXPECT_EQ(tok.TokenBytes(id), text_lp["tokens"][i].get<std::string>());
+    EXPECT_EQ(id_lp["token_logprobs"][i], text_lp["token_logprobs"][i]);
+    // By text, tokens that share a text (partial UTF-8 bytes) collapse into one entry, which
+    // is why ids are asked for; the others must agree.
+    std::map<std::string, int> texts;
+    for (const auto& [key, lp] : id_lp["top_logprobs"][i].items()) {
+      ASSERT_TRUE(key.starts_with("token_id:")) << key;
+      ++texts[tok.TokenBytes(std::stoi(key.substr(9)))];
+    }
+    // (A partial UTF-8 byte is sent as U+FFFD, so such a text is not found by its bytes.)
+    int compared = 0;
+    for (const auto& [key, lp] : id_lp["top_logprobs"][i].items()) {
+      const std::string t = tok.TokenBytes(std::stoi(key.substr(9)));
+      if (texts[t] == 1 && text_lp["top_logprobs"][i].contains(t)) {
+        ++compared;
+        EXPECT_EQ(text_lp["top_logprobs"][i].at(t), lp) << key;
+      }
+    }
+    EXPECT_GE(compared, 1) << id_lp["top_logprobs"][i].dump();
+  }
+  // The text offsets still count the text's bytes.
+  EXPECT_EQ(id_lp["text_offset"], text_lp["text_offset"]);
+  auto bad = f.Call("POST", "/v1/completions",
+                    R"({"prompt": "a", "return_tokens_as_token_ids": "yes"})");
+  EXPECT_EQ(bad->Status(), 400);
+  EXPECT_EQ(nlohmann::json::parse(bad->Body())["error"]["param"], "return_tokens_as_token_ids");
 }
 
 TEST(OpenAiServiceTest, KnownButUnsupportedVllmFieldsAreRefused) {

@@ -16,8 +16,12 @@ Every later attention mode and KV policy is measured with the same command:
       --attention-mode sliding_window --window 512 --out-dir docs/eval/sw512
 
 Suites: `fast` (CI: short contexts, a few tasks) and `full` (lengths 1k/2k/4k/8k, depths
-10%..90%). Tasks come from tools/tasks/longctx_tasks.py with a fixed seed. Needs the
-sentencepiece Python module (tools/python_env.sh installs it into .venv).
+10%..90%). Tasks come from tools/tasks/longctx_tasks.py with a fixed seed. Lengths are counted
+with the model's own tokenizer through `longview tokenize` (a coprocess), so any model longview
+loads works: a folder with tokenizer.model or tokenizer.json, or a GGUF file:
+
+  python3 tools/eval/run_eval.py --model ~/.cache/longview/models/smollm2/*.gguf \\
+      --device cuda --suite full --out-dir docs/eval/smollm2-dense-full
 """
 import argparse
 import json
@@ -58,8 +62,41 @@ HELDOUT_LONG = os.path.join(HERE, "data", "heldout_long.txt")
 ANSWER_ROOM = 16
 
 
+class Tokenizer:
+    """The model's tokenizer, exactly as the engine applies it: `longview tokenize` runs as a
+    coprocess answering one JSON line per request (server/tokenize_command.h)."""
+
+    def __init__(self, binary, model):
+        self.proc = subprocess.Popen([binary, "tokenize", "--model", model],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     encoding="utf-8", bufsize=1)
+
+    def _ask(self, request):
+        self.proc.stdin.write(json.dumps(request, ensure_ascii=False) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"`longview tokenize` exited ({self.proc.wait()}); see its stderr")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def encode(self, text, add_special=False):
+        """Token ids of `text`; with add_special, as the engine encodes a prompt (BOS where the
+        model's tokenizer config adds one)."""
+        return self._ask({"text": text, "add_special": add_special})["ids"]
+
+    def decode(self, ids):
+        return self._ask({"ids": list(ids)})["text"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 def make_tasks(suite, sp, seed, filler, bucket=None, long_text=True):
-    count = lambda s: len(sp.encode(s)) + 1  # BOS
+    count = lambda s: len(sp.encode(s, add_special=True))  # as the engine counts a prompt
     out = []
     for L in suite["lengths"]:
         for d in suite["depths"]:
@@ -94,7 +131,8 @@ def make_tasks(suite, sp, seed, filler, bucket=None, long_text=True):
     if suite.get("long_text") and long_text and os.path.exists(HELDOUT_LONG):
         with open(HELDOUT_LONG, encoding="utf-8") as f:
             text = f.read()
-        t = {"task": "perplexity", "source": "heldout_long", "length": len(sp.encode(text)) + 1,
+        t = {"task": "perplexity", "source": "heldout_long",
+             "length": len(sp.encode(text, add_special=True)),
              "text": text, "compare_dense": False}
         if bucket:
             t["bucket"] = bucket
@@ -232,14 +270,14 @@ def main(argv=None):
     ap.add_argument("--out-dir", default=None, help="write tasks, results, tables.md, summary.json")
     args = ap.parse_args(argv)
 
-    import sentencepiece as spm
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
+    sp = Tokenizer(args.binary, args.model)
     filler = tasks.Filler.load(args.filler)
     suite = SUITES[args.suite]
     bucket = suite.get("bucket", 0) if args.bucket is None else args.bucket
     # Dense attention refuses texts past the model's context (the long held-out text).
     task_list = make_tasks(suite, sp, args.seed, filler, bucket,
                            long_text=args.attention_mode != "dense")
+    sp.close()
     out_dir = args.out_dir or tempfile.mkdtemp(prefix="lv_eval_")
     os.makedirs(out_dir, exist_ok=True)
     task_file = os.path.join(out_dir, "tasks.jsonl")
