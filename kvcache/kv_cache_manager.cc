@@ -99,8 +99,37 @@ ComputedBlocks KvCacheManager::GetComputedBlocks(const KvSequence& seq) const {
     hit.block_hashes.push_back(h);
     parent = h;
   }
-  hit.num_tokens = static_cast<int64_t>(hit.block_ids.size()) * ps;
+  if (staged_ != nullptr) {
+    for (int64_t b = static_cast<int64_t>(hit.block_ids.size()); b < max_blocks; ++b) {
+      auto tokens = seq.tokens.subspan(b * ps, ps);
+      const uint64_t h = HashBlock(parent, tokens);
+      if (!staged_->Has(h, parent, tokens)) break;
+      hit.staged_hashes.push_back(h);
+      parent = h;
+    }
+  }
+  hit.num_tokens =
+      static_cast<int64_t>(hit.block_ids.size() + hit.staged_hashes.size()) * ps;
   return hit;
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> KvCacheManager::BlocksPastDeviceHit(
+    const KvSequence& seq) const {
+  std::vector<std::pair<uint64_t, uint64_t>> out;  // (hash, parent)
+  if (!options_.enable_prefix_caching) return out;
+  const int64_t ps = options_.page_size;
+  const int64_t n = static_cast<int64_t>(seq.tokens.size());
+  const int64_t max_blocks = n > 0 ? (n - 1) / ps : 0;
+  uint64_t parent = seq.cache_salt;
+  bool on_device = true;
+  for (int64_t b = 0; b < max_blocks; ++b) {
+    auto tokens = seq.tokens.subspan(b * ps, ps);
+    const uint64_t h = HashBlock(parent, tokens);
+    on_device = on_device && Lookup(h, parent, tokens) >= 0;
+    if (!on_device) out.emplace_back(h, parent);
+    parent = h;
+  }
+  return out;
 }
 
 int32_t KvCacheManager::Needed(const SeqBlocks* sb, const KvSequence& seq, int64_t num_new_tokens,
@@ -109,7 +138,7 @@ int32_t KvCacheManager::Needed(const SeqBlocks* sb, const KvSequence& seq, int64
   int64_t held = sb != nullptr ? static_cast<int64_t>(sb->blocks.size()) : 0;
   int64_t computed_tokens = seq.num_computed_tokens;
   int32_t revived = 0;
-  if (computed != nullptr && !computed->block_ids.empty()) {
+  if (computed != nullptr && (!computed->block_ids.empty() || !computed->staged_hashes.empty())) {
     held += static_cast<int64_t>(computed->block_ids.size());
     computed_tokens = computed->num_tokens;
     for (int32_t id : computed->block_ids) revived += ref_counts_[id] == 0 ? 1 : 0;
@@ -148,7 +177,8 @@ absl::StatusOr<std::optional<SlotAllocation>> KvCacheManager::AllocateSlots(
     const KvSequence& seq, int64_t num_new_tokens, const ComputedBlocks* computed) {
   auto it = seqs_.find(seq.seq_id);
   SeqBlocks* existing = it == seqs_.end() ? nullptr : &it->second;
-  const bool has_hit = computed != nullptr && !computed->block_ids.empty();
+  const bool has_hit = computed != nullptr &&
+                       (!computed->block_ids.empty() || !computed->staged_hashes.empty());
   if (has_hit && existing != nullptr && !existing->blocks.empty()) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "AllocateSlots: a prefix hit for sequence %d, which already holds blocks", seq.seq_id));
@@ -180,6 +210,26 @@ absl::StatusOr<std::optional<SlotAllocation>> KvCacheManager::AllocateSlots(
         sb.blocks.push_back(DevicePage(id));
       }
       sb.hashes = computed->block_hashes;
+      // Staged blocks: fresh pages the engine fills from the staged bytes before the forward.
+      const int64_t ps = options_.page_size;
+      for (uint64_t h : computed->staged_hashes) {
+        const int64_t b = static_cast<int64_t>(sb.blocks.size());
+        const uint64_t parent = b == 0 ? seq.cache_salt : sb.hashes[b - 1];
+        const int32_t id = PopFreeHead();
+        ref_counts_[id] = 1;
+        sb.blocks.push_back(DevicePage(id));
+        sb.hashes.push_back(h);
+        out.new_block_ids.push_back(id);
+        out.promotions.push_back({id, h});
+        if (!cached_.contains(h)) {
+          cached_.emplace(h, id);
+          has_hash_[id] = 1;
+          hash_[id] = h;
+          parent_hash_[id] = parent;
+          auto tokens = seq.tokens.subspan(b * ps, ps);
+          std::copy(tokens.begin(), tokens.end(), &block_tokens_[id * ps]);
+        }
+      }
       computed_tokens = computed->num_tokens;
     }
   }
@@ -367,6 +417,14 @@ int32_t KvCacheManager::PopFreeHead() {
     auto it = cached_.find(hash_[id]);
     if (it != cached_.end() && it->second == id) cached_.erase(it);
     has_hash_[id] = 0;
+    if (options_.record_evictions) {
+      const int64_t ps = options_.page_size;
+      evictions_.push_back({.page = id,
+                            .hash = hash_[id],
+                            .parent_hash = parent_hash_[id],
+                            .tokens = std::vector<int32_t>(&block_tokens_[id * ps],
+                                                           &block_tokens_[(id + 1) * ps])});
+    }
   }
   return id;
 }

@@ -25,6 +25,14 @@
 // Block locations: a sequence's table maps each logical block to a BlockLocation (tier + page).
 // This manager owns the device tier's page ids; BlockIds gives the device view the runner reads.
 //
+// Lower tiers (DESIGN §3; kvcache/tiered_kv_store.h): with a StagedPages source set, a prefix
+// lookup continues past the device's cached blocks through pages staged from the host or disk
+// tier (already read and verified); AllocateSlots then gives each such block a fresh device
+// page, registers its hash, and returns a PagePromotion (the runner's storage must receive the
+// staged bytes before the forward). With evictions recorded (record_evictions), a cached block
+// whose page is reallocated leaves a PageEviction (hash, parent hash, tokens, page) that the
+// engine reads from the device before anything writes the page, and demotes to the tiers.
+//
 // State slots (DESIGN §1, per-sequence mode state): with state_bytes_per_seq > 0, every sequence
 // holding blocks also holds one of `num_state_slots` fixed-size slots in the backend's
 // KvStorage — taken by its first AllocateSlots (nothing when none is free: a normal result, like
@@ -40,6 +48,7 @@
 #include <optional>
 #include <span>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -55,6 +64,31 @@ struct KvCacheManagerOptions {
   // Per-sequence mode state: bytes per slot (0 = none) and slots in the backend's storage.
   int64_t state_bytes_per_seq = 0;
   int32_t num_state_slots = 0;
+  // Keep a PageEviction for each cached block whose page is reallocated (TakeEvictions).
+  bool record_evictions = false;
+};
+
+// Pages fetched from a lower tier and verified, waiting to be taken by a prefix hit.
+class StagedPages {
+ public:
+  virtual ~StagedPages() = default;
+  // Whether a page for this hash, with this parent hash and these tokens, is staged.
+  virtual bool Has(uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) const = 0;
+};
+
+// A staged page to write into a fresh device page before the forward.
+struct PagePromotion {
+  int32_t page = 0;
+  uint64_t hash = 0;
+  bool operator==(const PagePromotion&) const = default;
+};
+
+// A cached block leaving the device: its page's bytes are still intact when this is taken.
+struct PageEviction {
+  int32_t page = 0;
+  uint64_t hash = 0;
+  uint64_t parent_hash = 0;
+  std::vector<int32_t> tokens;
 };
 
 // InvalidArgument naming the field: num_blocks < 0, page_size < 1, state sizes negative, or
@@ -73,6 +107,8 @@ struct KvSequence {
 struct ComputedBlocks {
   std::vector<int32_t> block_ids;
   std::vector<uint64_t> block_hashes;
+  // Blocks after the device's, staged from a lower tier (hashes, in order).
+  std::vector<uint64_t> staged_hashes;
   int64_t num_tokens = 0;
   int64_t num_queried_tokens = 0;  // tokens looked up (0 when prefix caching is off)
 };
@@ -82,6 +118,7 @@ struct SlotAllocation {
   std::vector<PageCopy> copies;         // to do before this step's forward
   std::vector<StateCopy> state_copies;  // a forked sequence's first allocation: its parent's state
   int32_t new_state_slot = -1;          // a slot taken by this allocation (to clear unless copied)
+  std::vector<PagePromotion> promotions;  // staged pages to write before the forward
 };
 
 class KvCacheManager {
@@ -97,8 +134,16 @@ class KvCacheManager {
   // Fraction of blocks held by sequences, in [0, 1].
   double Usage() const;
 
+  // Where staged lower-tier pages are found (null: none). Not owned; must outlive its use.
+  void SetStagedPages(const StagedPages* staged) { staged_ = staged; }
+  // The cached blocks' evictions since the last call (record_evictions), oldest first.
+  std::vector<PageEviction> TakeEvictions() { return std::exchange(evictions_, {}); }
+  // Hashes of the full blocks of `seq` after its device prefix hit (the blocks a lower tier may
+  // hold), as many as a prefix hit may cover. Read-only.
+  std::vector<std::pair<uint64_t, uint64_t>> BlocksPastDeviceHit(const KvSequence& seq) const;
+
   // The longest run of cached full blocks that starts `seq.tokens`, keeping at least the last
-  // token to compute (its logits are needed). Read-only.
+  // token to compute (its logits are needed): device blocks, then staged ones. Read-only.
   // REQUIRES: the sequence holds no blocks.
   ComputedBlocks GetComputedBlocks(const KvSequence& seq) const;
 
@@ -186,6 +231,8 @@ class KvCacheManager {
   std::vector<int32_t> block_tokens_;  // [num_blocks][page_size]
   std::unordered_map<int64_t, SeqBlocks> seqs_;
   std::vector<int32_t> free_slots_;  // descending: the lowest free slot is last
+  const StagedPages* staged_ = nullptr;
+  std::vector<PageEviction> evictions_;
   int64_t num_queries_ = 0, num_hits_ = 0;
 };
 

@@ -108,7 +108,8 @@ struct EngineLoop::Impl {
         opt(o),
         kv({.num_blocks = static_cast<int32_t>(o.num_kv_pages),
             .page_size = o.page_size,
-            .enable_prefix_caching = o.enable_prefix_caching}),
+            .enable_prefix_caching = o.enable_prefix_caching,
+            .record_evictions = o.kv_store != nullptr && o.enable_prefix_caching}),
         sched({.max_num_batched_tokens = o.max_num_batched_tokens,
                .max_num_seqs = o.max_num_seqs,
                .long_prefill_token_threshold = o.long_prefill_token_threshold,
@@ -116,6 +117,7 @@ struct EngineLoop::Impl {
               &kv),
         runner_holder(o.runner != nullptr ? o.runner : DefaultCpuRunner(lm, o)),
         runner(*runner_holder) {
+    if (o.kv_store != nullptr && o.enable_prefix_caching) kv.SetStagedPages(o.kv_store.get());
     eos_ids = EosTokenIds(lm.config.eos_token_ids, *lm.tokenizer);
     metrics.time_to_first_token =
         MakeHistogram({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
@@ -134,6 +136,11 @@ struct EngineLoop::Impl {
   void Admit(Submission sub);
   void ReapCancelled();
   absl::Status Step();
+  // Tiers: reads the lower-tier pages the first waiting sequences' prefixes may take.
+  void StageWaitingPrefixes();
+  // Tiers: the pages this step's allocations evicted go down (read before anything writes
+  // them), then the staged pages prefix hits took are written into their device pages.
+  absl::Status MoveTierPages();
   void SampleAndEmit(SeqState& s, std::span<const float> raw, Clock::time_point now);
   // Appends `tok` (chosen already) and its logprobs to `s`'s output; stop checks, metrics.
   void Emit(SeqState& s, int32_t tok, SequenceDelta& d, Clock::time_point now);
@@ -427,8 +434,70 @@ SequenceDelta& EngineLoop::Impl::DeltaFor(RequestState& r, int32_t index) {
   return r.pending.deltas.back();
 }
 
+// Waiting sequences whose prefixes are staged from the lower tiers ahead of their admission.
+constexpr int kStageAhead = 4;
+
+void EngineLoop::Impl::StageWaitingPrefixes() {
+  TieredKvStore* store = opt.kv_store.get();
+  if (store == nullptr || !opt.enable_prefix_caching) return;
+  std::vector<uint64_t> hashes;
+  int looked = 0;
+  for (const Sequence* s : sched.waiting()) {
+    if (looked++ >= kStageAhead) break;
+    if (s->prompt_logits || s->num_computed_tokens > 0) continue;
+    for (const auto& [h, parent] : kv.BlocksPastDeviceHit(sched.View(*s))) {
+      if (store->TierOf(h) < 0) break;  // a hit is a prefix: it stops at the first gap
+      hashes.push_back(h);
+    }
+  }
+  store->Stage(hashes);
+}
+
+absl::Status EngineLoop::Impl::MoveTierPages() {
+  TieredKvStore* store = opt.kv_store.get();
+  if (store == nullptr) return absl::OkStatus();
+  KvStorage& storage = runner.kv_storage();
+  const int64_t page_bytes = storage.page_bytes();
+  std::vector<PageEviction> evicted = kv.TakeEvictions();
+  std::erase_if(evicted, [&](const PageEviction& e) { return store->TierOf(e.hash) >= 0; });
+  if (!evicted.empty()) {
+    std::vector<int32_t> pages;
+    for (const PageEviction& e : evicted) pages.push_back(e.page);
+    std::vector<std::byte> buf(pages.size() * page_bytes);
+    RETURN_IF_ERROR(storage.ReadPages(pages, buf));
+    std::vector<PageRecord> records;
+    records.reserve(evicted.size());
+    for (size_t i = 0; i < evicted.size(); ++i) {
+      PageRecord r{.hash = evicted[i].hash,
+                   .parent_hash = evicted[i].parent_hash,
+                   .tokens = std::move(evicted[i].tokens)};
+      r.bytes.assign(buf.begin() + i * page_bytes, buf.begin() + (i + 1) * page_bytes);
+      records.push_back(std::move(r));
+    }
+    store->Demote(std::move(records));
+  }
+  const std::vector<PagePromotion> promotions = sched.TakePromotions();
+  if (!promotions.empty()) {
+    std::vector<int32_t> pages;
+    std::vector<std::byte> buf(promotions.size() * page_bytes);
+    for (size_t i = 0; i < promotions.size(); ++i) {
+      const PageRecord* r = store->Staged(promotions[i].hash);
+      if (r == nullptr || static_cast<int64_t>(r->bytes.size()) != page_bytes) {
+        return absl::InternalError(absl::StrFormat(
+            "EngineLoop: a prefix hit took block %016x, which is not staged", promotions[i].hash));
+      }
+      std::copy(r->bytes.begin(), r->bytes.end(), buf.begin() + i * page_bytes);
+      pages.push_back(promotions[i].page);
+    }
+    RETURN_IF_ERROR(storage.WritePages(pages, buf));
+    for (const PagePromotion& p : promotions) store->Promoted(p.hash);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status EngineLoop::Impl::Step() {
   steps_run = 0;
+  StageWaitingPrefixes();
   const SchedulePlan plan = sched.Schedule();
   if (plan.empty()) {
     // Nothing fits right now (cannot last: Submit refuses what never fits); do not spin.
@@ -437,6 +506,7 @@ absl::Status EngineLoop::Impl::Step() {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(StepPlan step, sched.Apply(plan));
+  RETURN_IF_ERROR(MoveTierPages());
   if (step.empty()) return absl::OkStatus();
   if (runner.samples_on_device()) OfferDeviceSampling(step);
   RETURN_IF_ERROR(runner.Execute(step, result));
@@ -647,6 +717,7 @@ void EngineLoop::Impl::PublishMetrics() {
   metrics.generation_tokens_total = generation_tokens_total;
   metrics.num_preemptions_total = sched.num_preemptions();
   metrics.num_free_kv_pages = kv.NumFreeBlocks();
+  if (opt.kv_store != nullptr) metrics.kv_tiers = opt.kv_store->Report();
   for (double v : ttft) metrics.time_to_first_token.Observe(v);
   for (double v : itl) metrics.inter_token_latency.Observe(v);
   for (double v : e2e) metrics.e2e_request_latency.Observe(v);

@@ -33,6 +33,7 @@
 #include "scheduler/generator.h"
 #include "engine/runner/model_runner.h"
 #include "engine/sampling/sampler.h"
+#include "kvcache/tiered_kv_store.h"
 
 namespace longview {
 
@@ -118,6 +119,10 @@ struct EngineLoopOptions {
   // The backend; null = the CPU backend over num_kv_pages host pages. A given runner must hold
   // at least num_kv_pages pages of page_size tokens.
   std::shared_ptr<ModelRunner> runner;
+  // The tiers below the device pool (host memory, disk), built for the runner's page bytes;
+  // null = none. Cached pages leaving the pool are demoted to it, and prefix hits continue
+  // through it (kvcache/tiered_kv_store.h). Used by the loop's thread only.
+  std::shared_ptr<TieredKvStore> kv_store;
   // Called on the loop's thread after each step ran, for every sequence in it: its request, the
   // tokens computed so far and the device KV pages it holds (KV memory in tests and benchmarks).
   std::function<void(const std::string& request_id, int64_t num_computed_tokens,
@@ -147,6 +152,9 @@ struct EngineMetrics {
   int64_t num_preemptions_total = 0;
   int64_t num_free_kv_pages = 0;
   int64_t num_kv_pages = 0;
+  // The tiers below the device pool (empty without them): occupancy, hits, promotions,
+  // demotions, checksum failures.
+  std::vector<TierReport> kv_tiers;
   // Latencies since start, seconds.
   Histogram time_to_first_token;
   Histogram inter_token_latency;

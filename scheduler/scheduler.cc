@@ -149,6 +149,7 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
                      kv_->AllocateSlots(View(*e.seq), 0, &e.computed));
     if (!hit) return absl::InternalError("Scheduler::Apply: prefix hit refused");
     AddStateWork(*hit, step);
+    promotions_.insert(promotions_.end(), hit->promotions.begin(), hit->promotions.end());
     e.seq->num_computed_tokens = e.computed.num_tokens;
     if (e.seq->num_cached_tokens < 0) e.seq->num_cached_tokens = e.computed.num_tokens;
   }

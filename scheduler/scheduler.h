@@ -113,6 +113,11 @@ class Scheduler {
   absl::Status Finish(int64_t seq_id);
 
   const Sequence* Get(int64_t seq_id) const;
+  // Staged lower-tier pages the last Apply's prefix hits took (kv_cache_manager.h): the engine
+  // writes them into the runner's storage before the step's forward.
+  std::vector<PagePromotion> TakePromotions() { return std::exchange(promotions_, {}); }
+  // The cache manager's view of a sequence.
+  KvSequence View(const Sequence& s) const;
   int64_t NumRunning() const { return static_cast<int64_t>(running_.size()); }
   int64_t NumWaiting() const { return static_cast<int64_t>(waiting_.size()); }
   bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
@@ -122,7 +127,6 @@ class Scheduler {
   const SchedulerOptions& options() const { return options_; }
 
  private:
-  KvSequence View(const Sequence& s) const;
   static void AddStateWork(const SlotAllocation& a, StepPlan& step);
   int64_t ChunkLimit(int64_t budget) const;
 
@@ -131,6 +135,7 @@ class Scheduler {
   std::unordered_map<int64_t, std::unique_ptr<Sequence>> seqs_;
   std::vector<Sequence*> running_;  // in admission order
   std::deque<Sequence*> waiting_;
+  std::vector<PagePromotion> promotions_;
   int64_t next_seq_id_ = 0;
   int64_t next_admission_ = 0;
   int64_t num_preemptions_ = 0;

@@ -1,0 +1,85 @@
+#include "kvcache/tiered_kv_store.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+namespace longview {
+
+TieredKvStore::TieredKvStore(std::vector<std::unique_ptr<KvPageTier>> tiers)
+    : tiers_(std::move(tiers)),
+      promoted_pages_(tiers_.size(), 0),
+      promoted_bytes_(tiers_.size(), 0) {}
+
+int TieredKvStore::TierOf(uint64_t hash) const {
+  for (size_t i = 0; i < tiers_.size(); ++i) {
+    if (tiers_[i]->Contains(hash)) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void TieredKvStore::Demote(std::vector<PageRecord> pages) {
+  for (size_t i = 0; i < tiers_.size() && !pages.empty(); ++i) {
+    std::vector<PageRecord> next;
+    for (PageRecord& p : pages) {
+      InsertResult r = tiers_[i]->Insert(std::move(p));
+      for (PageRecord& d : r.displaced) next.push_back(std::move(d));
+    }
+    pages = std::move(next);
+  }
+}
+
+void TieredKvStore::Stage(std::span<const uint64_t> hashes) {
+  const std::unordered_set<uint64_t> wanted(hashes.begin(), hashes.end());
+  std::erase_if(staged_, [&](const auto& kv) { return !wanted.contains(kv.first); });
+  std::vector<uint64_t> missing;
+  for (uint64_t h : hashes) {
+    if (!staged_.contains(h) && TierOf(h) >= 0) missing.push_back(h);
+  }
+  for (size_t i = 0; i < tiers_.size() && !missing.empty(); ++i) {
+    std::vector<uint64_t> ask;
+    for (uint64_t h : missing) {
+      if (tiers_[i]->Contains(h)) ask.push_back(h);
+    }
+    if (ask.empty()) continue;
+    const LookupHandle handle = tiers_[i]->StartLookup(ask);
+    std::vector<absl::StatusOr<PageRecord>> got = tiers_[i]->Wait(handle);
+    std::unordered_set<uint64_t> found;
+    for (size_t k = 0; k < got.size() && k < ask.size(); ++k) {
+      if (!got[k].ok() || got[k]->hash != ask[k]) continue;  // NotFound / DataLoss: next tier
+      found.insert(ask[k]);
+      staged_[ask[k]] = StagedPage{std::move(*got[k]), static_cast<int>(i)};
+    }
+    std::erase_if(missing, [&](uint64_t h) { return found.contains(h); });
+  }
+}
+
+bool TieredKvStore::Has(uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) const {
+  auto it = staged_.find(hash);
+  if (it == staged_.end()) return false;
+  const PageRecord& r = it->second.record;
+  return r.parent_hash == parent && std::equal(tokens.begin(), tokens.end(), r.tokens.begin(),
+                                               r.tokens.end());
+}
+
+const PageRecord* TieredKvStore::Staged(uint64_t hash) const {
+  auto it = staged_.find(hash);
+  return it == staged_.end() ? nullptr : &it->second.record;
+}
+
+void TieredKvStore::Promoted(uint64_t hash) {
+  auto it = staged_.find(hash);
+  if (it == staged_.end()) return;
+  ++promoted_pages_[it->second.tier];
+  promoted_bytes_[it->second.tier] += static_cast<int64_t>(it->second.record.bytes.size());
+  staged_.erase(it);
+}
+
+std::vector<TierReport> TieredKvStore::Report() const {
+  std::vector<TierReport> out;
+  for (size_t i = 0; i < tiers_.size(); ++i) {
+    out.push_back({tiers_[i]->name(), tiers_[i]->stats(), promoted_pages_[i], promoted_bytes_[i]});
+  }
+  return out;
+}
+
+}  // namespace longview

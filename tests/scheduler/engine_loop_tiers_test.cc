@@ -1,0 +1,202 @@
+// The engine loop with tiers below the device pool (kvcache/tiered_kv_store.h), here over an
+// in-memory fake tier (the real host and RocksDB tiers have their own tests): cached pages that
+// leave a small device pool are demoted, and a prompt sent again takes its prefix back from the
+// tier, with output identical to computing it; a page the tier reports broken is recomputed.
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kvcache/tiered_kv_store.h"
+#include "scheduler/engine_loop.h"
+
+namespace longview {
+namespace {
+
+using Ids = std::vector<int32_t>;
+
+// The embedded model (trained: its outputs depend on the whole context, unlike the random
+// golden models', so a page with the wrong K/V shows in the logprobs).
+std::shared_ptr<const LoadedModel> Golden() {
+  static std::shared_ptr<const LoadedModel> lm = [] {
+    auto r = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/../../models/longview-tiny");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return std::shared_ptr<const LoadedModel>(std::move(*r));
+  }();
+  return lm;
+}
+
+// Holds every page it is given; `broken` hashes answer DataLoss once (and are dropped).
+class FakeTier : public KvPageTier {
+ public:
+  const char* name() const override { return "fake"; }
+  InsertResult Insert(PageRecord page) override {
+    ++stats_.inserted_pages;
+    const uint64_t h = page.hash;
+    pages_[h] = std::move(page);
+    stats_.pages = static_cast<int64_t>(pages_.size());
+    return {.accepted = true};
+  }
+  bool Contains(uint64_t hash) const override { return pages_.contains(hash); }
+  LookupHandle StartLookup(std::span<const uint64_t> hashes) override {
+    pending_.assign(hashes.begin(), hashes.end());
+    return 1;
+  }
+  std::vector<absl::StatusOr<PageRecord>> Wait(LookupHandle) override {
+    std::vector<absl::StatusOr<PageRecord>> out;
+    for (uint64_t h : pending_) {
+      ++stats_.lookups;
+      if (broken.contains(h)) {
+        pages_.erase(h);
+        ++stats_.checksum_failures;
+        out.push_back(absl::DataLossError("broken"));
+      } else if (auto it = pages_.find(h); it != pages_.end()) {
+        ++stats_.hits;
+        out.push_back(it->second);
+      } else {
+        out.push_back(absl::NotFoundError("absent"));
+      }
+    }
+    return out;
+  }
+  void Erase(uint64_t hash) override { pages_.erase(hash); }
+  PageTierStats stats() const override { return stats_; }
+
+  std::set<uint64_t> broken;
+  std::map<uint64_t, PageRecord> pages_;
+
+ private:
+  std::vector<uint64_t> pending_;
+  PageTierStats stats_;
+};
+
+Ids Prompt(int len, uint32_t seed) {
+  Ids p{1};
+  uint32_t x = seed * 2654435761u + 12345u;
+  for (int i = 1; i < len; ++i) {
+    x = x * 1664525u + 1013904223u;
+    p.push_back(3 + static_cast<int32_t>((x >> 8) % 4000));
+  }
+  return p;
+}
+
+struct Result {
+  Ids tokens;
+  std::vector<float> logprobs;  // of the chosen tokens: they see every prompt position's K/V
+  int64_t cached = 0;
+};
+
+// Outputs equal: the same tokens, logprobs equal up to float rounding (the prompt was computed
+// in one chunk the first time and partly taken from the tier the second).
+void ExpectSame(const Result& got, const Result& want) {
+  EXPECT_EQ(got.tokens, want.tokens);
+  ASSERT_EQ(got.logprobs.size(), want.logprobs.size());
+  for (size_t i = 0; i < got.logprobs.size(); ++i) {
+    EXPECT_NEAR(got.logprobs[i], want.logprobs[i], 1e-4) << "token " << i;
+  }
+}
+
+Result RunRequest(EngineLoop& loop, const Ids& prompt) {
+  GenerationRequest r;
+  r.request_id = "r";
+  r.prompt_tokens = prompt;
+  r.max_tokens = 8;
+  r.ignore_eos = true;
+  r.sampling.temperature = 0;
+  r.logprobs = 0;
+  auto s = loop.Submit(std::move(r));
+  EXPECT_TRUE(s.ok()) << s.status();
+  Result res;
+  RequestOutput out;
+  while ((*s)->Next(&out)) {
+    for (const SequenceDelta& d : out.deltas) {
+      res.tokens.insert(res.tokens.end(), d.token_ids.begin(), d.token_ids.end());
+      for (const TokenLogprob& l : d.logprobs) res.logprobs.push_back(l.logprob);
+    }
+    res.cached = out.cached_prompt_tokens;
+    if (out.finished) {
+      EXPECT_TRUE(out.status.ok()) << out.status;
+      break;
+    }
+  }
+  return res;
+}
+
+struct TierSetup {
+  std::shared_ptr<TieredKvStore> store;
+  FakeTier* tier = nullptr;
+  EngineLoopOptions Options() {
+    auto t = std::make_unique<FakeTier>();
+    tier = t.get();
+    std::vector<std::unique_ptr<KvPageTier>> tiers;
+    tiers.push_back(std::move(t));
+    store = std::make_shared<TieredKvStore>(std::move(tiers));
+    EngineLoopOptions o;
+    o.page_size = 16;
+    o.num_kv_pages = 12;  // 192 tokens: one 150-token prompt and its output at a time
+    o.kv_store = store;
+    return o;
+  }
+};
+
+TEST(EngineLoopTiersTest, APromptPushedOutOfTheDeviceComesBackFromTheTier) {
+  const Ids a = Prompt(150, 1), b = Prompt(150, 2), c = Prompt(150, 3);
+  // Reference outputs: no tiers, a pool large enough.
+  Result want_a;
+  {
+    EngineLoopOptions o;
+    o.num_kv_pages = 64;
+    EngineLoop plain(Golden(), o);
+    plain.Start();
+    want_a = RunRequest(plain, a);
+    plain.Stop();
+  }
+  TierSetup setup;
+  EngineLoop loop(Golden(), setup.Options());
+  loop.Start();
+  const Result first = RunRequest(loop, a);
+  ExpectSame(first, want_a);
+  EXPECT_EQ(first.cached, 0);
+  RunRequest(loop, b);  // b and c take the pool: a's cached pages leave the device for the tier
+  RunRequest(loop, c);
+  EXPECT_GE(setup.tier->stats().inserted_pages, 9);
+  const Result again = RunRequest(loop, a);
+  ExpectSame(again, want_a);
+  // Every full block before the last token: 9 of 150 tokens' 16-token blocks = 144 tokens.
+  EXPECT_EQ(again.cached, 144);
+  EXPECT_GE(again.cached * 10, static_cast<int64_t>(a.size()) * 9);
+  const EngineMetrics m = loop.Snapshot();
+  ASSERT_EQ(m.kv_tiers.size(), 1u);
+  EXPECT_EQ(m.kv_tiers[0].name, "fake");
+  EXPECT_EQ(m.kv_tiers[0].promoted_pages, 9);
+  EXPECT_GT(m.kv_tiers[0].promoted_bytes, 0);
+  loop.Stop();
+}
+
+TEST(EngineLoopTiersTest, ABrokenPageEndsTheHitAndIsRecomputed) {
+  const Ids a = Prompt(150, 4), b = Prompt(150, 5), c = Prompt(150, 6);
+  TierSetup setup;
+  EngineLoop loop(Golden(), setup.Options());
+  loop.Start();
+  const Result first = RunRequest(loop, a);
+  RunRequest(loop, b);
+  RunRequest(loop, c);
+  // Break a's fifth block in the tier: its hash is the fifth of a's chain. Find it as the page
+  // whose tokens are a[64, 80).
+  uint64_t fifth = 0;
+  for (const auto& [h, page] : setup.tier->pages_) {
+    if (page.tokens == Ids(a.begin() + 64, a.begin() + 80)) fifth = h;
+  }
+  ASSERT_NE(fifth, 0u);
+  setup.tier->broken.insert(fifth);
+  const Result again = RunRequest(loop, a);
+  ExpectSame(again, first);
+  EXPECT_EQ(again.cached, 64);  // four blocks, then the broken one stops the hit
+  EXPECT_EQ(setup.tier->stats().checksum_failures, 1);
+  loop.Stop();
+}
+
+}  // namespace
+}  // namespace longview
