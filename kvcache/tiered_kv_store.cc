@@ -18,13 +18,19 @@ int TieredKvStore::TierOf(uint64_t hash) const {
 }
 
 void TieredKvStore::Demote(std::vector<PageRecord> pages) {
-  for (size_t i = 0; i < tiers_.size() && !pages.empty(); ++i) {
-    std::vector<PageRecord> next;
-    for (PageRecord& p : pages) {
-      InsertResult r = tiers_[i]->Insert(std::move(p));
-      for (PageRecord& d : r.displaced) next.push_back(std::move(d));
+  // Write-through: every tier gets the page (the disk tier is what survives a restart), and
+  // what a tier pushes out goes on to the next one (a no-op where that one holds it already).
+  for (PageRecord& page : pages) {
+    std::vector<PageRecord> carry;
+    for (size_t i = 0; i < tiers_.size(); ++i) {
+      const bool last = i + 1 == tiers_.size();
+      InsertResult r = tiers_[i]->Insert(last ? std::move(page) : page);
+      for (PageRecord& c : carry) {
+        InsertResult rc = tiers_[i]->Insert(std::move(c));
+        for (PageRecord& d : rc.displaced) r.displaced.push_back(std::move(d));
+      }
+      carry = std::move(r.displaced);
     }
-    pages = std::move(next);
   }
 }
 

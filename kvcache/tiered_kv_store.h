@@ -1,7 +1,8 @@
 // The tiers below the device pool, in order (host memory, then disk), as the engine loop uses
 // them (DESIGN §3):
-//   * Demote: cached pages leaving the device go to the first tier; what it pushes out goes to
-//     the next; the last tier drops what it evicts.
+//   * Demote: cached pages leaving the device go to every tier (write-through: the disk tier is
+//     what survives a restart); what a tier pushes out goes on to the next; the last tier drops
+//     what it evicts.
 //   * Stage: before scheduling, the pages a waiting sequence's prefix may take from a lower tier
 //     are read (one batched lookup per tier: asynchronous reads, then one wait) and verified;
 //     the cache manager's prefix lookup continues through them (StagedPages). A page that fails
@@ -46,7 +47,7 @@ class TieredKvStore : public StagedPages {
   bool empty() const { return tiers_.empty(); }
   // Index of the first tier holding `hash`, or -1. No I/O.
   int TierOf(uint64_t hash) const;
-  // Inserts pages into the first tier, cascading what each tier displaces.
+  // Inserts pages into every tier, cascading what each tier displaces to the next.
   void Demote(std::vector<PageRecord> pages);
   // Reads and verifies these pages (those not staged yet and held by some tier) into the staging
   // area, asking the tiers in order for what the previous ones did not return. Staged pages

