@@ -23,9 +23,9 @@ bool CorruptHostPageForTesting(KvPageTier& tier, uint64_t hash, size_t offset);
 
 // What OpenDiskPageTier fixes, open for measurement and fault injection.
 struct DiskPageTierTuning {
-  // Writes go to the WAL (no fsync) rather than disableWAL + a Flush after each write batch.
+  // Writes go to the WAL (no fsync) rather than disableWAL + a Flush after each batch of pages.
   // The default is the measured choice (rocksdb_page_tier.cc, docs/bench/kv_tiers.md).
-  bool use_wal = true;
+  bool use_wal = false;
   // Page values go to blob files (integrated BlobDB) rather than into the SST files.
   bool enable_blob_files = true;
   // -1: the default (rocksdb_page_tier.cc).

@@ -2,7 +2,7 @@
 // into a disk tier and, after each round of 16 has drained to RocksDB, replaces the marker file
 // with the number of pages written; its parent SIGKILLs it mid-writes.
 //
-//   kv_tier_kill_child DB_FOLDER MARKER_FILE
+//   kv_tier_kill_child DB_FOLDER MARKER_FILE wal|nowal
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -14,16 +14,18 @@
 
 int main(int argc, char** argv) {
   using namespace longview;
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s DB_FOLDER MARKER_FILE\n", argv[0]);
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s DB_FOLDER MARKER_FILE wal|nowal\n", argv[0]);
     return 2;
   }
   const std::string marker = argv[2];
-  absl::StatusOr<std::unique_ptr<KvPageTier>> tier = OpenDiskPageTier({.path = argv[1],
-                                                                       .capacity_bytes = 1ll << 30,
-                                                                       .page_bytes = 64 << 10,
-                                                                       .page_size = 16,
-                                                                       .namespace_key = 9});
+  absl::StatusOr<std::unique_ptr<KvPageTier>> tier =
+      OpenDiskPageTierTuned({.path = argv[1],
+                             .capacity_bytes = 1ll << 30,
+                             .page_bytes = 64 << 10,
+                             .page_size = 16,
+                             .namespace_key = 9},
+                            {.use_wal = std::string(argv[3]) == "wal"});
   if (!tier.ok()) {
     std::fprintf(stderr, "%s\n", tier.status().ToString().c_str());
     return 1;

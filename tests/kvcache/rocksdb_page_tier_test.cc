@@ -407,13 +407,19 @@ class NoSpaceFs : public rocksdb::FileSystemWrapper {
   std::atomic<int64_t> budget{int64_t{1} << 60};
 };
 
-TEST(DiskPageTierTest, FullDiskDisablesInsertsWhileReadsGoOn) {
+// The write paths differ with the WAL choice (a failing WAL append, or a failing flush), so
+// the tests that kill or starve the writer run with both: the default without the WAL, and
+// with it (use_wal).
+class DiskPageTierWalTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DiskPageTierWalTest, FullDiskDisablesInsertsWhileReadsGoOn) {
+  const bool use_wal = GetParam();
   TempDir dir;
   auto fs = std::make_shared<NoSpaceFs>();
   std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
   std::vector<uint64_t> maybe;  // inserted after the disk filled up
   {
-    auto tier = Open(Options(dir.path()), {.env = env.get()});
+    auto tier = Open(Options(dir.path()), {.use_wal = use_wal, .env = env.get()});
     for (uint64_t h : {1, 2}) ASSERT_TRUE(tier->Insert(Page(h)).accepted);
     Drain(*tier);
     fs->budget = kValueBytes * 3 / 2;
@@ -457,7 +463,7 @@ TEST(DiskPageTierTest, FullDiskDisablesInsertsWhileReadsGoOn) {
     EXPECT_EQ(tier->stats().checksum_failures, 0);
   }
   // Space again (a fresh process): the pages written before the failure are there.
-  auto tier = Open(Options(dir.path()));
+  auto tier = Open(Options(dir.path()), {.use_wal = use_wal});
   auto got = Lookup(*tier, {1, 2});
   ExpectPage(got[0], Page(1));
   ExpectPage(got[1], Page(2));
@@ -467,14 +473,17 @@ TEST(DiskPageTierTest, FullDiskDisablesInsertsWhileReadsGoOn) {
 // A child process inserts pages in a loop and, after each drained round, records how many are
 // written (a marker file, replaced atomically); it is SIGKILLed mid-writes. Every page it
 // reported must be served after reopening, and nothing served may be wrong.
-TEST(DiskPageTierTest, PagesWrittenBeforeKillMinus9AreServed) {
+TEST_P(DiskPageTierWalTest, PagesWrittenBeforeKillMinus9AreServed) {
+  const bool use_wal = GetParam();
   TempDir dir;
   const std::string child = std::string(LONGVIEW_BINARY_DIR) + "/tests/kv_tier_kill_child";
   ASSERT_TRUE(std::filesystem::exists(child)) << child;
   const std::string db = dir.path() + "/db";
   const std::string marker = dir.path() + "/written";
+  const std::string mode = use_wal ? "wal" : "nowal";
   std::vector<char*> argv = {const_cast<char*>(child.c_str()), const_cast<char*>(db.c_str()),
-                             const_cast<char*>(marker.c_str()), nullptr};
+                             const_cast<char*>(marker.c_str()), const_cast<char*>(mode.c_str()),
+                             nullptr};
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -505,7 +514,8 @@ TEST(DiskPageTierTest, PagesWrittenBeforeKillMinus9AreServed) {
                     .capacity_bytes = int64_t{1} << 30,
                     .page_bytes = 64 << 10,
                     .page_size = 16,
-                    .namespace_key = 9});
+                    .namespace_key = 9},
+                   {.use_wal = use_wal});
   ASSERT_NE(tier, nullptr);
   std::vector<uint64_t> hashes;
   for (uint64_t h = 1; h <= static_cast<uint64_t>(reported) + 4096; ++h) hashes.push_back(h);
@@ -524,6 +534,11 @@ TEST(DiskPageTierTest, PagesWrittenBeforeKillMinus9AreServed) {
   EXPECT_GE(served, reported);
   EXPECT_EQ(tier->stats().checksum_failures, 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(WalChoices, DiskPageTierWalTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "Wal" : "NoWalFlushPerBatch");
+                         });
 
 }  // namespace
 }  // namespace longview
