@@ -3,10 +3,11 @@
 // KvStorage::ReadPages gives) under the prefix cache's chained block hash, with the page's
 // tokens and parent hash for verification and a CRC32C over everything.
 //
-//   HostPageTier host({.capacity_bytes = 8ull << 30, .page_bytes = kv.page_bytes()});
-//   InsertResult r = host.Insert(std::move(page));        // may decline; may push others out
-//   LookupHandle h = host.StartLookup(hashes);            // asynchronous
-//   std::vector<absl::StatusOr<PageRecord>> got = host.Wait(h);   // batched wait
+//   std::unique_ptr<KvPageTier> host = MakeHostPageTier(
+//       {.capacity_bytes = 8ll << 30, .page_bytes = kv.page_bytes(), .page_size = 16});
+//   InsertResult r = host->Insert(std::move(page));       // may decline; may push others out
+//   LookupHandle h = host->StartLookup(hashes);           // asynchronous
+//   std::vector<absl::StatusOr<PageRecord>> got = host->Wait(h);  // batched wait
 //
 // Errors: never throws. A lookup answers per page: the record, NotFound (not held), or DataLoss
 // (its checksum or framing is wrong: the entry is dropped and counted, never served).
