@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kvcache/page_bytes.h"
 
 namespace longview {
 
@@ -31,7 +32,7 @@ struct PageRecord {
   uint64_t hash = 0;             // the prefix cache's chained block hash (includes the salt)
   uint64_t parent_hash = 0;      // the previous block's hash (the salt for a first block)
   std::vector<int32_t> tokens;   // the block's page_size token ids
-  std::vector<std::byte> bytes;  // page_bytes() of K/V as KvStorage::ReadPages gives them
+  PageBytes bytes;               // page_bytes() of K/V as KvStorage::ReadPages gives them
 };
 
 struct InsertResult {
@@ -85,6 +86,10 @@ struct HostPageTierOptions {
   int64_t capacity_bytes = 0;  // 0: the tier holds nothing (every insert declined)
   int64_t page_bytes = 0;      // REQUIRES > 0
   int64_t page_size = 0;       // tokens per page; REQUIRES > 0
+  // Where held pages live: an inserted page not already in the arena is copied into a free
+  // block (pinned memory on the CUDA backend, so promotions copy to the device asynchronously);
+  // null, or no free block: the page's own buffer is kept.
+  std::shared_ptr<PageArena> arena;
 };
 std::unique_ptr<KvPageTier> MakeHostPageTier(const HostPageTierOptions& options);
 
@@ -103,6 +108,9 @@ struct DiskPageTierOptions {
   uint64_t namespace_key = 0;    // the fingerprint above
   int32_t read_threads = 4;      // parallel reads + checksum checks in Wait
   int64_t max_queued_bytes = 256ll << 20;  // pending writes before Insert declines
+  // Pages read back are decoded into blocks of this arena when it has free ones (pinned host
+  // memory on the CUDA backend); else into the heap.
+  std::shared_ptr<PageArena> read_arena;
 };
 absl::StatusOr<std::unique_ptr<KvPageTier>> OpenDiskPageTier(const DiskPageTierOptions& options);
 

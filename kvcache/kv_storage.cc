@@ -1,5 +1,7 @@
 #include "kvcache/kv_storage.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 
 namespace longview {
@@ -38,5 +40,40 @@ absl::Status CheckTransfer(std::span<const int32_t> indices, int32_t count, size
   }
   return absl::OkStatus();
 }
+
+absl::Status CheckPageTransfer(std::span<const int32_t> pages, int32_t count, size_t num_buffers,
+                               bool any_null) {
+  if (num_buffers != pages.size() || any_null) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%d host buffers for %d pages%s", num_buffers, pages.size(), any_null ? " (one null)" : ""));
+  }
+  return CheckTransfer(pages, count, 0, 0);
+}
+
+absl::StatusOr<KvStorage::TransferId> KvStorage::StartReadPages(std::span<const int32_t> pages,
+                                                                std::span<std::byte* const> host) {
+  RETURN_IF_ERROR(CheckPageTransfer(pages, num_pages(), host.size(),
+                                    std::find(host.begin(), host.end(), nullptr) != host.end()));
+  for (size_t i = 0; i < pages.size(); ++i) {
+    RETURN_IF_ERROR(ReadPages(pages.subspan(i, 1),
+                              {host[i], static_cast<size_t>(page_bytes())}));
+  }
+  return TransferId{0};
+}
+
+absl::StatusOr<KvStorage::TransferId> KvStorage::StartWritePages(
+    std::span<const int32_t> pages, std::span<const std::byte* const> host) {
+  RETURN_IF_ERROR(CheckPageTransfer(pages, num_pages(), host.size(),
+                                    std::find(host.begin(), host.end(), nullptr) != host.end()));
+  for (size_t i = 0; i < pages.size(); ++i) {
+    RETURN_IF_ERROR(WritePages(pages.subspan(i, 1),
+                               {host[i], static_cast<size_t>(page_bytes())}));
+  }
+  return TransferId{0};
+}
+
+bool KvStorage::TransferDone(TransferId) { return true; }
+
+absl::Status KvStorage::WaitTransfer(TransferId) { return absl::OkStatus(); }
 
 }  // namespace longview

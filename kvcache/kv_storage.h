@@ -59,6 +59,24 @@ class KvStorage {
                                   std::span<const std::byte> host) = 0;
   // Zeroes state slots (a sequence starting afresh, or reset after preemption).
   virtual absl::Status ClearStates(std::span<const int32_t> slots) = 0;
+
+  // Asynchronous page moves between the device and host memory (the tiers' demotions and
+  // promotions): page i moves to or from host[i] (page_bytes() each), which must stay valid and
+  // untouched until the transfer is complete (TransferDone / WaitTransfer). Ordered with the
+  // storage's compute work both ways without blocking the caller: a read sees every forward
+  // issued before it, and work issued after a transfer does not touch the device pages until the
+  // transfer has finished. The base implementation is synchronous (complete on return); the CUDA
+  // storage copies on its own stream, at full speed from pinned memory (PageArena blocks).
+  // InvalidArgument as ReadPages / WritePages; nothing is started then.
+  using TransferId = int64_t;
+  virtual absl::StatusOr<TransferId> StartReadPages(std::span<const int32_t> pages,
+                                                    std::span<std::byte* const> host);
+  virtual absl::StatusOr<TransferId> StartWritePages(std::span<const int32_t> pages,
+                                                     std::span<const std::byte* const> host);
+  // Whether the transfer has finished (true for an unknown or already finished id). Not blocking.
+  virtual bool TransferDone(TransferId id);
+  // Blocks until the transfer has finished; an error if the device failed meanwhile.
+  virtual absl::Status WaitTransfer(TransferId id);
 };
 
 // Checks shared by the implementations: every copy's indices in [0, count), and a host buffer of
@@ -67,5 +85,8 @@ absl::Status CheckCopies(std::span<const PageCopy> copies, int32_t count);
 absl::Status CheckCopies(std::span<const StateCopy> copies, int32_t count);
 absl::Status CheckTransfer(std::span<const int32_t> indices, int32_t count, size_t host_bytes,
                            int64_t unit_bytes);
+// The same for per-page host buffers: as many buffers as pages, none null.
+absl::Status CheckPageTransfer(std::span<const int32_t> pages, int32_t count, size_t num_buffers,
+                               bool any_null);
 
 }  // namespace longview

@@ -568,7 +568,7 @@ absl::StatusOr<PageRecord> DiskPageTier::ReadPage(const ReadJob& job, bool* io_f
     return absl::NotFoundError(absl::StrCat("page ", job.hash, " unreadable: ", s.ToString()));
   }
   return pf::DecodeDiskValue(value.ToStringView(), job.hash, options_.page_size,
-                             options_.page_bytes);
+                             options_.page_bytes, options_.read_arena.get());
 }
 
 absl::Status Validate(const DiskPageTierOptions& o) {

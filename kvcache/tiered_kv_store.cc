@@ -5,8 +5,10 @@
 
 namespace longview {
 
-TieredKvStore::TieredKvStore(std::vector<std::unique_ptr<KvPageTier>> tiers)
+TieredKvStore::TieredKvStore(std::vector<std::unique_ptr<KvPageTier>> tiers,
+                             std::shared_ptr<PageArena> arena)
     : tiers_(std::move(tiers)),
+      arena_(std::move(arena)),
       promoted_pages_(tiers_.size(), 0),
       promoted_bytes_(tiers_.size(), 0) {}
 

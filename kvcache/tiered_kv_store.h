@@ -42,7 +42,11 @@ struct TierReport {
 
 class TieredKvStore : public StagedPages {
  public:
-  explicit TieredKvStore(std::vector<std::unique_ptr<KvPageTier>> tiers);
+  // `arena`: host memory the engine reads demoted pages into (the host tier's, pinned on the
+  // CUDA backend); null: the heap.
+  explicit TieredKvStore(std::vector<std::unique_ptr<KvPageTier>> tiers,
+                         std::shared_ptr<PageArena> arena = nullptr);
+  PageArena* arena() const { return arena_.get(); }
 
   bool empty() const { return tiers_.empty(); }
   // Index of the first tier holding `hash`, or -1. No I/O.
@@ -68,6 +72,7 @@ class TieredKvStore : public StagedPages {
     int tier = 0;
   };
   std::vector<std::unique_ptr<KvPageTier>> tiers_;
+  std::shared_ptr<PageArena> arena_;
   std::vector<int64_t> promoted_pages_, promoted_bytes_;
   std::unordered_map<uint64_t, StagedPage> staged_;
 };

@@ -140,7 +140,13 @@ struct EngineLoop::Impl {
   void StageWaitingPrefixes();
   // Tiers: the pages this step's allocations evicted go down (read before anything writes
   // them), then the staged pages prefix hits took are written into their device pages.
+  // Starts the page moves of the step just applied (asynchronous: KvStorage::StartReadPages /
+  // StartWritePages): evicted cached pages read into host buffers for demotion, staged pages
+  // written into the device pages their prefix hits got.
   absl::Status MoveTierPages();
+  // Hands finished demotion reads to the store (in order) and releases finished promotions'
+  // buffers; with `wait`, waits for all of them first (idle, stopping).
+  absl::Status FinishTransfers(bool wait);
   void SampleAndEmit(SeqState& s, std::span<const float> raw, Clock::time_point now);
   // Appends `tok` (chosen already) and its logprobs to `s`'s output; stop checks, metrics.
   void Emit(SeqState& s, int32_t tok, SequenceDelta& d, Clock::time_point now);
@@ -189,6 +195,17 @@ struct EngineLoop::Impl {
   int64_t prompt_tokens_total = 0, generation_tokens_total = 0;
   std::vector<double> ttft, itl, e2e;  // observations since the last publish
   absl::Status cache_error;  // a broken cache invariant seen while finishing a sequence
+  // Page moves in flight, oldest first (one copy stream: they finish in order).
+  struct PendingDemotion {
+    KvStorage::TransferId id = 0;
+    std::vector<PageRecord> records;  // bytes being filled by the transfer
+  };
+  struct PendingPromotion {
+    KvStorage::TransferId id = 0;
+    std::vector<PageBytes> sources;  // kept alive until the copies have read them
+  };
+  std::deque<PendingDemotion> demotions_in_flight;
+  std::deque<PendingPromotion> promotions_in_flight;
 };
 
 EngineLoop::EngineLoop(std::shared_ptr<const LoadedModel> model, const EngineLoopOptions& options)
@@ -365,6 +382,11 @@ void EngineLoop::Impl::Run() {
       moved = !st.ok() || steps_run > 0 || !sched.HasWork();
     }
     if (moved) last_progress_ns = NowNs();
+    // Idle next: what was demoted reaches the tiers before the loop blocks.
+    if (!sched.HasWork()) {
+      absl::Status st = FinishTransfers(/*wait=*/true);
+      if (!st.ok()) FailAll(st);
+    }
     {
       std::lock_guard<std::mutex> lock(mu);
       has_work = sched.HasWork();
@@ -376,6 +398,7 @@ void EngineLoop::Impl::Run() {
     PublishMetrics();
   }
   FailAll(absl::UnavailableError("engine stopped"));
+  (void)FinishTransfers(/*wait=*/true);
   PublishMetrics();
 }
 
@@ -457,46 +480,76 @@ absl::Status EngineLoop::Impl::MoveTierPages() {
   TieredKvStore* store = opt.kv_store.get();
   if (store == nullptr) return absl::OkStatus();
   KvStorage& storage = runner.kv_storage();
-  const int64_t page_bytes = storage.page_bytes();
+  const size_t page_bytes = static_cast<size_t>(storage.page_bytes());
   std::vector<PageEviction> evicted = kv.TakeEvictions();
   std::erase_if(evicted, [&](const PageEviction& e) { return store->TierOf(e.hash) >= 0; });
   if (!evicted.empty()) {
+    // Read before this step's forward reuses the pages (the storage orders it), straight into
+    // the host tier's memory (pinned on the CUDA backend); the store gets them once complete.
+    PendingDemotion d;
     std::vector<int32_t> pages;
-    for (const PageEviction& e : evicted) pages.push_back(e.page);
-    std::vector<std::byte> buf(pages.size() * page_bytes);
-    RETURN_IF_ERROR(storage.ReadPages(pages, buf));
-    std::vector<PageRecord> records;
-    records.reserve(evicted.size());
-    for (size_t i = 0; i < evicted.size(); ++i) {
-      PageRecord r{.hash = evicted[i].hash,
-                   .parent_hash = evicted[i].parent_hash,
-                   .tokens = std::move(evicted[i].tokens)};
-      r.bytes.assign(buf.begin() + i * page_bytes, buf.begin() + (i + 1) * page_bytes);
-      records.push_back(std::move(r));
+    std::vector<std::byte*> dst;
+    for (PageEviction& e : evicted) {
+      PageRecord r{.hash = e.hash,
+                   .parent_hash = e.parent_hash,
+                   .tokens = std::move(e.tokens),
+                   .bytes = PageBytes::Allocate(page_bytes, store->arena())};
+      pages.push_back(e.page);
+      dst.push_back(r.bytes.mutable_data());
+      d.records.push_back(std::move(r));
     }
-    store->Demote(std::move(records));
+    ASSIGN_OR_RETURN(d.id, storage.StartReadPages(pages, dst));
+    demotions_in_flight.push_back(std::move(d));
   }
   const std::vector<PagePromotion> promotions = sched.TakePromotions();
   if (!promotions.empty()) {
+    PendingPromotion p;
     std::vector<int32_t> pages;
-    std::vector<std::byte> buf(promotions.size() * page_bytes);
-    for (size_t i = 0; i < promotions.size(); ++i) {
-      const PageRecord* r = store->Staged(promotions[i].hash);
-      if (r == nullptr || static_cast<int64_t>(r->bytes.size()) != page_bytes) {
+    std::vector<const std::byte*> src;
+    for (const PagePromotion& promotion : promotions) {
+      const PageRecord* r = store->Staged(promotion.hash);
+      if (r == nullptr || r->bytes.size() != page_bytes) {
         return absl::InternalError(absl::StrFormat(
-            "EngineLoop: a prefix hit took block %016x, which is not staged", promotions[i].hash));
+            "EngineLoop: a prefix hit took block %016x, which is not staged", promotion.hash));
       }
-      std::copy(r->bytes.begin(), r->bytes.end(), buf.begin() + i * page_bytes);
-      pages.push_back(promotions[i].page);
+      p.sources.push_back(r->bytes);  // shares the buffer: no copy
+      src.push_back(r->bytes.data());
+      pages.push_back(promotion.page);
     }
-    RETURN_IF_ERROR(storage.WritePages(pages, buf));
-    for (const PagePromotion& p : promotions) store->Promoted(p.hash);
+    ASSIGN_OR_RETURN(p.id, storage.StartWritePages(pages, src));
+    for (const PagePromotion& promotion : promotions) store->Promoted(promotion.hash);
+    promotions_in_flight.push_back(std::move(p));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineLoop::Impl::FinishTransfers(bool wait) {
+  KvStorage& storage = runner.kv_storage();
+  while (!promotions_in_flight.empty()) {
+    const KvStorage::TransferId id = promotions_in_flight.front().id;
+    if (wait) {
+      RETURN_IF_ERROR(storage.WaitTransfer(id));
+    } else if (!storage.TransferDone(id)) {
+      break;
+    }
+    promotions_in_flight.pop_front();
+  }
+  while (!demotions_in_flight.empty()) {
+    const KvStorage::TransferId id = demotions_in_flight.front().id;
+    if (wait) {
+      RETURN_IF_ERROR(storage.WaitTransfer(id));
+    } else if (!storage.TransferDone(id)) {
+      break;
+    }
+    opt.kv_store->Demote(std::move(demotions_in_flight.front().records));
+    demotions_in_flight.pop_front();
   }
   return absl::OkStatus();
 }
 
 absl::Status EngineLoop::Impl::Step() {
   steps_run = 0;
+  RETURN_IF_ERROR(FinishTransfers(/*wait=*/false));
   StageWaitingPrefixes();
   const SchedulePlan plan = sched.Schedule();
   if (plan.empty()) {

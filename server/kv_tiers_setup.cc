@@ -101,11 +101,28 @@ absl::StatusOr<std::shared_ptr<TieredKvStore>> OpenKvTiers(const KvTiersConfig& 
   std::vector<std::unique_ptr<KvPageTier>> tiers;
   const int64_t page_bytes = storage.page_bytes();
   const int64_t page_size = storage.layout().page_size;
-  if (config.host_memory_gib > 0) {
-    tiers.push_back(MakeHostPageTier(
-        {.capacity_bytes = static_cast<int64_t>(config.host_memory_gib * kGiB),
-         .page_bytes = page_bytes,
-         .page_size = page_size}));
+  const int64_t host_capacity = static_cast<int64_t>(config.host_memory_gib * kGiB);
+  std::shared_ptr<PageArena> arena;
+  if (config.make_arena && (host_capacity > 0 || !config.disk_path.empty())) {
+    // The host tier's pages (it counts page_bytes + tokens + a fixed overhead per page, so this
+    // is a slight over-estimate) plus the staging headroom, pinned once, up front.
+    const int64_t blocks = host_capacity / page_bytes + KvStagingPages(page_bytes);
+    absl::StatusOr<std::shared_ptr<PageArena>> made = config.make_arena(page_bytes, blocks);
+    if (!made.ok()) {
+      return absl::Status(made.status().code(),
+                          absl::StrCat("--kv-host-memory-gib ", config.host_memory_gib, ": ",
+                                       made.status().message()));
+    }
+    arena = *std::move(made);
+    std::cerr << absl::StrFormat("longview: KV tiers' host memory: %.2f GiB %s (%d pages)\n",
+                                 static_cast<double>(arena->slab_bytes()) / kGiB, arena->kind(),
+                                 arena->num_blocks());
+  }
+  if (host_capacity > 0) {
+    tiers.push_back(MakeHostPageTier({.capacity_bytes = host_capacity,
+                                      .page_bytes = page_bytes,
+                                      .page_size = page_size,
+                                      .arena = arena}));
   }
   if (!config.disk_path.empty()) {
     ASSIGN_OR_RETURN(uint64_t ns, KvNamespaceKey(lm, config, storage));
@@ -114,7 +131,8 @@ absl::StatusOr<std::shared_ptr<TieredKvStore>> OpenKvTiers(const KvTiersConfig& 
                           .capacity_bytes = static_cast<int64_t>(config.disk_gib * kGiB),
                           .page_bytes = page_bytes,
                           .page_size = page_size,
-                          .namespace_key = ns});
+                          .namespace_key = ns,
+                          .read_arena = arena});
     if (!disk.ok()) {
       return absl::Status(disk.status().code(),
                           absl::StrCat("--kv-disk-path ", config.disk_path, ": ",
@@ -132,7 +150,12 @@ absl::StatusOr<std::shared_ptr<TieredKvStore>> OpenKvTiers(const KvTiersConfig& 
                                  static_cast<int64_t>(config.host_memory_gib * kGiB) / page_bytes,
                                  page_bytes);
   }
-  return std::make_shared<TieredKvStore>(std::move(tiers));
+  return std::make_shared<TieredKvStore>(std::move(tiers), std::move(arena));
+}
+
+int64_t KvStagingPages(int64_t page_bytes) {
+  // 512 MiB: the disk writer's queue (256 MiB) plus as much again for reads and staging.
+  return std::max<int64_t>(16, (int64_t{512} << 20) / std::max<int64_t>(page_bytes, 1));
 }
 
 }  // namespace longview

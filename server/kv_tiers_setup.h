@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,7 +25,16 @@ struct KvTiersConfig {
   double disk_gib = 0;         // REQUIRES > 0 with disk_path
   std::string device;          // the backend ("cpu", "cuda")
   std::string dtype;           // its KV element type ("float32", "bf16", "fp16")
+  // The host memory the tiers keep pages in and stage them through (the CUDA backend's pinned
+  // arena, engine/cuda/pinned_page_arena.h); null: the heap, page by page.
+  std::function<absl::StatusOr<std::shared_ptr<PageArena>>(int64_t block_bytes,
+                                                           int64_t num_blocks)>
+      make_arena;
 };
+
+// Pages of host memory beyond the host tier's own for buffers in flight: demotions being read,
+// pages staged for waiting prompts, pages queued for the disk tier's writer.
+int64_t KvStagingPages(int64_t page_bytes);
 
 // The disk namespace: a 64-bit fingerprint of the model files (names, sizes, and their first
 // and last MiB: a safetensors or GGUF header describes every tensor), the device, the KV

@@ -5,6 +5,7 @@
 
 #ifdef LONGVIEW_HAVE_CUDA
 #include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/pinned_page_arena.h"
 #endif
 
 namespace longview {
@@ -46,6 +47,7 @@ absl::StatusOr<BackendChoice> CreateBackend(const LoadedModel& lm, const Backend
                    CudaModelRunner::Create(lm.config, lm.weights.get(), ro));
   c.device = "cuda";
   c.num_kv_pages = r->num_pages();
+  c.make_page_arena = MakePinnedPageArena;
   c.runner = std::move(r);
   return c;
 #else

@@ -7,12 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "common/status.h"
 #include "engine/model/loaded_model.h"
 #include "engine/runner/model_runner.h"
+#include "kvcache/page_bytes.h"
 
 namespace longview {
 
@@ -31,6 +33,11 @@ struct BackendChoice {
   std::string device;  // "cpu" or "cuda"
   std::shared_ptr<ModelRunner> runner;
   int64_t num_kv_pages = 0;
+  // Host memory for the KV tiers' pages (pinned on the CUDA backend: asynchronous copies at
+  // full speed); empty on the CPU backend, whose page moves are plain memcpy.
+  std::function<absl::StatusOr<std::shared_ptr<PageArena>>(int64_t block_bytes,
+                                                           int64_t num_blocks)>
+      make_page_arena;
 };
 
 // Whether this binary has the CUDA backend and a GPU is usable.

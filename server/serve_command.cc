@@ -232,7 +232,8 @@ int RunServe(const ServeArgs& a) {
        .disk_path = a.kv_disk_path,
        .disk_gib = a.kv_disk_gib,
        .device = backend->device,
-       .dtype = backend->device == "cuda" ? a.dtype : std::string("float32")},
+       .dtype = backend->device == "cuda" ? a.dtype : std::string("float32"),
+       .make_arena = backend->make_page_arena},
       **lm, backend->runner->kv_storage());
   if (!kv_store.ok()) return Fail(std::string(kv_store.status().message()));
   EngineLoopOptions eo;

@@ -39,6 +39,12 @@ absl::StatusOr<std::unique_ptr<CudaKvStorage>> CudaKvStorage::Create(
 }
 
 CudaKvStorage::~CudaKvStorage() {
+  if (copy_stream_ != nullptr) {
+    (void)cudaStreamSynchronize(copy_stream_);
+    (void)cudaStreamDestroy(copy_stream_);
+  }
+  for (auto& [id, event] : transfers_) free_events_.push_back(event);
+  for (cudaEvent_t e : free_events_) (void)cudaEventDestroy(e);
   if (pages_ != nullptr) cudaFree(pages_);
   if (states_ != nullptr) cudaFree(states_);
 }
@@ -82,6 +88,83 @@ absl::Status CudaKvStorage::WritePages(std::span<const int32_t> pages,
                                "page write"));
   }
   return CudaStatus(cudaStreamSynchronize(stream_), "page write");
+}
+
+absl::StatusOr<cudaEvent_t> CudaKvStorage::TakeEvent() {
+  if (!free_events_.empty()) {
+    cudaEvent_t e = free_events_.back();
+    free_events_.pop_back();
+    return e;
+  }
+  cudaEvent_t e = nullptr;
+  RETURN_IF_ERROR(CudaStatus(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event"));
+  return e;
+}
+
+absl::StatusOr<KvStorage::TransferId> CudaKvStorage::StartTransfer(
+    std::span<const int32_t> pages, std::span<std::byte* const> host, bool to_host) {
+  RETURN_IF_ERROR(CheckPageTransfer(pages, num_pages_, host.size(),
+                                    std::find(host.begin(), host.end(), nullptr) != host.end()));
+  const char* what = to_host ? "page read (async)" : "page write (async)";
+  if (copy_stream_ == nullptr) {
+    RETURN_IF_ERROR(
+        CudaStatus(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), what));
+  }
+  // The copies start after the compute work issued so far (a read sees the last forward's
+  // writes; a write does not race a forward still reading the page's old owner) ...
+  ASSIGN_OR_RETURN(cudaEvent_t before, TakeEvent());
+  RETURN_IF_ERROR(CudaStatus(cudaEventRecord(before, stream_), what));
+  RETURN_IF_ERROR(CudaStatus(cudaStreamWaitEvent(copy_stream_, before, 0), what));
+  free_events_.push_back(before);  // a later record does not change the wait enqueued above
+  for (size_t i = 0; i < pages.size(); ++i) {
+    void* dst = to_host ? static_cast<void*>(host[i]) : Page(pages[i]);
+    const void* src = to_host ? static_cast<const void*>(Page(pages[i])) : host[i];
+    RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpyAsync(dst, src, page_bytes(),
+                        to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, copy_stream_),
+        what));
+  }
+  // ... and compute issued from now on waits for them (on the GPU, not here).
+  ASSIGN_OR_RETURN(cudaEvent_t after, TakeEvent());
+  RETURN_IF_ERROR(CudaStatus(cudaEventRecord(after, copy_stream_), what));
+  RETURN_IF_ERROR(CudaStatus(cudaStreamWaitEvent(stream_, after, 0), what));
+  const TransferId id = next_transfer_++;
+  transfers_.emplace(id, after);
+  return id;
+}
+
+absl::StatusOr<KvStorage::TransferId> CudaKvStorage::StartReadPages(
+    std::span<const int32_t> pages, std::span<std::byte* const> host) {
+  return StartTransfer(pages, host, /*to_host=*/true);
+}
+
+absl::StatusOr<KvStorage::TransferId> CudaKvStorage::StartWritePages(
+    std::span<const int32_t> pages, std::span<const std::byte* const> host) {
+  // The buffers are only read (host-to-device); one signature serves both directions.
+  std::vector<std::byte*> src(host.size());
+  for (size_t i = 0; i < host.size(); ++i) src[i] = const_cast<std::byte*>(host[i]);
+  return StartTransfer(pages, src, /*to_host=*/false);
+}
+
+bool CudaKvStorage::TransferDone(TransferId id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return true;
+  const cudaError_t e = cudaEventQuery(it->second);
+  if (e == cudaErrorNotReady) return false;
+  if (e != cudaSuccess) return true;  // WaitTransfer reports the error; keep the event out
+  free_events_.push_back(it->second);
+  transfers_.erase(it);
+  return true;
+}
+
+absl::Status CudaKvStorage::WaitTransfer(TransferId id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return absl::OkStatus();
+  const cudaEvent_t event = it->second;
+  transfers_.erase(it);
+  RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(event), "page transfer"));
+  free_events_.push_back(event);
+  return absl::OkStatus();
 }
 
 absl::Status CudaKvStorage::ClearStates(std::span<const int32_t> slots) {

@@ -67,7 +67,7 @@ std::string DiskHeader(const PageRecord& page, uint64_t sequence) {
 }
 
 absl::StatusOr<PageRecord> DecodeDiskValue(std::string_view value, uint64_t hash, int64_t page_size,
-                                           int64_t page_bytes) {
+                                           int64_t page_bytes, PageArena* arena) {
   const int64_t want = DiskValueBytes(page_size, page_bytes);
   if (static_cast<int64_t>(value.size()) != want) {
     return absl::DataLossError(
@@ -104,7 +104,7 @@ absl::StatusOr<PageRecord> DecodeDiskValue(std::string_view value, uint64_t hash
   // assign, not resize + memcpy: one pass over the page instead of zeroing it first.
   const auto* bytes =
       reinterpret_cast<const std::byte*>(value.data() + kDiskHeaderBytes) + page_size * 4;
-  page.bytes.assign(bytes, bytes + page_bytes);
+  page.bytes = PageBytes::Copy({bytes, static_cast<size_t>(page_bytes)}, arena);
   return page;
 }
 

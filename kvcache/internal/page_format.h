@@ -57,9 +57,10 @@ uint64_t HashOfDiskKey(std::string_view key);
 std::string DiskHeader(const PageRecord& page, uint64_t sequence);
 
 // Parses and verifies a stored value: DataLoss naming what is wrong (size, magic, version,
-// geometry, hash, checksum) unless it is the page `hash` of this geometry.
+// geometry, hash, checksum) unless it is the page `hash` of this geometry. The page's bytes go
+// into a block of `arena` when it has a free one.
 absl::StatusOr<PageRecord> DecodeDiskValue(std::string_view value, uint64_t hash, int64_t page_size,
-                                           int64_t page_bytes);
+                                           int64_t page_bytes, PageArena* arena = nullptr);
 
 struct IndexValue {
   uint64_t sequence = 0;  // recency: higher is more recently inserted or read

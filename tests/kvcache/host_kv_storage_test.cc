@@ -68,5 +68,48 @@ TEST(HostKvStorageTest, StateSlotsCopyAndClear) {
   EXPECT_EQ(kv.ClearStates(std::vector<int32_t>{3}).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// The asynchronous transfer API's base implementation (synchronous: complete on return), with
+// one host buffer per page, as the engine loop's demotions and promotions use it.
+TEST(HostKvStorageTest, PerPageTransfersRoundTrip) {
+  HostKvStorage a(kLayout, 3), b(kLayout, 3);
+  Fill(a, 0, 10);
+  Fill(a, 2, 30);
+  std::vector<std::byte> p0(a.page_bytes()), p2(a.page_bytes());
+  std::vector<std::byte*> dst = {p2.data(), p0.data()};
+  absl::StatusOr<KvStorage::TransferId> read = a.StartReadPages(std::vector<int32_t>{2, 0}, dst);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_TRUE(a.WaitTransfer(*read).ok());
+  EXPECT_TRUE(a.TransferDone(*read));
+  std::vector<const std::byte*> src = {p0.data(), p2.data()};
+  absl::StatusOr<KvStorage::TransferId> write =
+      b.StartWritePages(std::vector<int32_t>{1, 0}, src);
+  ASSERT_TRUE(write.ok()) << write.status();
+  ASSERT_TRUE(b.WaitTransfer(*write).ok());
+  EXPECT_EQ(std::memcmp(b.Page(1), a.Page(0), a.page_bytes()), 0);
+  EXPECT_EQ(std::memcmp(b.Page(0), a.Page(2), a.page_bytes()), 0);
+}
+
+TEST(HostKvStorageTest, PerPageTransferErrorsNameTheProblemAndMoveNothing) {
+  HostKvStorage kv(kLayout, 2);
+  Fill(kv, 0, 5);
+  std::vector<std::byte> buf(kv.page_bytes(), std::byte{0x7F});
+  std::vector<std::byte*> one = {buf.data()};
+  std::vector<std::byte*> two = {buf.data(), buf.data()};
+  absl::StatusOr<KvStorage::TransferId> r = kv.StartReadPages(std::vector<int32_t>{0}, two);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("2 host buffers for 1 pages"), std::string::npos)
+      << r.status();
+  std::vector<std::byte*> null_one = {nullptr};
+  r = kv.StartReadPages(std::vector<int32_t>{0}, null_one);
+  EXPECT_NE(r.status().message().find("null"), std::string::npos) << r.status();
+  r = kv.StartReadPages(std::vector<int32_t>{0, 2}, two);
+  EXPECT_NE(r.status().message().find("page 2 out of range"), std::string::npos) << r.status();
+  EXPECT_EQ(buf[0], std::byte{0x7F});  // the valid first page was not read either
+  std::vector<const std::byte*> src = {buf.data()};
+  r = kv.StartWritePages(std::vector<int32_t>{-1}, src);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(kv.Page(0)[0], 5);
+}
+
 }  // namespace
 }  // namespace longview

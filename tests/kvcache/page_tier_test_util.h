@@ -26,12 +26,13 @@ inline PageRecord MakePage(uint64_t hash, int64_t page_size, int64_t page_bytes,
   p.parent_hash = Mix(hash ^ 0xABCD);
   p.tokens.resize(page_size);
   for (int64_t i = 0; i < page_size; ++i) p.tokens[i] = static_cast<int32_t>(Mix(hash + i) % 50000);
-  p.bytes.resize(page_bytes);
+  p.bytes = PageBytes::Allocate(static_cast<size_t>(page_bytes));
+  std::byte* out = p.bytes.mutable_data();
   uint64_t x = Mix(hash * 31 + salt);
   for (int64_t i = 0; i < page_bytes; i += 8) {
     x = Mix(x);
     for (int64_t j = 0; j < 8 && i + j < page_bytes; ++j) {
-      p.bytes[i + j] = static_cast<std::byte>(x >> (8 * j));
+      out[i + j] = static_cast<std::byte>(x >> (8 * j));
     }
   }
   return p;

@@ -198,5 +198,69 @@ TEST(EngineLoopTiersTest, ABrokenPageEndsTheHitAndIsRecomputed) {
   loop.Stop();
 }
 
+// Preemption swaps through the tiers: a sequence preempted for want of pages frees its pages,
+// whose full blocks (prompt and generated tokens) stay cached; as the other sequence takes
+// them they are demoted, and when the preempted one resumes its prefix comes back from the
+// tier (only the last partial page and the tokens after it are recomputed). Both answers equal
+// those of a pool large enough for everything.
+TEST(EngineLoopTiersTest, APreemptedSequenceResumesFromItsSwappedPages) {
+  const Ids a = Prompt(90, 7), b = Prompt(90, 8);
+  constexpr int kNew = 64;  // 90 + 64 tokens: 10 pages each, 20 > the pool's 12
+  auto submit = [](EngineLoop& loop, const Ids& prompt, const char* id) {
+    GenerationRequest r;
+    r.request_id = id;
+    r.prompt_tokens = prompt;
+    r.max_tokens = kNew;
+    r.ignore_eos = true;
+    r.sampling.temperature = 0;
+    r.logprobs = 0;
+    auto s = loop.Submit(std::move(r));
+    EXPECT_TRUE(s.ok()) << s.status();
+    return *std::move(s);
+  };
+  auto drain = [](auto& stream) {
+    Result res;
+    RequestOutput out;
+    while (stream->Next(&out)) {
+      for (const SequenceDelta& d : out.deltas) {
+        res.tokens.insert(res.tokens.end(), d.token_ids.begin(), d.token_ids.end());
+        for (const TokenLogprob& l : d.logprobs) res.logprobs.push_back(l.logprob);
+      }
+      if (out.finished) {
+        EXPECT_TRUE(out.status.ok()) << out.status;
+        break;
+      }
+    }
+    return res;
+  };
+  Result want_a, want_b;
+  {
+    EngineLoopOptions o;
+    o.num_kv_pages = 64;
+    EngineLoop plain(Golden(), o);
+    plain.Start();
+    auto sa = submit(plain, a, "a");
+    want_a = drain(sa);
+    auto sb = submit(plain, b, "b");
+    want_b = drain(sb);
+    plain.Stop();
+  }
+  TierSetup setup;
+  EngineLoop loop(Golden(), setup.Options());
+  loop.Start();
+  auto sa = submit(loop, a, "a");
+  auto sb = submit(loop, b, "b");
+  const Result got_a = drain(sa), got_b = drain(sb);
+  ExpectSame(got_a, want_a);
+  ExpectSame(got_b, want_b);
+  const EngineMetrics m = loop.Snapshot();
+  EXPECT_GE(m.num_preemptions_total, 1);
+  ASSERT_EQ(m.kv_tiers.size(), 1u);
+  // The preempted sequence's full pages went down and came back.
+  EXPECT_GE(setup.tier->stats().inserted_pages, 1);
+  EXPECT_GE(m.kv_tiers[0].promoted_pages, 1);
+  loop.Stop();
+}
+
 }  // namespace
 }  // namespace longview

@@ -28,12 +28,14 @@
 #include "common/crc32c.h"
 #include "kvcache/internal/page_tier_testing.h"
 #include "kvcache/kv_page_tier.h"
+#include "tools/bench/file_cache.h"
 
 namespace longview {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
+using bench::SyncAndDrop;
 
 double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -52,13 +54,13 @@ PageRecord MakePage(const Geometry& g, uint64_t hash) {
   p.parent_hash = hash * 7 + 1;
   p.tokens.resize(g.page_size);
   for (int64_t i = 0; i < g.page_size; ++i) p.tokens[i] = static_cast<int32_t>(hash * 16 + i);
-  p.bytes.resize(g.page_bytes);
+  p.bytes = PageBytes::Allocate(static_cast<size_t>(g.page_bytes));
   uint64_t x = hash * 0x9E3779B97F4A7C15ull + 1;
   for (int64_t i = 0; i + 8 <= g.page_bytes; i += 8) {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;  // random bytes: nothing for a compressor or dedup to win
-    std::memcpy(p.bytes.data() + i, &x, 8);
+    std::memcpy(p.bytes.mutable_data() + i, &x, 8);
   }
   return p;
 }
@@ -85,23 +87,6 @@ int64_t ProcessWriteBytes() {
     if (key == "write_bytes:") return v;
   }
   return 0;
-}
-
-// fdatasync and drop from the page cache every file under `dir`; returns their total size.
-int64_t SyncAndDrop(const std::string& dir) {
-  int64_t total = 0;
-  std::error_code ec;  // files may vanish meanwhile (RocksDB's background compactions)
-  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
-    const uintmax_t size = e.file_size(ec);
-    if (ec || !e.is_regular_file(ec)) continue;
-    total += static_cast<int64_t>(size);
-    const int fd = open(e.path().c_str(), O_RDONLY);
-    if (fd < 0) continue;
-    if (fdatasync(fd) != 0) std::perror("fdatasync");
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    close(fd);
-  }
-  return total;
 }
 
 void Crc(int64_t total) {
