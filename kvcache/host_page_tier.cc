@@ -73,7 +73,11 @@ class HostPageTier final : public KvPageTier {
       if (it != index_.end()) entries[i] = &*it->second;
     }
     std::vector<uint32_t> crcs(hashes.size(), 0);
-    ParallelChecksums(entries, crcs);
+    if (options_.verify_on_lookup) {
+      ParallelChecksums(entries, crcs);
+    } else {
+      for (size_t i = 0; i < entries.size(); ++i) crcs[i] = entries[i] ? entries[i]->crc : 0;
+    }
     std::vector<absl::StatusOr<PageRecord>> out;
     out.reserve(hashes.size());
     for (size_t i = 0; i < hashes.size(); ++i) out.push_back(Lookup(hashes[i], crcs[i]));
@@ -145,7 +149,7 @@ class HostPageTier final : public KvPageTier {
   void ParallelChecksums(std::span<const Entry* const> entries, std::span<uint32_t> crcs) const {
     const int64_t bytes = options_.page_bytes * static_cast<int64_t>(entries.size());
     const int64_t threads = std::min<int64_t>(
-        {8, std::max<int64_t>(1, std::thread::hardware_concurrency()), bytes / (32ll << 20) + 1,
+        {16, std::max<int64_t>(1, std::thread::hardware_concurrency()), bytes / (32ll << 20) + 1,
          static_cast<int64_t>(entries.size())});
     auto run = [&](int64_t t) {
       for (size_t i = t; i < entries.size(); i += threads) {

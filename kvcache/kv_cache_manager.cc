@@ -271,6 +271,12 @@ void KvCacheManager::RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, in
     hash_[id] = h;
     parent_hash_[id] = parent;
     std::copy(tokens.begin(), tokens.end(), &block_tokens_[id * ps]);
+    if (options_.record_registrations) {
+      registrations_.push_back({.page = id,
+                                .hash = h,
+                                .parent_hash = parent,
+                                .tokens = std::vector<int32_t>(tokens.begin(), tokens.end())});
+    }
   }
 }
 

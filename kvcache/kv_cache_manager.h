@@ -66,6 +66,10 @@ struct KvCacheManagerOptions {
   int32_t num_state_slots = 0;
   // Keep a PageEviction for each cached block whose page is reallocated (TakeEvictions).
   bool record_evictions = false;
+  // Keep a record of each block registered in the prefix cache (TakeRegistrations): its page is
+  // full once the step that allocated it has run, and stays unchanged while it is cached, so the
+  // engine may copy it to the tiers early (write-back) instead of at eviction.
+  bool record_registrations = false;
 };
 
 // Pages fetched from a lower tier and verified, waiting to be taken by a prefix hit.
@@ -138,6 +142,9 @@ class KvCacheManager {
   void SetStagedPages(const StagedPages* staged) { staged_ = staged; }
   // The cached blocks' evictions since the last call (record_evictions), oldest first.
   std::vector<PageEviction> TakeEvictions() { return std::exchange(evictions_, {}); }
+  // Blocks registered since the last call (record_registrations), in order; same record as an
+  // eviction (the page's bytes are complete after the step that allocated them).
+  std::vector<PageEviction> TakeRegistrations() { return std::exchange(registrations_, {}); }
   // Hashes of the full blocks of `seq` after its device prefix hit (the blocks a lower tier may
   // hold), as many as a prefix hit may cover. Read-only.
   std::vector<std::pair<uint64_t, uint64_t>> BlocksPastDeviceHit(const KvSequence& seq) const;
@@ -233,6 +240,7 @@ class KvCacheManager {
   std::vector<int32_t> free_slots_;  // descending: the lowest free slot is last
   const StagedPages* staged_ = nullptr;
   std::vector<PageEviction> evictions_;
+  std::vector<PageEviction> registrations_;
   int64_t num_queries_ = 0, num_hits_ = 0;
 };
 

@@ -90,6 +90,10 @@ struct HostPageTierOptions {
   // block (pinned memory on the CUDA backend, so promotions copy to the device asynchronously);
   // null, or no free block: the page's own buffer is kept.
   std::shared_ptr<PageArena> arena;
+  // Check each page's checksum when a lookup returns it (on up to 16 threads for a large batch)
+  // and when it is pushed down to the next tier. false: pushes down only (the page is then
+  // checked again when it comes back from disk), which saves ~30 ms per GiB of a prefix hit.
+  bool verify_on_lookup = true;
 };
 std::unique_ptr<KvPageTier> MakeHostPageTier(const HostPageTierOptions& options);
 

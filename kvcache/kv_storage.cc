@@ -51,7 +51,8 @@ absl::Status CheckPageTransfer(std::span<const int32_t> pages, int32_t count, si
 }
 
 absl::StatusOr<KvStorage::TransferId> KvStorage::StartReadPages(std::span<const int32_t> pages,
-                                                                std::span<std::byte* const> host) {
+                                                                std::span<std::byte* const> host,
+                                                                bool /*fence_compute*/) {
   RETURN_IF_ERROR(CheckPageTransfer(pages, num_pages(), host.size(),
                                     std::find(host.begin(), host.end(), nullptr) != host.end()));
   for (size_t i = 0; i < pages.size(); ++i) {
@@ -75,5 +76,7 @@ absl::StatusOr<KvStorage::TransferId> KvStorage::StartWritePages(
 bool KvStorage::TransferDone(TransferId) { return true; }
 
 absl::Status KvStorage::WaitTransfer(TransferId) { return absl::OkStatus(); }
+
+absl::Status KvStorage::FenceTransfer(TransferId) { return absl::OkStatus(); }
 
 }  // namespace longview

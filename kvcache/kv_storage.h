@@ -68,15 +68,21 @@ class KvStorage {
   // transfer has finished. The base implementation is synchronous (complete on return); the CUDA
   // storage copies on its own stream, at full speed from pinned memory (PageArena blocks).
   // InvalidArgument as ReadPages / WritePages; nothing is started then.
+  // A read with `fence_compute` false leaves later compute free to run beside it (write-back of
+  // full pages that nothing writes); before work that overwrites one of its pages, call
+  // FenceTransfer.
   using TransferId = int64_t;
   virtual absl::StatusOr<TransferId> StartReadPages(std::span<const int32_t> pages,
-                                                    std::span<std::byte* const> host);
+                                                    std::span<std::byte* const> host,
+                                                    bool fence_compute = true);
   virtual absl::StatusOr<TransferId> StartWritePages(std::span<const int32_t> pages,
                                                      std::span<const std::byte* const> host);
   // Whether the transfer has finished (true for an unknown or already finished id). Not blocking.
   virtual bool TransferDone(TransferId id);
   // Blocks until the transfer has finished; an error if the device failed meanwhile.
   virtual absl::Status WaitTransfer(TransferId id);
+  // Compute issued from now on waits (on the device, not here) for the transfer to finish.
+  virtual absl::Status FenceTransfer(TransferId id);
 };
 
 // Checks shared by the implementations: every copy's indices in [0, count), and a host buffer of

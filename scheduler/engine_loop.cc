@@ -109,7 +109,9 @@ struct EngineLoop::Impl {
         kv({.num_blocks = static_cast<int32_t>(o.num_kv_pages),
             .page_size = o.page_size,
             .enable_prefix_caching = o.enable_prefix_caching,
-            .record_evictions = o.kv_store != nullptr && o.enable_prefix_caching}),
+            .record_evictions = o.kv_store != nullptr && o.enable_prefix_caching,
+            .record_registrations =
+                o.kv_store != nullptr && o.enable_prefix_caching && o.kv_write_back}),
         sched({.max_num_batched_tokens = o.max_num_batched_tokens,
                .max_num_seqs = o.max_num_seqs,
                .long_prefill_token_threshold = o.long_prefill_token_threshold,
@@ -147,6 +149,11 @@ struct EngineLoop::Impl {
   // Hands finished demotion reads to the store (in order) and releases finished promotions'
   // buffers; with `wait`, waits for all of them first (idle, stopping).
   absl::Status FinishTransfers(bool wait);
+  // After a step ran: starts the write-back of the blocks it filled (reads that do not hold up
+  // later compute; an eviction of a page still being read fences it).
+  absl::Status StartWriteBacks();
+  // Reads `evicted` pages into fresh host buffers; `fence_compute` as KvStorage.
+  absl::Status StartDemotion(std::vector<PageEviction> evicted, bool fence_compute);
   void SampleAndEmit(SeqState& s, std::span<const float> raw, Clock::time_point now);
   // Appends `tok` (chosen already) and its logprobs to `s`'s output; stop checks, metrics.
   void Emit(SeqState& s, int32_t tok, SequenceDelta& d, Clock::time_point now);
@@ -199,6 +206,7 @@ struct EngineLoop::Impl {
   struct PendingDemotion {
     KvStorage::TransferId id = 0;
     std::vector<PageRecord> records;  // bytes being filled by the transfer
+    std::vector<int32_t> pages;       // device pages read
   };
   struct PendingPromotion {
     KvStorage::TransferId id = 0;
@@ -206,6 +214,8 @@ struct EngineLoop::Impl {
   };
   std::deque<PendingDemotion> demotions_in_flight;
   std::deque<PendingPromotion> promotions_in_flight;
+  // Device page -> the write-back read in flight from it (fenced when the page is reallocated).
+  std::unordered_map<int32_t, KvStorage::TransferId> write_back_pages;
 };
 
 EngineLoop::EngineLoop(std::shared_ptr<const LoadedModel> model, const EngineLoopOptions& options)
@@ -476,31 +486,60 @@ void EngineLoop::Impl::StageWaitingPrefixes() {
   store->Stage(hashes);
 }
 
+absl::Status EngineLoop::Impl::StartDemotion(std::vector<PageEviction> evicted,
+                                             bool fence_compute) {
+  if (evicted.empty()) return absl::OkStatus();
+  TieredKvStore* store = opt.kv_store.get();
+  KvStorage& storage = runner.kv_storage();
+  const size_t page_bytes = static_cast<size_t>(storage.page_bytes());
+  // Straight into the host tier's memory (pinned on the CUDA backend); the store gets the pages
+  // once the read is complete (FinishTransfers).
+  PendingDemotion d;
+  std::vector<std::byte*> dst;
+  for (PageEviction& e : evicted) {
+    PageRecord r{.hash = e.hash,
+                 .parent_hash = e.parent_hash,
+                 .tokens = std::move(e.tokens),
+                 .bytes = PageBytes::Allocate(page_bytes, store->arena())};
+    d.pages.push_back(e.page);
+    dst.push_back(r.bytes.mutable_data());
+    d.records.push_back(std::move(r));
+  }
+  ASSIGN_OR_RETURN(d.id, storage.StartReadPages(d.pages, dst, fence_compute));
+  if (!fence_compute) {
+    for (int32_t page : d.pages) write_back_pages[page] = d.id;
+  }
+  demotions_in_flight.push_back(std::move(d));
+  return absl::OkStatus();
+}
+
+absl::Status EngineLoop::Impl::StartWriteBacks() {
+  TieredKvStore* store = opt.kv_store.get();
+  if (store == nullptr) return absl::OkStatus();
+  std::vector<PageEviction> filled = kv.TakeRegistrations();
+  // Promoted pages came from a tier; a block computed again may still be held there.
+  std::erase_if(filled, [&](const PageEviction& e) { return store->TierOf(e.hash) >= 0; });
+  return StartDemotion(std::move(filled), /*fence_compute=*/false);
+}
+
 absl::Status EngineLoop::Impl::MoveTierPages() {
   TieredKvStore* store = opt.kv_store.get();
   if (store == nullptr) return absl::OkStatus();
   KvStorage& storage = runner.kv_storage();
   const size_t page_bytes = static_cast<size_t>(storage.page_bytes());
   std::vector<PageEviction> evicted = kv.TakeEvictions();
-  std::erase_if(evicted, [&](const PageEviction& e) { return store->TierOf(e.hash) >= 0; });
-  if (!evicted.empty()) {
-    // Read before this step's forward reuses the pages (the storage orders it), straight into
-    // the host tier's memory (pinned on the CUDA backend); the store gets them once complete.
-    PendingDemotion d;
-    std::vector<int32_t> pages;
-    std::vector<std::byte*> dst;
-    for (PageEviction& e : evicted) {
-      PageRecord r{.hash = e.hash,
-                   .parent_hash = e.parent_hash,
-                   .tokens = std::move(e.tokens),
-                   .bytes = PageBytes::Allocate(page_bytes, store->arena())};
-      pages.push_back(e.page);
-      dst.push_back(r.bytes.mutable_data());
-      d.records.push_back(std::move(r));
+  std::vector<PageEviction> unread;
+  for (PageEviction& e : evicted) {
+    if (auto it = write_back_pages.find(e.page); it != write_back_pages.end()) {
+      // Being written back: this step's forward, which reuses the page, waits for that read.
+      RETURN_IF_ERROR(storage.FenceTransfer(it->second));
+      write_back_pages.erase(it);
+    } else if (store->TierOf(e.hash) < 0) {
+      unread.push_back(std::move(e));
     }
-    ASSIGN_OR_RETURN(d.id, storage.StartReadPages(pages, dst));
-    demotions_in_flight.push_back(std::move(d));
   }
+  // Read before this step's forward reuses the pages (the storage fences the compute).
+  RETURN_IF_ERROR(StartDemotion(std::move(unread), /*fence_compute=*/true));
   const std::vector<PagePromotion> promotions = sched.TakePromotions();
   if (!promotions.empty()) {
     PendingPromotion p;
@@ -541,7 +580,13 @@ absl::Status EngineLoop::Impl::FinishTransfers(bool wait) {
     } else if (!storage.TransferDone(id)) {
       break;
     }
-    opt.kv_store->Demote(std::move(demotions_in_flight.front().records));
+    PendingDemotion& d = demotions_in_flight.front();
+    for (int32_t page : d.pages) {
+      if (auto it = write_back_pages.find(page); it != write_back_pages.end() && it->second == id) {
+        write_back_pages.erase(it);
+      }
+    }
+    opt.kv_store->Demote(std::move(d.records));
     demotions_in_flight.pop_front();
   }
   return absl::OkStatus();
@@ -564,6 +609,7 @@ absl::Status EngineLoop::Impl::Step() {
   if (runner.samples_on_device()) OfferDeviceSampling(step);
   RETURN_IF_ERROR(runner.Execute(step, result));
   steps_run = 1;
+  RETURN_IF_ERROR(StartWriteBacks());
   if (opt.on_step) {
     for (const ScheduledSequence& ss : step.seqs) {
       int64_t pages = 0;

@@ -123,6 +123,10 @@ struct EngineLoopOptions {
   // null = none. Cached pages leaving the pool are demoted to it, and prefix hits continue
   // through it (kvcache/tiered_kv_store.h). Used by the loop's thread only.
   std::shared_ptr<TieredKvStore> kv_store;
+  // With kv_store: copy every block to the tiers as soon as its page is full (after the step
+  // that filled it, beside later compute), so that eviction costs nothing and the disk tier
+  // holds pages before the pool gives them up; false: copy a page only when it is evicted.
+  bool kv_write_back = true;
   // Called on the loop's thread after each step ran, for every sequence in it: its request, the
   // tokens computed so far and the device KV pages it holds (KV memory in tests and benchmarks).
   std::function<void(const std::string& request_id, int64_t num_computed_tokens,

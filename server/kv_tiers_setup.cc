@@ -122,7 +122,8 @@ absl::StatusOr<std::shared_ptr<TieredKvStore>> OpenKvTiers(const KvTiersConfig& 
     tiers.push_back(MakeHostPageTier({.capacity_bytes = host_capacity,
                                       .page_bytes = page_bytes,
                                       .page_size = page_size,
-                                      .arena = arena}));
+                                      .arena = arena,
+                                      .verify_on_lookup = config.host_verify}));
   }
   if (!config.disk_path.empty()) {
     ASSIGN_OR_RETURN(uint64_t ns, KvNamespaceKey(lm, config, storage));

@@ -30,6 +30,7 @@ struct KvTiersConfig {
   std::function<absl::StatusOr<std::shared_ptr<PageArena>>(int64_t block_bytes,
                                                            int64_t num_blocks)>
       make_arena;
+  bool host_verify = true;  // --kv-host-verify
 };
 
 // Pages of host memory beyond the host tier's own for buffers in flight: demotions being read,

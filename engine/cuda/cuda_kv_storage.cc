@@ -102,7 +102,8 @@ absl::StatusOr<cudaEvent_t> CudaKvStorage::TakeEvent() {
 }
 
 absl::StatusOr<KvStorage::TransferId> CudaKvStorage::StartTransfer(
-    std::span<const int32_t> pages, std::span<std::byte* const> host, bool to_host) {
+    std::span<const int32_t> pages, std::span<std::byte* const> host, bool to_host,
+    bool fence_compute) {
   RETURN_IF_ERROR(CheckPageTransfer(pages, num_pages_, host.size(),
                                     std::find(host.begin(), host.end(), nullptr) != host.end()));
   const char* what = to_host ? "page read (async)" : "page write (async)";
@@ -124,18 +125,19 @@ absl::StatusOr<KvStorage::TransferId> CudaKvStorage::StartTransfer(
                         to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, copy_stream_),
         what));
   }
-  // ... and compute issued from now on waits for them (on the GPU, not here).
+  // ... and compute issued from now on waits for them (on the GPU, not here), unless the caller
+  // fences later (write-back of pages nothing writes).
   ASSIGN_OR_RETURN(cudaEvent_t after, TakeEvent());
   RETURN_IF_ERROR(CudaStatus(cudaEventRecord(after, copy_stream_), what));
-  RETURN_IF_ERROR(CudaStatus(cudaStreamWaitEvent(stream_, after, 0), what));
+  if (fence_compute) RETURN_IF_ERROR(CudaStatus(cudaStreamWaitEvent(stream_, after, 0), what));
   const TransferId id = next_transfer_++;
   transfers_.emplace(id, after);
   return id;
 }
 
 absl::StatusOr<KvStorage::TransferId> CudaKvStorage::StartReadPages(
-    std::span<const int32_t> pages, std::span<std::byte* const> host) {
-  return StartTransfer(pages, host, /*to_host=*/true);
+    std::span<const int32_t> pages, std::span<std::byte* const> host, bool fence_compute) {
+  return StartTransfer(pages, host, /*to_host=*/true, fence_compute);
 }
 
 absl::StatusOr<KvStorage::TransferId> CudaKvStorage::StartWritePages(
@@ -143,7 +145,13 @@ absl::StatusOr<KvStorage::TransferId> CudaKvStorage::StartWritePages(
   // The buffers are only read (host-to-device); one signature serves both directions.
   std::vector<std::byte*> src(host.size());
   for (size_t i = 0; i < host.size(); ++i) src[i] = const_cast<std::byte*>(host[i]);
-  return StartTransfer(pages, src, /*to_host=*/false);
+  return StartTransfer(pages, src, /*to_host=*/false, /*fence_compute=*/true);
+}
+
+absl::Status CudaKvStorage::FenceTransfer(TransferId id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return absl::OkStatus();  // finished and collected
+  return CudaStatus(cudaStreamWaitEvent(stream_, it->second, 0), "page transfer fence");
 }
 
 bool CudaKvStorage::TransferDone(TransferId id) {

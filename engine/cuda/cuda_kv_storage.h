@@ -46,11 +46,13 @@ class CudaKvStorage final : public KvStorage {
   absl::Status WritePages(std::span<const int32_t> pages, std::span<const std::byte> host) override;
   absl::Status ClearStates(std::span<const int32_t> slots) override;
   absl::StatusOr<TransferId> StartReadPages(std::span<const int32_t> pages,
-                                            std::span<std::byte* const> host) override;
+                                            std::span<std::byte* const> host,
+                                            bool fence_compute = true) override;
   absl::StatusOr<TransferId> StartWritePages(std::span<const int32_t> pages,
                                              std::span<const std::byte* const> host) override;
   bool TransferDone(TransferId id) override;
   absl::Status WaitTransfer(TransferId id) override;
+  absl::Status FenceTransfer(TransferId id) override;
 
   // The pool's first page (the kernels address pages by index from here) and state memory.
   void* pages() const { return pages_; }
@@ -63,7 +65,8 @@ class CudaKvStorage final : public KvStorage {
 
   // Enqueues one page copy per page on copy_stream_ between two events (see the class comment).
   absl::StatusOr<TransferId> StartTransfer(std::span<const int32_t> pages,
-                                           std::span<std::byte* const> host, bool to_host);
+                                           std::span<std::byte* const> host, bool to_host,
+                                           bool fence_compute);
   absl::StatusOr<cudaEvent_t> TakeEvent();
   KvLayout layout_;
   int64_t elem_bytes_ = 2;

@@ -131,5 +131,28 @@ TEST(PageBytesTest, HostTierParallelChecksumsFindAGarbledPage) {
   EXPECT_FALSE(tier->Contains(100 + 57));
 }
 
+// verify_on_lookup = false (--kv-host-verify false): a lookup trusts host memory; the page is
+// still checked when it is pushed down to the next tier, and dropped there if bad.
+TEST(PageBytesTest, HostTierWithoutLookupChecksStillChecksPushDowns) {
+  constexpr int64_t kPageSize = 4, kPageBytes = 256, kEntry = kPageBytes + 4 * 4 + 64;
+  std::unique_ptr<KvPageTier> tier = MakeHostPageTier(
+      {.capacity_bytes = 2 * kEntry, .page_bytes = kPageBytes, .page_size = kPageSize,
+       .verify_on_lookup = false});
+  ASSERT_TRUE(tier->Insert(MakePage(1, kPageSize, kPageBytes)).accepted);
+  ASSERT_TRUE(tier->Insert(MakePage(2, kPageSize, kPageBytes)).accepted);
+  ASSERT_TRUE(CorruptHostPageForTesting(*tier, 1, 7));
+  const uint64_t one[] = {1};
+  std::vector<absl::StatusOr<PageRecord>> got = tier->Wait(tier->StartLookup(one));
+  ASSERT_TRUE(got[0].ok());  // served unchecked
+  EXPECT_FALSE(testing_pages::SamePage(*got[0], MakePage(1, kPageSize, kPageBytes)));
+  // Page 2 is now the least recently used: pushed down intact. Then page 1: dropped.
+  InsertResult r = tier->Insert(MakePage(3, kPageSize, kPageBytes));
+  ASSERT_EQ(r.displaced.size(), 1u);
+  EXPECT_EQ(r.displaced[0].hash, 2u);
+  r = tier->Insert(MakePage(4, kPageSize, kPageBytes));
+  EXPECT_TRUE(r.displaced.empty());
+  EXPECT_EQ(tier->stats().checksum_failures, 1);
+}
+
 }  // namespace
 }  // namespace longview

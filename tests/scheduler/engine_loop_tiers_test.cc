@@ -262,5 +262,34 @@ TEST(EngineLoopTiersTest, APreemptedSequenceResumesFromItsSwappedPages) {
   loop.Stop();
 }
 
+// Write-back: every block reaches the tier once its page is full, before any eviction (a pool
+// large enough for everything); without it, only evicted pages do.
+TEST(EngineLoopTiersTest, WriteBackCopiesFullPagesBeforeEviction) {
+  const Ids a = Prompt(150, 9);
+  for (bool write_back : {true, false}) {
+    TierSetup setup;
+    EngineLoopOptions o = setup.Options();
+    o.num_kv_pages = 64;
+    o.kv_write_back = write_back;
+    EngineLoop loop(Golden(), o);
+    loop.Start();
+    RunRequest(loop, a);  // 150 + 8 tokens: 9 full pages
+    loop.Stop();
+    if (write_back) {
+      EXPECT_EQ(setup.tier->stats().inserted_pages, 9);
+      // The pages in the tier are the prompt's blocks, in order of their tokens.
+      int matched = 0;
+      for (const auto& [h, page] : setup.tier->pages_) {
+        for (int b = 0; b < 9; ++b) {
+          matched += page.tokens == Ids(a.begin() + 16 * b, a.begin() + 16 * (b + 1));
+        }
+      }
+      EXPECT_EQ(matched, 9);
+    } else {
+      EXPECT_EQ(setup.tier->stats().inserted_pages, 0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace longview

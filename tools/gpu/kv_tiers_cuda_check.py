@@ -3,11 +3,14 @@
 e2e test tests/e2e/test_kv_tiers.py does the same on the CPU backend in CI): the engine's
 asynchronous page moves (copy stream, events, pinned host tier) in a real server.
 
-  * reference answers from a server with a pool large enough for everything (no tiers);
+  * reference answers from a server with a pool large enough for everything (no tiers), and
+    prompt 1 sent to it a second time: a hit in its own device prefix cache, the same kernel
+    path as a tier hit (the prompt's tail computed over cached KV);
   * a small device pool (--num-kv-pages) with a host and a disk tier: a long prompt pushed out
     by two others and sent again is served from host: identical output, >= 90% cached;
   * a restart with the same disk path and no host tier: served from disk, identical;
-  * every answer of the tiered servers equals the reference (text; logprobs within 4e-2).
+  * first answers equal the reference's first answers, and tier hits equal the reference's own
+    prefix hit (text; logprobs within 1e-3: the same KV bytes through the same kernels).
 
     tools/gpu/kv_tiers_cuda_check.py BINARY MODEL_DIR OUT.json
 """
@@ -61,10 +64,11 @@ def tier_metrics(port):
     return out
 
 
-# A prefix hit computes only the prompt's tail over the cached KV, the reference the whole
-# prompt at once: the same KV bytes, other kernel paths, so bf16 logprobs may differ slightly
-# (the golden models' bf16 tolerance); the text must be identical.
-LOGPROB_TOLERANCE = 4e-2
+# A prefix hit computes only the prompt's tail over the cached KV, a first request the whole
+# prompt at once: bf16 logprobs of the two differ by up to ~0.05 (measured on the H200), so a
+# tier hit is compared with the reference server's own prefix hit, where only the KV's source
+# differs.
+LOGPROB_TOLERANCE = 1e-3
 
 
 def same(a, b):
@@ -87,6 +91,9 @@ def main():
     s = LongviewServer(binary, model, "--device", DEVICE, "--grpc-port", "0")
     try:
         ref = {seed: complete(s.port, model, prompt(seed)) for seed in (1, 2, 3)}
+        ref_hit = complete(s.port, model, prompt(1))
+        check("reference_hit_cached_ge_90pct", ref_hit["cached"] >= 0.9 * PROMPT_TOKENS,
+              ref_hit["cached"])
     finally:
         s.stop()
     disk = tempfile.mkdtemp(prefix="lv_kv_disk_")
@@ -100,7 +107,7 @@ def main():
             r = complete(s.port, model, prompt(seed))
             check(f"prompt{seed}_equals_reference", same(r, ref[seed]), r)
         again = complete(s.port, model, prompt(1))
-        check("host_hit_identical", same(again, ref[1]), again)
+        check("host_hit_identical", same(again, ref_hit), again)
         check("host_hit_cached_ge_90pct", again["cached"] >= 0.9 * PROMPT_TOKENS, again["cached"])
         report["metrics_host"] = tier_metrics(s.port)
     finally:
@@ -108,7 +115,7 @@ def main():
     s = LongviewServer(binary, model, *POOL, "--kv-disk-path", disk, "--kv-disk-gib", "1")
     try:
         again = complete(s.port, model, prompt(1))
-        check("disk_hit_identical", same(again, ref[1]), again)
+        check("disk_hit_identical", same(again, ref_hit), again)
         check("disk_hit_cached_ge_90pct", again["cached"] >= 0.9 * PROMPT_TOKENS, again["cached"])
         report["metrics_disk"] = tier_metrics(s.port)
     finally:
