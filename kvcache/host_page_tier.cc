@@ -47,12 +47,10 @@ class HostPageTier final : public KvPageTier {
     while (stats_.bytes + entry_bytes_ > options_.capacity_bytes) {
       Entry& victim = lru_.back();
       ++stats_.evicted_pages;
-      // A page that went bad here is not passed down: the next tier would checksum it afresh.
-      if (page_format::PageChecksum(victim.page) == victim.crc) {
-        result.displaced.push_back(std::move(victim.page));
-      } else {
-        ++stats_.checksum_failures;
-      }
+      // Passed down unchecked, with the checksum it was stored with: the next tier checks it
+      // off this thread (the disk tier's writer) or, holding the page already, drops it.
+      victim.page.unchecked_crc = victim.crc;
+      result.displaced.push_back(std::move(victim.page));
       Drop(std::prev(lru_.end()));
     }
     Store(std::move(page));
@@ -67,16 +65,16 @@ class HostPageTier final : public KvPageTier {
   LookupHandle StartLookup(std::span<const uint64_t> hashes) override {
     // The checksums first, in parallel for a large batch (a 32k-token prompt of an 8B model is
     // 4 GiB: 0.2 s on one thread), then the lookups in order.
-    std::vector<const Entry*> entries(hashes.size(), nullptr);
+    std::vector<const PageRecord*> pages(hashes.size(), nullptr);
+    std::vector<uint32_t> crcs(hashes.size(), 0);
     for (size_t i = 0; i < hashes.size(); ++i) {
       auto it = index_.find(hashes[i]);
-      if (it != index_.end()) entries[i] = &*it->second;
+      if (it == index_.end()) continue;
+      pages[i] = &it->second->page;
+      crcs[i] = it->second->crc;  // as stored: what an unchecked lookup passes on
     }
-    std::vector<uint32_t> crcs(hashes.size(), 0);
-    if (options_.verify_on_lookup) {
-      ParallelChecksums(entries, crcs);
-    } else {
-      for (size_t i = 0; i < entries.size(); ++i) crcs[i] = entries[i] ? entries[i]->crc : 0;
+    if (options_.verify == HostPageTierOptions::Verify::kOnLookup) {
+      page_format::PageChecksums(pages, crcs);
     }
     std::vector<absl::StatusOr<PageRecord>> out;
     out.reserve(hashes.size());
@@ -130,7 +128,8 @@ class HostPageTier final : public KvPageTier {
         page.bytes = std::move(pinned);
       }
     }
-    const uint32_t crc = page_format::PageChecksum(page);
+    const uint32_t crc = page.crc.has_value() ? *page.crc : page_format::PageChecksum(page);
+    page.crc.reset();
     const uint64_t hash = page.hash;
     lru_.push_front(Entry{std::move(page), crc});
     index_.emplace(hash, lru_.begin());
@@ -144,22 +143,6 @@ class HostPageTier final : public KvPageTier {
     lru_.erase(it);
     stats_.bytes -= entry_bytes_;
     --stats_.pages;
-  }
-
-  void ParallelChecksums(std::span<const Entry* const> entries, std::span<uint32_t> crcs) const {
-    const int64_t bytes = options_.page_bytes * static_cast<int64_t>(entries.size());
-    const int64_t threads = std::min<int64_t>(
-        {16, std::max<int64_t>(1, std::thread::hardware_concurrency()), bytes / (32ll << 20) + 1,
-         static_cast<int64_t>(entries.size())});
-    auto run = [&](int64_t t) {
-      for (size_t i = t; i < entries.size(); i += threads) {
-        if (entries[i] != nullptr) crcs[i] = page_format::PageChecksum(entries[i]->page);
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < threads; ++t) pool.emplace_back(run, t);
-    run(0);
-    for (std::thread& th : pool) th.join();
   }
 
   // `crc`: the entry's checksum computed just before (ParallelChecksums).
@@ -179,7 +162,9 @@ class HostPageTier final : public KvPageTier {
     lru_.splice(lru_.begin(), lru_, it->second);  // most recently used; iterators stay valid
     ++stats_.hits;
     stats_.hit_bytes += entry_bytes_;
-    return Load(e);
+    PageRecord r = Load(e);
+    if (options_.verify == HostPageTierOptions::Verify::kByConsumer) r.unchecked_crc = e.crc;
+    return r;
   }
 
   HostPageTierOptions options_;

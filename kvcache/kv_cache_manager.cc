@@ -280,6 +280,13 @@ void KvCacheManager::RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, in
   }
 }
 
+void KvCacheManager::Uncache(int32_t page) {
+  if (page < 0 || page >= static_cast<int32_t>(has_hash_.size()) || !has_hash_[page]) return;
+  auto it = cached_.find(hash_[page]);
+  if (it != cached_.end() && it->second == page) cached_.erase(it);
+  has_hash_[page] = 0;
+}
+
 absl::Status KvCacheManager::Free(int64_t seq_id) {
   auto it = seqs_.find(seq_id);
   if (it == seqs_.end()) return absl::OkStatus();

@@ -175,6 +175,9 @@ class KvCacheManager {
   // first; its state slot is freed. No-op for an unknown sequence. Internal for a block that was
   // already free (a broken reference count; the rest is still released).
   [[nodiscard]] absl::Status Free(int64_t seq_id);
+  // Removes the page's block from the prefix cache (its contents turned out wrong: a promoted
+  // page that failed its deferred checksum). No-op for a page without a cached block.
+  void Uncache(int32_t page);
   // Sliding windows: drops the sequence's references to its logical blocks [begin, end) (those
   // its attention no longer reads, see BlocksOutsideWindow) and leaves -1 in their place in
   // BlockIds, so later positions keep their blocks. Blocks reaching zero go to the free list

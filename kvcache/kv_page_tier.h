@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -33,7 +34,18 @@ struct PageRecord {
   uint64_t parent_hash = 0;      // the previous block's hash (the salt for a first block)
   std::vector<int32_t> tokens;   // the block's page_size token ids
   PageBytes bytes;               // page_bytes() of K/V as KvStorage::ReadPages gives them
+  // Set by a lookup that returned the page without checking it (the host tier with
+  // Verify::kByConsumer): the CRC32C stored with it, which the consumer checks before the
+  // bytes are used (the engine does, while the page's copy to the device runs).
+  std::optional<uint32_t> unchecked_crc;
+  // Set by whoever made the record from the bytes it read (the engine computes it beside the
+  // next step): the page's checksum (page_format::PageChecksum), which a tier keeps instead of
+  // computing it again on the engine's thread.
+  std::optional<uint32_t> crc;
 };
+
+// The CRC32C the tiers keep with a page: over hash and parent hash, the tokens, then the bytes.
+uint32_t PageChecksumOf(const PageRecord& page);
 
 struct InsertResult {
   bool accepted = false;
@@ -90,10 +102,15 @@ struct HostPageTierOptions {
   // block (pinned memory on the CUDA backend, so promotions copy to the device asynchronously);
   // null, or no free block: the page's own buffer is kept.
   std::shared_ptr<PageArena> arena;
-  // Check each page's checksum when a lookup returns it (on up to 16 threads for a large batch)
-  // and when it is pushed down to the next tier. false: pushes down only (the page is then
-  // checked again when it comes back from disk), which saves ~30 ms per GiB of a prefix hit.
-  bool verify_on_lookup = true;
+  // Who checks a page's checksum when a lookup returns it. Pages pushed down to the next tier
+  // are checked in every case.
+  enum class Verify {
+    kOnLookup,    // the lookup (on up to 16 threads for a large batch)
+    kByConsumer,  // the lookup passes the stored checksum on in `unchecked_crc`; the engine
+                  // checks it while the page's copy to the device runs
+    kNever,       // host memory is trusted (--kv-host-verify false)
+  };
+  Verify verify = Verify::kOnLookup;
 };
 std::unique_ptr<KvPageTier> MakeHostPageTier(const HostPageTierOptions& options);
 

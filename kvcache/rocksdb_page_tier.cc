@@ -257,7 +257,9 @@ class DiskPageTier final : public KvPageTier {
   }
 
   void WriterLoop();
-  rocksdb::Status WriteBatchOf(const std::vector<WriteOp>& ops, bool skip_puts);
+  // `bad[i]`: ops[i] is a Put of a page whose unchecked_crc does not match (not written).
+  rocksdb::Status WriteBatchOf(const std::vector<WriteOp>& ops, bool skip_puts,
+                               const std::vector<bool>& bad);
   void ReaderLoop();
   absl::StatusOr<PageRecord> ReadPage(const ReadJob& job, bool* io_failed);
 
@@ -449,15 +451,30 @@ void DiskPageTier::WriterLoop() {
     lock.unlock();
 
     if (tuning_.before_write) tuning_.before_write();
-    const rocksdb::Status s = WriteBatchOf(ops, skip_puts);
+    // Pages handed down unchecked (PageRecord::unchecked_crc, from the host tier) are checked
+    // here, on this thread; a bad one is not written.
+    std::vector<bool> bad(ops.size(), false);
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const WriteOp& op = ops[i];
+      bad[i] = op.kind == WriteOp::kPut && op.page->unchecked_crc.has_value() &&
+               PageChecksumOf(*op.page) != *op.page->unchecked_crc;
+    }
+    const rocksdb::Status s = WriteBatchOf(ops, skip_puts, bad);
 
     lock.lock();
     const bool lost = skip_puts || !s.ok();
-    for (const WriteOp& op : ops) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const WriteOp& op = ops[i];
       if (op.kind != WriteOp::kPut) continue;
       queued_bytes_ -= op.stored_bytes;
       auto p = pending_.find(op.hash);
       if (p != pending_.end() && p->second == op.page) pending_.erase(p);
+      if (bad[i]) {
+        ++stats_.checksum_failures;
+        auto e = index_.find(op.hash);
+        if (e != index_.end() && e->second.id == op.sequence) RemoveEntryLocked(op.hash);
+        continue;
+      }
       if (!lost) continue;
       // Accepted but never written: forget it, and count it as declined after all.
       ++stats_.declined_pages;
@@ -481,17 +498,19 @@ void DiskPageTier::WriterLoop() {
   writer_idle_.notify_all();
 }
 
-rocksdb::Status DiskPageTier::WriteBatchOf(const std::vector<WriteOp>& ops, bool skip_puts) {
+rocksdb::Status DiskPageTier::WriteBatchOf(const std::vector<WriteOp>& ops, bool skip_puts,
+                                           const std::vector<bool>& bad) {
   size_t reserve = 64;
   for (const WriteOp& op : ops) reserve += 64 + (op.kind == WriteOp::kPut ? op.stored_bytes : 32);
   rocksdb::WriteBatch batch(reserve);  // sized once: no reallocation copying the pages again
   bool has_pages = false;
-  for (const WriteOp& op : ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const WriteOp& op = ops[i];
     const std::string key = pf::DiskKey(options_.namespace_key, op.hash);
     rocksdb::Status s;
     switch (op.kind) {
       case WriteOp::kPut: {
-        if (skip_puts) break;
+        if (skip_puts || bad[i]) break;
         // The checksum is computed here, off the caller's thread.
         const std::string header = pf::DiskHeader(*op.page, op.sequence);
         const rocksdb::Slice parts[3] = {

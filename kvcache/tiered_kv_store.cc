@@ -1,6 +1,8 @@
 #include "kvcache/tiered_kv_store.h"
 
 #include <algorithm>
+
+#include "kvcache/internal/page_format.h"
 #include <unordered_set>
 
 namespace longview {
@@ -10,7 +12,8 @@ TieredKvStore::TieredKvStore(std::vector<std::unique_ptr<KvPageTier>> tiers,
     : tiers_(std::move(tiers)),
       arena_(std::move(arena)),
       promoted_pages_(tiers_.size(), 0),
-      promoted_bytes_(tiers_.size(), 0) {}
+      promoted_bytes_(tiers_.size(), 0),
+      rejected_pages_(tiers_.size(), 0) {}
 
 int TieredKvStore::TierOf(uint64_t hash) const {
   for (size_t i = 0; i < tiers_.size(); ++i) {
@@ -82,10 +85,39 @@ void TieredKvStore::Promoted(uint64_t hash) {
   staged_.erase(it);
 }
 
+std::vector<uint64_t> TieredKvStore::CheckStaged(std::span<const uint64_t> hashes) const {
+  std::vector<const PageRecord*> unchecked;
+  std::vector<uint64_t> which;
+  for (uint64_t h : hashes) {
+    auto it = staged_.find(h);
+    if (it != staged_.end() && it->second.record.unchecked_crc.has_value()) {
+      unchecked.push_back(&it->second.record);
+      which.push_back(h);
+    }
+  }
+  std::vector<uint32_t> crcs(unchecked.size(), 0);
+  page_format::PageChecksums(unchecked, crcs);
+  std::vector<uint64_t> bad;
+  for (size_t i = 0; i < unchecked.size(); ++i) {
+    if (crcs[i] != *unchecked[i]->unchecked_crc) bad.push_back(which[i]);
+  }
+  return bad;
+}
+
+void TieredKvStore::Rejected(uint64_t hash) {
+  auto it = staged_.find(hash);
+  if (it == staged_.end()) return;
+  const int tier = it->second.tier;
+  ++rejected_pages_[tier];
+  tiers_[tier]->Erase(hash);
+  staged_.erase(it);
+}
+
 std::vector<TierReport> TieredKvStore::Report() const {
   std::vector<TierReport> out;
   for (size_t i = 0; i < tiers_.size(); ++i) {
     out.push_back({tiers_[i]->name(), tiers_[i]->stats(), promoted_pages_[i], promoted_bytes_[i]});
+    out.back().stats.checksum_failures += rejected_pages_[i];  // found by the consumer
   }
   return out;
 }

@@ -63,6 +63,12 @@ class TieredKvStore : public StagedPages {
   const PageRecord* Staged(uint64_t hash) const;
   // Counts a staged page as written to the device and drops it from the staging area.
   void Promoted(uint64_t hash);
+  // Of these staged pages, those returned unchecked (PageRecord::unchecked_crc) whose bytes do
+  // not match it: checked on up to 16 threads (beside the pages' copies to the device).
+  std::vector<uint64_t> CheckStaged(std::span<const uint64_t> hashes) const;
+  // A staged page whose deferred checksum failed (PageRecord::unchecked_crc): dropped from the
+  // staging area and from its tier, and counted as that tier's checksum failure.
+  void Rejected(uint64_t hash);
   int64_t staged_pages() const { return static_cast<int64_t>(staged_.size()); }
   std::vector<TierReport> Report() const;
 
@@ -73,7 +79,7 @@ class TieredKvStore : public StagedPages {
   };
   std::vector<std::unique_ptr<KvPageTier>> tiers_;
   std::shared_ptr<PageArena> arena_;
-  std::vector<int64_t> promoted_pages_, promoted_bytes_;
+  std::vector<int64_t> promoted_pages_, promoted_bytes_, rejected_pages_;
   std::unordered_map<uint64_t, StagedPage> staged_;
 };
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <limits>
 #include <random>
 #include <thread>
@@ -145,7 +146,7 @@ struct EngineLoop::Impl {
   // Starts the page moves of the step just applied (asynchronous: KvStorage::StartReadPages /
   // StartWritePages): evicted cached pages read into host buffers for demotion, staged pages
   // written into the device pages their prefix hits got.
-  absl::Status MoveTierPages();
+  absl::Status MoveTierPages(StepPlan& step);
   // Hands finished demotion reads to the store (in order) and releases finished promotions'
   // buffers; with `wait`, waits for all of them first (idle, stopping).
   absl::Status FinishTransfers(bool wait);
@@ -207,6 +208,9 @@ struct EngineLoop::Impl {
     KvStorage::TransferId id = 0;
     std::vector<PageRecord> records;  // bytes being filled by the transfer
     std::vector<int32_t> pages;       // device pages read
+    // Once the read is complete: the records' checksums, computed on another thread while the
+    // loop runs the next step (the host tier would otherwise compute them on this thread).
+    std::future<void> checksums;
   };
   struct PendingPromotion {
     KvStorage::TransferId id = 0;
@@ -522,7 +526,7 @@ absl::Status EngineLoop::Impl::StartWriteBacks() {
   return StartDemotion(std::move(filled), /*fence_compute=*/false);
 }
 
-absl::Status EngineLoop::Impl::MoveTierPages() {
+absl::Status EngineLoop::Impl::MoveTierPages(StepPlan& step) {
   TieredKvStore* store = opt.kv_store.get();
   if (store == nullptr) return absl::OkStatus();
   KvStorage& storage = runner.kv_storage();
@@ -556,8 +560,28 @@ absl::Status EngineLoop::Impl::MoveTierPages() {
       pages.push_back(promotion.page);
     }
     ASSIGN_OR_RETURN(p.id, storage.StartWritePages(pages, src));
-    for (const PagePromotion& promotion : promotions) store->Promoted(promotion.hash);
+    // Pages a tier returned unchecked are checked now, while their copies run; one that fails
+    // never reaches a forward: the sequences holding it go back to the queue and recompute.
+    std::vector<uint64_t> hashes;
+    for (const PagePromotion& promotion : promotions) hashes.push_back(promotion.hash);
+    const std::vector<uint64_t> bad = store->CheckStaged(hashes);
+    std::vector<int32_t> bad_pages;
+    for (const PagePromotion& promotion : promotions) {
+      if (std::find(bad.begin(), bad.end(), promotion.hash) != bad.end()) {
+        bad_pages.push_back(promotion.page);
+        store->Rejected(promotion.hash);
+      } else {
+        store->Promoted(promotion.hash);
+      }
+    }
     promotions_in_flight.push_back(std::move(p));
+    if (!bad_pages.empty()) {
+      ASSIGN_OR_RETURN(const int64_t n, sched.Requeue(step, bad_pages));
+      std::fprintf(stderr,
+                   "longview: %zu KV page(s) from a tier failed their checksum; %lld sequence(s) "
+                   "requeued to recompute them\n",
+                   bad_pages.size(), static_cast<long long>(n));
+    }
   }
   return absl::OkStatus();
 }
@@ -573,14 +597,27 @@ absl::Status EngineLoop::Impl::FinishTransfers(bool wait) {
     }
     promotions_in_flight.pop_front();
   }
-  while (!demotions_in_flight.empty()) {
-    const KvStorage::TransferId id = demotions_in_flight.front().id;
+  // Reads finish in order: each finished one gets its checksums started; the oldest whose
+  // checksums are done goes to the store.
+  for (PendingDemotion& d : demotions_in_flight) {
+    if (d.checksums.valid()) continue;
     if (wait) {
-      RETURN_IF_ERROR(storage.WaitTransfer(id));
-    } else if (!storage.TransferDone(id)) {
+      RETURN_IF_ERROR(storage.WaitTransfer(d.id));
+    } else if (!storage.TransferDone(d.id)) {
       break;
     }
+    d.checksums = std::async(std::launch::async, [records = &d.records] {
+      for (PageRecord& r : *records) r.crc = PageChecksumOf(r);
+    });
+  }
+  while (!demotions_in_flight.empty()) {
     PendingDemotion& d = demotions_in_flight.front();
+    const KvStorage::TransferId id = d.id;
+    if (!d.checksums.valid() ||
+        (!wait && d.checksums.wait_for(std::chrono::seconds(0)) != std::future_status::ready)) {
+      break;
+    }
+    d.checksums.get();
     for (int32_t page : d.pages) {
       if (auto it = write_back_pages.find(page); it != write_back_pages.end() && it->second == id) {
         write_back_pages.erase(it);
@@ -604,7 +641,7 @@ absl::Status EngineLoop::Impl::Step() {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(StepPlan step, sched.Apply(plan));
-  RETURN_IF_ERROR(MoveTierPages());
+  RETURN_IF_ERROR(MoveTierPages(step));
   if (step.empty()) return absl::OkStatus();
   if (runner.samples_on_device()) OfferDeviceSampling(step);
   RETURN_IF_ERROR(runner.Execute(step, result));

@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "absl/strings/str_format.h"
 #include "kvcache/block_table.h"
@@ -231,6 +232,31 @@ absl::StatusOr<int64_t> Scheduler::Fork(int64_t seq_id) {
   const int64_t id = child->seq_id;
   seqs_.emplace(id, std::move(child));
   return id;
+}
+
+absl::StatusOr<int64_t> Scheduler::Requeue(StepPlan& step, std::span<const int32_t> bad_pages) {
+  if (bad_pages.empty()) return 0;
+  const std::unordered_set<int32_t> bad(bad_pages.begin(), bad_pages.end());
+  for (int32_t page : bad_pages) kv_->Uncache(page);
+  std::vector<Sequence*> requeued;
+  std::erase_if(step.seqs, [&](const ScheduledSequence& ss) {
+    const bool hit = std::any_of(ss.block_ids.begin(), ss.block_ids.end(),
+                                 [&](int32_t b) { return bad.contains(b); });
+    if (!hit) return false;
+    auto it = std::find_if(running_.begin(), running_.end(),
+                           [&](const Sequence* s) { return s->seq_id == ss.seq_id; });
+    if (it != running_.end()) requeued.push_back(*it);
+    return true;
+  });
+  for (Sequence* s : requeued) {
+    RETURN_IF_ERROR(kv_->Free(s->seq_id));
+    step.reset_seq_ids.push_back(s->seq_id);
+    s->num_computed_tokens = 0;
+    s->status = SequenceStatus::kWaiting;
+    running_.erase(std::find(running_.begin(), running_.end(), s));
+  }
+  for (auto s = requeued.rbegin(); s != requeued.rend(); ++s) waiting_.push_front(*s);
+  return static_cast<int64_t>(requeued.size());
 }
 
 absl::Status Scheduler::Finish(int64_t seq_id) {

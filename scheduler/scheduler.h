@@ -116,6 +116,12 @@ class Scheduler {
   // Staged lower-tier pages the last Apply's prefix hits took (kv_cache_manager.h): the engine
   // writes them into the runner's storage before the step's forward.
   std::vector<PagePromotion> TakePromotions() { return std::exchange(promotions_, {}); }
+  // Takes the sequences of `step` that hold any of `bad_pages` (promoted pages whose deferred
+  // checksum failed) out of the step before it runs: the pages leave the prefix cache, the
+  // sequences free their blocks and go back to the front of the queue, to be admitted again
+  // (their prefix hit then stops before the bad block) — as a preemption, but not counted as
+  // one. Returns how many sequences were requeued.
+  absl::StatusOr<int64_t> Requeue(StepPlan& step, std::span<const int32_t> bad_pages);
   // The cache manager's view of a sequence.
   KvSequence View(const Sequence& s) const;
   int64_t NumRunning() const { return static_cast<int64_t>(running_.size()); }

@@ -123,7 +123,10 @@ absl::StatusOr<std::shared_ptr<TieredKvStore>> OpenKvTiers(const KvTiersConfig& 
                                       .page_bytes = page_bytes,
                                       .page_size = page_size,
                                       .arena = arena,
-                                      .verify_on_lookup = config.host_verify}));
+                                      // Checked by the engine beside the copy to the device.
+                                      .verify = config.host_verify
+                                                    ? HostPageTierOptions::Verify::kByConsumer
+                                                    : HostPageTierOptions::Verify::kNever}));
   }
   if (!config.disk_path.empty()) {
     ASSIGN_OR_RETURN(uint64_t ns, KvNamespaceKey(lm, config, storage));

@@ -1,5 +1,9 @@
 #include "kvcache/internal/page_format.h"
 
+#include <algorithm>
+#include <thread>
+#include <vector>
+
 #include <bit>
 #include <cstring>
 
@@ -33,6 +37,24 @@ uint32_t PageChecksum(const PageRecord& page) {
   uint32_t crc = Crc32c(hashes, sizeof(hashes));
   crc = Crc32cExtend(crc, page.tokens.data(), page.tokens.size() * sizeof(int32_t));
   return Crc32cExtend(crc, page.bytes.data(), page.bytes.size());
+}
+
+void PageChecksums(std::span<const PageRecord* const> pages, std::span<uint32_t> crcs,
+                   int max_threads) {
+  int64_t bytes = 0;
+  for (const PageRecord* p : pages) bytes += p != nullptr ? static_cast<int64_t>(p->bytes.size()) : 0;
+  const int64_t threads = std::min<int64_t>(
+      {std::max(max_threads, 1), std::max<int64_t>(1, std::thread::hardware_concurrency()),
+       bytes / (32ll << 20) + 1, std::max<int64_t>(1, static_cast<int64_t>(pages.size()))});
+  auto run = [&](int64_t t) {
+    for (size_t i = t; i < pages.size(); i += threads) {
+      if (pages[i] != nullptr) crcs[i] = PageChecksum(*pages[i]);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t) pool.emplace_back(run, t);
+  run(0);
+  for (std::thread& th : pool) th.join();
 }
 
 bool IsWellFormed(const PageRecord& page, int64_t page_size, int64_t page_bytes) {
@@ -123,3 +145,7 @@ bool DecodeIndexValue(std::string_view value, IndexValue* out) {
 }
 
 }  // namespace longview::page_format
+
+namespace longview {
+uint32_t PageChecksumOf(const PageRecord& page) { return page_format::PageChecksum(page); }
+}  // namespace longview

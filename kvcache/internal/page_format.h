@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,11 @@ namespace longview::page_format {
 
 // CRC32C over hash and parent hash (8 bytes little-endian each), the tokens, then the bytes.
 uint32_t PageChecksum(const PageRecord& page);
+
+// PageChecksum of every non-null page into `crcs` (same length), on up to `max_threads` threads
+// (fewer for a small batch: one per 32 MiB).
+void PageChecksums(std::span<const PageRecord* const> pages, std::span<uint32_t> crcs,
+                   int max_threads = 16);
 
 // Whether `page` has exactly `page_size` tokens and `page_bytes` bytes.
 bool IsWellFormed(const PageRecord& page, int64_t page_size, int64_t page_bytes);

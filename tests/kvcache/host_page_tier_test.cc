@@ -164,17 +164,23 @@ TEST(HostPageTierTest, CorruptedPageIsDataLossAndDropped) {
   EXPECT_EQ(s.bytes, kEntryBytes);
 }
 
-TEST(HostPageTierTest, CorruptedPageIsNotPassedDown) {
+// Pushed-out pages go down unchecked, with their stored checksum (the next tier checks it off
+// the engine's thread): a garbled one carries a checksum its bytes do not match.
+TEST(HostPageTierTest, PushedOutPagesCarryTheirStoredChecksum) {
   auto tier = Tier(2);
   ASSERT_TRUE(tier->Insert(Page(1)).accepted);
   ASSERT_TRUE(tier->Insert(Page(2)).accepted);
   ASSERT_TRUE(CorruptHostPageForTesting(*tier, 1, 0));
   InsertResult r = tier->Insert(Page(3));
   ASSERT_TRUE(r.accepted);
-  EXPECT_TRUE(r.displaced.empty());
+  ASSERT_EQ(r.displaced.size(), 1u);
+  ASSERT_TRUE(r.displaced[0].unchecked_crc.has_value());
+  EXPECT_NE(PageChecksumOf(r.displaced[0]), *r.displaced[0].unchecked_crc);
+  r = tier->Insert(Page(4));
+  ASSERT_EQ(r.displaced.size(), 1u);
+  EXPECT_EQ(PageChecksumOf(r.displaced[0]), *r.displaced[0].unchecked_crc);  // page 2, intact
   EXPECT_FALSE(tier->Contains(1));
-  EXPECT_EQ(tier->stats().checksum_failures, 1);
-  EXPECT_EQ(tier->stats().evicted_pages, 1);
+  EXPECT_EQ(tier->stats().evicted_pages, 2);
 }
 
 TEST(HostPageTierTest, EraseFreesTheRoom) {

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "kvcache/internal/page_tier_testing.h"
 #include "kvcache/kv_page_tier.h"
+#include "kvcache/tiered_kv_store.h"
 #include "tests/kvcache/page_tier_test_util.h"
 
 namespace longview {
@@ -131,27 +132,56 @@ TEST(PageBytesTest, HostTierParallelChecksumsFindAGarbledPage) {
   EXPECT_FALSE(tier->Contains(100 + 57));
 }
 
-// verify_on_lookup = false (--kv-host-verify false): a lookup trusts host memory; the page is
-// still checked when it is pushed down to the next tier, and dropped there if bad.
-TEST(PageBytesTest, HostTierWithoutLookupChecksStillChecksPushDowns) {
+// Verify::kNever (--kv-host-verify false): a lookup trusts host memory and returns no checksum
+// to check; a page pushed down still carries its stored checksum for the next tier.
+TEST(PageBytesTest, HostTierWithoutLookupChecksStillHandsChecksumsDown) {
   constexpr int64_t kPageSize = 4, kPageBytes = 256, kEntry = kPageBytes + 4 * 4 + 64;
   std::unique_ptr<KvPageTier> tier = MakeHostPageTier(
       {.capacity_bytes = 2 * kEntry, .page_bytes = kPageBytes, .page_size = kPageSize,
-       .verify_on_lookup = false});
+       .verify = HostPageTierOptions::Verify::kNever});
   ASSERT_TRUE(tier->Insert(MakePage(1, kPageSize, kPageBytes)).accepted);
   ASSERT_TRUE(tier->Insert(MakePage(2, kPageSize, kPageBytes)).accepted);
   ASSERT_TRUE(CorruptHostPageForTesting(*tier, 1, 7));
   const uint64_t one[] = {1};
   std::vector<absl::StatusOr<PageRecord>> got = tier->Wait(tier->StartLookup(one));
-  ASSERT_TRUE(got[0].ok());  // served unchecked
+  ASSERT_TRUE(got[0].ok());  // served unchecked, nothing for the consumer to check
+  EXPECT_FALSE(got[0]->unchecked_crc.has_value());
   EXPECT_FALSE(testing_pages::SamePage(*got[0], MakePage(1, kPageSize, kPageBytes)));
-  // Page 2 is now the least recently used: pushed down intact. Then page 1: dropped.
-  InsertResult r = tier->Insert(MakePage(3, kPageSize, kPageBytes));
+  InsertResult r = tier->Insert(MakePage(3, kPageSize, kPageBytes));  // pushes out page 2
   ASSERT_EQ(r.displaced.size(), 1u);
-  EXPECT_EQ(r.displaced[0].hash, 2u);
-  r = tier->Insert(MakePage(4, kPageSize, kPageBytes));
-  EXPECT_TRUE(r.displaced.empty());
-  EXPECT_EQ(tier->stats().checksum_failures, 1);
+  r = tier->Insert(MakePage(4, kPageSize, kPageBytes));  // pushes out page 1, garbled
+  ASSERT_EQ(r.displaced.size(), 1u);
+  EXPECT_EQ(r.displaced[0].hash, 1u);
+  EXPECT_NE(PageChecksumOf(r.displaced[0]), *r.displaced[0].unchecked_crc);
+}
+
+// Verify::kByConsumer: lookups pass the stored checksum on, unchecked; TieredKvStore::
+// CheckStaged finds the page whose bytes do not match it, and Rejected drops it from its tier
+// and counts it.
+TEST(PageBytesTest, ConsumerChecksFindAGarbledHostPage) {
+  constexpr int64_t kPageSize = 4, kPageBytes = 256;
+  std::vector<std::unique_ptr<KvPageTier>> tiers;
+  tiers.push_back(MakeHostPageTier({.capacity_bytes = 1 << 20, .page_bytes = kPageBytes,
+                                    .page_size = kPageSize,
+                                    .verify = HostPageTierOptions::Verify::kByConsumer}));
+  KvPageTier& host = *tiers[0];
+  TieredKvStore store(std::move(tiers));
+  std::vector<PageRecord> pages;
+  for (uint64_t h = 1; h <= 3; ++h) pages.push_back(MakePage(h, kPageSize, kPageBytes));
+  store.Demote(pages);
+  ASSERT_TRUE(CorruptHostPageForTesting(host, 2, 99));
+  const uint64_t hashes[] = {1, 2, 3};
+  store.Stage(hashes);
+  ASSERT_EQ(store.staged_pages(), 3);  // staged without a check
+  ASSERT_TRUE(store.Staged(2)->unchecked_crc.has_value());
+  EXPECT_EQ(store.CheckStaged(hashes), std::vector<uint64_t>{2});
+  store.Rejected(2);
+  store.Promoted(1);
+  EXPECT_EQ(store.Staged(2), nullptr);
+  EXPECT_FALSE(host.Contains(2));
+  EXPECT_TRUE(host.Contains(1));
+  EXPECT_EQ(store.Report()[0].stats.checksum_failures, 1);
+  EXPECT_EQ(store.Report()[0].promoted_pages, 1);
 }
 
 }  // namespace

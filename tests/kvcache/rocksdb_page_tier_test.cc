@@ -540,5 +540,27 @@ INSTANTIATE_TEST_SUITE_P(WalChoices, DiskPageTierWalTest, ::testing::Bool(),
                            return std::string(info.param ? "Wal" : "NoWalFlushPerBatch");
                          });
 
+// Pages handed down from the host tier carry their stored checksum unchecked: the writer checks
+// it off the caller's thread; a page that does not match is not written, is forgotten and
+// counted; one that matches is stored as usual.
+TEST(DiskPageTierTest, PagesHandedDownUncheckedAreCheckedByTheWriter) {
+  TempDir dir;
+  auto tier = Open(Options(dir.path()));
+  PageRecord good = Page(1), bad = Page(2);
+  good.unchecked_crc = PageChecksumOf(good);
+  bad.unchecked_crc = PageChecksumOf(bad) ^ 1u;
+  ASSERT_TRUE(tier->Insert(good).accepted);
+  ASSERT_TRUE(tier->Insert(bad).accepted);
+  ASSERT_TRUE(WaitForDiskWritesForTesting(*tier, 20000));
+  EXPECT_TRUE(tier->Contains(1));
+  EXPECT_FALSE(tier->Contains(2));
+  EXPECT_EQ(tier->stats().checksum_failures, 1);
+  EXPECT_EQ(tier->stats().pages, 1);
+  auto got = Lookup(*tier, {1});
+  ASSERT_TRUE(got[0].ok()) << got[0].status();
+  EXPECT_TRUE(SamePage(*got[0], Page(1)));
+  EXPECT_FALSE(got[0]->unchecked_crc.has_value());  // read back from disk: checked there
+}
+
 }  // namespace
 }  // namespace longview

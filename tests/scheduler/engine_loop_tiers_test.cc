@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kvcache/internal/page_tier_testing.h"
 #include "kvcache/tiered_kv_store.h"
 #include "scheduler/engine_loop.h"
 
@@ -289,6 +290,71 @@ TEST(EngineLoopTiersTest, WriteBackCopiesFullPagesBeforeEviction) {
       EXPECT_EQ(setup.tier->stats().inserted_pages, 0);
     }
   }
+}
+
+// The server's host tier (--kv-host-verify, the default) leaves checksums to the engine, which
+// checks promoted pages while their copies run: a garbled page never reaches a forward; the
+// sequence is requeued and its prefix hit stops before that block. Output unchanged.
+// Forwards to a real tier and remembers each inserted page's tokens (to find a block's hash).
+class SpyTier : public KvPageTier {
+ public:
+  explicit SpyTier(std::unique_ptr<KvPageTier> inner) : inner(std::move(inner)) {}
+  const char* name() const override { return inner->name(); }
+  InsertResult Insert(PageRecord page) override {
+    tokens[page.hash] = page.tokens;
+    return inner->Insert(std::move(page));
+  }
+  bool Contains(uint64_t hash) const override { return inner->Contains(hash); }
+  LookupHandle StartLookup(std::span<const uint64_t> hashes) override {
+    return inner->StartLookup(hashes);
+  }
+  std::vector<absl::StatusOr<PageRecord>> Wait(LookupHandle h) override { return inner->Wait(h); }
+  void Erase(uint64_t hash) override { inner->Erase(hash); }
+  PageTierStats stats() const override { return inner->stats(); }
+
+  std::unique_ptr<KvPageTier> inner;
+  std::map<uint64_t, Ids> tokens;
+};
+
+TEST(EngineLoopTiersTest, AGarbledHostPageIsCaughtBesideItsCopyAndRecomputed) {
+  const Ids a = Prompt(150, 10), b = Prompt(150, 11), c = Prompt(150, 12);
+  auto spy = std::make_unique<SpyTier>(MakeHostPageTier(
+      {.capacity_bytes = 64 << 20,
+       .page_bytes = int64_t{16} * 8 * 2 * 2 * 64 * 4,  // longview-tiny, float32 (CPU backend)
+       .page_size = 16,
+       .verify = HostPageTierOptions::Verify::kByConsumer}));
+  SpyTier& host = *spy;
+  std::vector<std::unique_ptr<KvPageTier>> tiers;
+  tiers.push_back(std::move(spy));
+  auto store = std::make_shared<TieredKvStore>(std::move(tiers));
+  EngineLoopOptions o;
+  o.page_size = 16;
+  o.num_kv_pages = 12;
+  o.kv_store = store;
+  EngineLoop loop(Golden(), o);
+  loop.Start();
+  const Result first = RunRequest(loop, a);
+  RunRequest(loop, b);
+  RunRequest(loop, c);
+  ASSERT_GE(host.stats().pages, 9) << "declined: page bytes of the embedded model changed?";
+  uint64_t fifth = 0;  // a's fifth block: tokens a[64, 80)
+  for (const auto& [h, toks] : host.tokens) {
+    if (toks == Ids(a.begin() + 64, a.begin() + 80)) fifth = h;
+  }
+  ASSERT_NE(fifth, 0u);
+  ASSERT_TRUE(CorruptHostPageForTesting(*host.inner, fifth, 1234));
+  const Result again = RunRequest(loop, a);
+  ExpectSame(again, first);
+  const EngineMetrics m = loop.Snapshot();
+  ASSERT_EQ(m.kv_tiers.size(), 1u);
+  EXPECT_EQ(m.kv_tiers[0].stats.checksum_failures, 1);
+  EXPECT_GE(m.kv_tiers[0].promoted_pages, 4);  // the four blocks before it were still used
+  loop.Stop();
+  // The recomputed block was written back: the tier holds it again, and intact.
+  const uint64_t fifth_only[] = {fifth};
+  store->Stage(fifth_only);
+  ASSERT_NE(store->Staged(fifth), nullptr);
+  EXPECT_TRUE(store->CheckStaged(fifth_only).empty());
 }
 
 }  // namespace

@@ -7,15 +7,17 @@
 //                per-page buffers from the pinned PageArena), beside one plain cudaMemcpyAsync
 //                of the same bytes from/to one pinned buffer (goal >= 0.8x); pageable buffers too
 //   ttft         time to first token of a `--context`-token prompt: recomputed (chunked
-//                prefill), served from the host tier (lookup with checksums, async page writes,
-//                the last page's tokens computed), and from the RocksDB tier after its files
-//                were dropped from the page cache (goals: host <= 0.1x, disk <= 0.5x of
-//                recompute); the first token must equal the recomputed one
+//                prefill), served from the host tier as the engine does it (TieredKvStore::Stage,
+//                async page writes, checksums checked beside the copies, the last page's tokens
+//                computed; also with the checks in the lookup, and unchecked), and from the
+//                RocksDB tier after its files were dropped from the page cache (goals: host <=
+//                0.1x, disk <= 0.5x of recompute); the first token must equal the recomputed one
 //   disk_raw     the same bytes read back as one plain file in the same folder (the ceiling of
 //                the disk tier's reads)
-//   decode       decode steps of `--batch` sequences with and without write-back (per step, the
-//                pages those steps fill read to pinned host buffers, as demotion does), in
-//                alternating rounds (goal: <= 3% slower)
+//   decode       decode steps of `--batch` sequences with and without write-back as the engine
+//                does it (per step, the pages the batch fills read to pinned blocks without
+//                fencing compute, their checksums on another thread, then inserted into a full
+//                host tier), in alternating rounds (goal: <= 3% slower)
 //
 //   kv_tier_gpu_bench [--pages 1024] [--context 32768] [--disk-dir /tmp/kvbench]
 //                     [--batch 64] [--decode-context 2048] [--steps 48]
@@ -26,6 +28,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <future>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -40,6 +44,7 @@
 #include "kvcache/block_table.h"
 #include "kvcache/internal/page_tier_testing.h"
 #include "kvcache/kv_page_tier.h"
+#include "kvcache/tiered_kv_store.h"
 #include "tools/bench/file_cache.h"
 #include "tools/bench/llama3_shape.h"
 
@@ -218,36 +223,51 @@ void Ttft(CudaModelRunner& runner, int64_t context, int64_t chunk, const std::st
   std::vector<uint64_t> hashes;
   for (const PageRecord& r : records) hashes.push_back(r.hash);
 
-  // Serve from a tier: batched lookup (verified), asynchronous page writes, the rest computed.
-  auto serve_from = [&](KvPageTier& tier, double* lookup_ms) {
+  // Serve from a tier as the engine does: TieredKvStore::Stage (one batched lookup), the pages'
+  // asynchronous writes to the device, the checks left to the consumer (CheckStaged, beside the
+  // copies), then the last page's tokens computed (the forward waits for the writes on the GPU).
+  auto serve_from = [&](std::unique_ptr<KvPageTier> tier, double* lookup_ms) {
+    std::vector<std::unique_ptr<KvPageTier>> tiers;
+    tiers.push_back(std::move(tier));
+    TieredKvStore store(std::move(tiers));
     CHECK_CUDA(cudaDeviceSynchronize());
     const auto s0 = Clock::now();
-    std::vector<absl::StatusOr<PageRecord>> got = tier.Wait(tier.StartLookup(hashes));
+    store.Stage(hashes);
     *lookup_ms = Ms(s0);
     std::vector<const std::byte*> src;
-    for (auto& g : got) {
-      CHECK_OK(g.status());
-      src.push_back(g->bytes.data());
+    for (uint64_t h : hashes) {
+      const PageRecord* r = store.Staged(h);
+      CHECK_OK(r != nullptr ? absl::OkStatus() : absl::NotFoundError("page not staged"));
+      src.push_back(r->bytes.data());
     }
     const KvStorage::TransferId id = Value(kv.StartWritePages(pages, src));
-    const int32_t tok = Prefill(runner, p, hit_tokens, chunk);  // waits for the writes on the GPU
+    const bool clean = store.CheckStaged(hashes).empty();
+    const int32_t tok = Prefill(runner, p, hit_tokens, chunk);
     const double ms = Ms(s0);
     CHECK_OK(kv.WaitTransfer(id));
+    CHECK_OK(clean ? absl::OkStatus() : absl::DataLossError("a staged page failed its check"));
+    for (uint64_t h : hashes) store.Promoted(h);
     return std::make_pair(ms, tok);
   };
-  auto make_host = [&](bool verify) {
+  using Verify = HostPageTierOptions::Verify;
+  auto make_host = [&](Verify verify) {
     std::unique_ptr<KvPageTier> t = MakeHostPageTier(
         {.capacity_bytes = (hit_pages + 8) * (pb + ps * 4 + 64), .page_bytes = pb,
-         .page_size = ps, .arena = arena, .verify_on_lookup = verify});
+         .page_size = ps, .arena = arena, .verify = verify});
     for (const PageRecord& r : records) (void)t->Insert(r);
     return t;
   };
-  std::unique_ptr<KvPageTier> host = make_host(/*verify=*/false);
-  double nv_lookup_ms = 0, host_lookup_ms = 0;
-  (void)serve_from(*host, &nv_lookup_ms);  // warm-up of the short prefill's kernels
-  const auto [nv_ms, nv_tok] = serve_from(*host, &nv_lookup_ms);
-  host = make_host(/*verify=*/true);
-  const auto [host_ms, host_tok] = serve_from(*host, &host_lookup_ms);
+  double nv_lookup_ms = 0, host_lookup_ms = 0, lc_lookup_ms = 0;
+  (void)serve_from(make_host(Verify::kNever), &nv_lookup_ms);  // warm-up
+  const auto [nv_ms, nv_tok] = serve_from(make_host(Verify::kNever), &nv_lookup_ms);
+  const auto [lc_ms, lc_tok] = serve_from(make_host(Verify::kOnLookup), &lc_lookup_ms);
+  // The server's default (--kv-host-verify true): checked by the consumer beside the copies.
+  const auto [host_ms, host_tok] =
+      serve_from(make_host(Verify::kByConsumer), &host_lookup_ms);
+  std::printf("{\"bench\": \"ttft_host_checks\", \"checked_beside_copy_ms\": %.1f, "
+              "\"checked_in_lookup_ms\": %.1f, \"checked_in_lookup_lookup_ms\": %.1f, "
+              "\"unchecked_ms\": %.1f, \"first_token_equal_lookup_checked\": %s}\n",
+              host_ms, lc_ms, lc_lookup_ms, nv_ms, lc_tok == first ? "true" : "false");
 
   double disk_ms = -1, disk_lookup_ms = -1, raw_ms = -1;
   int32_t disk_tok = -1;
@@ -266,13 +286,11 @@ void Ttft(CudaModelRunner& runner, int64_t context, int64_t chunk, const std::st
       for (const PageRecord& r : records) (void)disk->Insert(r);
       (void)WaitForDiskWritesForTesting(*disk, 1200000);
     }
-    records.clear();  // the host tier keeps its blocks; free the rest of the arena for reads
-    host.reset();
+    records.clear();  // free the arena's blocks for the reads
     bench::SyncAndDrop(disk_dir);
     std::unique_ptr<KvPageTier> disk = Value(OpenDiskPageTier(options));
     bench::SyncAndDrop(disk_dir);
-    std::tie(disk_ms, disk_tok) = serve_from(*disk, &disk_lookup_ms);
-    disk.reset();
+    std::tie(disk_ms, disk_tok) = serve_from(std::move(disk), &disk_lookup_ms);
     // Ceiling: the same bytes as one plain file in the same folder, read cold in 8 MiB blocks.
     const std::string raw = disk_dir + "/raw.bin";
     {
@@ -321,7 +339,7 @@ void Decode(CudaModelRunner& runner, int64_t B, int64_t context, int64_t steps) 
   for (auto& t : tables) t.Append(*pool.Allocate(t.BlocksNeeded(total)));
   StepResult r;
   std::vector<int32_t> last(B);
-  for (int64_t b = 0; b < B; ++b) {  // prefill, 8 prompts per step
+  for (int64_t b = 0; b < B; ++b) {  // prefill, one prompt per step
     std::vector<int32_t> toks(context);
     for (int64_t i = 0; i < context; ++i) toks[i] = static_cast<int32_t>((b * 7919 + i) % 128000);
     StepPlan plan;
@@ -329,49 +347,86 @@ void Decode(CudaModelRunner& runner, int64_t B, int64_t context, int64_t steps) 
     CHECK_OK(runner.Execute(plan, r));
     last[b] = r.tokens[0];
   }
-  // Write-back: per step, as many pages as the batch fills per step on average (B / page
-  // size, at least 1), read to pinned host buffers while the next steps run.
+  // Write-back as the engine does it: per step, as many pages as the batch fills per step on
+  // average (B / page size, at least 1) read to pinned blocks beside the next steps (no fence);
+  // a finished read gets its checksums computed on another thread, then its pages go into a
+  // full host tier (each insert pushes the oldest page out, checking its checksum).
   const int64_t per_step = std::max<int64_t>(1, B / ps);
-  std::shared_ptr<PageArena> arena = Value(MakePinnedPageArena(kv.page_bytes(), 4 * per_step));
+  const int64_t pb = kv.page_bytes();
+  std::shared_ptr<PageArena> arena = Value(MakePinnedPageArena(pb, 96 * per_step));
+  std::unique_ptr<KvPageTier> host = MakeHostPageTier(
+      {.capacity_bytes = 64 * per_step * (pb + ps * 4 + 64), .page_bytes = pb, .page_size = ps,
+       .arena = arena, .verify = HostPageTierOptions::Verify::kByConsumer});
+  struct Pending {
+    KvStorage::TransferId id;
+    std::vector<PageRecord> records;
+    std::future<void> checksums;
+  };
+  std::deque<Pending> pending;
   std::vector<double> off, on;
-  std::vector<KvStorage::TransferId> inflight;
-  int64_t pos = context, moved = 0;
+  int64_t pos = context, moved = 0, inserted = 0;
+  uint64_t next_hash = 1;
+  auto collect = [&](bool wait) {
+    for (Pending& d : pending) {
+      if (d.checksums.valid()) continue;
+      if (wait) {
+        CHECK_OK(kv.WaitTransfer(d.id));
+      } else if (!kv.TransferDone(d.id)) {
+        break;
+      }
+      d.checksums = std::async(std::launch::async, [r = &d.records] {
+        for (PageRecord& x : *r) x.crc = PageChecksumOf(x);
+      });
+    }
+    while (!pending.empty() && pending.front().checksums.valid() &&
+           (wait || pending.front().checksums.wait_for(std::chrono::seconds(0)) ==
+                        std::future_status::ready)) {
+      pending.front().checksums.get();
+      for (PageRecord& r : pending.front().records) inserted += host->Insert(std::move(r)).accepted;
+      pending.pop_front();
+    }
+  };
   for (int64_t round = 0; round < rounds; ++round) {
     const bool writeback = round % 2 == 1;
     for (int64_t s = 0; s < steps; ++s, ++pos) {
       const auto t0 = Clock::now();
-      std::vector<PageBytes> bufs;
-      if (writeback) {
+      collect(/*wait=*/false);
+      StepPlan plan;
+      for (int64_t b = 0; b < B; ++b) plan.seqs.push_back(Seq(b, {&last[b], 1}, pos, tables[b]));
+      CHECK_OK(runner.Execute(plan, r));
+      for (int64_t b = 0; b < B; ++b) last[b] = r.tokens[b];
+      if (writeback) {  // the pages this step filled (as registered blocks), read beside the next
+        Pending d;
         std::vector<int32_t> pages;
         std::vector<std::byte*> dst;
         for (int64_t k = 0; k < per_step; ++k) {
           const int64_t b = (moved + k) % B;
           pages.push_back(tables[b].blocks()[(moved / B + k) % (context / ps)]);
-          bufs.push_back(PageBytes::Allocate(kv.page_bytes(), arena.get()));
-          dst.push_back(bufs.back().mutable_data());
+          PageRecord rec;
+          rec.hash = next_hash++;
+          rec.parent_hash = rec.hash + 1000000;
+          rec.tokens.assign(ps, 7);
+          rec.bytes = PageBytes::Allocate(pb, arena.get());
+          dst.push_back(rec.bytes.mutable_data());
+          d.records.push_back(std::move(rec));
         }
         moved += per_step;
-        // As the engine's write-back: full pages nothing writes, so compute does not wait.
-        inflight.push_back(Value(kv.StartReadPages(pages, dst, /*fence_compute=*/false)));
+        d.id = Value(kv.StartReadPages(pages, dst, /*fence_compute=*/false));
+        pending.push_back(std::move(d));
       }
-      StepPlan plan;
-      for (int64_t b = 0; b < B; ++b) plan.seqs.push_back(Seq(b, {&last[b], 1}, pos, tables[b]));
-      CHECK_OK(runner.Execute(plan, r));
-      for (int64_t b = 0; b < B; ++b) last[b] = r.tokens[b];
-      // As the engine loop does: finished transfers are collected without waiting.
-      std::erase_if(inflight, [&](KvStorage::TransferId id) { return kv.TransferDone(id); });
-      for (KvStorage::TransferId id : inflight) CHECK_OK(kv.WaitTransfer(id));  // bufs die here
-      inflight.clear();
       if (s >= 4) (writeback ? on : off).push_back(Ms(t0));
     }
+    collect(/*wait=*/true);
   }
   const double m_off = Median(off), m_on = Median(on);
   std::printf(
       "{\"bench\": \"decode\", \"model\": \"llama3-8b-shape\", \"batch\": %lld, \"context\": "
       "%lld, \"writeback_pages_per_step\": %lld, \"writeback_gbps\": %.2f, "
+      "\"host_tier_inserts\": %lld, \"host_tier_pushed_out\": %lld, "
       "\"ms_per_step_off\": %.3f, \"ms_per_step_on\": %.3f, \"slowdown\": %.4f}\n",
       static_cast<long long>(B), static_cast<long long>(context),
-      static_cast<long long>(per_step), Gbps(static_cast<double>(per_step) * kv.page_bytes(), m_on),
+      static_cast<long long>(per_step), Gbps(static_cast<double>(per_step) * pb, m_on),
+      static_cast<long long>(inserted), static_cast<long long>(host->stats().evicted_pages),
       m_off, m_on, m_on / m_off - 1);
   std::fflush(stdout);
 }
