@@ -854,6 +854,13 @@ void EngineLoop::Impl::PublishMetrics() {
   metrics.num_preemptions_total = sched.num_preemptions();
   metrics.num_free_kv_pages = kv.NumFreeBlocks();
   if (opt.kv_store != nullptr) metrics.kv_tiers = opt.kv_store->Report();
+  if (opt.kv_store != nullptr && opt.kv_store->arena() != nullptr) {
+    const PageArena& a = *opt.kv_store->arena();
+    metrics.kv_host_memory_kind = a.kind();
+    metrics.kv_host_memory_bytes = a.slab_bytes();
+    metrics.kv_host_memory_used_bytes = a.blocks_in_use() * a.block_bytes();
+    metrics.kv_host_memory_fallbacks = a.heap_fallbacks();
+  }
   for (double v : ttft) metrics.time_to_first_token.Observe(v);
   for (double v : itl) metrics.inter_token_latency.Observe(v);
   for (double v : e2e) metrics.e2e_request_latency.Observe(v);

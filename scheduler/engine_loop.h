@@ -159,6 +159,11 @@ struct EngineMetrics {
   // The tiers below the device pool (empty without them): occupancy, hits, promotions,
   // demotions, checksum failures.
   std::vector<TierReport> kv_tiers;
+  // The tiers' host memory (PageArena): pinned on the CUDA backend, allocated at start-up.
+  std::string kv_host_memory_kind;        // "pinned", "heap"; empty: no arena
+  int64_t kv_host_memory_bytes = 0;       // the slab
+  int64_t kv_host_memory_used_bytes = 0;  // blocks held (tier pages, pages in flight)
+  int64_t kv_host_memory_fallbacks = 0;   // allocations that found no free block (heap)
   // Latencies since start, seconds.
   Histogram time_to_first_token;
   Histogram inter_token_latency;

@@ -141,6 +141,19 @@ std::string RenderMetricsText(const EngineMetrics& m, const std::string& model_n
       }
     }
   }
+  if (!m.kv_host_memory_kind.empty()) {
+    const std::string kind = ",kind=\"" + EscapeLabel(m.kv_host_memory_kind) + "\"";
+    w.Header("kv_host_memory_bytes", "gauge",
+             "Host memory of the KV tiers (pinned on the CUDA backend), allocated at start-up.");
+    w.Sample("kv_host_memory_bytes", static_cast<double>(m.kv_host_memory_bytes), kind);
+    w.Header("kv_host_memory_used_bytes", "gauge",
+             "Of it, blocks held by tier pages and pages in flight.");
+    w.Sample("kv_host_memory_used_bytes", static_cast<double>(m.kv_host_memory_used_bytes), kind);
+    w.Header("kv_host_memory_fallbacks_total", "counter",
+             "Page buffers that found no free block and came from the heap.");
+    w.Sample("kv_host_memory_fallbacks_total", static_cast<double>(m.kv_host_memory_fallbacks),
+             kind);
+  }
   w.Histo("time_to_first_token_seconds", m.time_to_first_token,
           "Histogram of time to first token in seconds.");
   w.Histo("inter_token_latency_seconds", m.inter_token_latency,

@@ -90,5 +90,21 @@ TEST(MetricsTextTest, FormatsValues) {
   EXPECT_EQ(FormatMetricValue(std::numeric_limits<double>::infinity()), "+Inf");
 }
 
+TEST(MetricsTextTest, TiersHostMemoryIsAccounted) {
+  EngineMetrics m;
+  std::string t = RenderMetricsText(m, "m");
+  EXPECT_EQ(t.find("kv_host_memory"), std::string::npos);  // no tiers: no samples
+  m.kv_host_memory_kind = "pinned";
+  m.kv_host_memory_bytes = 1 << 30;
+  m.kv_host_memory_used_bytes = 1 << 20;
+  m.kv_host_memory_fallbacks = 3;
+  t = RenderMetricsText(m, "m");
+  const std::string l = "{model_name=\"m\",kind=\"pinned\"}";
+  EXPECT_TRUE(Has(t, "# TYPE longview:kv_host_memory_bytes gauge")) << t;
+  EXPECT_TRUE(Has(t, "longview:kv_host_memory_bytes" + l + " 1073741824")) << t;
+  EXPECT_TRUE(Has(t, "longview:kv_host_memory_used_bytes" + l + " 1048576")) << t;
+  EXPECT_TRUE(Has(t, "longview:kv_host_memory_fallbacks_total" + l + " 3")) << t;
+}
+
 }  // namespace
 }  // namespace longview

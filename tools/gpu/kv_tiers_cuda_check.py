@@ -58,7 +58,7 @@ def tier_metrics(port):
     conn.close()
     out = {}
     for line in text.splitlines():
-        if line.startswith("longview:kv_tier_"):
+        if line.startswith("longview:kv_tier_") or line.startswith("longview:kv_host_memory"):
             name, value = line.rsplit(" ", 1)
             out[name[len("longview:"):]] = float(value)
     return out
@@ -110,6 +110,10 @@ def main():
         check("host_hit_identical", same(again, ref_hit), again)
         check("host_hit_cached_ge_90pct", again["cached"] >= 0.9 * PROMPT_TOKENS, again["cached"])
         report["metrics_host"] = tier_metrics(s.port)
+        pinned = [v for k, v in report["metrics_host"].items()
+                  if k.startswith("kv_host_memory_bytes") and 'kind="pinned"' in k]
+        if DEVICE == "cuda":
+            check("host_memory_pinned_and_accounted", pinned and pinned[0] > 0.05 * 2**30, pinned)
     finally:
         report["stop_host"] = s.stop()
     s = LongviewServer(binary, model, *POOL, "--kv-disk-path", disk, "--kv-disk-gib", "1")
