@@ -27,7 +27,7 @@ def main():
             rows[r["bench"]] = r
     t, m = rows["ttft"], rows["page_moves"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    names = ["recompute", "host (checked)", "host (--kv-host-verify false)", "disk (cold)"]
+    names = ["recompute", "host (checked beside the copy)", "host (--kv-host-verify false)", "disk (cold)"]
     values = [t["recompute_ms"], t["host_ms"], t["host_noverify_ms"], t["disk_ms"]]
     bars = ax1.barh(names, values, color=["grey", "tab:blue", "tab:cyan", "tab:orange"])
     for b, v in zip(bars, values):

@@ -10,7 +10,8 @@ asynchronous page moves (copy stream, events, pinned host tier) in a real server
     by two others and sent again is served from host: identical output, >= 90% cached;
   * a restart with the same disk path and no host tier: served from disk, identical;
   * first answers equal the reference's first answers, and tier hits equal the reference's own
-    prefix hit (text; logprobs within 1e-3: the same KV bytes through the same kernels).
+    prefix hit (text; logprobs within 0.1 across processes), and each tier hit equals the device
+    prefix hit that follows it in the same server exactly (logprobs within 1e-3; see `same`).
 
     tools/gpu/kv_tiers_cuda_check.py BINARY MODEL_DIR OUT.json
 """
@@ -64,18 +65,21 @@ def tier_metrics(port):
     return out
 
 
-# A prefix hit computes only the prompt's tail over the cached KV, a first request the whole
-# prompt at once: bf16 logprobs of the two differ by up to ~0.05 (measured on the H200), so a
-# tier hit is compared with the reference server's own prefix hit, where only the KV's source
-# differs.
-LOGPROB_TOLERANCE = 1e-3
+# Across processes (against the reference server): the text must be identical and logprobs
+# within 0.1, because each process picks its skinny GEMMs' algorithms by timing (cuBLASLt
+# autotuning) and may round differently in bf16 (measured up to 0.054 apart, same text).
+# Within one process, a tier hit is compared with the device prefix hit that follows it (the
+# same prompt again, its pages now cached on the device): only the KV's source differs, so
+# every logprob must be equal (1e-3): that checks every KV byte the tier brought back.
+ACROSS_PROCESSES = 0.1
+SAME_PROCESS = 1e-3
 
 
-def same(a, b):
+def same(a, b, tolerance=ACROSS_PROCESSES):
     diffs = [abs(x - y) for x, y in zip(a["logprobs"], b["logprobs"])]
     a["max_logprob_diff_vs_reference"] = max(diffs) if diffs else None
     return a["text"] == b["text"] and len(a["logprobs"]) == len(b["logprobs"]) and all(
-        d < LOGPROB_TOLERANCE for d in diffs)
+        d < tolerance for d in diffs)
 
 
 def main():
@@ -109,6 +113,8 @@ def main():
         again = complete(s.port, model, prompt(1))
         check("host_hit_identical", same(again, ref_hit), again)
         check("host_hit_cached_ge_90pct", again["cached"] >= 0.9 * PROMPT_TOKENS, again["cached"])
+        device = complete(s.port, model, prompt(1))
+        check("host_hit_equals_device_hit_exactly", same(device, again, SAME_PROCESS), device)
         report["metrics_host"] = tier_metrics(s.port)
         pinned = [v for k, v in report["metrics_host"].items()
                   if k.startswith("kv_host_memory_bytes") and 'kind="pinned"' in k]
@@ -121,6 +127,8 @@ def main():
         again = complete(s.port, model, prompt(1))
         check("disk_hit_identical", same(again, ref_hit), again)
         check("disk_hit_cached_ge_90pct", again["cached"] >= 0.9 * PROMPT_TOKENS, again["cached"])
+        device = complete(s.port, model, prompt(1))
+        check("disk_hit_equals_device_hit_exactly", same(device, again, SAME_PROCESS), device)
         report["metrics_disk"] = tier_metrics(s.port)
     finally:
         report["stop_disk"] = s.stop()
