@@ -329,7 +329,13 @@ void Ttft(CudaModelRunner& runner, int64_t context, int64_t chunk, const std::st
   std::fflush(stdout);
 }
 
-void Decode(CudaModelRunner& runner, int64_t B, int64_t context, int64_t steps) {
+// `mode` takes the write-back apart: "copies" (the reads only, records dropped when done),
+// "crc" (+ checksums on another thread, no inserts), "inline" (checksums and inserts on this
+// thread), "full" (checksums on another thread, then inserts: what the engine does),
+// "full_before" (as full, the reads started just before the next forward rather than right
+// after the step ran, as the engine does; measured no better).
+void Decode(CudaModelRunner& runner, int64_t B, int64_t context, int64_t steps,
+            const std::string& mode) {
   CudaKvStorage& kv = static_cast<CudaKvStorage&>(runner.kv_storage());
   const int64_t ps = kv.layout().page_size;
   BlockPool pool(runner.num_pages());
@@ -357,8 +363,9 @@ void Decode(CudaModelRunner& runner, int64_t B, int64_t context, int64_t steps) 
   std::unique_ptr<KvPageTier> host = MakeHostPageTier(
       {.capacity_bytes = 64 * per_step * (pb + ps * 4 + 64), .page_bytes = pb, .page_size = ps,
        .arena = arena, .verify = HostPageTierOptions::Verify::kByConsumer});
+  const bool after_forward = mode != "full_before";
   struct Pending {
-    KvStorage::TransferId id;
+    KvStorage::TransferId id = 0;
     std::vector<PageRecord> records;
     std::future<void> checksums;
   };
@@ -369,33 +376,55 @@ void Decode(CudaModelRunner& runner, int64_t B, int64_t context, int64_t steps) 
   auto collect = [&](bool wait) {
     for (Pending& d : pending) {
       if (d.checksums.valid()) continue;
+      if (d.id == 0) break;  // not started yet
       if (wait) {
         CHECK_OK(kv.WaitTransfer(d.id));
       } else if (!kv.TransferDone(d.id)) {
         break;
       }
-      d.checksums = std::async(std::launch::async, [r = &d.records] {
-        for (PageRecord& x : *r) x.crc = PageChecksumOf(x);
-      });
+      if (mode == "copies" || mode == "inline") {  // deferred: runs in get(), on this thread
+        d.checksums = std::async(std::launch::deferred, [r = &d.records, &mode] {
+          if (mode == "inline") {
+            for (PageRecord& x : *r) x.crc = PageChecksumOf(x);
+          }
+        });
+      } else {
+        d.checksums = std::async(std::launch::async, [r = &d.records] {
+          for (PageRecord& x : *r) x.crc = PageChecksumOf(x);
+        });
+      }
     }
     while (!pending.empty() && pending.front().checksums.valid() &&
-           (wait || pending.front().checksums.wait_for(std::chrono::seconds(0)) ==
-                        std::future_status::ready)) {
-      pending.front().checksums.get();
-      for (PageRecord& r : pending.front().records) inserted += host->Insert(std::move(r)).accepted;
+           (wait || pending.front().checksums.wait_for(std::chrono::seconds(0)) !=
+                        std::future_status::timeout)) {
+      pending.front().checksums.get();  // deferred: runs here, on this thread
+      if (mode == "full" || mode == "full_before" || mode == "inline") {
+        for (PageRecord& r : pending.front().records) {
+          inserted += host->Insert(std::move(r)).accepted;
+        }
+      }
       pending.pop_front();
     }
   };
   for (int64_t round = 0; round < rounds; ++round) {
     const bool writeback = round % 2 == 1;
+    std::vector<int32_t> read_pages;  // filled by the last step, read before the next forward
+    std::vector<std::byte*> read_dst;
+    auto start_reads = [&] {
+      if (read_pages.empty()) return;
+      pending.back().id = Value(kv.StartReadPages(read_pages, read_dst, /*fence_compute=*/false));
+      read_pages.clear();
+      read_dst.clear();
+    };
     for (int64_t s = 0; s < steps; ++s, ++pos) {
       const auto t0 = Clock::now();
       collect(/*wait=*/false);
+      if (!after_forward) start_reads();  // full_before: just before the next forward
       StepPlan plan;
       for (int64_t b = 0; b < B; ++b) plan.seqs.push_back(Seq(b, {&last[b], 1}, pos, tables[b]));
       CHECK_OK(runner.Execute(plan, r));
       for (int64_t b = 0; b < B; ++b) last[b] = r.tokens[b];
-      if (writeback) {  // the pages this step filled (as registered blocks), read beside the next
+      if (writeback) {  // the pages this step filled (as registered blocks)
         Pending d;
         std::vector<int32_t> pages;
         std::vector<std::byte*> dst;
@@ -411,20 +440,23 @@ void Decode(CudaModelRunner& runner, int64_t B, int64_t context, int64_t steps) 
           d.records.push_back(std::move(rec));
         }
         moved += per_step;
-        d.id = Value(kv.StartReadPages(pages, dst, /*fence_compute=*/false));
+        read_pages = std::move(pages);
+        read_dst = std::move(dst);
         pending.push_back(std::move(d));
+        if (after_forward) start_reads();  // the engine's order: right after the step ran
       }
       if (s >= 4) (writeback ? on : off).push_back(Ms(t0));
     }
+    start_reads();
     collect(/*wait=*/true);
   }
   const double m_off = Median(off), m_on = Median(on);
   std::printf(
-      "{\"bench\": \"decode\", \"model\": \"llama3-8b-shape\", \"batch\": %lld, \"context\": "
-      "%lld, \"writeback_pages_per_step\": %lld, \"writeback_gbps\": %.2f, "
+      "{\"bench\": \"decode\", \"mode\": \"%s\", \"model\": \"llama3-8b-shape\", \"batch\": %lld, "
+      "\"context\": %lld, \"writeback_pages_per_step\": %lld, \"writeback_gbps\": %.2f, "
       "\"host_tier_inserts\": %lld, \"host_tier_pushed_out\": %lld, "
       "\"ms_per_step_off\": %.3f, \"ms_per_step_on\": %.3f, \"slowdown\": %.4f}\n",
-      static_cast<long long>(B), static_cast<long long>(context),
+      mode.c_str(), static_cast<long long>(B), static_cast<long long>(context),
       static_cast<long long>(per_step), Gbps(static_cast<double>(per_step) * pb, m_on),
       static_cast<long long>(inserted), static_cast<long long>(host->stats().evicted_pages),
       m_off, m_on, m_on / m_off - 1);
@@ -445,6 +477,11 @@ int Run(int argc, char** argv) {
   app.add_option("--decode-context", decode_context);
   app.add_option("--steps", steps);
   app.add_option("--parts", parts);
+  std::string writeback_mode = "full";
+  app.add_option("--writeback", writeback_mode,
+                 "decode: copies | crc | inline | full | full_before (reads started just before "
+                 "the next forward instead of right after the step, as the engine does)")
+      ->check(CLI::IsMember({"copies", "crc", "inline", "full", "full_before"}));
   CLI11_PARSE(app, argc, argv);
   ModelConfig cfg = Llama3_8BShape();
   cfg.max_position_embeddings = std::max<int64_t>(cfg.max_position_embeddings, context + 64);
@@ -462,7 +499,9 @@ int Run(int argc, char** argv) {
     PageMoves(kv, std::min<int64_t>(pages, runner->num_pages()));
   }
   if (parts.find("ttft") != std::string::npos) Ttft(*runner, context, chunk, disk_dir);
-  if (parts.find("decode") != std::string::npos) Decode(*runner, batch, decode_context, steps);
+  if (parts.find("decode") != std::string::npos) {
+    Decode(*runner, batch, decode_context, steps, writeback_mode);
+  }
   return 0;
 }
 
