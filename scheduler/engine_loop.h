@@ -126,7 +126,9 @@ struct EngineLoopOptions {
   // With kv_store: copy every block to the tiers as soon as its page is full (after the step
   // that filled it, beside later compute), so that eviction costs nothing and the disk tier
   // holds pages before the pool gives them up; false: copy a page only when it is evicted.
-  bool kv_write_back = true;
+  // Off by default: on an H200 it cost 4-9% of decode throughput at B=64 (8 MiB per step;
+  // docs/bench/kv_tiers_gpu.md), paid even when nothing is ever evicted.
+  bool kv_write_back = false;
   // Called on the loop's thread after each step ran, for every sequence in it: its request, the
   // tokens computed so far and the device KV pages it holds (KV memory in tests and benchmarks).
   std::function<void(const std::string& request_id, int64_t num_computed_tokens,

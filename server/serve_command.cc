@@ -94,8 +94,9 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
                 "disk are checked either way; false saves ~30 ms per GiB of hit)")
       ->capture_default_str();
   s->add_option("--kv-write-back", a->kv_write_back,
-                "Copy every full KV page to the tiers as soon as it is full, beside compute "
-                "(false: only when the device pool evicts it)")
+                "Copy every full KV page to the tiers as soon as it is full, beside compute: "
+                "eviction is then free and the disk tier holds pages early, for 4-9% of decode "
+                "throughput (H200, B=64); false: copy a page when the device pool evicts it")
       ->capture_default_str();
   s->add_option("--kv-disk-path", a->kv_disk_path,
                 "Folder of a RocksDB tier for KV pages below the host tier; it persists across "

@@ -52,7 +52,7 @@ struct ServeArgs {
   int64_t page_size = 16;
   double kv_host_memory_gib = 0;  // host tier below the device pool; 0: none
   bool kv_host_verify = true;     // host tier checks checksums on lookups
-  bool kv_write_back = true;      // full pages copied to the tiers at once, not at eviction
+  bool kv_write_back = false;     // full pages copied to the tiers at once, not at eviction
   std::string kv_disk_path;       // RocksDB tier; empty: none
   double kv_disk_gib = 0;
   std::string chat_template;  // empty: from tokenizer_config.json

@@ -331,6 +331,7 @@ TEST(EngineLoopTiersTest, AGarbledHostPageIsCaughtBesideItsCopyAndRecomputed) {
   o.page_size = 16;
   o.num_kv_pages = 12;
   o.kv_store = store;
+  o.kv_write_back = true;  // the recomputed block goes back to the tier (checked at the end)
   EngineLoop loop(Golden(), o);
   loop.Start();
   const Result first = RunRequest(loop, a);

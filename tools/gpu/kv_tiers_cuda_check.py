@@ -30,6 +30,7 @@ from longview_server import LongviewServer  # noqa: E402
 PROMPT_TOKENS = 1000
 DEVICE = os.environ.get("LONGVIEW_CHECK_DEVICE", "cuda")  # cpu: try the script here
 POOL = ["--device", DEVICE, "--num-kv-pages", "80", "--page-size", "16", "--grpc-port", "0",
+        "--kv-write-back", "true",  # as recorded in docs/bench/kv_tiers_gpu.md (then the default)
         "--max-num-seqs", "4"]
 
 
