@@ -50,27 +50,36 @@ absl::Status CheckPageTransfer(std::span<const int32_t> pages, int32_t count, si
   return CheckTransfer(pages, count, 0, 0);
 }
 
+namespace {
+
+// The base implementation of both directions: checks, then one synchronous move per page
+// (`move(page_index, host_buffer_index)`); complete on return.
+template <typename Ptr, typename Move>
+absl::StatusOr<KvStorage::TransferId> MovePageByPage(const KvStorage& kv,
+                                                     std::span<const int32_t> pages,
+                                                     std::span<Ptr const> host, Move move) {
+  RETURN_IF_ERROR(CheckPageTransfer(pages, kv.num_pages(), host.size(),
+                                    std::find(host.begin(), host.end(), nullptr) != host.end()));
+  for (size_t i = 0; i < pages.size(); ++i) RETURN_IF_ERROR(move(pages.subspan(i, 1), host[i]));
+  return KvStorage::TransferId{0};
+}
+
+}  // namespace
+
 absl::StatusOr<KvStorage::TransferId> KvStorage::StartReadPages(std::span<const int32_t> pages,
                                                                 std::span<std::byte* const> host,
                                                                 bool /*fence_compute*/) {
-  RETURN_IF_ERROR(CheckPageTransfer(pages, num_pages(), host.size(),
-                                    std::find(host.begin(), host.end(), nullptr) != host.end()));
-  for (size_t i = 0; i < pages.size(); ++i) {
-    RETURN_IF_ERROR(ReadPages(pages.subspan(i, 1),
-                              {host[i], static_cast<size_t>(page_bytes())}));
-  }
-  return TransferId{0};
+  return MovePageByPage(*this, pages, host, [&](std::span<const int32_t> page, std::byte* to) {
+    return ReadPages(page, {to, static_cast<size_t>(page_bytes())});
+  });
 }
 
 absl::StatusOr<KvStorage::TransferId> KvStorage::StartWritePages(
     std::span<const int32_t> pages, std::span<const std::byte* const> host) {
-  RETURN_IF_ERROR(CheckPageTransfer(pages, num_pages(), host.size(),
-                                    std::find(host.begin(), host.end(), nullptr) != host.end()));
-  for (size_t i = 0; i < pages.size(); ++i) {
-    RETURN_IF_ERROR(WritePages(pages.subspan(i, 1),
-                               {host[i], static_cast<size_t>(page_bytes())}));
-  }
-  return TransferId{0};
+  return MovePageByPage(*this, pages, host,
+                        [&](std::span<const int32_t> page, const std::byte* from) {
+                          return WritePages(page, {from, static_cast<size_t>(page_bytes())});
+                        });
 }
 
 bool KvStorage::TransferDone(TransferId) { return true; }

@@ -101,6 +101,15 @@ def main():
               ref_hit["cached"])
     finally:
         s.stop()
+    def check_hit(tier, port):
+        """Prompt 1 again, served from `tier`, then once more from the device's prefix cache."""
+        again = complete(port, model, prompt(1))
+        check(f"{tier}_hit_identical", same(again, ref_hit), again)
+        check(f"{tier}_hit_cached_ge_90pct", again["cached"] >= 0.9 * PROMPT_TOKENS,
+              again["cached"])
+        device = complete(port, model, prompt(1))
+        check(f"{tier}_hit_equals_device_hit_exactly", same(device, again, SAME_PROCESS), device)
+
     disk = tempfile.mkdtemp(prefix="lv_kv_disk_")
     s = LongviewServer(binary, model, *POOL, "--kv-host-memory-gib", "0.05", "--kv-disk-path",
                        disk, "--kv-disk-gib", "1")
@@ -111,11 +120,7 @@ def main():
         for seed in (2, 3):
             r = complete(s.port, model, prompt(seed))
             check(f"prompt{seed}_equals_reference", same(r, ref[seed]), r)
-        again = complete(s.port, model, prompt(1))
-        check("host_hit_identical", same(again, ref_hit), again)
-        check("host_hit_cached_ge_90pct", again["cached"] >= 0.9 * PROMPT_TOKENS, again["cached"])
-        device = complete(s.port, model, prompt(1))
-        check("host_hit_equals_device_hit_exactly", same(device, again, SAME_PROCESS), device)
+        check_hit("host", s.port)
         report["metrics_host"] = tier_metrics(s.port)
         pinned = [v for k, v in report["metrics_host"].items()
                   if k.startswith("kv_host_memory_bytes") and 'kind="pinned"' in k]
@@ -125,11 +130,7 @@ def main():
         report["stop_host"] = s.stop()
     s = LongviewServer(binary, model, *POOL, "--kv-disk-path", disk, "--kv-disk-gib", "1")
     try:
-        again = complete(s.port, model, prompt(1))
-        check("disk_hit_identical", same(again, ref_hit), again)
-        check("disk_hit_cached_ge_90pct", again["cached"] >= 0.9 * PROMPT_TOKENS, again["cached"])
-        device = complete(s.port, model, prompt(1))
-        check("disk_hit_equals_device_hit_exactly", same(device, again, SAME_PROCESS), device)
+        check_hit("disk", s.port)
         report["metrics_disk"] = tier_metrics(s.port)
     finally:
         report["stop_disk"] = s.stop()
