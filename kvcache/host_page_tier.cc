@@ -145,7 +145,8 @@ class HostPageTier final : public KvPageTier {
     --stats_.pages;
   }
 
-  // `crc`: the entry's checksum computed just before (ParallelChecksums).
+  // `crc`: the entry's checksum as StartLookup computed it (page_format::PageChecksums), or the
+  // stored one where the tier does not check on lookup.
   absl::StatusOr<PageRecord> Lookup(uint64_t hash, uint32_t crc) {
     ++stats_.lookups;
     auto it = index_.find(hash);
