@@ -24,6 +24,20 @@ absl::Status HostKvStorage::CopyPages(std::span<const PageCopy> copies) {
   return absl::OkStatus();
 }
 
+absl::Status HostKvStorage::CopySlots(std::span<const SlotCopy> copies) {
+  RETURN_IF_ERROR(CheckCopies(copies, num_pages_, layout_.page_size));
+  const int64_t n = layout_.TokenStride();
+  for (const SlotCopy& c : copies) {
+    for (int64_t l = 0; l < layout_.num_layers; ++l) {
+      for (int kv : {KvLayout::kKey, KvLayout::kValue}) {
+        std::memmove(Page(c.dst_page) + layout_.Offset(l, kv, c.dst_slot, 0),
+                     Page(c.src_page) + layout_.Offset(l, kv, c.src_slot, 0), n * sizeof(float));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status HostKvStorage::CopyStates(std::span<const StateCopy> copies) {
   RETURN_IF_ERROR(CheckCopies(copies, num_state_slots_));
   for (const StateCopy& c : copies) {

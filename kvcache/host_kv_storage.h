@@ -30,6 +30,7 @@ class HostKvStorage final : public KvStorage {
 
   absl::Status CopyPages(std::span<const PageCopy> copies) override;
   absl::Status CopyStates(std::span<const StateCopy> copies) override;
+  absl::Status CopySlots(std::span<const SlotCopy> copies) override;
   absl::Status ReadPages(std::span<const int32_t> pages, std::span<std::byte> host) override;
   absl::Status WritePages(std::span<const int32_t> pages, std::span<const std::byte> host) override;
   absl::Status ClearStates(std::span<const int32_t> slots) override;

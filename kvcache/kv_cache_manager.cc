@@ -83,7 +83,7 @@ int32_t KvCacheManager::Lookup(uint64_t hash, uint64_t parent,
 
 ComputedBlocks KvCacheManager::GetComputedBlocks(const KvSequence& seq) const {
   ComputedBlocks hit;
-  if (!options_.enable_prefix_caching) return hit;
+  if (!options_.enable_prefix_caching || !seq.cacheable) return hit;
   const int64_t ps = options_.page_size;
   const int64_t n = static_cast<int64_t>(seq.tokens.size());
   hit.num_queried_tokens = n;
@@ -116,7 +116,7 @@ ComputedBlocks KvCacheManager::GetComputedBlocks(const KvSequence& seq) const {
 std::vector<std::pair<uint64_t, uint64_t>> KvCacheManager::BlocksPastDeviceHit(
     const KvSequence& seq) const {
   std::vector<std::pair<uint64_t, uint64_t>> out;  // (hash, parent)
-  if (!options_.enable_prefix_caching) return out;
+  if (!options_.enable_prefix_caching || !seq.cacheable) return out;
   const int64_t ps = options_.page_size;
   const int64_t n = static_cast<int64_t>(seq.tokens.size());
   const int64_t max_blocks = n > 0 ? (n - 1) / ps : 0;
@@ -249,7 +249,7 @@ absl::StatusOr<std::optional<SlotAllocation>> KvCacheManager::AllocateSlots(
     sb.blocks.push_back(DevicePage(id));
     out.new_block_ids.push_back(id);
   }
-  if (options_.enable_prefix_caching) {
+  if (options_.enable_prefix_caching && seq.cacheable) {
     RegisterFullBlocks(sb, seq, computed_tokens + num_new_tokens);
   }
   return out;

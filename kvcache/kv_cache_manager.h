@@ -105,6 +105,9 @@ struct KvSequence {
   std::span<const int32_t> tokens;  // every known token (prompt + output)
   int64_t num_computed_tokens = 0;  // tokens whose K/V are already in the pages
   uint64_t cache_salt = 0;          // separates prefix caches (e.g. attention modes)
+  // False: the sequence neither takes prefix hits nor registers its blocks (a KV policy
+  // rewrites its pages in place, kvcache/kv_policy.h).
+  bool cacheable = true;
 };
 
 // A prefix-cache hit: cached full blocks covering tokens [0, num_tokens).

@@ -26,6 +26,18 @@ absl::Status CheckCopies(std::span<const StateCopy> copies, int32_t count) {
   return absl::OkStatus();
 }
 
+absl::Status CheckCopies(std::span<const SlotCopy> copies, int32_t num_pages, int64_t page_size) {
+  for (const SlotCopy& c : copies) {
+    if (c.src_page < 0 || c.src_page >= num_pages || c.dst_page < 0 || c.dst_page >= num_pages ||
+        c.src_slot < 0 || c.src_slot >= page_size || c.dst_slot < 0 || c.dst_slot >= page_size) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "slot copy (page %d, slot %d) -> (page %d, slot %d) out of range (%d pages of %d slots)",
+          c.src_page, c.src_slot, c.dst_page, c.dst_slot, num_pages, page_size));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckTransfer(std::span<const int32_t> indices, int32_t count, size_t host_bytes,
                            int64_t unit_bytes) {
   if (host_bytes != indices.size() * static_cast<size_t>(unit_bytes)) {

@@ -30,6 +30,16 @@ struct PageCopy {
   bool operator==(const PageCopy&) const = default;
 };
 
+// One token's K and V in every layer, from a slot of one page to a slot of another (or the same):
+// KV policies compact the tokens they keep (kvcache/kv_policy.h).
+struct SlotCopy {
+  int32_t src_page = 0;
+  int32_t src_slot = 0;
+  int32_t dst_page = 0;
+  int32_t dst_slot = 0;
+  bool operator==(const SlotCopy&) const = default;
+};
+
 struct StateCopy {
   int32_t src_slot = 0;
   int32_t dst_slot = 0;
@@ -51,6 +61,9 @@ class KvStorage {
   // InvalidArgument for an index out of range, naming it; nothing is copied then.
   virtual absl::Status CopyPages(std::span<const PageCopy> copies) = 0;
   virtual absl::Status CopyStates(std::span<const StateCopy> copies) = 0;
+  // Copies token slots, in order (a later copy may read an earlier one's destination).
+  // InvalidArgument for a page or slot out of range, naming it; nothing is copied then.
+  virtual absl::Status CopySlots(std::span<const SlotCopy> copies) = 0;
   // Copies whole pages to / from host memory: `host` holds pages.size() * page_bytes() bytes,
   // page i at i * page_bytes(). Complete when the call returns. InvalidArgument for an index out
   // of range or a buffer of the wrong size.
@@ -89,6 +102,7 @@ class KvStorage {
 // pages.size() * unit bytes with every page index in range.
 absl::Status CheckCopies(std::span<const PageCopy> copies, int32_t count);
 absl::Status CheckCopies(std::span<const StateCopy> copies, int32_t count);
+absl::Status CheckCopies(std::span<const SlotCopy> copies, int32_t num_pages, int64_t page_size);
 absl::Status CheckTransfer(std::span<const int32_t> indices, int32_t count, size_t host_bytes,
                            int64_t unit_bytes);
 // The same for per-page host buffers: as many buffers as pages, none null.

@@ -301,6 +301,30 @@ absl::Status EngineLoop::Validate(const GenerationRequest& request) const {
         "holds %d",
         request.n, total, all_pages, o.num_kv_pages));
   }
+  const KvPolicySpec& policy = request.kv_policy.value_or(o.default_kv_policy);
+  if (policy.enabled()) {
+    const std::string name(KvPolicyName(policy.kind));
+    if (!impl_->runner.supports_kv_policies()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kv.policy %s is not available on this server's backend (KV policies need per-key "
+          "attention statistics, which only the CPU backend produces so far)",
+          name));
+    }
+    if (mode.name() != "dense") {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kv.policy %s needs attention mode dense, got %s", name, mode.name()));
+    }
+    if (ModelReleasableWindow(cfg) > 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "kv.policy %s is not supported for a model whose every layer has a sliding window",
+          name));
+    }
+    if (request.n != 1) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "n must be 1 with kv.policy %s (a policy compacts its sequence's pages in place), got %d",
+          name, request.n));
+    }
+  }
   if (request.logprobs < -1 || request.logprobs > kMaxLogprobs) {
     return absl::InvalidArgumentError(
         absl::StrFormat("logprobs must be in [-1, %d], got %d", kMaxLogprobs, request.logprobs));
@@ -423,6 +447,8 @@ void EngineLoop::Impl::Admit(Submission sub) {
   r->arrival = sub.arrival;
   const int64_t id = sched.AddSequence({.prompt = r->request.prompt_tokens,
                                         .attention = r->request.attention,
+                                        .kv_policy = r->request.kv_policy.value_or(
+                                            opt.default_kv_policy),
                                         .num_forks = r->request.n - 1,
                                         .prompt_logits = r->request.on_prompt_logits != nullptr});
   auto s = std::make_unique<SeqState>(r.get(), 0, id, r->request.sampling, *model.tokenizer,
@@ -645,6 +671,7 @@ absl::Status EngineLoop::Impl::Step() {
   if (step.empty()) return absl::OkStatus();
   if (runner.samples_on_device()) OfferDeviceSampling(step);
   RETURN_IF_ERROR(runner.Execute(step, result));
+  sched.ObserveKeyStats(step, result);
   steps_run = 1;
   RETURN_IF_ERROR(StartWriteBacks());
   if (opt.on_step) {
@@ -854,6 +881,13 @@ void EngineLoop::Impl::PublishMetrics() {
   metrics.num_preemptions_total = sched.num_preemptions();
   metrics.num_free_kv_pages = kv.NumFreeBlocks();
   if (opt.kv_store != nullptr) metrics.kv_tiers = opt.kv_store->Report();
+  metrics.kv_policies.clear();
+  const auto& counts = sched.policy_counts();
+  for (size_t k = 1; k < counts.size(); ++k) {  // 0 is "none"
+    metrics.kv_policies.push_back({.policy = std::string(KvPolicyNames()[k]),
+                                   .tokens_evicted = counts[k].tokens_evicted,
+                                   .pages_freed = counts[k].blocks_freed});
+  }
   if (opt.kv_store != nullptr && opt.kv_store->arena() != nullptr) {
     const PageArena& a = *opt.kv_store->arena();
     metrics.kv_host_memory_kind = a.kind();

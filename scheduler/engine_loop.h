@@ -33,6 +33,7 @@
 #include "scheduler/generator.h"
 #include "engine/runner/model_runner.h"
 #include "engine/sampling/sampler.h"
+#include "kvcache/kv_policy.h"
 #include "kvcache/tiered_kv_store.h"
 
 namespace longview {
@@ -47,6 +48,8 @@ struct GenerationRequest {
   int32_t n = 1;              // completions sharing the prompt's blocks
   int32_t logprobs = -1;      // -1: none; k >= 0: chosen token's logprob plus the top k
   Attention attention;        // attention mode of this request
+  // KV budget policy of this request (kvcache/kv_policy.h); unset: the loop's default.
+  std::optional<KvPolicySpec> kv_policy;
   // In-process scoring (the evaluator; no API sets it): called on the engine loop's thread with
   // the logits of prompt positions [first_position, first_position + rows) as the prompt is
   // computed, `logits` being [rows][vocab]. A position may come again after a preemption. The
@@ -129,6 +132,8 @@ struct EngineLoopOptions {
   // Off by default: on an H200 it cost 4-9% of decode throughput at B=64 (8 MiB per step;
   // docs/bench/kv_tiers_gpu.md), paid even when nothing is ever evicted.
   bool kv_write_back = false;
+  // The KV policy of requests that name none (`--kv-policy`); none by default.
+  KvPolicySpec default_kv_policy;
   // Called on the loop's thread after each step ran, for every sequence in it: its request, the
   // tokens computed so far and the device KV pages it holds (KV memory in tests and benchmarks).
   std::function<void(const std::string& request_id, int64_t num_computed_tokens,
@@ -166,6 +171,13 @@ struct EngineMetrics {
   int64_t kv_host_memory_bytes = 0;       // the slab
   int64_t kv_host_memory_used_bytes = 0;  // blocks held (tier pages, pages in flight)
   int64_t kv_host_memory_fallbacks = 0;   // allocations that found no free block (heap)
+  // KV policies, per policy that ran (indexed by KvPolicyKind): tokens evicted, pages freed.
+  struct KvPolicyCounts {
+    std::string policy;
+    int64_t tokens_evicted = 0;
+    int64_t pages_freed = 0;
+  };
+  std::vector<KvPolicyCounts> kv_policies;
   // Latencies since start, seconds.
   Histogram time_to_first_token;
   Histogram inter_token_latency;

@@ -11,19 +11,30 @@
 namespace longview {
 
 absl::Status ValidateEvalSettings(const EvalSettings& s) {
-  if (s.kv.policy != "none") {
+  if (!(s.kv_budget_fraction >= 0 && s.kv_budget_fraction <= 1)) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "kv.policy '%s' is not supported (supported: none)", s.kv.policy));
+        "kv.budget_fraction must be in [0, 1], got %g", s.kv_budget_fraction));
   }
-  if (s.kv.budget != 0) {
-    return absl::InvalidArgumentError("kv.budget needs a KV policy other than none");
+  if (s.kv_budget_fraction > 0 && s.kv.budget.has_value()) {
+    return absl::InvalidArgumentError("kv.budget and kv.budget_fraction exclude each other");
   }
+  // The policy's own rules, for a task as long as the budget needs (a fraction: 1000 tokens).
+  RETURN_IF_ERROR(ResolveKvPolicy(s, 1000).status());
   if (s.page_size < 1) return absl::InvalidArgumentError("page_size must be at least 1");
   if (s.chunk < 1) return absl::InvalidArgumentError("chunk must be at least 1");
   if (s.bucket < 0) {
     return absl::InvalidArgumentError(absl::StrFormat("bucket must be >= 0, got %d", s.bucket));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<KvPolicySpec> ResolveKvPolicy(const EvalSettings& s, int64_t tokens) {
+  KvPolicyRequest r = s.kv;
+  if (s.kv_budget_fraction > 0) {
+    r.budget = std::max<int64_t>(
+        1, std::llround(s.kv_budget_fraction * static_cast<double>(tokens)));
+  }
+  return ParseKvPolicy(r, "kv.");
 }
 
 namespace {
@@ -52,12 +63,15 @@ absl::StatusOr<AnswerResult> AnswerTask(const LoadedModel& lm, std::string_view 
   opt.page_size = s.page_size;
   opt.attention = s.attention;
   opt.runner = s.runner;
+  const int64_t num_prompt = static_cast<int64_t>(lm.tokenizer->Encode(prompt).size());
+  ASSIGN_OR_RETURN(opt.kv_policy, ResolveKvPolicy(s, num_prompt));
   std::string want(Trim(answer));
   opt.max_tokens = static_cast<int64_t>(lm.tokenizer->Encode(want, false).size()) + 4;
   ASSIGN_OR_RETURN(GenerateResult r, Generate(lm, prompt, opt));
   AnswerResult out;
   out.output = r.text;
   out.prompt_tokens = static_cast<int64_t>(r.prompt_tokens.size());
+  out.kv_policy = opt.kv_policy;
   out.correct = !want.empty() && TrimLeft(r.text).starts_with(want);
   return out;
 }
@@ -128,7 +142,8 @@ absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::s
         "text has %d tokens, more than the model's context of %d", n,
         lm.config.max_position_embeddings));
   }
-  const bool dense = s.attention == Attention();
+  ASSIGN_OR_RETURN(const KvPolicySpec policy, ResolveKvPolicy(s, n));
+  const bool dense = s.attention == Attention() && !policy.enabled();
   const bool compare = !dense && s.compare_dense;
   const int64_t vocab = lm.config.vocab_size;
   // One engine loop scores the text under the mode (and under dense attention to compare), both
@@ -187,6 +202,7 @@ absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::s
     req.prompt_tokens = ids;
     req.max_tokens = 0;  // scoring only
     req.attention = is_mode ? s.attention : Attention();
+    req.kv_policy = is_mode ? policy : KvPolicySpec{};
     ScoredRows& mine = is_mode ? mode_rows : dense_rows;
     ScoredRows& other = is_mode ? dense_rows : mode_rows;
     req.on_prompt_logits = [&, is_mode](int64_t first, std::span<const float> rows) {
@@ -211,6 +227,7 @@ absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::s
 
   PerplexityResult r;
   r.tokens = n - 1;
+  r.kv_policy = policy;
   for (double x : tok_nll) r.nll += x;
   double kl_sum = 0;
   for (double x : tok_nll_dense) r.nll_dense += x;

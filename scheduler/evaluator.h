@@ -24,14 +24,13 @@
 
 namespace longview {
 
-struct KvPolicySettings {
-  std::string policy = "none";  // none
-  int64_t budget = 0;           // tokens of KV kept per sequence (0 = unlimited)
-};
-
 struct EvalSettings {
   Attention attention;  // the mode measured (ParseAttention); dense by default
-  KvPolicySettings kv;
+  // The KV policy measured (kvcache/kv_policy.h), as the APIs name it; with
+  // kv_budget_fraction > 0 its budget is that fraction of each task's tokens (the prompt, or the
+  // text scored), rounded, at least 1.
+  KvPolicyRequest kv;
+  double kv_budget_fraction = 0;
   int64_t page_size = 16;
   int64_t chunk = 512;  // prefill chunk for perplexity
   // Perplexity per position: buckets of this many tokens along the text (0: none).
@@ -45,11 +44,15 @@ struct EvalSettings {
 
 // InvalidArgument naming the field for unknown or unsupported values.
 absl::Status ValidateEvalSettings(const EvalSettings& s);
+// The policy a task of `tokens` tokens runs under (the budget resolved); errors name the field
+// ("kv.budget ...").
+absl::StatusOr<KvPolicySpec> ResolveKvPolicy(const EvalSettings& s, int64_t tokens);
 
 struct AnswerResult {
   std::string output;  // greedy continuation
   bool correct = false;
   int64_t prompt_tokens = 0;
+  KvPolicySpec kv_policy;  // the policy this prompt ran under (its budget resolved)
 };
 
 // Greedy continuation of `prompt` (max_tokens: answer tokens + 4); correct when the output,
@@ -88,11 +91,13 @@ struct PerplexityResult {
   double nll_dense = 0;     // the same under dense attention
   double kl_vs_dense = 0;   // mean KL(dense || mode) over predicted positions; 0 for dense
   std::vector<PositionBucket> buckets;  // settings.bucket > 0: along the text
+  KvPolicySpec kv_policy;               // the policy this text ran under
   double Perplexity() const;
 };
 
 // Runs `text` (BOS prepended as the tokenizer says) through the model under the settings, and,
-// for a mode other than dense (unless compare_dense is off), through dense attention too; with
+// for a mode other than dense or a KV policy (unless compare_dense is off), through dense
+// attention without a policy too; with
 // settings.bucket > 0 also per position (BucketByPosition).
 absl::StatusOr<PerplexityResult> MeasurePerplexity(const LoadedModel& lm, std::string_view text,
                                                    const EvalSettings& s);

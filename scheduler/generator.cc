@@ -56,6 +56,7 @@ absl::StatusOr<GenerateResult> Generate(const LoadedModel& lm, std::vector<int32
   req.stop = options.stop;
   req.ignore_eos = options.ignore_eos;
   req.attention = options.attention;
+  req.kv_policy = options.kv_policy;
   ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream, loop.Submit(std::move(req)));
   result.prompt_tokens = std::move(prompt_tokens);
   RequestOutput out;

@@ -20,6 +20,7 @@
 #include "engine/attention/attention_mode.h"
 #include "engine/model/loaded_model.h"
 #include "engine/model/model_config.h"
+#include "kvcache/kv_policy.h"
 #include "engine/runner/model_runner.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sampling/sequence_output.h"
@@ -34,6 +35,7 @@ struct GenerateOptions {
   bool ignore_eos = false;
   int64_t page_size = 16;          // KV page size in tokens
   Attention attention;
+  KvPolicySpec kv_policy;  // KV budget policy (kvcache/kv_policy.h); none by default
   // Called after each step: tokens in the sequence once the step has run, and KV pages the
   // sequence holds (bounded under a sliding window, see Generate).
   std::function<void(int64_t num_tokens, int64_t kv_pages)> on_kv_pages;

@@ -19,6 +19,7 @@ int64_t Scheduler::AddSequence(NewSequence seq) {
   s->num_pending_forks = seq.num_forks;
   s->prompt_logits = seq.prompt_logits;
   s->attention = seq.attention;
+  s->kv_policy = seq.kv_policy;
   // Pages computed under another attention mode hold other K/V: keep their prefix caches apart.
   s->cache_salt = seq.attention->PrefixCacheSalt();
   waiting_.push_back(s.get());
@@ -31,7 +32,8 @@ KvSequence Scheduler::View(const Sequence& s) const {
   return KvSequence{.seq_id = s.seq_id,
                     .tokens = s.tokens,
                     .num_computed_tokens = s.num_computed_tokens,
-                    .cache_salt = s.cache_salt};
+                    .cache_salt = s.cache_salt,
+                    .cacheable = !s.kv_policy.enabled()};
 }
 
 int64_t Scheduler::ChunkLimit(int64_t budget) const {
@@ -130,6 +132,7 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
     RETURN_IF_ERROR(kv_->Free(s->seq_id));
     step.reset_seq_ids.push_back(s->seq_id);
     s->num_computed_tokens = 0;
+    s->kv_state.reset();
     s->status = SequenceStatus::kWaiting;
     ++s->num_preemptions;
     ++num_preemptions_;
@@ -166,6 +169,7 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
                                                  s->num_computed_tokens);
       kv_->ReleaseBlocks(s->seq_id, out.begin, out.end);
     }
+    if (s->kv_policy.enabled()) ApplyKvPolicy(*s, step);
     ASSIGN_OR_RETURN(std::optional<SlotAllocation> alloc,
                      kv_->AllocateSlots(View(*s), e.num_new_tokens, nullptr));
     if (!alloc) {
@@ -188,6 +192,12 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
     out.all_logits = s->prompt_logits && out.start_pos < s->num_prompt_tokens;
     out.need_logits = out.all_logits || s->num_computed_tokens == s->num_tokens();
     out.attention = s->attention;
+    if (s->kv_state != nullptr) {
+      out.kv_selection = std::make_shared<const KvSelection>(
+          s->kv_state->Selection(out.block_ids, kv_->page_size(), s->num_computed_tokens));
+      out.key_stats_rows =
+          s->kv_state->StatsRows(out.start_pos, s->num_computed_tokens, s->num_prompt_tokens);
+    }
     step.seqs.push_back(std::move(out));
     if (e.admit) {
       s->status = SequenceStatus::kRunning;
@@ -203,6 +213,36 @@ void Scheduler::AppendToken(int64_t seq_id, int32_t token) {
   if (it != seqs_.end()) it->second->tokens.push_back(token);
 }
 
+void Scheduler::ApplyKvPolicy(Sequence& s, StepPlan& step) {
+  if (s.kv_state == nullptr) s.kv_state = std::make_shared<KvPolicyState>(s.kv_policy);
+  if (s.num_computed_tokens == 0) return;
+  const int64_t ps = kv_->page_size();
+  const KvCompaction c = s.kv_state->Evict(s.num_computed_tokens, s.num_prompt_tokens, ps);
+  if (c.empty()) return;
+  const std::vector<int32_t> pages = kv_->BlockIds(s.seq_id);
+  for (auto [src, dst] : c.moves) {
+    step.slot_copies.push_back({.src_page = pages[src / ps],
+                                .src_slot = static_cast<int32_t>(src % ps),
+                                .dst_page = pages[dst / ps],
+                                .dst_slot = static_cast<int32_t>(dst % ps)});
+  }
+  PolicyCounts& counts = policy_counts_[static_cast<size_t>(s.kv_policy.kind)];
+  counts.tokens_evicted += c.evicted;
+  for (int64_t b : c.free_blocks) counts.blocks_freed += kv_->ReleaseBlocks(s.seq_id, b, b + 1);
+}
+
+void Scheduler::ObserveKeyStats(const StepPlan& step, const StepResult& result) {
+  for (size_t i = 0; i < step.seqs.size() && i < result.key_stats.size(); ++i) {
+    const ScheduledSequence& ss = step.seqs[i];
+    if (result.key_stats[i].empty() || ss.key_stats_rows <= 0) continue;
+    auto it = seqs_.find(ss.seq_id);
+    if (it == seqs_.end() || it->second->kv_state == nullptr) continue;
+    it->second->kv_state->Observe(result.key_stats[i], result.key_stats_heads,
+                                  result.key_stats_row_norm, ss.key_stats_rows,
+                                  ss.start_pos + static_cast<int64_t>(ss.token_ids.size()));
+  }
+}
+
 void Scheduler::AddStateWork(const SlotAllocation& a, StepPlan& step) {
   step.state_copies.insert(step.state_copies.end(), a.state_copies.begin(), a.state_copies.end());
   if (a.new_state_slot >= 0) step.cleared_state_slots.push_back(a.new_state_slot);
@@ -215,6 +255,11 @@ absl::StatusOr<int64_t> Scheduler::Fork(int64_t seq_id) {
         absl::StrFormat("Scheduler::Fork: sequence %d has no fork pending", seq_id));
   }
   Sequence& parent = *it->second;
+  if (parent.kv_policy.enabled()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "Scheduler::Fork: sequence %d runs a KV policy, which compacts its pages in place",
+        seq_id));
+  }
   auto child = std::make_unique<Sequence>(parent);
   child->seq_id = next_seq_id_;
   child->num_pending_forks = 0;
@@ -252,6 +297,7 @@ absl::StatusOr<int64_t> Scheduler::Requeue(StepPlan& step, std::span<const int32
     RETURN_IF_ERROR(kv_->Free(s->seq_id));
     step.reset_seq_ids.push_back(s->seq_id);
     s->num_computed_tokens = 0;
+    s->kv_state.reset();
     s->status = SequenceStatus::kWaiting;
     running_.erase(std::find(running_.begin(), running_.end(), s));
   }

@@ -27,6 +27,7 @@
 #include "common/status.h"
 #include "engine/runner/model_runner.h"
 #include "kvcache/kv_cache_manager.h"
+#include "kvcache/kv_policy.h"
 
 namespace longview {
 
@@ -52,6 +53,10 @@ struct Sequence {
   int32_t num_pending_forks = 0;   // siblings to fork once the prompt's logits exist (n - 1)
   bool prompt_logits = false;      // NewSequence::prompt_logits
   Attention attention;
+  // The KV budget policy and its state (made at admission, dropped when the sequence's blocks
+  // are freed: a preempted sequence starts its policy afresh).
+  KvPolicySpec kv_policy;
+  std::shared_ptr<KvPolicyState> kv_state;
   uint64_t cache_salt = 0;
   SequenceStatus status = SequenceStatus::kWaiting;
   int64_t admitted_at = 0;  // admission stamp: larger = more recently admitted
@@ -65,6 +70,9 @@ struct Sequence {
 struct NewSequence {
   std::vector<int32_t> prompt;
   Attention attention;
+  // A policy sequence takes no prefix hits and registers no blocks (its pages are compacted in
+  // place), and cannot be forked.
+  KvPolicySpec kv_policy;
   int32_t num_forks = 0;  // n - 1
   // Score the prompt: every prompt chunk asks for the logits of all its tokens, and no prefix
   // cache hit skips any of them.
@@ -103,6 +111,16 @@ class Scheduler {
 
   // Appends a sampled token to a sequence.
   void AppendToken(int64_t seq_id, int32_t token);
+  // Hands the per-key attention statistics of an executed step to the sequences' KV policies;
+  // they decide at the sequence's next Apply what to evict.
+  void ObserveKeyStats(const StepPlan& step, const StepResult& result);
+  // What KV policies did, per policy (indexed by KvPolicyKind): tokens evicted, and blocks
+  // their compactions gave back to the pool.
+  struct PolicyCounts {
+    int64_t tokens_evicted = 0;
+    int64_t blocks_freed = 0;
+  };
+  const std::vector<PolicyCounts>& policy_counts() const { return policy_counts_; }
   // Creates a running sibling sharing the sequence's blocks and tokens; returns its id.
   // Decrements the parent's num_pending_forks. FailedPrecondition when the sequence has no fork
   // pending; ResourceExhausted when no state slot is free (nothing changed).
@@ -134,6 +152,9 @@ class Scheduler {
 
  private:
   static void AddStateWork(const SlotAllocation& a, StepPlan& step);
+  // Runs the sequence's KV policy before its next step: evictions become slot copies in `step`
+  // and released blocks.
+  void ApplyKvPolicy(Sequence& s, StepPlan& step);
   int64_t ChunkLimit(int64_t budget) const;
 
   SchedulerOptions options_;
@@ -142,6 +163,7 @@ class Scheduler {
   std::vector<Sequence*> running_;  // in admission order
   std::deque<Sequence*> waiting_;
   std::vector<PagePromotion> promotions_;
+  std::vector<PolicyCounts> policy_counts_ = std::vector<PolicyCounts>(KvPolicyNames().size());
   int64_t next_seq_id_ = 0;
   int64_t next_admission_ = 0;
   int64_t num_preemptions_ = 0;

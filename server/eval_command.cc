@@ -71,6 +71,7 @@ int RunEval(const EvalArgs& a) {
       return 1;
     }
     nlohmann::json result = task;
+    KvPolicySpec task_policy;  // as the task ran (its budget resolved)
     const auto t0 = std::chrono::steady_clock::now();
     if (task.contains("text") && task["text"].is_string()) {
       // Optional per task: "bucket" (tokens per position bucket) and "compare_dense" (false:
@@ -91,6 +92,7 @@ int RunEval(const EvalArgs& a) {
         result["tokens"] = r->tokens;
         result["nll"] = r->nll;
         result["perplexity"] = r->Perplexity();
+        task_policy = r->kv_policy;
         if (r->has_dense) {
           result["nll_dense"] = r->nll_dense;
           result["kl_vs_dense"] = r->kl_vs_dense;
@@ -124,6 +126,7 @@ int RunEval(const EvalArgs& a) {
         result["output"] = r->output;
         result["correct"] = r->correct;
         result["prompt_tokens"] = r->prompt_tokens;
+        task_policy = r->kv_policy;
       }
     } else {
       std::cerr << "error: " << a.tasks << ":" << line_no
@@ -134,8 +137,9 @@ int RunEval(const EvalArgs& a) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     result["attention_mode"] = std::string(base.attention->name());
     for (const auto& [name, value] : base.attention->Params()) result[name] = value;
-    result["kv_policy"] = base.kv.policy;
-    result["kv_budget"] = base.kv.budget;
+    result["kv_policy"] = base.kv.policy.empty() ? std::string("none") : base.kv.policy;
+    if (base.kv_budget_fraction > 0) result["kv_budget_fraction"] = base.kv_budget_fraction;
+    for (const auto& [name, value] : KvPolicyParams(task_policy)) result["kv_" + name] = value;
     out << result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     out.flush();
     ++done;

@@ -24,6 +24,17 @@ absl::StatusOr<Attention> ToAttention(const v1::AttentionConfig& a) {
   return ParseAttention(request, "attention.");
 }
 
+absl::StatusOr<KvPolicySpec> ToKvPolicy(const v1::KvPolicyConfig& k) {
+  KvPolicyRequest request{.policy = k.policy()};
+  if (k.has_budget()) request.budget = k.budget();
+  if (k.has_sinks()) request.sinks = k.sinks();
+  if (k.has_window()) request.window = k.window();
+  if (k.has_interval()) request.interval = k.interval();
+  if (k.has_kernel()) request.kernel = k.kernel();
+  if (k.has_alpha()) request.alpha = k.alpha();
+  return ParseKvPolicy(request, "kv_policy.");
+}
+
 SamplingParams ToSamplingParams(const v1::SamplingParams& s) {
   SamplingParams p;
   if (s.has_temperature()) p.temperature = s.temperature();
@@ -103,6 +114,9 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   const int64_t num_prompt = static_cast<int64_t>(out.prompt_tokens.size());
   // The mode's limit: the context, or none where it re-assigns positions (StreamingLLM).
   ASSIGN_OR_RETURN(out.attention, ToAttention(req.attention()));
+  if (req.has_kv_policy()) {
+    ASSIGN_OR_RETURN(out.kv_policy, ToKvPolicy(req.kv_policy()));
+  }
   if (num_prompt > out.attention->MaxSequenceLength(context) - out.max_tokens) {
     return absl::InvalidArgumentError(
         absl::StrCat("stopping.max_tokens: prompt (", num_prompt, " tokens) + max_tokens (",

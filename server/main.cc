@@ -142,8 +142,9 @@ int main(int argc, char** argv) {
   auto* window_opt =
       ev->add_option("--window", eval_window, "sliding_window: tokens attended");
   auto* sinks_opt = ev->add_option("--sinks", eval_sinks, "sliding_window: attention sinks");
-  ev->add_option("--kv-policy", e.settings.kv.policy, "KV budget policy")->capture_default_str();
-  ev->add_option("--kv-budget", e.settings.kv.budget, "KV tokens kept per sequence");
+  longview::AddKvPolicyFlags(ev, &e.settings.kv);
+  ev->add_option("--kv-budget-fraction", e.settings.kv_budget_fraction,
+                 "KV budget as a fraction of each task's tokens (instead of --kv-budget)");
   ev->add_option("--page-size", e.settings.page_size, "KV page size")->capture_default_str();
   ev->add_option("--limit", e.limit, "Evaluate at most N tasks");
   ev->add_option("--threads", eval_threads, "CPU threads (0 = all cores)");

@@ -154,6 +154,21 @@ std::string RenderMetricsText(const EngineMetrics& m, const std::string& model_n
     w.Sample("kv_host_memory_fallbacks_total", static_cast<double>(m.kv_host_memory_fallbacks),
              kind);
   }
+  // KV policies, one sample per policy (label policy="streaming" | "h2o" | "snapkv" | "lazy").
+  if (!m.kv_policies.empty()) {
+    w.Header("kv_policy_tokens_evicted_total", "counter",
+             "Tokens whose KV a policy dropped (kvcache/kv_policy.h).");
+    for (const EngineMetrics::KvPolicyCounts& p : m.kv_policies) {
+      w.Sample("kv_policy_tokens_evicted_total", static_cast<double>(p.tokens_evicted),
+               ",policy=\"" + EscapeLabel(p.policy) + "\"");
+    }
+    w.Header("kv_policy_pages_freed_total", "counter",
+             "KV pages a policy's compactions gave back to the pool.");
+    for (const EngineMetrics::KvPolicyCounts& p : m.kv_policies) {
+      w.Sample("kv_policy_pages_freed_total", static_cast<double>(p.pages_freed),
+               ",policy=\"" + EscapeLabel(p.policy) + "\"");
+    }
+  }
   w.Histo("time_to_first_token_seconds", m.time_to_first_token,
           "Histogram of time to first token in seconds.");
   w.Histo("inter_token_latency_seconds", m.inter_token_latency,

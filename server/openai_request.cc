@@ -263,19 +263,55 @@ absl::Status ReadLogprobs(const json& body, ApiRequest* r) {
   return absl::OkStatus();
 }
 
+// `longview.kv`: {"policy": "h2o", "budget": 2048, ...}, parsed by kvcache/kv_policy.h.
+absl::Status ReadKvPolicy(const json& kv, ApiRequest* r) {
+  if (!kv.is_object()) return InvalidParam("longview.kv", "longview.kv must be an object");
+  KvPolicyRequest request;
+  for (const auto& [key, value] : kv.items()) {
+    const std::string field = "longview.kv." + key;
+    std::optional<int64_t>* integer = key == "budget"     ? &request.budget
+                                      : key == "sinks"    ? &request.sinks
+                                      : key == "window"   ? &request.window
+                                      : key == "interval" ? &request.interval
+                                      : key == "kernel"   ? &request.kernel
+                                                          : nullptr;
+    if (key == "policy") {
+      if (!value.is_string()) return InvalidParam(field, field + " must be a string");
+      request.policy = value.get<std::string>();
+    } else if (integer != nullptr) {
+      if (!value.is_number_integer()) return InvalidParam(field, field + " must be an integer");
+      *integer = value.get<int64_t>();
+    } else if (key == "alpha") {
+      if (!value.is_number()) return InvalidParam(field, field + " must be a number");
+      request.alpha = value.get<double>();
+    } else {
+      return InvalidParam(field, absl::StrCat(field, " is not a known parameter (known: policy, "
+                                                     "budget, sinks, window, interval, kernel, "
+                                                     "alpha)"));
+    }
+  }
+  std::string bad_field;
+  absl::StatusOr<KvPolicySpec> spec = ParseKvPolicy(request, "longview.kv.", &bad_field);
+  if (!spec.ok()) return InvalidParam(bad_field, std::string(spec.status().message()));
+  r->kv_policy = *spec;
+  return absl::OkStatus();
+}
+
 // The `longview` extension object: {"attention": {"mode": "sliding_window", "window": 4096,
-// "sinks": 4}}, parsed by the mode registry (engine/attention/attention_mode.h).
+// "sinks": 4}, "kv": {...}}, the attention parsed by the mode registry
+// (engine/attention/attention_mode.h).
 absl::Status ReadExtension(const json& body, ApiRequest* r) {
   const json* ext = Find(body, "longview");
   if (ext == nullptr) return absl::OkStatus();
   if (!ext->is_object()) return InvalidParam("longview", "longview must be an object");
   for (const auto& [key, value] : ext->items()) {
-    if (key != "attention") {
+    if (key != "attention" && key != "kv") {
       return InvalidParam(
           "longview." + key,
-          absl::StrCat("longview.", key, " is not a known field (known: attention)"));
+          absl::StrCat("longview.", key, " is not a known field (known: attention, kv)"));
     }
   }
+  if (const json* kv = Find(*ext, "kv"); kv != nullptr) RETURN_IF_ERROR(ReadKvPolicy(*kv, r));
   const json* att = Find(*ext, "attention");
   if (att == nullptr) return absl::OkStatus();
   if (!att->is_object()) {

@@ -27,6 +27,7 @@
 
 #include "common/status.h"
 #include "engine/attention/attention_mode.h"
+#include "kvcache/kv_policy.h"
 #include "engine/sampling/sampler.h"
 #include "engine/text/chat_template.h"
 
@@ -60,6 +61,8 @@ struct ApiRequest {
   std::string user;
   std::string attention_mode = "dense";
   Attention attention;
+  // `longview.kv` (kvcache/kv_policy.h); unset: the server's default (--kv-policy).
+  std::optional<KvPolicySpec> kv_policy;
 };
 
 // Parses a request body. `body` must be a JSON object.

@@ -361,6 +361,7 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
     g.n = r.n;
     g.logprobs = r.logprobs;
     g.attention = r.attention;
+    g.kv_policy = r.kv_policy;
     requests.push_back(std::move(g));
   }
   // Admitted or refused whole: a refused request leaves nothing queued.

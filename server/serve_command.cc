@@ -53,6 +53,23 @@ int Fail(const std::string& message) {
 
 }  // namespace
 
+void AddKvPolicyFlags(CLI::App* cmd, KvPolicyRequest* r) {
+  std::string names;
+  for (std::string_view n : KvPolicyNames()) names += (names.empty() ? "" : " | ") + std::string(n);
+  cmd->add_option("--kv-policy", r->policy, "KV budget policy: " + names)->capture_default_str();
+  const std::pair<const char*, std::optional<int64_t>*> ints[] = {
+      {"budget", &r->budget},     {"sinks", &r->sinks},   {"window", &r->window},
+      {"interval", &r->interval}, {"kernel", &r->kernel}};
+  for (auto [name, field] : ints) {
+    cmd->add_option_function<int64_t>(
+        std::string("--kv-") + name, [field](const int64_t& v) { *field = v; },
+        std::string("KV policy parameter `") + name + "` (docs/policies.md)");
+  }
+  cmd->add_option_function<double>(
+      "--kv-alpha", [r](const double& v) { r->alpha = v; },
+      "KV policy parameter `alpha` (lazy; docs/policies.md)");
+}
+
 CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   auto* s = app.add_subcommand("serve", "Serve the OpenAI-compatible HTTP API (and gRPC)");
   s->add_option("--model", a->model, "Hugging Face model folder, or a .gguf file")
@@ -93,6 +110,7 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
                 "Check each host-tier page's CRC32C when a prefix hit takes it (pages pushed to "
                 "disk are checked either way; false saves ~30 ms per GiB of hit)")
       ->capture_default_str();
+  AddKvPolicyFlags(s, &a->kv_policy);
   s->add_option("--kv-write-back", a->kv_write_back,
                 "Copy every full KV page to the tiers as soon as it is full, beside compute: "
                 "eviction is then free and the disk tier holds pages early, for 4-9% of decode "
@@ -177,6 +195,8 @@ int RunServe(const ServeArgs& a) {
   if (a.io_threads < 1 || a.pump_threads < 1) {
     return Fail("--io-threads and --pump-threads must be at least 1");
   }
+  absl::StatusOr<KvPolicySpec> kv_policy = ParseKvPolicy(a.kv_policy, "--kv-");
+  if (!kv_policy.ok()) return Fail(std::string(kv_policy.status().message()));
   if (a.threads > 0) cpu::SetNumThreads(a.threads);
   const auto load_start = std::chrono::steady_clock::now();
   auto lm = LoadedModel::Load(a.model);
@@ -222,6 +242,10 @@ int RunServe(const ServeArgs& a) {
                            .max_num_seqs = a.max_num_seqs,
                            .fp16 = a.dtype == "fp16"});
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
+  if (kv_policy->enabled() && !backend->runner->supports_kv_policies()) {
+    return Fail("--kv-policy " + a.kv_policy.policy + " needs the cpu device for now (the " +
+                backend->device + " backend does not produce per-key attention statistics yet)");
+  }
   {
     // The start-up summary, as vLLM logs one: model, size, dtype, context, KV pages, load time.
     const ModelConfig& c = (*lm)->config;
@@ -250,6 +274,7 @@ int RunServe(const ServeArgs& a) {
   eo.runner = backend->runner;
   eo.kv_store = *kv_store;
   eo.kv_write_back = a.kv_write_back;
+  eo.default_kv_policy = *kv_policy;
   eo.max_num_seqs = a.max_num_seqs;
   eo.max_num_batched_tokens = a.max_num_batched_tokens;
   eo.num_kv_pages = backend->num_kv_pages;

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "kvcache/kv_policy.h"
 
 namespace longview {
 
@@ -55,6 +56,7 @@ struct ServeArgs {
   bool kv_write_back = false;     // full pages copied to the tiers at once, not at eviction
   std::string kv_disk_path;       // RocksDB tier; empty: none
   double kv_disk_gib = 0;
+  KvPolicyRequest kv_policy;  // the default KV policy of requests that name none
   std::string chat_template;  // empty: from tokenizer_config.json
   int io_threads = 2;
   int pump_threads = 2;
@@ -64,6 +66,10 @@ struct ServeArgs {
 // Registers the `serve` subcommand, writing its options into `*args` (whose current values are
 // the defaults shown).
 CLI::App* AddServeCommand(CLI::App& app, ServeArgs* args);
+
+// Registers --kv-policy, --kv-budget, --kv-sinks, --kv-window, --kv-interval, --kv-kernel and
+// --kv-alpha (kvcache/kv_policy.h) on `cmd`, writing what is given into `*r`.
+void AddKvPolicyFlags(CLI::App* cmd, KvPolicyRequest* r);
 
 // Returns the process exit code: 0 after a clean shutdown, 1 with a message on stderr when the
 // model, an option or a port is bad.

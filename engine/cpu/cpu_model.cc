@@ -102,11 +102,31 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
           "sequence %d: block table holds %d tokens, positions up to %d needed", s, capacity,
           seq.start_pos + n));
     }
-    for (int32_t page : seq.block_ids) {
-      if (page == -1 && seq.attention->ReleasableWindow(cfg_) > 0) continue;  // released
+    for (size_t b = 0; b < seq.block_ids.size(); ++b) {
+      const int32_t page = seq.block_ids[b];
+      const bool written = static_cast<int64_t>(b + 1) * ps > seq.start_pos;
+      if (page == -1 && !written &&
+          (seq.selection != nullptr || seq.attention->ReleasableWindow(cfg_) > 0)) {
+        continue;  // released
+      }
       if (page < 0 || page >= kv.num_pages()) {
         return absl::InvalidArgumentError(
             absl::StrFormat("sequence %d: page %d out of range [0, %d)", s, page, kv.num_pages()));
+      }
+    }
+    if (seq.selection != nullptr) {
+      for (const KvSpan& span : seq.selection->spans) {
+        if (span.page_id < 0 || span.page_id >= kv.num_pages() || span.first_slot < 0 ||
+            span.count < 0 || span.first_slot + span.count > ps) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "sequence %d: selection span (page %d, slots %d+%d) outside the pool", s,
+              span.page_id, span.first_slot, span.count));
+        }
+      }
+      if (seq.key_stats_rows < 0 || seq.key_stats_rows > n ||
+          (seq.key_stats_rows > 0 && seq.key_stats == nullptr)) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("sequence %d: key_stats_rows %d of %d rows", s, seq.key_stats_rows, n));
       }
     }
     for (int32_t t : seq.tokens) {
@@ -174,7 +194,12 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
           .head_dim = hd,
           .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
           .window = seq.attention->LayerWindow(cfg_.layer_window[l])};
-      if (seq.attention->PerRowSelection()) {
+      if (seq.selection != nullptr) {
+        cpu::SelectionAttention(ap, view, rope_, *seq.selection, &q[row0[s] * q_dim],
+                                &pos[row0[s]], rows, &attn[row0[s] * q_dim],
+                                seq.key_stats_rows > 0 ? seq.key_stats : nullptr,
+                                rows - seq.key_stats_rows);
+      } else if (seq.attention->PerRowSelection()) {
         SelectionRowsAttention(ap, view, rope_, seq.block_ids, *seq.attention,
                                cfg_.layer_window[l], &q[row0[s] * q_dim], &pos[row0[s]], rows,
                                &attn[row0[s] * q_dim]);

@@ -41,6 +41,13 @@ struct BatchSequence {
   bool need_logits = false;            // logits of the last token
   bool all_logits = false;             // with need_logits: of every token, in order
   Attention attention;
+  // A KV policy's selection (model_runner.h ScheduledSequence::kv_selection): every row reads
+  // it at the keys' positions under the layers' own windows. Not owned.
+  const KvSelection* selection = nullptr;
+  // With selection: the last key_stats_rows rows add each key's attention probability, summed
+  // over layers and query heads, to key_stats ([num_kv_heads][keys]; zeroed by the caller).
+  int64_t key_stats_rows = 0;
+  float* key_stats = nullptr;
 };
 
 class CpuModel {

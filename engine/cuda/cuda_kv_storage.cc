@@ -59,6 +59,22 @@ absl::Status CudaKvStorage::CopyPages(std::span<const PageCopy> copies) {
   return absl::OkStatus();
 }
 
+absl::Status CudaKvStorage::CopySlots(std::span<const SlotCopy> copies) {
+  RETURN_IF_ERROR(CheckCopies(copies, num_pages_, layout_.page_size));
+  // A slot is one row of TokenStride() elements in each of the page's 2 * layers planes.
+  const size_t width = static_cast<size_t>(layout_.TokenStride() * elem_bytes_);
+  const size_t pitch = static_cast<size_t>(layout_.KvStride() * elem_bytes_);
+  const size_t planes = static_cast<size_t>(2 * layout_.num_layers);
+  for (const SlotCopy& c : copies) {
+    RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy2DAsync(Page(c.dst_page) + c.dst_slot * width, pitch,
+                          Page(c.src_page) + c.src_slot * width, pitch, width, planes,
+                          cudaMemcpyDeviceToDevice, stream_),
+        "slot copy"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CudaKvStorage::CopyStates(std::span<const StateCopy> copies) {
   RETURN_IF_ERROR(CheckCopies(copies, num_state_slots_));
   for (const StateCopy& c : copies) {

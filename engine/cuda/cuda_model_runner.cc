@@ -262,10 +262,20 @@ const CudaModelRunner::Stats& CudaModelRunner::stats() const { return impl_->sta
 absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) {
   Impl& m = *impl_;
   RETURN_IF_ERROR(CheckCopies(plan.copies, m.num_pages));
+  RETURN_IF_ERROR(CheckCopies(plan.slot_copies, m.num_pages, m.opt.page_size));
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    if (plan.seqs[i].kv_selection != nullptr) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "sequence %d: KV policies' selections and key statistics are not implemented on the "
+          "CUDA backend yet",
+          i));
+    }
+  }
   StepLayout L;
   RETURN_IF_ERROR(PrepareStep(m, plan, L));
   RETURN_IF_ERROR(m.EnsureLogitsRows(static_cast<int64_t>(L.logit_src.size())));
   RETURN_IF_ERROR(m.kv->CopyPages(plan.copies));
+  RETURN_IF_ERROR(m.kv->CopySlots(plan.slot_copies));
   RETURN_IF_ERROR(m.kv->CopyStates(plan.state_copies));
   RETURN_IF_ERROR(m.kv->ClearStates(plan.cleared_state_slots));
   RETURN_IF_ERROR(CudaStatus(cudaEventRecord(m.step_start, m.stream), "event"));

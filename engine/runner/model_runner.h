@@ -47,14 +47,23 @@ struct ScheduledSequence {
   int32_t state_slot = -1;         // the sequence's mode-state slot in the KvStorage, or -1
   // Set when this row's token may be sampled on the device (no penalties, no top logprobs).
   std::optional<DeviceSampling> device_sampling;
+  // A KV policy's selection (kvcache/kv_policy.h): when set, every row of this sequence reads
+  // these keys at their positions (the kept tokens and this step's), masked causally by position
+  // and by the model's own layer windows, instead of its block table by token index. The block
+  // table then has -1 for blocks the policy released.
+  std::shared_ptr<const KvSelection> kv_selection;
+  // With kv_selection: the last this-many rows report per-key attention (StepResult::key_stats).
+  int64_t key_stats_rows = 0;
 };
 
 // A step: what to copy, what to compute, and what happened to sequences since the last step, so
 // that no backend keeps state of a sequence that finished, restarted or was forked.
-// Order of work: page copies, state copies, clearing new state slots, then the forward.
+// Order of work: page copies, slot copies, state copies, clearing new state slots, then the
+// forward.
 struct StepPlan {
   std::vector<PageCopy> copies;              // copy-on-write, done before the forward, in order
   std::vector<StateCopy> state_copies;       // a forked sequence's first step: its parent's state
+  std::vector<SlotCopy> slot_copies;         // KV policies' compactions, after the page copies
   std::vector<int32_t> cleared_state_slots;  // slots a sequence takes afresh: zero them
   std::vector<ScheduledSequence> seqs;
   // Since the previous step: sequences that finished (or were cancelled), sequences preempted
@@ -78,6 +87,12 @@ struct StepResult {
   // (log-softmax of the raw logits).
   std::vector<int32_t> tokens;
   std::vector<float> token_logprobs;
+  // Per plan sequence with key_stats_rows > 0 (else empty): [num_kv_heads][keys of its
+  // kv_selection, in order], each the attention probability of that key summed over the layers,
+  // the KV head's query heads and the asked rows.
+  std::vector<std::vector<float>> key_stats;
+  int64_t key_stats_heads = 0;     // KV heads in key_stats
+  double key_stats_row_norm = 0;   // per row: layers x query heads per KV head
   bool sampled() const { return !tokens.empty(); }
   // The logits of the sequence's last token.
   std::span<const float> Row(size_t seq_index) const {
@@ -99,6 +114,8 @@ class ModelRunner {
   virtual int64_t vocab_size() const = 0;
   // Whether Execute honours ScheduledSequence::device_sampling.
   virtual bool samples_on_device() const { return false; }
+  // Whether Execute honours ScheduledSequence::kv_selection and key_stats_rows (KV policies).
+  virtual bool supports_kv_policies() const { return false; }
   // Copies pages, runs the forward. InvalidArgument for a malformed plan.
   virtual absl::Status Execute(const StepPlan& plan, StepResult& result) = 0;
 };

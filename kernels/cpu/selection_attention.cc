@@ -12,13 +12,16 @@ namespace longview::cpu {
 
 void SelectionAttention(const AttentionParams& p, const PagedKvView& kv, const RopeTable& rope,
                         const KvSelection& selection, const float* q, const int64_t* q_pos,
-                        int64_t n_q, float* out) {
+                        int64_t n_q, float* out, float* key_stats, int64_t stats_from_row) {
   if (n_q <= 0) return;
   const int64_t d = p.head_dim;
   const int64_t group = p.num_q_heads / p.num_kv_heads;
   int64_t max_keys = 0;
+  std::vector<int64_t> stats_offset(p.num_kv_heads + 1, 0);
   for (int64_t kh = 0; kh < p.num_kv_heads; ++kh) {
-    max_keys = std::max(max_keys, selection.NumKeys(kh));
+    const int64_t n = selection.NumKeys(kh);
+    max_keys = std::max(max_keys, n);
+    stats_offset[kh + 1] = stats_offset[kh] + n;
   }
 
   ParallelFor(p.num_kv_heads, 1, [&](int64_t h0, int64_t h1) {
@@ -64,9 +67,13 @@ void SelectionAttention(const AttentionParams& p, const PagedKvView& kv, const R
             denom += e;
           }
           const float inv = static_cast<float>(1.0 / denom);
+          float* stats = key_stats != nullptr && i >= stats_from_row
+                             ? key_stats + stats_offset[kh]
+                             : nullptr;
           for (int64_t j = 0; j < n_keys; ++j) {
             if (!visible(pos, j)) continue;
             const float w = scores[j] * inv;
+            if (stats != nullptr) stats[j] += w;
             const float* vv = values.data() + j * d;
             for (int64_t t = 0; t < d; ++t) o[t] += w * vv[t];
           }

@@ -21,10 +21,14 @@
 namespace longview::cpu {
 
 // q, out: [n_q, num_q_heads, head_dim]. kv.block_table is not read: pages come from the spans.
+// key_stats (optional): per-key attention for KV policies: for each KV head in order, one float
+// per key of its spans (in their order), to which the attention probability of that key under
+// each of the head's query heads, for the rows i >= stats_from_row, is added.
 // REQUIRES: every span lies inside a page of the pool; selection.head_begin is empty or has
 // num_kv_heads + 1 entries.
 void SelectionAttention(const AttentionParams& params, const PagedKvView& kv,
                         const RopeTable& rope, const KvSelection& selection, const float* q,
-                        const int64_t* q_pos, int64_t n_q, float* out);
+                        const int64_t* q_pos, int64_t n_q, float* out,
+                        float* key_stats = nullptr, int64_t stats_from_row = 0);
 
 }  // namespace longview::cpu

@@ -91,7 +91,16 @@ void RunCase(const Case& c, uint32_t seed) {
                      .scale = 1.0f / std::sqrt(static_cast<float>(d)),
                      .window = c.window};
   std::vector<float> out(q.size(), std::nanf(""));
-  SelectionAttention(ap, view, rope, sel, q.data(), q_pos.data(), c.n_q, out.data());
+  // Per-key attention of the later half of the rows (KV policies' statistics).
+  std::vector<int64_t> stats_offset(c.num_kv_heads + 1, 0);
+  for (int64_t kh = 0; kh < c.num_kv_heads; ++kh) {
+    stats_offset[kh + 1] = stats_offset[kh] + sel.NumKeys(kh);
+  }
+  const int64_t stats_from = c.n_q / 2;
+  std::vector<float> key_stats(stats_offset.back(), 0.0f);
+  SelectionAttention(ap, view, rope, sel, q.data(), q_pos.data(), c.n_q, out.data(),
+                     key_stats.data(), stats_from);
+  std::vector<double> want_stats(key_stats.size(), 0.0);
 
   test::ErrorStats stats;
   const int64_t group = c.num_q_heads / c.num_kv_heads;
@@ -102,10 +111,14 @@ void RunCase(const Case& c, uint32_t seed) {
                              q.begin() + (i * c.num_q_heads + h + 1) * d);
       std::vector<double> scores;
       std::vector<const float*> vals;
+      std::vector<int64_t> key_index;  // of each visible key in the head's spans
+      int64_t j = -1;
       for (const KvSpan& s : sel.ForHead(kh)) {
         for (int64_t t = 0; t < s.count; ++t) {
+          ++j;
           const int64_t kpos = s.first_position + t;
           if (kpos > q_pos[i] || (c.window > 0 && kpos <= q_pos[i] - c.window)) continue;
+          key_index.push_back(j);
           const float* base =
               pool.data() + s.page_id * page_elements + (s.first_slot + t) * tok_stride + kh * d;
           std::vector<double> k(base + view.k_offset, base + view.k_offset + d);
@@ -114,6 +127,14 @@ void RunCase(const Case& c, uint32_t seed) {
           for (int64_t e = 0; e < d; ++e) dot += qd[e] * k[e];
           scores.push_back(dot / std::sqrt(static_cast<double>(d)));
           vals.push_back(base + view.v_offset);
+        }
+      }
+      if (i >= stats_from && !scores.empty()) {
+        const double m = *std::max_element(scores.begin(), scores.end());
+        double z = 0;
+        for (double s : scores) z += std::exp(s - m);
+        for (size_t k = 0; k < scores.size(); ++k) {
+          want_stats[stats_offset[kh] + key_index[k]] += std::exp(scores[k] - m) / z;
         }
       }
       std::vector<double> acc = test::SoftmaxWeightedSum(std::move(scores), vals, d);
@@ -125,6 +146,9 @@ void RunCase(const Case& c, uint32_t seed) {
     }
   }
   stats.Expect();
+  for (size_t k = 0; k < key_stats.size(); ++k) {
+    EXPECT_NEAR(key_stats[k], want_stats[k], 1e-4 * (1 + want_stats[k])) << "key " << k;
+  }
 }
 
 TEST(SelectionAttentionTest, MatchesDoubleReferenceOnRandomSelections) {

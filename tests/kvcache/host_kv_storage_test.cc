@@ -28,6 +28,32 @@ TEST(HostKvStorageTest, CopiesPagesInOrder) {
   EXPECT_EQ(kv.Page(0)[1], 201);
 }
 
+TEST(HostKvStorageTest, CopiesTokenSlotsInEveryLayerInOrder) {
+  HostKvStorage kv(kLayout, 3);
+  Fill(kv, 0, 100);
+  Fill(kv, 1, 200);
+  Fill(kv, 2, 300);
+  const std::vector<float> page2(kv.Page(2), kv.Page(2) + kLayout.PageElements());
+  // (page 1, slot 2) -> (page 0, slot 0), then (page 0, slot 0) -> (page 0, slot 1).
+  ASSERT_TRUE(kv.CopySlots(std::vector<SlotCopy>{{1, 2, 0, 0}, {0, 0, 0, 1}}).ok());
+  for (int64_t l = 0; l < kLayout.num_layers; ++l) {
+    for (int kind : {KvLayout::kKey, KvLayout::kValue}) {
+      for (int64_t e = 0; e < kLayout.TokenStride(); ++e) {
+        const float src = 200 + kLayout.Offset(l, kind, 2, 0) + e;
+        EXPECT_EQ(kv.Page(0)[kLayout.Offset(l, kind, 0, 0) + e], src);
+        EXPECT_EQ(kv.Page(0)[kLayout.Offset(l, kind, 1, 0) + e], src);
+        // The other slots are untouched.
+        EXPECT_EQ(kv.Page(0)[kLayout.Offset(l, kind, 2, 0) + e],
+                  100 + kLayout.Offset(l, kind, 2, 0) + e);
+      }
+    }
+  }
+  EXPECT_EQ(std::vector<float>(kv.Page(2), kv.Page(2) + kLayout.PageElements()), page2);
+  absl::Status s = kv.CopySlots(std::vector<SlotCopy>{{0, 0, 1, 3}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("(page 1, slot 3)"), std::string::npos) << s;
+}
+
 TEST(HostKvStorageTest, BadIndexIsAnErrorAndCopiesNothing) {
   HostKvStorage kv(kLayout, 2);
   Fill(kv, 0, 1);

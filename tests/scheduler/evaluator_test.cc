@@ -186,6 +186,28 @@ TEST(EvaluatorTest, DensePerplexityBucketsMatchTransformersPerTokenNll) {
   EXPECT_TRUE(r->has_dense);
 }
 
+TEST(EvaluatorTest, KvPolicyPerplexityIsComparedWithDenseAndDiffersOnlyPastTheBudget) {
+  auto lm = Load("llama");
+  ASSERT_TRUE(lm);
+  const std::string text =
+      "And the earth was without form, and void; and darkness was upon the face of the deep.";
+  EvalSettings s;
+  s.kv = {.policy = "streaming", .sinks = 2};
+  s.kv_budget_fraction = 0.4;
+  s.chunk = 4;  // the policy evicts between chunks
+  s.bucket = 4;
+  auto r = MeasurePerplexity(*lm, text, s);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->has_dense);
+  EXPECT_EQ(r->kv_policy.kind, KvPolicyKind::kStreaming);
+  EXPECT_EQ(r->kv_policy.budget, std::llround(0.4 * static_cast<double>(r->tokens + 1)));
+  ASSERT_GE(r->buckets.size(), 3u);
+  // Within the budget nothing was evicted: dense there.
+  EXPECT_NEAR(r->buckets[0].MeanKl(), 0.0, 1e-6);
+  EXPECT_GT(r->buckets.back().MeanKl(), 1e-3);
+  EXPECT_GT(r->kl_vs_dense, 0.0);
+}
+
 TEST(EvaluatorTest, SlidingWindowBucketsShowKlOnlyPastTheWindowAndDenseCanBeSkipped) {
   auto lm = Load("llama");
   ASSERT_TRUE(lm);
@@ -237,6 +259,16 @@ TEST(EvaluatorTest, InvalidSettingsNameTheField) {
   EXPECT_NE(ValidateEvalSettings(s).message().find("kv.policy"), std::string::npos);
   s.kv.policy = "none";
   EXPECT_TRUE(ValidateEvalSettings(s).ok());
+  s.kv = {.policy = "h2o"};
+  s.kv_budget_fraction = 1.5;
+  EXPECT_NE(ValidateEvalSettings(s).message().find("kv.budget_fraction"), std::string::npos);
+  s.kv_budget_fraction = 0.25;
+  EXPECT_TRUE(ValidateEvalSettings(s).ok());
+  absl::StatusOr<KvPolicySpec> p = ResolveKvPolicy(s, 1001);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->budget, 250);
+  s.kv.budget = 10;
+  EXPECT_NE(ValidateEvalSettings(s).message().find("kv.budget"), std::string::npos);
 }
 
 }  // namespace

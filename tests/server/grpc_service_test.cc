@@ -228,6 +228,31 @@ TEST_F(GrpcServiceTest, SlidingWindowWithSinksEqualsGenerate) {
   EXPECT_EQ(got.tokens[0], want->output_tokens);
 }
 
+// A KV policy through gRPC: the same tokens as the engine gives it in-process (Generate).
+TEST_F(GrpcServiceTest, KvPolicyEqualsGenerate) {
+  std::vector<int32_t> prompt;
+  for (int32_t i = 0; i < 60; ++i) prompt.push_back(3 + (i * 193) % 500);
+  GenerateOptions opt;
+  opt.sampling.temperature = 0;
+  opt.max_tokens = 30;
+  opt.ignore_eos = true;
+  opt.kv_policy = *ParseKvPolicy({.policy = "h2o", .budget = 24}, "");
+  auto want = Generate(*model_, prompt, opt);
+  ASSERT_TRUE(want.ok()) << want.status();
+
+  auto stub = Connect(open_->port());
+  v1::GenerateRequest req;
+  req.mutable_prompt()->mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
+  req.mutable_sampling()->set_temperature(0);
+  req.mutable_stopping()->set_max_tokens(30);
+  req.mutable_stopping()->set_ignore_eos(true);
+  req.mutable_kv_policy()->set_policy("h2o");
+  req.mutable_kv_policy()->set_budget(24);
+  Collected got = RunGenerate(*stub, req);
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  EXPECT_EQ(got.tokens[0], want->output_tokens);
+}
+
 TEST_F(GrpcServiceTest, TokenIdPromptAndSeveralChoices) {
   GenerateOptions opt;
   opt.sampling.temperature = 0;
@@ -458,6 +483,19 @@ TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
        "attention.mode"},
       {"unknown attention mode",
        [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("nope"); }, "attention.mode"},
+      {"unknown kv policy",
+       [](v1::GenerateRequest* r) { r->mutable_kv_policy()->set_policy("fifo"); },
+       "kv_policy.policy"},
+      {"kv policy without budget",
+       [](v1::GenerateRequest* r) { r->mutable_kv_policy()->set_policy("snapkv"); },
+       "kv_policy.budget"},
+      {"kv policy parameter it does not take",
+       [](v1::GenerateRequest* r) {
+         r->mutable_kv_policy()->set_policy("h2o");
+         r->mutable_kv_policy()->set_budget(64);
+         r->mutable_kv_policy()->set_kernel(3);
+       },
+       "kv_policy.kernel"},
       {"sliding_window without window",
        [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("sliding_window"); },
        "attention.window"},

@@ -90,6 +90,21 @@ TEST(MetricsTextTest, FormatsValues) {
   EXPECT_EQ(FormatMetricValue(std::numeric_limits<double>::infinity()), "+Inf");
 }
 
+TEST(MetricsTextTest, KvPoliciesCountEvictionsPerPolicy) {
+  EngineMetrics m;
+  EXPECT_EQ(RenderMetricsText(m, "m").find("kv_policy"), std::string::npos);
+  m.kv_policies = {{.policy = "h2o", .tokens_evicted = 1200, .pages_freed = 70},
+                   {.policy = "lazy", .tokens_evicted = 0, .pages_freed = 0}};
+  const std::string t = RenderMetricsText(m, "m");
+  EXPECT_TRUE(Has(t, "# TYPE longview:kv_policy_tokens_evicted_total counter")) << t;
+  EXPECT_TRUE(Has(t, "longview:kv_policy_tokens_evicted_total{model_name=\"m\",policy=\"h2o\"} 1200"))
+      << t;
+  EXPECT_TRUE(Has(t, "longview:kv_policy_pages_freed_total{model_name=\"m\",policy=\"h2o\"} 70"))
+      << t;
+  EXPECT_TRUE(Has(t, "longview:kv_policy_pages_freed_total{model_name=\"m\",policy=\"lazy\"} 0"))
+      << t;
+}
+
 TEST(MetricsTextTest, TiersHostMemoryIsAccounted) {
   EngineMetrics m;
   std::string t = RenderMetricsText(m, "m");

@@ -57,6 +57,25 @@ TEST(OpenAiRequestTest, SlidingWindowWithSinksBecomesItsAttentionSpec) {
   EXPECT_EQ(dense->attention->spec(), AttentionSpec(DenseAttention{}));
 }
 
+TEST(OpenAiRequestTest, KvPolicyBecomesItsSpecWithTheDefaultsFilledIn) {
+  auto r = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "hi", "longview": {"kv":
+      {"policy": "lazy", "budget": 2048, "alpha": 0.0005}}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->kv_policy.has_value());
+  EXPECT_EQ(r->kv_policy->kind, KvPolicyKind::kLazy);
+  EXPECT_EQ(r->kv_policy->budget, 2048);
+  EXPECT_EQ(r->kv_policy->window, 128);
+  EXPECT_DOUBLE_EQ(r->kv_policy->alpha, 0.0005);
+  auto none = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "hi", "longview": {"kv":
+      {"policy": "none"}}})");
+  ASSERT_TRUE(none.ok()) << none.status();
+  ASSERT_TRUE(none->kv_policy.has_value());  // explicitly none: overrides a server default
+  EXPECT_FALSE(none->kv_policy->enabled());
+  auto absent = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "hi"})");
+  ASSERT_TRUE(absent.ok());
+  EXPECT_FALSE(absent->kv_policy.has_value());  // the server's default
+}
+
 TEST(OpenAiRequestTest, DefaultsWhenAbsentOrNull) {
   auto r = ParseApiRequest(ApiKind::kCompletion, R"({"prompt": "x", "max_tokens": null})");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -230,6 +249,25 @@ INSTANTIATE_TEST_SUITE_P(
                 "longview.attention.top_k"},
         BadCase{kC, R"({"prompt": "a", "longview": {"attention": {"sinks": 2}}})",
                 "longview.attention.sinks"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"kv": 3}})", "longview.kv"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"kv": {"policy": "fifo"}}})",
+                "longview.kv.policy"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"kv": {"policy": "h2o"}}})",
+                "longview.kv.budget"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"kv": {"policy": "h2o", "budget": "9"}}})",
+                "longview.kv.budget"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"kv": {"policy": "h2o", "budget": 9,
+                                                             "sinks": 2}}})",
+                "longview.kv.sinks"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"kv": {"policy": "lazy", "budget": 64,
+                                                             "alpha": 2}}})",
+                "longview.kv.alpha"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"kv": {"policy": "snapkv", "budget": 64,
+                                                             "kernel": 4}}})",
+                "longview.kv.kernel"},
+        BadCase{kC, R"({"prompt": "a", "longview": {"kv": {"policy": "h2o", "budget": 64,
+                                                             "ratio": 1}}})",
+                "longview.kv.ratio"},
         BadCase{kChat, R"({})", "messages"}, BadCase{kChat, R"({"messages": []})", "messages"},
         BadCase{kChat, R"({"messages": [{"content": "x"}]})", "messages"},
         BadCase{kChat, R"({"messages": [{"role": "wizard", "content": "x"}]})", "messages"},
