@@ -26,11 +26,13 @@
 // other choice with the papers' defaults.
 //
 // Slots: the sequence's tokens occupy "slots" of its block table (slot s: logical block
-// s / page_size, offset s % page_size). Before any eviction a token's slot is its index. A
-// compaction moves the kept tokens, in order, to the first slots of the blocks the sequence still
-// holds (a move never overwrites a slot that is still to be read: destinations are never behind
-// sources), and releases the blocks before the one being written that no longer hold a token.
-// Tokens computed afterwards take the slot equal to their index again.
+// s / page_size, offset s % page_size). Before any eviction a token's slot is its index. After
+// an eviction, the blocks before the one being written that no longer hold a kept token are
+// released; once the holes left in the blocks still held exceed a quarter of the budget (at
+// least two pages), a compaction first moves the kept tokens, in order, to the first slots of the
+// blocks the sequence holds (a move never overwrites a slot that is still to be read:
+// destinations are never behind sources). Tokens computed afterwards take the slot equal to
+// their index again.
 // Thread-safety: plain values; a state is owned by its sequence's scheduler.
 #pragma once
 
@@ -134,7 +136,8 @@ class KvPolicyState {
     int64_t last = 0;  // lazy: the step it was last important
     int64_t mri = 0;   // lazy: its maximum recurrence interval
   };
-  // Keeps keys_[i] for keep[i]; packs them into the first held slots below `end`.
+  // Keeps keys_[i] for keep[i]; packs them into the first held slots below `end` when the holes
+  // are too many; releases blocks left empty.
   KvCompaction Compact(const std::vector<bool>& keep, int64_t end, int64_t page_size);
   // Marks the `n` highest-scoring keys among those not yet kept (ties: the later token).
   void KeepBest(const std::vector<double>& score, int64_t n, std::vector<bool>& keep) const;

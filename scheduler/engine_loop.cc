@@ -671,7 +671,7 @@ absl::Status EngineLoop::Impl::Step() {
   if (step.empty()) return absl::OkStatus();
   if (runner.samples_on_device()) OfferDeviceSampling(step);
   RETURN_IF_ERROR(runner.Execute(step, result));
-  sched.ObserveKeyStats(step, result);
+  sched.StepDone(step, result);
   steps_run = 1;
   RETURN_IF_ERROR(StartWriteBacks());
   if (opt.on_step) {

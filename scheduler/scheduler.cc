@@ -133,6 +133,7 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
     step.reset_seq_ids.push_back(s->seq_id);
     s->num_computed_tokens = 0;
     s->kv_state.reset();
+    s->kv_blocks_to_release.clear();
     s->status = SequenceStatus::kWaiting;
     ++s->num_preemptions;
     ++num_preemptions_;
@@ -215,6 +216,7 @@ void Scheduler::AppendToken(int64_t seq_id, int32_t token) {
 
 void Scheduler::ApplyKvPolicy(Sequence& s, StepPlan& step) {
   if (s.kv_state == nullptr) s.kv_state = std::make_shared<KvPolicyState>(s.kv_policy);
+  ReleaseCompacted(s);  // a step that did not run to StepDone
   if (s.num_computed_tokens == 0) return;
   const int64_t ps = kv_->page_size();
   const KvCompaction c = s.kv_state->Evict(s.num_computed_tokens, s.num_prompt_tokens, ps);
@@ -226,20 +228,30 @@ void Scheduler::ApplyKvPolicy(Sequence& s, StepPlan& step) {
                                 .dst_page = pages[dst / ps],
                                 .dst_slot = static_cast<int32_t>(dst % ps)});
   }
-  PolicyCounts& counts = policy_counts_[static_cast<size_t>(s.kv_policy.kind)];
-  counts.tokens_evicted += c.evicted;
-  for (int64_t b : c.free_blocks) counts.blocks_freed += kv_->ReleaseBlocks(s.seq_id, b, b + 1);
+  policy_counts_[static_cast<size_t>(s.kv_policy.kind)].tokens_evicted += c.evicted;
+  s.kv_blocks_to_release = c.free_blocks;
 }
 
-void Scheduler::ObserveKeyStats(const StepPlan& step, const StepResult& result) {
-  for (size_t i = 0; i < step.seqs.size() && i < result.key_stats.size(); ++i) {
+void Scheduler::ReleaseCompacted(Sequence& s) {
+  PolicyCounts& counts = policy_counts_[static_cast<size_t>(s.kv_policy.kind)];
+  for (int64_t b : std::exchange(s.kv_blocks_to_release, {})) {
+    counts.blocks_freed += kv_->ReleaseBlocks(s.seq_id, b, b + 1);
+  }
+}
+
+void Scheduler::StepDone(const StepPlan& step, const StepResult& result) {
+  for (size_t i = 0; i < step.seqs.size(); ++i) {
     const ScheduledSequence& ss = step.seqs[i];
-    if (result.key_stats[i].empty() || ss.key_stats_rows <= 0) continue;
+    if (ss.kv_selection == nullptr) continue;
     auto it = seqs_.find(ss.seq_id);
     if (it == seqs_.end() || it->second->kv_state == nullptr) continue;
-    it->second->kv_state->Observe(result.key_stats[i], result.key_stats_heads,
-                                  result.key_stats_row_norm, ss.key_stats_rows,
-                                  ss.start_pos + static_cast<int64_t>(ss.token_ids.size()));
+    Sequence& s = *it->second;
+    ReleaseCompacted(s);
+    if (i < result.key_stats.size() && !result.key_stats[i].empty() && ss.key_stats_rows > 0) {
+      s.kv_state->Observe(result.key_stats[i], result.key_stats_heads, result.key_stats_row_norm,
+                          ss.key_stats_rows,
+                          ss.start_pos + static_cast<int64_t>(ss.token_ids.size()));
+    }
   }
 }
 
@@ -298,6 +310,7 @@ absl::StatusOr<int64_t> Scheduler::Requeue(StepPlan& step, std::span<const int32
     step.reset_seq_ids.push_back(s->seq_id);
     s->num_computed_tokens = 0;
     s->kv_state.reset();
+    s->kv_blocks_to_release.clear();
     s->status = SequenceStatus::kWaiting;
     running_.erase(std::find(running_.begin(), running_.end(), s));
   }

@@ -57,6 +57,10 @@ struct Sequence {
   // are freed: a preempted sequence starts its policy afresh).
   KvPolicySpec kv_policy;
   std::shared_ptr<KvPolicyState> kv_state;
+  // Logical blocks the last compaction emptied: released once the step that moves their tokens
+  // out has run (StepDone, or the next Apply), since a page released in Apply could be reused
+  // by the same step (a promotion, a copy) before the slot copies read it.
+  std::vector<int64_t> kv_blocks_to_release;
   uint64_t cache_salt = 0;
   SequenceStatus status = SequenceStatus::kWaiting;
   int64_t admitted_at = 0;  // admission stamp: larger = more recently admitted
@@ -111,9 +115,10 @@ class Scheduler {
 
   // Appends a sampled token to a sequence.
   void AppendToken(int64_t seq_id, int32_t token);
-  // Hands the per-key attention statistics of an executed step to the sequences' KV policies;
-  // they decide at the sequence's next Apply what to evict.
-  void ObserveKeyStats(const StepPlan& step, const StepResult& result);
+  // After `step` ran: hands its per-key attention statistics to the sequences' KV policies (they
+  // decide at the sequence's next Apply what to evict), and releases the blocks this step's
+  // compactions emptied (their tokens were copied out before its forward).
+  void StepDone(const StepPlan& step, const StepResult& result);
   // What KV policies did, per policy (indexed by KvPolicyKind): tokens evicted, and blocks
   // their compactions gave back to the pool.
   struct PolicyCounts {
@@ -155,6 +160,7 @@ class Scheduler {
   // Runs the sequence's KV policy before its next step: evictions become slot copies in `step`
   // and released blocks.
   void ApplyKvPolicy(Sequence& s, StepPlan& step);
+  void ReleaseCompacted(Sequence& s);
   int64_t ChunkLimit(int64_t budget) const;
 
   SchedulerOptions options_;
