@@ -182,7 +182,9 @@ std::vector<int64_t> KvPolicyState::KeptSlots() const {
 KvSelection KvPolicyState::Selection(std::span<const int32_t> block_table, int64_t page_size,
                                      int64_t end) {
   for (int64_t t = seen_; t < end; ++t) {
-    keys_.push_back({.position = t, .slot = t, .last = t});
+    // lazy: a new token's last importance is the step before the one computing it (t - 1 for
+    // the step t that will observe it, as LazyEviction's code sets it).
+    keys_.push_back({.position = t, .slot = t, .last = step_});
   }
   seen_ = std::max(seen_, end);
   KvSelection sel;
@@ -225,7 +227,7 @@ int64_t KvPolicyState::StatsRows(int64_t start, int64_t end, int64_t num_prompt)
 }
 
 void KvPolicyState::Observe(std::span<const float> stats, int64_t num_kv_heads,
-                            double per_row_norm, int64_t rows, int64_t end) {
+                            double per_row_norm, int64_t rows) {
   const int64_t n = num_kept();
   if (rows <= 0 || num_kv_heads <= 0 || per_row_norm <= 0 ||
       static_cast<int64_t>(stats.size()) != num_kv_heads * n) {
@@ -244,9 +246,11 @@ void KvPolicyState::Observe(std::span<const float> stats, int64_t num_kv_heads,
       for (int64_t j = 0; j < n; ++j) keys_[j].score += attention(j);
       break;
     case KvPolicyKind::kLazy: {
-      // A step is one token (prefill chunks: one observation at their last token, with the
-      // chunk's mean attention).
-      const int64_t t = end - 1;
+      // The clock counts engine steps: a decode step is one token, a prefill step one
+      // observation with the step's mean attention. (Counted in tokens, a token attended at
+      // every prefill step of 128 tokens would get a recurrence interval of 128, not 1, and
+      // lose the priority the score gives tokens needed at every step, the attention sinks.)
+      const int64_t t = ++step_;
       const double threshold = spec_.alpha * static_cast<double>(rows);
       for (int64_t j = 0; j < n; ++j) {
         Key& k = keys_[j];
@@ -318,9 +322,16 @@ KvCompaction KvPolicyState::Evict(int64_t end, int64_t num_prompt, int64_t page_
       break;
     }
     case KvPolicyKind::kLazy: {
-      if (last_eviction_ > 0 && end - last_eviction_ < spec_.interval) return {};
+      // While the prompt is computed, after every step over budget (LazyEviction's code never
+      // compresses the prompt; ours keeps a long prompt within the budget); then every
+      // `interval` decode steps.
+      const bool prefill = end <= num_prompt;
+      if (!prefill && last_eviction_step_ > 0 && step_ - last_eviction_step_ < spec_.interval) {
+        return {};
+      }
+      last_eviction_step_ = step_;
       keep_last(spec_.window);
-      const double t = static_cast<double>(end - 1);
+      const double t = static_cast<double>(step_);
       for (int64_t j = 0; j < n; ++j) {
         const Key& k = keys_[j];
         const double mri = static_cast<double>(k.mri);

@@ -11,7 +11,7 @@
 //   KvSelection sel = state.Selection(block_ids, page_size, end);   // what every row reads
 //   int64_t rows = state.StatsRows(start, end, num_prompt);         // rows whose stats it wants
 //   ... forward; per-key attention sums come back in the selection's key order ...
-//   state.Observe(stats, num_kv_heads, per_row_norm, rows, end);
+//   state.Observe(stats, num_kv_heads, per_row_norm, rows);
 //   KvCompaction c = state.Evict(end, num_prompt, page_size);     // before the next forward
 //   // c.moves: slot copies to do (in order); c.free_blocks: logical blocks to release
 //
@@ -121,9 +121,9 @@ class KvPolicyState {
   // Per-key attention of the last step's last `rows` rows: `stats` is [num_kv_heads][keys] in the
   // order of the last Selection, each the sum over layers, the KV head's query heads and the
   // rows of the attention probability; `per_row_norm` is layers x query heads per KV head.
-  // `end` is the token after the step's last. Wrong sizes are ignored (no update).
+  // Call once per step that asked for statistics. Wrong sizes are ignored (no update).
   void Observe(std::span<const float> stats, int64_t num_kv_heads, double per_row_norm,
-               int64_t rows, int64_t end);
+               int64_t rows);
   // After a step computed tokens up to `end`: evicts when the policy's rule says so, and returns
   // the compaction to do before the next forward (empty otherwise).
   KvCompaction Evict(int64_t end, int64_t num_prompt, int64_t page_size);
@@ -133,7 +133,7 @@ class KvPolicyState {
     int64_t position = 0;
     int64_t slot = 0;
     double score = 0;  // h2o: accumulated attention; snapkv: the window's votes
-    int64_t last = 0;  // lazy: the step it was last important
+    int64_t last = 0;  // lazy: the step it was last important (its arrival before that)
     int64_t mri = 0;   // lazy: its maximum recurrence interval
   };
   // Keeps keys_[i] for keep[i]; packs them into the first held slots below `end` when the holes
@@ -147,6 +147,8 @@ class KvPolicyState {
   int64_t seen_ = 0;              // tokens [0, seen_) have joined keys_ (or were evicted)
   std::vector<uint8_t> released_;  // per logical block: released by a compaction
   int64_t last_eviction_ = 0;     // `end` at the last eviction
+  int64_t step_ = 0;              // lazy: steps observed (its clock)
+  int64_t last_eviction_step_ = 0;  // lazy: step_ at the last eviction
   bool prompt_selected_ = false;  // snapkv: the prompt's end has been passed
 };
 

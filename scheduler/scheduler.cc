@@ -249,8 +249,7 @@ void Scheduler::StepDone(const StepPlan& step, const StepResult& result) {
     ReleaseCompacted(s);
     if (i < result.key_stats.size() && !result.key_stats[i].empty() && ss.key_stats_rows > 0) {
       s.kv_state->Observe(result.key_stats[i], result.key_stats_heads, result.key_stats_row_norm,
-                          ss.key_stats_rows,
-                          ss.start_pos + static_cast<int64_t>(ss.token_ids.size()));
+                          ss.key_stats_rows);
     }
   }
 }

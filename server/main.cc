@@ -146,6 +146,9 @@ int main(int argc, char** argv) {
   ev->add_option("--kv-budget-fraction", e.settings.kv_budget_fraction,
                  "KV budget as a fraction of each task's tokens (instead of --kv-budget)");
   ev->add_option("--page-size", e.settings.page_size, "KV page size")->capture_default_str();
+  ev->add_option("--chunk", e.settings.chunk,
+                 "Perplexity: tokens per prefill step (a KV policy evicts between steps)")
+      ->capture_default_str();
   ev->add_option("--limit", e.limit, "Evaluate at most N tasks");
   ev->add_option("--threads", eval_threads, "CPU threads (0 = all cores)");
   ev->add_option("--device", e.device, "cpu | cuda | auto")->capture_default_str();

@@ -299,6 +299,31 @@ def test_seed_reproducibility(client):
     assert [c.text for c in a.choices] == [c.text for c in b.choices]
 
 
+def test_kv_policy_per_request(server, client):
+    """A KV budget policy through the SDK's extra_body: served, its evictions counted in
+    /metrics per policy; a bad field or n > 1 is a 400 naming it."""
+    prompt = " ".join(f"item {i}" for i in range(40))
+    r = client.completions.create(
+        model=MODEL, prompt=prompt, max_tokens=8, temperature=0,
+        extra_body={"ignore_eos": True, "longview": {"kv": {"policy": "h2o", "budget": 32}}})
+    assert r.usage.completion_tokens == 8
+    assert r.usage.prompt_tokens > 64
+    status, data = raw_request(server, "GET", "/metrics")
+    assert status == 200
+    evicted = [float(line.rsplit(" ", 1)[1]) for line in data.decode().splitlines()
+               if line.startswith("longview:kv_policy_tokens_evicted_total{")
+               and 'policy="h2o"' in line]
+    assert evicted and evicted[0] >= r.usage.prompt_tokens - 32, evicted
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=2, extra_body={
+            "longview": {"kv": {"policy": "h2o", "budget": 32, "sinks": 2}}})
+    assert "longview.kv.sinks" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=2, n=2, extra_body={
+            "longview": {"kv": {"policy": "snapkv", "budget": 32}}})
+    assert "n must be 1" in str(e.value)
+
+
 def test_errors_surface_as_typed_sdk_errors(server, client):
     with pytest.raises(openai.NotFoundError) as e:
         client.completions.create(model="no-such-model", prompt="x", max_tokens=2)

@@ -157,9 +157,8 @@ TEST(KvPolicyTest, BeforeAnyEvictionTheSelectionIsDense) {
 }
 
 // stats[h][j] for one KV head: the attention each kept key got.
-void ObserveOne(KvPolicyState& state, const std::vector<float>& attention, int64_t rows,
-                int64_t end) {
-  state.Observe(attention, 1, 1.0, rows, end);
+void ObserveOne(KvPolicyState& state, const std::vector<float>& attention, int64_t rows) {
+  state.Observe(attention, 1, 1.0, rows);
 }
 
 TEST(KvPolicyTest, StreamingKeepsSinksAndRecentAndFreesThePagesBetweenWithoutMoving) {
@@ -199,7 +198,7 @@ TEST(KvPolicyTest, ScatteredEvictionsArePackedOnceTheHolesExceedAQuarterOfTheBud
   state.Selection(st.table, 4, 32);
   std::vector<float> a(32, 0.0f);
   for (int i = 3; i < 32; i += 4) a[i] = 1.0f;  // the heavy hitters
-  ObserveOne(state, a, 1, 32);
+  ObserveOne(state, a, 1);
   KvCompaction c = state.Evict(32, 32, 4);
   EXPECT_THAT(state.KeptPositions(), ElementsAre(3, 7, 11, 15, 19, 23, 27, 31));
   // 24 holes in 32 held slots, more than max(2 pages, 8 / 4): packed into blocks 0 and 1.
@@ -215,8 +214,8 @@ TEST(KvPolicyTest, H2OKeepsTheRecentWindowAndTheHeavyHitters) {
   Storage st(4);
   st.Write(0, 8);
   ExpectSelectionReads(state.Selection(st.table, 4, 8), st, Iota(0, 8));
-  ObserveOne(state, {0.1f, 0.5f, 0.0f, 0.3f, 0.2f, 0.0f, 0.0f, 0.0f}, 1, 8);
-  ObserveOne(state, {0.1f, 0.0f, 0.0f, 0.0f, 0.4f, 0.0f, 0.0f, 0.0f}, 1, 8);  // accumulates
+  ObserveOne(state, {0.1f, 0.5f, 0.0f, 0.3f, 0.2f, 0.0f, 0.0f, 0.0f}, 1);
+  ObserveOne(state, {0.1f, 0.0f, 0.0f, 0.0f, 0.4f, 0.0f, 0.0f, 0.0f}, 1);  // accumulates
   KvCompaction c = state.Evict(8, 8, 4);
   EXPECT_THAT(state.KeptPositions(), ElementsAre(1, 4, 6, 7));  // 4: 0.6, 1: 0.5
   st.Apply(c);
@@ -235,8 +234,7 @@ TEST(KvPolicyTest, SnapKvSelectsOnceAtTheEndOfThePromptByPooledVotes) {
   state.Selection(st.table, 4, 12);
   EXPECT_EQ(state.StatsRows(8, 12, 12), 2);  // the observation window
   //                tokens 0    1     2     3     4     5     6     7     8     9    10    11
-  ObserveOne(state, {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.9f, 0.0f, 0.0f, 0.5f, 0.5f}, 2,
-             12);
+  ObserveOne(state, {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.9f, 0.0f, 0.0f, 0.5f, 0.5f}, 2);
   KvCompaction c = state.Evict(12, 12, 4);
   // The window (10, 11), then 4 by max-pooled votes: 6, 7, 8 (7's neighbours), then the latest
   // of the zero-vote ties below the window: 9.
@@ -257,20 +255,21 @@ TEST(KvPolicyTest, LazyFavoursTokensWhoseRecurrenceSaysTheyAreDueAgain) {
   st.Write(0, 6);
   state.Selection(st.table, 8, 6);
   EXPECT_EQ(state.StatsRows(0, 6, 6), 6);
-  // Six decode steps (tokens 6..11, one row each; the step's clock is its token's index).
-  // Token 1 is important at steps 7, 9 and 11, token 2 once at step 6, the others never.
+  // Six decode steps (tokens 6..11, one row each: steps 1..6). Token 1 is important at steps
+  // 2, 4 and 6, token 2 once at step 1, the others never.
   for (int64_t end = 7; end <= 12; ++end) {
     st.Write(end - 1, end);
     state.Selection(st.table, 8, end);
     std::vector<float> a(state.num_kept(), 0.0f);
     if (end % 2 == 0) a[1] = 0.5f;
     if (end == 7) a[2] = 0.5f;
-    ObserveOne(state, a, 1, end);
+    ObserveOne(state, a, 1);
   }
   KvCompaction c = state.Evict(12, 6, 8);
   EXPECT_EQ(c.evicted, 8);
-  // Token 1 (MRI 6: the gap from its insertion to its first hit; last important at step 11)
-  // scores highest, then token 2 (MRI 4, last at 6); tokens never important score 0.
+  // The clock counts steps: tokens 0..5 arrived at step 0, token 6 at step 1 and so on. Token 1
+  // (important at steps 2, 4, 6: MRI 2, last 6) scores highest, then token 2 (MRI 1, once at
+  // step 1, long ago); tokens never important score 0.
   EXPECT_THAT(state.KeptPositions(), ElementsAre(1, 2, 10, 11));
   st.Apply(c);
   // The next eviction waits `interval` steps.
@@ -301,7 +300,7 @@ TEST(KvPolicyTest, CompactionsNeverLoseAKeptToken) {
         const int64_t rows = state.StatsRows(start, end, prompt);
         std::vector<float> stats(2 * state.num_kept());
         for (float& x : stats) x = static_cast<float>(rng() % 1000) / 1000.0f;
-        state.Observe(stats, 2, 4.0, rows, end);
+        state.Observe(stats, 2, 4.0, rows);
         st.Apply(state.Evict(end, prompt, ps));
         if (end >= prompt && std::string(policy) != "snapkv" && std::string(policy) != "lazy") {
           EXPECT_LE(state.num_kept(), r.budget.value());

@@ -47,6 +47,14 @@ SUITES = {
     "window": {"lengths": [1024, 2048, 4096], "depths": [0.1, 0.3, 0.5, 0.7, 0.9],
                "per_cell": 2, "qa_lengths": [], "qa_per_length": 0, "ppl_tokens": [8192],
                "bucket": 256, "long_text": True},
+    # KV policies against dense (docs/eval/kv_policies.md): every policy at 50/25/10% budgets,
+    # sized for the CPU backend (13 runs per model).
+    "policy": {"lengths": [1024, 2048], "depths": [0.1, 0.3, 0.5, 0.7, 0.9], "per_cell": 1,
+               "qa_lengths": [1024, 2048], "qa_per_length": 4, "ppl_tokens": [2048],
+               "bucket": 512},
+    # The same at 1k only, for a model the CPU backend runs slowly (SmolLM2-135M).
+    "policy1k": {"lengths": [1024], "depths": [0.1, 0.3, 0.5, 0.7, 0.9], "per_cell": 1,
+                 "qa_lengths": [1024], "qa_per_length": 4, "ppl_tokens": [1024], "bucket": 256},
     "full": {"lengths": [1024, 2048, 4096, 8192], "depths": [0.1, 0.3, 0.5, 0.7, 0.9],
              "per_cell": 4, "qa_lengths": [1024, 2048, 4096, 8192], "qa_per_length": 10,
              "ppl_tokens": [2048, 8192], "bucket": 512},
@@ -150,6 +158,10 @@ def run_longview(binary, model, task_file, result_file, args):
         cmd += ["--sinks", str(args.sinks)]
     if args.kv_budget:
         cmd += ["--kv-budget", str(args.kv_budget)]
+    if args.kv_budget_fraction:
+        cmd += ["--kv-budget-fraction", str(args.kv_budget_fraction)]
+    if args.chunk:
+        cmd += ["--chunk", str(args.chunk)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     subprocess.run(cmd, check=True)
@@ -260,6 +272,11 @@ def main(argv=None):
     ap.add_argument("--sinks", type=int, default=0)
     ap.add_argument("--kv-policy", default="none")
     ap.add_argument("--kv-budget", type=int, default=0)
+    ap.add_argument("--kv-budget-fraction", type=float, default=0,
+                    help="the policy's budget as a fraction of each task's tokens")
+    ap.add_argument("--chunk", type=int, default=0,
+                    help="perplexity: tokens per prefill step (0: longview eval's 512); a "
+                         "policy evicts between steps")
     ap.add_argument("--filler", default="classic",
                     help="'classic' or a text file (see longctx_tasks.py)")
     ap.add_argument("--seed", type=int, default=1234)
@@ -289,7 +306,9 @@ def main(argv=None):
                            os.path.join(out_dir, "results.jsonl"), args)
     settings = (f"model={os.path.basename(os.path.normpath(args.model))} "
                 f"attention={args.attention_mode} window={args.window} sinks={args.sinks} "
-                f"kv_policy={args.kv_policy} kv_budget={args.kv_budget} suite={args.suite} "
+                f"kv_policy={args.kv_policy} kv_budget={args.kv_budget} "
+                f"kv_budget_fraction={args.kv_budget_fraction} chunk={args.chunk or 512} "
+                f"suite={args.suite} "
                 f"bucket={bucket} "
                 f"filler={filler.kind} seed={args.seed} tasks={len(results)} "
                 f"time={time.time() - t0:.0f}s")

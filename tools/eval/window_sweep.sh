@@ -21,11 +21,7 @@ run_one() {
     --attention-mode "$mode" "${extra[@]}" --out-dir "$OUT/$name" >"$OUT/$name.log" 2>&1
   echo "done $name"
 }
-i=0
-for c in "${configs[@]}"; do
-  run_one "$c" &
-  if (( ++i % LANES == 0 )); then wait; fi
-done
-wait
+source tools/eval/lanes.sh
+run_lanes "$LANES" run_one "${configs[@]}"
 "$PY" tools/eval/window_report.py "$OUT"/dense "$OUT"/sw{256,512,1024}_s{0,4} >"$OUT/report.md"
 echo "report: $OUT/report.md"
