@@ -15,20 +15,14 @@
 #include "gtest/gtest.h"
 #include "tests/scheduler/fake_runner.h"
 #include "tests/support/attention.h"
+#include "tests/support/golden_model.h"
 
 namespace longview {
 namespace {
 
 using Ids = std::vector<int32_t>;
 
-std::shared_ptr<const LoadedModel> Golden() {
-  static std::shared_ptr<const LoadedModel> lm = [] {
-    auto r = LoadedModel::Load(std::string(LONGVIEW_TEST_DATA_DIR) + "/golden/llama");
-    EXPECT_TRUE(r.ok()) << r.status();
-    return std::shared_ptr<const LoadedModel>(std::move(*r));
-  }();
-  return lm;
-}
+std::shared_ptr<const LoadedModel> Golden() { return test::GoldenLlama(); }
 
 struct Collected {
   std::map<int32_t, Ids> tokens;
@@ -64,12 +58,7 @@ Collected Drain(RequestStream& stream) {
   return c;
 }
 
-Ids RandomPrompt(int len, uint32_t seed) {
-  std::mt19937 rng(seed);
-  Ids p{1};  // BOS
-  for (int i = 1; i < len; ++i) p.push_back(3 + static_cast<int32_t>(rng() % 500));
-  return p;
-}
+using test::RandomPrompt;
 
 GenerationRequest Request(const Ids& prompt, int64_t max_tokens, double temperature = 0) {
   GenerationRequest r;
