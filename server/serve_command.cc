@@ -243,8 +243,8 @@ int RunServe(const ServeArgs& a) {
                            .fp16 = a.dtype == "fp16"});
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
   if (kv_policy->enabled() && !backend->runner->supports_kv_policies()) {
-    return Fail("--kv-policy " + a.kv_policy.policy + " needs the cpu device for now (the " +
-                backend->device + " backend does not produce per-key attention statistics yet)");
+    return Fail("--kv-policy " + a.kv_policy.policy + ": the " + backend->device +
+                " backend does not support KV policies");
   }
   {
     // The start-up summary, as vLLM logs one: model, size, dtype, context, KV pages, load time.

@@ -46,6 +46,9 @@ CudaModelRunner::Impl::~Impl() {
   for (void* p : allocs) (void)cudaFree(p);
   if (meta_host != nullptr) (void)cudaFreeHost(meta_host);
   if (meta_dev != nullptr) (void)cudaFree(meta_dev);
+  if (sel_lse != nullptr) (void)cudaFree(sel_lse);
+  if (key_stats != nullptr) (void)cudaFree(key_stats);
+  if (sel_scores != nullptr) (void)cudaFree(sel_scores);
   if (step_start != nullptr) (void)cudaEventDestroy(step_start);
   if (step_end != nullptr) (void)cudaEventDestroy(step_end);
   if (stream != nullptr) (void)cudaStreamDestroy(stream);
@@ -77,6 +80,25 @@ absl::Status CudaModelRunner::Impl::EnsureMeta(size_t bytes) {
   RETURN_IF_ERROR(CudaStatus(cudaMalloc(&meta_dev, cap), "metadata"));
   meta_capacity = cap;
   return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Impl::EnsureKeyStats(int64_t rows, int64_t floats,
+                                                   int64_t score_floats) {
+  // Only eager steps use them (selection rows are never captured): growing here is safe.
+  auto grow = [&](float** buf, int64_t* have, int64_t need, const char* what) -> absl::Status {
+    if (need <= *have) return absl::OkStatus();
+    RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream), "sync"));
+    if (*buf != nullptr) (void)cudaFree(*buf);
+    *buf = nullptr;
+    *have = 0;
+    const int64_t cap = std::max(need + need / 2, int64_t{1024});
+    RETURN_IF_ERROR(CudaStatus(cudaMalloc(buf, cap * sizeof(float)), what));
+    *have = cap;
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(grow(&sel_lse, &sel_lse_floats, rows * nh, "attention log-sum-exps"));
+  RETURN_IF_ERROR(grow(&sel_scores, &sel_scores_floats, score_floats, "attention scores"));
+  return grow(&key_stats, &key_stats_floats, floats, "key statistics");
 }
 
 absl::Status CudaModelRunner::Impl::Init(const ModelWeights* weights, uint64_t seed) {
@@ -263,16 +285,13 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
   Impl& m = *impl_;
   RETURN_IF_ERROR(CheckCopies(plan.copies, m.num_pages));
   RETURN_IF_ERROR(CheckCopies(plan.slot_copies, m.num_pages, m.opt.page_size));
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
-    if (plan.seqs[i].kv_selection != nullptr) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "sequence %d: KV policies' selections and key statistics are not implemented on the "
-          "CUDA backend yet",
-          i));
-    }
-  }
   StepLayout L;
   RETURN_IF_ERROR(PrepareStep(m, plan, L));
+  if (L.stats_floats > 0) {
+    RETURN_IF_ERROR(m.EnsureKeyStats(L.ns, L.stats_floats, L.scores_floats));
+    RETURN_IF_ERROR(CudaStatus(
+        cudaMemsetAsync(m.key_stats, 0, L.stats_floats * sizeof(float), m.stream), "stats"));
+  }
   RETURN_IF_ERROR(m.EnsureLogitsRows(static_cast<int64_t>(L.logit_src.size())));
   RETURN_IF_ERROR(m.kv->CopyPages(plan.copies));
   RETURN_IF_ERROR(m.kv->CopySlots(plan.slot_copies));
@@ -311,6 +330,24 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
     ++m.stats.eager_steps;
   }
   RETURN_IF_ERROR(CudaStatus(cudaEventRecord(m.step_end, m.stream), "event"));
+  // KV policies' per-key statistics: one download, split per sequence after the sync below.
+  std::vector<float> stats(L.stats_floats);
+  if (L.stats_floats > 0) {
+    RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(stats.data(), m.key_stats,
+                                               L.stats_floats * sizeof(float),
+                                               cudaMemcpyDeviceToHost, m.stream),
+                               "key statistics download"));
+  }
+  result.key_stats.assign(plan.seqs.size(), {});
+  result.key_stats_heads = m.nkv;
+  result.key_stats_row_norm = static_cast<double>(m.num_layers) * static_cast<double>(m.nh / m.nkv);
+  auto split_stats = [&] {
+    for (size_t i = 0; i < plan.seqs.size(); ++i) {
+      if (L.stats_offset[i] < 0) continue;
+      const float* b = stats.data() + L.stats_offset[i];
+      result.key_stats[i].assign(b, b + m.nkv * L.stats_keys[i]);
+    }
+  };
   const int64_t r = static_cast<int64_t>(L.logit_src.size());
   result.vocab_size = m.vocab;
   result.logits_row.assign(L.out_row.begin(), L.out_row.end());
@@ -327,6 +364,7 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
                                                cudaMemcpyDeviceToHost, m.stream),
                                "logprobs download"));
     RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(m.stream), "step"));
+    split_stats();
     float gpu_ms = 0;
     if (cudaEventElapsedTime(&gpu_ms, m.step_start, m.step_end) == cudaSuccess) {
       m.stats.last_step_gpu_ms = gpu_ms;
@@ -348,6 +386,7 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
                                  cudaMemcpyDeviceToHost, m.stream),
                  "logits download"));
   RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(m.stream), "step"));
+  split_stats();
   float gpu_ms = 0;
   if (cudaEventElapsedTime(&gpu_ms, m.step_start, m.step_end) == cudaSuccess) {
     m.stats.last_step_gpu_ms = gpu_ms;

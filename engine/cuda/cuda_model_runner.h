@@ -38,6 +38,10 @@ struct CudaRunnerOptions {
   int64_t max_num_seqs = 256;     // sequences in one step
   int64_t max_model_len = 0;      // 0 = config's max_position_embeddings
   bool cuda_graphs = true;        // replay pure-decode steps from CUDA graphs
+  // KV-policy statistics: the most floats of attention scores a step may store for the fused
+  // path (512 MiB; B=64 rows of 32 query heads over 32k keys take 256 MiB); a larger step
+  // takes the standalone pass, which re-reads K. 0: always the standalone pass.
+  int64_t max_score_floats = int64_t{1} << 27;
   int device = 0;
 };
 
@@ -62,6 +66,11 @@ class CudaModelRunner : public ModelRunner {
   KvStorage& kv_storage() override;
   int64_t page_bytes() const;
   bool samples_on_device() const override { return true; }
+  // KV policies (ScheduledSequence::kv_selection): every token of a policy's sequence is a
+  // selection row reading the kept keys and the step's tokens up to itself; rows that ask for
+  // statistics get each key's probability from kernels/cuda/key_stats (selection rows are
+  // eager, never graph-captured). Per-KV-head policy selections are refused (Unimplemented).
+  bool supports_kv_policies() const override { return true; }
   absl::Status Execute(const StepPlan& plan, StepResult& result) override;
 
   struct Stats {

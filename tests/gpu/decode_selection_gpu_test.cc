@@ -27,6 +27,7 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
+#include "kernels/cuda/key_stats/key_stats.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace longview::cuda {
@@ -129,11 +130,28 @@ struct SelResult {
   int64_t num_keys = 0;               // of the first input, summed over rows
 };
 
+// Key (page, slot, kv head) rotated to `pos` in double: [x1 cos - x2 sin | x2 cos + x1 sin].
+// naive_angles: float32 angles (as a kernel computing p * inv_freq in float would).
+std::vector<double> RotatedKey(const Pool& pool, int page, int slot, int h, int64_t pos,
+                               const std::vector<float>& inv_freq, bool naive_angles) {
+  const int half = pool.head_dim / 2;
+  std::vector<double> k(pool.head_dim);
+  for (int i = 0; i < half; ++i) {
+    const double angle =
+        naive_angles ? static_cast<double>(static_cast<float>(pos) * inv_freq[i])
+                     : static_cast<double>(pos) * static_cast<double>(inv_freq[i]);
+    const double x1 = pool.K(page, slot, h, i), x2 = pool.K(page, slot, h, half + i);
+    k[i] = x1 * std::cos(angle) - x2 * std::sin(angle);
+    k[half + i] = x2 * std::cos(angle) + x1 * std::sin(angle);
+  }
+  return k;
+}
+
 // cpu::SelectionAttention's semantics in double (window 0). naive_angles: float32 angles.
 std::vector<double> ReferenceSelection(const SelCase& c, const Pool& pool, const SelInput& in,
                                        const std::vector<uint16_t>& q, int64_t q_stride,
                                        const std::vector<float>& inv_freq, bool naive_angles) {
-  const int D = c.head_dim, half = D / 2, G = c.num_q_heads / c.num_kv_heads;
+  const int D = c.head_dim, G = c.num_q_heads / c.num_kv_heads;
   const int B = static_cast<int>(in.sels.size());
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   std::vector<double> out(static_cast<size_t>(B) * c.num_q_heads * D, 0.0);
@@ -146,22 +164,9 @@ std::vector<double> ReferenceSelection(const SelCase& c, const Pool& pool, const
           const int64_t p = sp.first_position + s;
           pos.push_back(p);
           const int slot = sp.first_slot + s;
-          for (int i = 0; i < half; ++i) {
-            const double angle =
-                naive_angles ? static_cast<double>(static_cast<float>(p) * inv_freq[i])
-                             : static_cast<double>(p) * static_cast<double>(inv_freq[i]);
-            const double x1 = pool.K(sp.page_id, slot, h, i);
-            const double x2 = pool.K(sp.page_id, slot, h, half + i);
-            keys.push_back(x1 * std::cos(angle) - x2 * std::sin(angle));
-          }
-          for (int i = 0; i < half; ++i) {
-            const double angle =
-                naive_angles ? static_cast<double>(static_cast<float>(p) * inv_freq[i])
-                             : static_cast<double>(p) * static_cast<double>(inv_freq[i]);
-            const double x1 = pool.K(sp.page_id, slot, h, i);
-            const double x2 = pool.K(sp.page_id, slot, h, half + i);
-            keys.push_back(x2 * std::cos(angle) + x1 * std::sin(angle));
-          }
+          const std::vector<double> k = RotatedKey(pool, sp.page_id, slot, h, p, inv_freq,
+                                                   naive_angles);
+          keys.insert(keys.end(), k.begin(), k.end());
           for (int d = 0; d < D; ++d) vals.push_back(pool.V(sp.page_id, slot, h, d));
         }
       }
@@ -840,6 +845,242 @@ TEST(DecodeSelectionGpu, PlanAndRunRejectBadArguments) {
   EXPECT_EQ(RunDecodeAttention(plan, a, buf.get(), 1 << 16, nullptr), cudaErrorInvalidValue);
   std::printf("[decode_selection/plan] rejects window, positions past the tables, null spans, "
               "bad q_row_stride PASS\n");
+}
+
+// KV-policy statistics (kernels/cuda/key_stats): the selection decode's log2-sum-exp output and
+// the per-key probabilities summed over each KV head's query heads, against double references.
+// Rows 0-2 are one sequence's prefill chunk read as selection rows (each row's spans a prefix
+// of the sequence's kept keys: scattered survivors of an eviction, then the chunk's tokens up
+// to the row), accumulating into one block; row 3 another sequence with its own block; row 4 has
+// no statistics (its block must stay untouched). Both paths: the standalone pass
+// (RunKeyStats, re-reading K) and the fused one (the decode kernel writes the scores,
+// RunKeyStatsFromScores normalises them). Each runs twice (two "layers") onto blocks
+// pre-filled with 0.5: every key must read 0.5 + 2 x reference.
+TEST(DecodeSelectionGpu, LseAndKeyStatsMatchReference) {
+  std::mt19937_64 rng(Seed() + 111);
+  for (DType t : kDTypes) {
+    for (auto [head_dim, hq, hkv, page_size] :
+         {std::tuple{128, 8, 2, 16}, {64, 9, 3, 16}, {128, 32, 8, 8}, {64, 4, 4, 1}}) {
+      const int D = head_dim, G = hq / hkv;
+      Pool pool(t, D, hkv, page_size, 2 + (700 + 300 + 90) / page_size + 3);
+      auto all = [](int64_t) { return true; };
+      // Sequence A: 700 cached tokens of which a random ~40% survive, then a 3-token chunk.
+      const int64_t a_len = 703, b_len = 300, c_len = 90;
+      const std::vector<int32_t> ta = AllocSequence(pool, a_len, all, rng);
+      const std::vector<int32_t> tb = AllocSequence(pool, b_len, all, rng);
+      const std::vector<int32_t> tc = AllocSequence(pool, c_len, all, rng);
+      std::bernoulli_distribution keep(0.4);
+      std::vector<int64_t> a_keys;  // token indices in key order
+      for (int64_t i = 0; i < 700; ++i) {
+        if (i < 4 || keep(rng)) a_keys.push_back(i);
+      }
+      const int64_t a_kept = static_cast<int64_t>(a_keys.size());
+      for (int64_t i = 700; i < a_len; ++i) a_keys.push_back(i);
+      auto spans_of = [&](const std::vector<int32_t>& table, const std::vector<int64_t>& toks) {
+        KvSelection sel;
+        for (int64_t tok : toks) AppendTokenRange(table, page_size, tok, 1, tok, sel);
+        // Merge runs (AppendTokenRange appends one span per call).
+        std::vector<KvSpan> merged;
+        for (const KvSpan& sp : sel.spans) {
+          if (!merged.empty() && merged.back().page_id == sp.page_id &&
+              merged.back().first_slot + merged.back().count == sp.first_slot &&
+              merged.back().first_position + merged.back().count == sp.first_position) {
+            ++merged.back().count;
+          } else {
+            merged.push_back(sp);
+          }
+        }
+        sel.spans = merged;
+        return sel;
+      };
+      SelInput in;
+      std::vector<std::vector<int64_t>> row_toks;
+      for (int r = 0; r < 3; ++r) {
+        row_toks.emplace_back(a_keys.begin(), a_keys.begin() + a_kept + r + 1);
+        in.q_pos.push_back(700 + r);
+      }
+      row_toks.emplace_back();
+      for (int64_t i = 0; i < b_len; ++i) row_toks.back().push_back(i);
+      in.q_pos.push_back(b_len - 1);
+      row_toks.emplace_back();
+      for (int64_t i = 0; i < c_len; ++i) row_toks.back().push_back(i);
+      in.q_pos.push_back(c_len - 1);
+      const std::vector<const std::vector<int32_t>*> tables = {&ta, &ta, &ta, &tb, &tc};
+      std::vector<KvSpan> spans;
+      std::vector<int32_t> offsets = {0}, span_keys;
+      int max_spans = 1;
+      for (size_t r = 0; r < row_toks.size(); ++r) {
+        KvSelection sel = spans_of(*tables[r], row_toks[r]);
+        int32_t key = 0;
+        for (const KvSpan& sp : sel.spans) {
+          spans.push_back(sp);
+          span_keys.push_back(key);
+          key += sp.count;
+        }
+        offsets.push_back(static_cast<int32_t>(spans.size()));
+        max_spans = std::max(max_spans, static_cast<int>(sel.spans.size()));
+        in.sels.push_back(std::move(sel));
+      }
+      const int64_t a_block = hkv * static_cast<int64_t>(a_keys.size());
+      const std::vector<int64_t> base = {0, 0, 0, a_block, -1};
+      const std::vector<int32_t> stride = {static_cast<int32_t>(a_keys.size()),
+                                           static_cast<int32_t>(a_keys.size()),
+                                           static_cast<int32_t>(a_keys.size()),
+                                           static_cast<int32_t>(b_len), 0};
+      const int64_t stats_len = a_block + hkv * b_len + 16;  // + a tail nobody owns
+      const int B = static_cast<int>(row_toks.size());
+      const int64_t packed = static_cast<int64_t>(hq) * D;
+      std::normal_distribution<float> normal;
+      std::vector<uint16_t> q(static_cast<size_t>(B) * packed);
+      for (auto& e : q) e = ToBits(2.f * normal(rng), t);  // sharp enough to spread the probs
+      int64_t max_pos = a_len;
+      const std::vector<float> inv_freq =
+          cpu::InvFrequencies(cpu::RopeParams{.head_dim = D, .theta = 10000.0});
+      const RopeTablesHost tables_h = BuildRopeTables(inv_freq, max_pos);
+      // Fused path: per row a [q_head][row keys] block of scores (row 4 none).
+      std::vector<int64_t> scores_base;
+      std::vector<int32_t> scores_stride;
+      int64_t scores_len = 0;
+      int max_keys = 0;
+      for (int r = 0; r < B; ++r) {
+        const int32_t keys = static_cast<int32_t>(row_toks[r].size());
+        scores_base.push_back(base[r] < 0 ? -1 : scores_len);
+        scores_stride.push_back(keys);
+        if (base[r] >= 0) scores_len += static_cast<int64_t>(hq) * keys;
+        max_keys = std::max<int>(max_keys, keys);
+      }
+      for (auto [partition_spans, fused] :
+           {std::pair{0, false}, {1, false}, {0, true}, {1, true}}) {
+        DecodeAttentionShape shape{.dtype = t, .head_dim = D, .num_q_heads = hq,
+                                   .num_kv_heads = hkv, .batch_size = B,
+                                   .page_size = page_size, .max_position = max_pos,
+                                   .rope_hi_rows = tables_h.num_hi_rows, .num_sms = 132,
+                                   .max_spans = max_spans, .partition_spans = partition_spans};
+        DecodeAttentionPlan plan;
+        CUDA_OK(PlanDecodeAttention(shape, &plan));
+        DeviceBuffer dq(q.size() * 2), dout(q.size() * 2), dpages(pool.bits.size() * 2),
+            dspans(spans.size() * sizeof(KvSpan)), doffs(offsets.size() * 4),
+            dkeys(span_keys.size() * 4), dbase(base.size() * 8), dstride(stride.size() * 4),
+            dstats(stats_len * 4), dlse(static_cast<size_t>(B) * hq * 4),
+            dlo(tables_h.lo.size() * 4), dhi(tables_h.hi.size() * 4),
+            dws(std::max<size_t>(plan.workspace_bytes, 16)), dscores(scores_len * 4),
+            dsbase(scores_base.size() * 8), dsstride(scores_stride.size() * 4);
+        ASSERT_TRUE(dscores.ok() && dsbase.ok() && dsstride.ok());
+        CUDA_OK(Upload(dsbase, scores_base));
+        CUDA_OK(Upload(dsstride, scores_stride));
+        CUDA_OK(cudaMemset(dscores.get(), 0xFF, scores_len * 4));  // NaN: an unwritten score fails
+        ASSERT_TRUE(dq.ok() && dout.ok() && dpages.ok() && dspans.ok() && doffs.ok() &&
+                    dkeys.ok() && dbase.ok() && dstride.ok() && dstats.ok() && dlse.ok() &&
+                    dlo.ok() && dhi.ok() && dws.ok());
+        CUDA_OK(Upload(dq, q));
+        CUDA_OK(Upload(dpages, pool.bits));
+        CUDA_OK(cudaMemcpy(dspans.get(), spans.data(), spans.size() * sizeof(KvSpan),
+                           cudaMemcpyHostToDevice));
+        CUDA_OK(Upload(doffs, offsets));
+        CUDA_OK(Upload(dkeys, span_keys));
+        CUDA_OK(Upload(dbase, base));
+        CUDA_OK(Upload(dstride, stride));
+        CUDA_OK(Upload(dstats, std::vector<float>(stats_len, 0.5f)));
+        CUDA_OK(Upload(dlo, tables_h.lo));
+        CUDA_OK(Upload(dhi, tables_h.hi));
+        CUDA_OK(cudaMemset(dlse.get(), 0xFF, static_cast<size_t>(B) * hq * 4));
+        const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+        DecodeAttentionArgs args{.q = dq.get(), .out = dout.get(), .pages = dpages.get(),
+                                 .page_stride = pool.page_elems, .k_offset = pool.k_offset,
+                                 .v_offset = pool.v_offset, .spans = dspans.as<KvSpan>(),
+                                 .span_offsets = doffs.as<int32_t>(),
+                                 .rope_lo = dlo.as<float>(), .rope_hi = dhi.as<float>(),
+                                 .scale = scale, .lse = dlse.as<float>()};
+        if (fused) {
+          args.scores = dscores.as<float>();
+          args.span_keys = dkeys.as<int32_t>();
+          args.scores_base = dsbase.as<int64_t>();
+          args.scores_stride = dsstride.as<int32_t>();
+        }
+        const KeyStatsShape ks{.dtype = t, .head_dim = D, .num_q_heads = hq,
+                               .num_kv_heads = hkv, .num_rows = B, .page_size = page_size,
+                               .max_spans = max_spans, .rope_hi_rows = tables_h.num_hi_rows,
+                               .max_keys = max_keys};
+        const KeyStatsArgs ka{.q = dq.get(), .lse = dlse.as<float>(), .pages = dpages.get(),
+                              .page_stride = pool.page_elems, .k_offset = pool.k_offset,
+                              .spans = dspans.as<KvSpan>(), .span_offsets = doffs.as<int32_t>(),
+                              .span_keys = dkeys.as<int32_t>(),
+                              .stats_base = dbase.as<int64_t>(),
+                              .stats_stride = dstride.as<int32_t>(), .stats = dstats.as<float>(),
+                              .rope_lo = dlo.as<float>(), .rope_hi = dhi.as<float>(),
+                              .scale = scale};
+        const KeyStatsFromScoresArgs fa{.scores = dscores.as<float>(),
+                                        .scores_base = dsbase.as<int64_t>(),
+                                        .scores_stride = dsstride.as<int32_t>(),
+                                        .lse = dlse.as<float>(),
+                                        .stats_base = dbase.as<int64_t>(),
+                                        .stats_stride = dstride.as<int32_t>(),
+                                        .stats = dstats.as<float>()};
+        for (int layer = 0; layer < 2; ++layer) {
+          CUDA_OK(RunDecodeAttention(plan, args, dws.get(), plan.workspace_bytes, nullptr));
+          CUDA_OK(fused ? RunKeyStatsFromScores(ks, fa, nullptr) : RunKeyStats(ks, ka, nullptr));
+        }
+        CUDA_OK(cudaDeviceSynchronize());
+        std::vector<float> lse(static_cast<size_t>(B) * hq), stats(stats_len);
+        CUDA_OK(Download(lse, dlse));
+        CUDA_OK(Download(stats, dstats));
+
+        // References: per row and query head, the softmax over the row's keys in double.
+        std::vector<double> ref(stats_len, 0.0);
+        double lse_err = 0, stat_err = 0;
+        for (int r = 0; r < B; ++r) {
+          const std::vector<int32_t>& table = *tables[r];
+          for (int h = 0; h < hkv; ++h) {
+            std::vector<std::vector<double>> keys;
+            for (int64_t tok : row_toks[r]) {
+              keys.push_back(RotatedKey(pool, table[tok / page_size],
+                                        static_cast<int>(tok % page_size), h, tok, inv_freq,
+                                        false));
+            }
+            for (int g = 0; g < G; ++g) {
+              const int hqi = h * G + g;
+              std::vector<double> s(keys.size());
+              double mx = -INFINITY;
+              for (size_t j = 0; j < keys.size(); ++j) {
+                double dot = 0;
+                for (int d = 0; d < D; ++d) {
+                  dot += FromBits(q[r * packed + hqi * D + d], t) * keys[j][d];
+                }
+                s[j] = dot * scale;
+                mx = std::max(mx, s[j]);
+              }
+              double sum = 0;
+              for (double v : s) sum += std::exp(v - mx);
+              const double ref_lse2 = (mx + std::log(sum)) / std::log(2.0) * 1.0;
+              // lse is log2 of sum 2^(s * log2 e) = (ln sum e^s) / ln 2.
+              lse_err = std::max(lse_err, std::abs(lse[r * hq + hqi] - ref_lse2));
+              if (base[r] < 0) continue;
+              for (size_t j = 0; j < keys.size(); ++j) {
+                ref[base[r] + h * stride[r] + j] += std::exp(s[j] - mx) / sum;
+              }
+            }
+          }
+        }
+        int64_t bad = 0, first_bad = -1;
+        for (int64_t i = 0; i < stats_len; ++i) {
+          const double want = 0.5 + 2 * ref[i];
+          const double err = std::abs(stats[i] - want);
+          stat_err = std::max(stat_err, err);
+          if (err > 2e-4 + 2e-3 * want) {
+            if (first_bad < 0) first_bad = i;
+            ++bad;
+          }
+        }
+        std::printf("[decode_selection/key_stats] %s %s hd=%d hq=%d hkv=%d ps=%d parts=%d "
+                    "keys=%zu max|lse err|=%.2e max|stat err|=%.2e %s\n",
+                    fused ? "fused" : "standalone", DTypeName(t), D, hq, hkv, page_size,
+                    plan.num_partitions, a_keys.size(),
+                    lse_err, stat_err, bad == 0 && lse_err < 1e-3 ? "PASS" : "FAIL");
+        EXPECT_LT(lse_err, 1e-3);
+        EXPECT_EQ(bad, 0) << "first bad stat " << first_bad << " of " << stats_len;
+      }
+    }
+  }
 }
 
 }  // namespace

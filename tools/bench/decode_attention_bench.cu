@@ -7,8 +7,13 @@
 // (>= 16.8 MB per sequence) exceeds L2 except for selection B=1. Prints one JSON line per shape
 // with the achieved KV-read TB/s ("selected_keys": keys read per sequence, = kv_len when dense);
 // tools/bench/decode_attention_peer.py prints the same fields for PyTorch SDPA on contiguous KV.
+// Mode "policy" (KV eviction policies, issue 14) times the selection kernel over a policy's
+// selection of every key at its own position (DenseSelection: what a policy under budget reads)
+// at B=64 / B=1, T=32k, alone and then with the per-key statistics a policy asks for
+// (kernels/cuda/key_stats: fused, the kernel writing its scores and log-sum-exps then one
+// normalising kernel; standalone, a second pass over K), and prints the statistics' cost.
 //
-//   decode_attention_bench [--iters 100] [--warmup 10] [--only dense|selection]
+//   decode_attention_bench [--iters 100] [--warmup 10] [--only dense|selection|policy]
 //                          [--partition-tokens N]   (dense: keys per partition; 0 = planner's)
 #include <cuda_runtime.h>
 
@@ -27,6 +32,7 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
+#include "kernels/cuda/key_stats/key_stats.h"
 #include "tools/bench/bench_util.cuh"
 #include "tools/bench/cuda_timing.h"
 
@@ -37,8 +43,14 @@ using namespace longview;
 constexpr int kHq = 32, kHkv = 8, kD = 128, kPage = 16, kRotations = 4;
 constexpr int kSinks = 4, kWindow = 4096;
 
-// Selection mode (StreamingLLM) when `selection`; else dense over all kv_len keys.
-int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int partition_tokens) {
+enum class Mode { kDense, kSelection, kPolicy };
+
+// Selection mode (StreamingLLM) for kSelection, every key as a selection for kPolicy (with the
+// per-key statistics when `stats`: 1 standalone, 2 fused); else dense over all kv_len keys.
+// *time_ms: the median.
+int RunShape(int batch, int kv_len, Mode mode, int iters, int warmup, int partition_tokens,
+             int stats = 0, double* time_ms = nullptr) {
+  const bool selection = mode != Mode::kDense;
   std::mt19937 rng(1234 + batch + kv_len);
   const int blocks_per_seq = (kv_len + kPage - 1) / kPage;
   const int64_t row = int64_t{kHkv} * kD;
@@ -49,7 +61,7 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
   const int64_t q_tok = kv_len - 1;
   const int64_t win_begin = std::max<int64_t>(0, q_tok - kWindow + 1);
   auto live = [&](int64_t blk) {
-    return !selection || blk * kPage < kSinks || (blk + 1) * kPage > win_begin;
+    return mode != Mode::kSelection || blk * kPage < kSinks || (blk + 1) * kPage > win_begin;
   };
   int64_t live_per_seq = 0;
   for (int64_t blk = 0; blk < blocks_per_seq; ++blk) live_per_seq += live(blk) ? 1 : 0;
@@ -71,11 +83,13 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
   int64_t selected_keys = kv_len, max_position = kv_len - 1;
   if (selection) {
     for (int b = 0; b < batch; ++b) {
-      int64_t q_pos = 0;
-      const KvSelection sel = SinkWindowSelection(
-          std::span<const int32_t>(block_tables.data() + static_cast<size_t>(b) * blocks_per_seq,
-                                   blocks_per_seq),
-          kPage, q_tok, kSinks, kWindow, &q_pos);
+      int64_t q_pos = q_tok;
+      const std::span<const int32_t> table(
+          block_tables.data() + static_cast<size_t>(b) * blocks_per_seq, blocks_per_seq);
+      const KvSelection sel = mode == Mode::kPolicy
+                                  ? DenseSelection(table, kPage, kv_len)
+                                  : SinkWindowSelection(table, kPage, q_tok, kSinks, kWindow,
+                                                        &q_pos);
       spans.insert(spans.end(), sel.spans.begin(), sel.spans.end());
       span_offsets.push_back(static_cast<int32_t>(spans.size()));
       max_spans = std::max(max_spans, static_cast<int>(sel.spans.size()));
@@ -119,6 +133,39 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
         cudaMemcpy(doffs, span_offsets.data(), span_offsets.size() * 4, cudaMemcpyHostToDevice));
   }
   if (plan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&ws, plan.workspace_bytes));
+  // Statistics: per row and query head the log-sum-exp, one block of [kv_head][keys] per row.
+  void *lse = nullptr, *span_keys = nullptr, *stats_base = nullptr, *stats_stride = nullptr,
+       *key_stats = nullptr, *scores = nullptr, *scores_base = nullptr;
+  if (stats > 0) {
+    std::vector<int32_t> keys;
+    for (int b = 0; b < batch; ++b) {
+      int32_t k = 0;
+      for (int32_t i = span_offsets[b]; i < span_offsets[b + 1]; ++i) {
+        keys.push_back(k);
+        k += spans[i].count;
+      }
+    }
+    std::vector<int64_t> base(batch);
+    std::vector<int32_t> stride(batch, static_cast<int32_t>(selected_keys));
+    for (int b = 0; b < batch; ++b) base[b] = int64_t{b} * kHkv * selected_keys;
+    BENCH_CHECK(cudaMalloc(&lse, size_t{4} * batch * kHq));
+    BENCH_CHECK(cudaMalloc(&span_keys, keys.size() * 4));
+    BENCH_CHECK(cudaMalloc(&stats_base, base.size() * 8));
+    BENCH_CHECK(cudaMalloc(&stats_stride, stride.size() * 4));
+    BENCH_CHECK(cudaMalloc(&key_stats, size_t{4} * batch * kHkv * selected_keys));
+    BENCH_CHECK(cudaMemcpy(span_keys, keys.data(), keys.size() * 4, cudaMemcpyHostToDevice));
+    BENCH_CHECK(cudaMemcpy(stats_base, base.data(), base.size() * 8, cudaMemcpyHostToDevice));
+    BENCH_CHECK(
+        cudaMemcpy(stats_stride, stride.data(), stride.size() * 4, cudaMemcpyHostToDevice));
+    BENCH_CHECK(cudaMemset(key_stats, 0, size_t{4} * batch * kHkv * selected_keys));
+    if (stats == 2) {  // per row [q_head][keys]; strides equal the stats blocks'
+      std::vector<int64_t> sbase(batch);
+      for (int b = 0; b < batch; ++b) sbase[b] = int64_t{b} * kHq * selected_keys;
+      BENCH_CHECK(cudaMalloc(&scores, size_t{4} * batch * kHq * selected_keys));
+      BENCH_CHECK(cudaMalloc(&scores_base, sbase.size() * 8));
+      BENCH_CHECK(cudaMemcpy(scores_base, sbase.data(), sbase.size() * 8, cudaMemcpyHostToDevice));
+    }
+  }
   BENCH_CHECK(bench::FillRandomBf16(static_cast<uint16_t*>(pages), num_pages * page_elems, 7u));
   BENCH_CHECK(bench::FillRandomBf16(static_cast<uint16_t*>(q), q_elems * kRotations, 11u));
   BENCH_CHECK(cudaMemcpy(bt, block_tables.data(), block_tables.size() * 4, cudaMemcpyHostToDevice));
@@ -141,15 +188,56 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
                                      .span_offsets = static_cast<const int32_t*>(doffs),
                                      .rope_lo = static_cast<float*>(lo),
                                      .rope_hi = static_cast<float*>(hi),
-                                     .scale = 1.0f / std::sqrt(static_cast<float>(kD))};
+                                     .scale = 1.0f / std::sqrt(static_cast<float>(kD)),
+                                     .lse = static_cast<float*>(lse),
+                                     .scores = static_cast<float*>(scores),
+                                     .span_keys = static_cast<const int32_t*>(span_keys),
+                                     .scores_base = static_cast<const int64_t*>(scores_base),
+                                     .scores_stride = static_cast<const int32_t*>(stats_stride)};
+  };
+  const cuda::KeyStatsShape stats_shape{.dtype = cuda::DType::kBF16,
+                                        .head_dim = kD,
+                                        .num_q_heads = kHq,
+                                        .num_kv_heads = kHkv,
+                                        .num_rows = batch,
+                                        .page_size = kPage,
+                                        .max_spans = max_spans,
+                                        .rope_hi_rows = tables.num_hi_rows,
+                                        .max_keys = static_cast<int>(selected_keys)};
+  const cuda::KeyStatsFromScoresArgs fused_args{
+      .scores = static_cast<float*>(scores),
+      .scores_base = static_cast<const int64_t*>(scores_base),
+      .scores_stride = static_cast<const int32_t*>(stats_stride),
+      .lse = static_cast<float*>(lse),
+      .stats_base = static_cast<const int64_t*>(stats_base),
+      .stats_stride = static_cast<const int32_t*>(stats_stride),
+      .stats = static_cast<float*>(key_stats)};
+  auto stats_args_for = [&](int r) {
+    return cuda::KeyStatsArgs{.q = static_cast<uint16_t*>(q) + r * q_elems,
+                              .lse = static_cast<float*>(lse),
+                              .pages = pages,
+                              .page_stride = page_elems,
+                              .k_offset = 0,
+                              .spans = static_cast<const KvSpan*>(dspans),
+                              .span_offsets = static_cast<const int32_t*>(doffs),
+                              .span_keys = static_cast<const int32_t*>(span_keys),
+                              .stats_base = static_cast<const int64_t*>(stats_base),
+                              .stats_stride = static_cast<const int32_t*>(stats_stride),
+                              .stats = static_cast<float*>(key_stats),
+                              .rope_lo = static_cast<float*>(lo),
+                              .rope_hi = static_cast<float*>(hi),
+                              .scale = 1.0f / std::sqrt(static_cast<float>(kD))};
   };
   cudaStream_t stream;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<float> ms;
   BENCH_CHECK(bench::TimeLaunches(
       [&](int i) {
-        return cuda::RunDecodeAttention(plan, args_for(i % kRotations), ws, plan.workspace_bytes,
-                                        stream);
+        const cudaError_t e = cuda::RunDecodeAttention(plan, args_for(i % kRotations), ws,
+                                                       plan.workspace_bytes, stream);
+        if (e != cudaSuccess || stats == 0) return e;
+        if (stats == 2) return cuda::RunKeyStatsFromScores(stats_shape, fused_args, stream);
+        return cuda::RunKeyStats(stats_shape, stats_args_for(i % kRotations), stream);
       },
       warmup, iters, stream, &ms));
   int64_t nan_count = 0;
@@ -157,21 +245,24 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
       static_cast<uint16_t*>(out) + ((iters - 1) % kRotations) * q_elems, q_elems, &nan_count));
   std::sort(ms.begin(), ms.end());
   const double median_ms = ms[iters / 2];
+  if (time_ms != nullptr) *time_ms = median_ms;
   const double kv_bytes = double(batch) * selected_keys * kHkv * kD * 2 /*k,v*/ * 2 /*bytes*/;
   std::printf(
-      "{\"bench\": \"decode_attention\", \"impl\": \"longview\", \"mode\": \"%s\", "
+      "{\"bench\": \"decode_attention\", \"impl\": \"longview\", \"mode\": \"%s%s\", "
       "\"batch\": %d, \"kv_len\": %d, \"selected_keys\": %lld, \"num_spans\": %d, "
       "\"num_q_heads\": %d, \"num_kv_heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\", "
       "\"page_size\": %d, \"time_ms\": %.5f, \"min_ms\": %.5f, \"kv_tbps\": %.4f, "
       "\"partitions\": %d, \"partition_tokens\": %d, \"partition_spans\": %d, \"iters\": %d, "
       "\"nan_outputs\": %lld}\n",
-      selection ? "selection" : "dense", batch, kv_len, static_cast<long long>(selected_keys),
+      mode == Mode::kDense ? "dense" : mode == Mode::kSelection ? "selection" : "policy",
+      stats == 2 ? "+stats_fused" : stats == 1 ? "+stats_standalone" : "", batch, kv_len, static_cast<long long>(selected_keys),
       max_spans, kHq, kHkv, kD, kPage, median_ms, ms[0], kv_bytes / (median_ms * 1e-3) / 1e12,
       plan.num_partitions, plan.partition_tokens, plan.partition_spans, iters,
       static_cast<long long>(nan_count));
   std::fflush(stdout);
   BENCH_CHECK(cudaStreamDestroy(stream));
-  for (void* p : {pages, q, out, bt, dlens, lo, hi, dspans, doffs, ws}) {
+  for (void* p : {pages, q, out, bt, dlens, lo, hi, dspans, doffs, ws, lse, span_keys,
+                  stats_base, stats_stride, key_stats, scores, scores_base}) {
     if (p != nullptr) BENCH_CHECK(cudaFree(p));
   }
   return nan_count == 0 ? 0 : 2;
@@ -181,7 +272,7 @@ int RunShape(int batch, int kv_len, bool selection, int iters, int warmup, int p
 
 int main(int argc, char** argv) {
   int iters = 100, warmup = 10, partition_tokens = 0;
-  bool dense = true, selection = true;
+  bool dense = true, selection = true, policy = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--warmup") == 0) warmup = std::max(0, std::atoi(argv[i + 1]));
@@ -191,17 +282,31 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--only") == 0) {
       dense = std::strcmp(argv[i + 1], "dense") == 0;
       selection = std::strcmp(argv[i + 1], "selection") == 0;
+      policy = std::strcmp(argv[i + 1], "policy") == 0;
     }
   }
   int rc = 0;
   if (dense) {
     for (auto [b, t] : {std::pair{64, 4096}, {64, 32768}, {1, 32768}, {1, 131072}, {64, 131072}}) {
-      rc |= RunShape(b, t, /*selection=*/false, iters, warmup, partition_tokens);
+      rc |= RunShape(b, t, Mode::kDense, iters, warmup, partition_tokens);
     }
   }
   if (selection) {
     for (auto [b, t] : {std::pair{1, 32768}, {64, 32768}, {1, 131072}, {64, 131072}}) {
-      rc |= RunShape(b, t, /*selection=*/true, iters, warmup, 0);
+      rc |= RunShape(b, t, Mode::kSelection, iters, warmup, 0);
+    }
+  }
+  if (policy) {
+    for (auto [b, t] : {std::pair{64, 32768}, {1, 32768}, {64, 4096}}) {
+      double plain = 0, standalone = 0, fused = 0;
+      rc |= RunShape(b, t, Mode::kPolicy, iters, warmup, 0, 0, &plain);
+      rc |= RunShape(b, t, Mode::kPolicy, iters, warmup, 0, 1, &standalone);
+      rc |= RunShape(b, t, Mode::kPolicy, iters, warmup, 0, 2, &fused);
+      std::printf("{\"bench\": \"key_stats_cost\", \"batch\": %d, \"kv_len\": %d, "
+                  "\"attention_ms\": %.5f, \"fused_ms\": %.5f, \"standalone_ms\": %.5f, "
+                  "\"fused_cost\": %.4f, \"standalone_cost\": %.4f}\n",
+                  b, t, plain, fused, standalone, fused / plain - 1.0, standalone / plain - 1.0);
+      std::fflush(stdout);
     }
   }
   return rc;

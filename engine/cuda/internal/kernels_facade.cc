@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "kernels/cuda/decode_attention/decode_attention.h"
 #include "kernels/cuda/embedding/embedding.h"
+#include "kernels/cuda/key_stats/key_stats.h"
 #include "kernels/cuda/kv_append/paged_kv_append.h"
 #include "kernels/cuda/prefill_attention/prefill_attention.h"
 #include "kernels/cuda/sampling/sampling.h"
@@ -190,7 +191,8 @@ static absl::Status Grow(void** ws, size_t* bytes, size_t need, cudaStream_t str
 absl::Status KernelsFacade::DecodeSelection(int64_t batch, int64_t max_spans, const void* q,
                                             int64_t q_row_stride, void* out, const PagesView& p,
                                             const KvSpan* spans,
-                                            const int32_t* span_offsets, cudaStream_t stream) {
+                                            const int32_t* span_offsets, cudaStream_t stream,
+                                            const KeyStatsRows* stats) {
   cuda::DecodeAttentionShape shape = s_->DecodeShape(batch, /*context=*/0, /*window=*/0);
   shape.max_spans = static_cast<int>(std::max<int64_t>(max_spans, 1));
   cuda::DecodeAttentionPlan plan;
@@ -200,8 +202,57 @@ absl::Status KernelsFacade::DecodeSelection(int64_t batch, int64_t max_spans, co
   auto a = s_->AttentionArgs<cuda::DecodeAttentionArgs>(q, q_row_stride, out, p);
   a.spans = spans;
   a.span_offsets = span_offsets;
-  return CudaStatus(cuda::RunDecodeAttention(plan, a, s_->select_ws, s_->select_ws_bytes, stream),
-                    "selection decode attention");
+  const bool fused = stats != nullptr && stats->scores != nullptr;
+  if (stats != nullptr) a.lse = stats->lse;
+  if (fused) {
+    a.scores = stats->scores;
+    a.span_keys = stats->span_keys;
+    a.scores_base = stats->scores_base;
+    a.scores_stride = stats->scores_stride;
+  }
+  RETURN_IF_ERROR(
+      CudaStatus(cuda::RunDecodeAttention(plan, a, s_->select_ws, s_->select_ws_bytes, stream),
+                 "selection decode attention"));
+  if (stats == nullptr) return absl::OkStatus();
+  const cuda::KeyStatsShape ks{.dtype = s_->c.dtype,
+                               .head_dim = s_->c.head_dim,
+                               .num_q_heads = s_->c.num_q_heads,
+                               .num_kv_heads = s_->c.num_kv_heads,
+                               .num_rows = static_cast<int>(batch),
+                               .page_size = s_->c.page_size,
+                               .max_spans = static_cast<int>(max_spans),
+                               .rope_hi_rows = s_->c.rope_hi_rows,
+                               .max_keys = static_cast<int>(stats->max_keys)};
+  if (fused) {
+    return CudaStatus(cuda::RunKeyStatsFromScores(ks,
+                                                  {.scores = stats->scores,
+                                                   .scores_base = stats->scores_base,
+                                                   .scores_stride = stats->scores_stride,
+                                                   .lse = stats->lse,
+                                                   .stats_base = stats->stats_base,
+                                                   .stats_stride = stats->stats_stride,
+                                                   .stats = stats->stats},
+                                                  stream),
+                      "key statistics");
+  }
+  return CudaStatus(cuda::RunKeyStats(ks,
+                                      {.q = q,
+                                       .q_row_stride = q_row_stride,
+                                       .lse = stats->lse,
+                                       .pages = p.pages,
+                                       .page_stride = p.page_stride,
+                                       .k_offset = p.k_offset,
+                                       .spans = spans,
+                                       .span_offsets = span_offsets,
+                                       .span_keys = stats->span_keys,
+                                       .stats_base = stats->stats_base,
+                                       .stats_stride = stats->stats_stride,
+                                       .stats = stats->stats,
+                                       .rope_lo = s_->c.rope_lo,
+                                       .rope_hi = s_->c.rope_hi,
+                                       .scale = a.scale},
+                                      stream),
+                    "key statistics");
 }
 
 absl::Status KernelsFacade::Prefill(int64_t num_seqs, int64_t num_rows, int64_t max_total_kv,

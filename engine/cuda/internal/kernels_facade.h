@@ -63,10 +63,26 @@ class KernelsFacade {
                       cudaStream_t stream);
   // Decode over `batch` sequences (q pre-rotated at each query's position) attending to exactly
   // their spans (CSR offsets [batch + 1]); eager only (the workspace grows on demand).
+  // KV-policy statistics of selection rows (kernels/cuda/key_stats): each key's probability,
+  // summed over its KV head's query heads, added to the rows' blocks. Fused (scores != null):
+  // the decode kernel writes the rows' scores, a second kernel normalises them; else a
+  // standalone pass re-reads K.
+  struct KeyStatsRows {
+    float* lse;                   // [rows][num_q_heads]
+    const int32_t* span_keys;     // [spans]
+    const int64_t* stats_base;    // [rows], -1 = none
+    const int32_t* stats_stride;  // [rows]
+    float* stats;
+    float* scores;                // fused: the scores buffer, else null
+    const int64_t* scores_base;   // fused: [rows], -1 = none
+    const int32_t* scores_stride; // fused: [rows], keys of the row
+    int64_t max_keys;             // fused: the most keys of a row
+  };
+  // With stats != nullptr also computes the statistics above.
   absl::Status DecodeSelection(int64_t batch, int64_t max_spans, const void* q,
                                int64_t q_row_stride, void* out, const PagesView& pages,
                                const KvSpan* spans, const int32_t* span_offsets,
-                               cudaStream_t stream);
+                               cudaStream_t stream, const KeyStatsRows* stats = nullptr);
   // Prefill / general attention over num_seqs sequences (q unrotated).
   absl::Status Prefill(int64_t num_seqs, int64_t num_rows, int64_t max_kv_len, const void* q,
                        int64_t q_row_stride, void* out, const PagesView& pages,

@@ -47,10 +47,23 @@ absl::Status PagedAttentionOp::Run(CudaModelRunner::Impl& m, const StepLayout& L
                              I32(m, L.dec_lens), st));
   }
   if (L.ns > 0) {
+    // KV policies: per-key attention, summed over the layers into m.key_stats; fused (the
+    // kernel writes the scores) when the step's scores fit the runner's buffer.
+    const KernelsFacade::KeyStatsRows stats{
+        .lse = m.sel_lse,
+        .span_keys = I32(m, L.sel_span_keys),
+        .stats_base = reinterpret_cast<const int64_t*>(m.meta_dev + L.sel_stats_base),
+        .stats_stride = I32(m, L.sel_stats_stride),
+        .stats = m.key_stats,
+        .scores = L.scores_floats > 0 ? m.sel_scores : nullptr,
+        .scores_base = reinterpret_cast<const int64_t*>(m.meta_dev + L.sel_scores_base),
+        .scores_stride = I32(m, L.sel_scores_stride),
+        .max_keys = L.max_row_keys};
     RETURN_IF_ERROR(k.DecodeSelection(
         L.ns, L.max_spans, m.Row(m.qkv, L.batch_padded, m.qkv_dim), m.qkv_dim,
         m.Row(m.attn, L.batch_padded, m.q_dim), view,
-        reinterpret_cast<const KvSpan*>(m.meta_dev + L.sel_spans), I32(m, L.sel_offsets), st));
+        reinterpret_cast<const KvSpan*>(m.meta_dev + L.sel_spans), I32(m, L.sel_offsets), st,
+        L.stats_floats > 0 ? &stats : nullptr));
   }
   if (L.np > 0) {
     RETURN_IF_ERROR(k.Prefill(

@@ -56,6 +56,15 @@ struct CudaModelRunner::Impl {
   void *x = nullptr, *xn = nullptr, *qkv = nullptr, *attn = nullptr, *proj = nullptr;
   void *gu = nullptr, *act = nullptr, *last = nullptr;
   float* logits = nullptr;  // [max_num_seqs][vocab]
+  // KV-policy statistics (grown on demand): per selection row and query head the attention's
+  // log2-sum-exp, and the step's per-key sums (StepLayout::stats_floats).
+  float* sel_lse = nullptr;
+  int64_t sel_lse_floats = 0;
+  float* key_stats = nullptr;
+  int64_t key_stats_floats = 0;
+  float* sel_scores = nullptr;  // the fused path's scores
+  int64_t sel_scores_floats = 0;
+  absl::Status EnsureKeyStats(int64_t rows, int64_t floats, int64_t score_floats);
   // Steps that score prompts need more logits rows than max_num_seqs: buffers grown on demand.
   void* wide_last = nullptr;    // [wide_rows][hidden]
   float* wide_logits = nullptr;  // [wide_rows][vocab]
@@ -96,13 +105,16 @@ struct CudaModelRunner::Impl {
 // One step, laid out in rows of the activation matrices:
 //   [0, batch_padded)                  dense-decode sequences (one token each, the model's own
 //                                      windows), padded to a power of two for graph buckets
-//   [batch_padded, batch_padded + ns)  selection-decode sequences (one token, a request window or
-//                                      StreamingLLM sinks): spans built on the host
+//   [batch_padded, batch_padded + ns)  selection rows: decode sequences of a request window or
+//                                      StreamingLLM sinks (one token), and every token of a KV
+//                                      policy's sequence (each row reads the kept keys and the
+//                                      step's tokens up to itself): spans built on the host
 //   [prefill_row0, total_rows)         the rest (prefill chunks): the prefill kernel
 struct StepLayout {
   int64_t num_tokens = 0;
   int64_t nd = 0;              // dense-decode sequences
-  int64_t ns = 0;              // selection-decode sequences
+  int64_t ns = 0;              // selection rows
+  int64_t ns_seqs = 0;         // sequences of the selection rows
   int64_t np = 0;              // prefill sequences
   int64_t batch_padded = 0;    // dense-decode rows after padding to the bucket (>= nd)
   int64_t prefill_row0 = 0;    // batch_padded + ns
@@ -110,7 +122,16 @@ struct StepLayout {
   int64_t decode_stride = 0;   // dense-decode block-table stride
   int64_t prefill_stride = 0;  // prefill block-table stride
   int64_t total_rows = 0;
-  int64_t max_spans = 0;           // selection decode: most spans of a sequence
+  int64_t max_spans = 0;           // selection decode: most spans of a row
+  // KV-policy statistics: floats of the step's stats buffer, and per plan sequence the offset
+  // of its [num_kv_heads][keys] block (-1: none) and its keys.
+  int64_t stats_floats = 0;
+  std::vector<int64_t> stats_offset;
+  std::vector<int64_t> stats_keys;
+  // Fused statistics: floats of the rows' scores (0: the standalone pass), the most keys of a
+  // stats row.
+  int64_t scores_floats = 0;
+  int64_t max_row_keys = 0;
   std::vector<size_t> order;       // plan index of each processed sequence, in row order
   std::vector<int64_t> row0;       // first row of each processed sequence
   std::vector<int64_t> logit_src;  // rows whose logits are needed, in output order
@@ -119,7 +140,8 @@ struct StepLayout {
   bool sample = false;
   // Offsets into the metadata buffer.
   size_t ids = 0, slots = 0, dec_pos = 0, dec_lens = 0, dec_tables = 0, sel_spans = 0,
-         sel_offsets = 0, pre_qstart = 0, pre_lens = 0, pre_tables = 0, pre_windows = 0,
+         sel_offsets = 0, sel_span_keys = 0, sel_stats_base = 0, sel_stats_stride = 0,
+         sel_scores_base = 0, sel_scores_stride = 0, pre_qstart = 0, pre_lens = 0, pre_tables = 0, pre_windows = 0,
          pre_sinks = 0, gather = 0, s_temp = 0, s_topk = 0, s_topp = 0, s_seed = 0, s_counter = 0;
   size_t meta_bytes = 0;
   int64_t prefill_total_kv = 0;  // keys the prefill kernel's workspace must hold (all layers' max)

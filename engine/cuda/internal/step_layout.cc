@@ -14,6 +14,10 @@ namespace {
 enum class Group { kDenseDecode, kSelectionDecode, kPrefill };
 
 Group GroupOf(const ScheduledSequence& s) {
+  // A KV policy's sequence: every token is a selection row (each reads the kept keys and the
+  // step's tokens up to itself), so that eviction can leave holes and the rows report per-key
+  // statistics through one kernel path.
+  if (s.kv_selection != nullptr) return Group::kSelectionDecode;
   if (s.token_ids.size() != 1) return Group::kPrefill;
   // The model's own windows read keys by position: the dense decode kernel (graph-captured).
   const KvFootprint f = s.attention->Footprint();
@@ -43,10 +47,31 @@ absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledS
   for (size_t b = 0; b < s.block_ids.size(); ++b) {
     const int32_t page = s.block_ids[b];
     const bool written = static_cast<int64_t>(b + 1) * ps > s.start_pos;
-    if (page == -1 && s.attention->ReleasableWindow(m.cfg) > 0 && !written) continue;  // released
+    const bool releasable = s.attention->ReleasableWindow(m.cfg) > 0 || s.kv_selection != nullptr;
+    if (page == -1 && releasable && !written) continue;  // released
     if (page < 0 || page >= m.num_pages) {
       return absl::InvalidArgumentError(
           absl::StrFormat("sequence %d: page %d out of range [0, %d)", i, page, m.num_pages));
+    }
+  }
+  if (s.kv_selection != nullptr) {
+    if (!s.kv_selection->head_begin.empty()) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "sequence %d: per-KV-head policy selections are not supported on CUDA", i));
+    }
+    for (const KvSpan& sp : s.kv_selection->spans) {
+      if (sp.count < 0 || sp.page_id < 0 || sp.page_id >= m.num_pages || sp.first_slot < 0 ||
+          sp.first_slot + sp.count > ps || sp.first_position < 0 ||
+          sp.first_position + sp.count > kMaxRopePosition) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "sequence %d: KV selection span (page %d, slot %d, count %d, position %d) is out of "
+            "range",
+            i, sp.page_id, sp.first_slot, sp.count, sp.first_position));
+      }
+    }
+    if (s.key_stats_rows < 0 || s.key_stats_rows > n) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: key_stats_rows %d of %d rows", i, s.key_stats_rows, n));
     }
   }
   for (int32_t t : s.token_ids) {
@@ -104,9 +129,12 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
     }
     const int64_t count = static_cast<int64_t>(L.order.size());
     if (g == Group::kDenseDecode) L.nd = count;
-    if (g == Group::kSelectionDecode) L.ns = count - L.nd;
+    if (g == Group::kSelectionDecode) L.ns_seqs = count - L.nd;
   }
-  L.np = static_cast<int64_t>(plan.seqs.size()) - L.nd - L.ns;
+  L.np = static_cast<int64_t>(plan.seqs.size()) - L.nd - L.ns_seqs;
+  for (int64_t j = 0; j < L.ns_seqs; ++j) {
+    L.ns += static_cast<int64_t>(plan.seqs[L.order[L.nd + j]].token_ids.size());
+  }
   const int64_t max_rows = std::max<int64_t>(NextPow2(m.opt.max_num_seqs), m.opt.max_num_seqs);
   L.batch_padded = L.nd == 0 ? 0 : std::min(NextPow2(L.nd), max_rows);
   L.prefill_row0 = L.batch_padded + L.ns;
@@ -117,21 +145,81 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   L.context_bucket = L.nd == 0 ? 0 : std::max(kMinContextBucket, NextPow2(max_dec_len));
   L.decode_stride = (L.context_bucket + ps - 1) / ps;
 
-  // Selection-decode spans, built now (their count sizes the metadata).
-  std::vector<KvSelection> selections(L.ns);
-  std::vector<int64_t> sel_pos(L.ns);
+  // Selection rows, built now (their span count sizes the metadata): per row its spans, the
+  // query position and, for KV policies, where its per-key statistics go.
+  struct SelRow {
+    std::vector<KvSpan> spans;
+    std::vector<int32_t> span_keys;  // index of each span's first key in the sequence's order
+    int64_t pos = 0;
+    int64_t stats_base = -1;
+    int32_t stats_stride = 0;
+    int64_t keys = 0;  // keys the row reads
+  };
+  std::vector<SelRow> sel_rows;
+  sel_rows.reserve(L.ns);
   int64_t num_spans = 0;
-  for (int64_t j = 0; j < L.ns; ++j) {
-    // One selection serves every layer: the group holds modes that set their own window
-    // (Footprint().window >= 0), so the model's per-layer windows (0 here) do not apply.
-    const ScheduledSequence& s = plan.seqs[L.order[L.nd + j]];
-    selections[j] = s.attention->SelectKv(s.block_ids, ps, s.start_pos, 0, &sel_pos[j]);
-    const int64_t n = static_cast<int64_t>(selections[j].spans.size());
-    num_spans += n;
-    L.max_spans = std::max(L.max_spans, n);
+  L.stats_offset.assign(plan.seqs.size(), -1);
+  L.stats_keys.assign(plan.seqs.size(), 0);
+  for (int64_t j = 0; j < L.ns_seqs; ++j) {
+    const size_t idx = L.order[L.nd + j];
+    const ScheduledSequence& s = plan.seqs[idx];
+    if (s.kv_selection == nullptr) {
+      // One selection serves every layer: the group holds modes that set their own window
+      // (Footprint().window >= 0), so the model's per-layer windows (0 here) do not apply.
+      SelRow r;
+      r.spans = s.attention->SelectKv(s.block_ids, ps, s.start_pos, 0, &r.pos).spans;
+      num_spans += static_cast<int64_t>(r.spans.size());
+      L.max_spans = std::max<int64_t>(L.max_spans, r.spans.size());
+      sel_rows.push_back(std::move(r));
+      continue;
+    }
+    // A policy's selection lists its keys by position at their own positions; row i (query
+    // position start_pos + i) reads the prefix of keys at positions <= its own.
+    const std::vector<KvSpan>& all = s.kv_selection->spans;
+    int64_t keys = 0;
+    for (const KvSpan& sp : all) keys += sp.count;
+    const int64_t n = static_cast<int64_t>(s.token_ids.size());
+    if (s.key_stats_rows > 0) {
+      L.stats_offset[idx] = L.stats_floats;
+      L.stats_keys[idx] = keys;
+      L.stats_floats += m.nkv * keys;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      SelRow r;
+      r.pos = s.start_pos + i;
+      int32_t key = 0;
+      for (const KvSpan& sp : all) {
+        if (sp.first_position > r.pos) break;
+        KvSpan cut = sp;
+        cut.count = static_cast<int32_t>(std::min<int64_t>(sp.count, r.pos - sp.first_position + 1));
+        r.spans.push_back(cut);
+        r.span_keys.push_back(key);
+        key += sp.count;
+        r.keys += cut.count;
+      }
+      if (i >= n - s.key_stats_rows) {
+        r.stats_base = L.stats_offset[idx];
+        r.stats_stride = static_cast<int32_t>(keys);
+      }
+      num_spans += static_cast<int64_t>(r.spans.size());
+      L.max_spans = std::max<int64_t>(L.max_spans, r.spans.size());
+      sel_rows.push_back(std::move(r));
+    }
   }
 
-  const size_t p0 = static_cast<size_t>(L.nd + L.ns);
+  // The fused statistics path stores every stats row's scores ([q_head][row keys]); a step
+  // whose scores would exceed opt.max_score_floats (a long prefill chunk of an H2O sequence)
+  // takes the standalone pass instead.
+  std::vector<int64_t> scores_base(sel_rows.size(), -1);
+  for (size_t j = 0; j < sel_rows.size(); ++j) {
+    if (sel_rows[j].stats_base < 0) continue;
+    scores_base[j] = L.scores_floats;
+    L.scores_floats += m.nh * sel_rows[j].keys;
+    L.max_row_keys = std::max(L.max_row_keys, sel_rows[j].keys);
+  }
+  if (L.scores_floats > m.opt.max_score_floats) L.scores_floats = 0;
+
+  const size_t p0 = static_cast<size_t>(L.nd + L.ns_seqs);
   L.prefill_stride = 1;
   int64_t prefill_rows = 0;
   for (size_t k = p0; k < L.order.size(); ++k) {
@@ -152,11 +240,12 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   }
   L.total_rows = L.prefill_row0 + prefill_rows;
   L.row0.resize(L.order.size());
-  for (size_t k = 0, row = L.prefill_row0; k < L.order.size(); ++k) {
+  for (size_t k = 0, row = L.prefill_row0, sel = L.batch_padded; k < L.order.size(); ++k) {
     if (k < static_cast<size_t>(L.nd)) {
       L.row0[k] = static_cast<int64_t>(k);
     } else if (k < p0) {
-      L.row0[k] = L.batch_padded + static_cast<int64_t>(k) - L.nd;
+      L.row0[k] = static_cast<int64_t>(sel);
+      sel += plan.seqs[L.order[k]].token_ids.size();
     } else {
       L.row0[k] = static_cast<int64_t>(row);
       row += plan.seqs[L.order[k]].token_ids.size();
@@ -186,6 +275,11 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   L.dec_tables = a.Reserve<int32_t>(L.batch_padded * L.decode_stride);
   L.sel_spans = a.Reserve<KvSpan>(num_spans);
   L.sel_offsets = a.Reserve<int32_t>(L.ns + 1);
+  L.sel_span_keys = a.Reserve<int32_t>(L.stats_floats > 0 ? num_spans : 0);
+  L.sel_stats_base = a.Reserve<int64_t>(L.stats_floats > 0 ? L.ns : 0);
+  L.sel_stats_stride = a.Reserve<int32_t>(L.stats_floats > 0 ? L.ns : 0);
+  L.sel_scores_base = a.Reserve<int64_t>(L.scores_floats > 0 ? L.ns : 0);
+  L.sel_scores_stride = a.Reserve<int32_t>(L.scores_floats > 0 ? L.ns : 0);
   L.pre_qstart = a.Reserve<int32_t>(L.np + 1);
   L.pre_lens = a.Reserve<int32_t>(L.np);
   L.pre_tables = a.Reserve<int32_t>(L.np * L.prefill_stride);
@@ -227,6 +321,26 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   std::fill_n(dec_tables, L.batch_padded * L.decode_stride, 0);
   std::fill_n(pre_tables, L.np * L.prefill_stride, 0);
   sel_offsets[0] = 0;
+  for (int64_t j = 0; j < L.ns; ++j) {
+    const SelRow& r = sel_rows[j];
+    dec_pos[L.batch_padded + j] = static_cast<int32_t>(r.pos);
+    std::copy(r.spans.begin(), r.spans.end(), spans + sel_offsets[j]);  // one type on both sides
+    if (L.stats_floats > 0) {
+      int32_t* keys = At<int32_t>(h, L.sel_span_keys) + sel_offsets[j];
+      if (r.span_keys.empty()) {
+        std::fill_n(keys, r.spans.size(), 0);  // rows without statistics: never read
+      } else {
+        std::copy(r.span_keys.begin(), r.span_keys.end(), keys);
+      }
+      At<int64_t>(h, L.sel_stats_base)[j] = r.stats_base;
+      At<int32_t>(h, L.sel_stats_stride)[j] = r.stats_stride;
+    }
+    if (L.scores_floats > 0) {
+      At<int64_t>(h, L.sel_scores_base)[j] = scores_base[j];
+      At<int32_t>(h, L.sel_scores_stride)[j] = static_cast<int32_t>(r.keys);
+    }
+    sel_offsets[j + 1] = sel_offsets[j] + static_cast<int32_t>(r.spans.size());
+  }
   for (size_t k = 0; k < L.order.size(); ++k) {
     const ScheduledSequence& s = plan.seqs[L.order[k]];
     const int64_t n = static_cast<int64_t>(s.token_ids.size());
@@ -241,11 +355,7 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
       dec_lens[k] = static_cast<int32_t>(kv_len);
       std::copy(s.block_ids.begin(), s.block_ids.end(), dec_tables + k * L.decode_stride);
     } else if (k < p0) {
-      const int64_t j = static_cast<int64_t>(k) - L.nd;
-      dec_pos[L.batch_padded + j] = static_cast<int32_t>(sel_pos[j]);
-      const std::vector<KvSpan>& sp = selections[j].spans;
-      std::copy(sp.begin(), sp.end(), spans + sel_offsets[j]);  // one type on both sides
-      sel_offsets[j + 1] = sel_offsets[j] + static_cast<int32_t>(sp.size());
+      continue;  // positions and spans above
     } else {
       const int64_t j = static_cast<int64_t>(k - p0);
       qstart[j] = static_cast<int32_t>(L.row0[k] - L.prefill_row0);

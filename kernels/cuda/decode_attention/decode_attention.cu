@@ -180,6 +180,8 @@ cudaError_t RunDecodeAttention(const DecodeAttentionPlan& plan, const DecodeAtte
   if (select) {
     LV_CUDA_REQUIRE(a.spans != nullptr && a.span_offsets != nullptr &&
                     (reinterpret_cast<uintptr_t>(a.spans) & 7u) == 0);
+    LV_CUDA_REQUIRE(a.scores == nullptr || (a.span_keys != nullptr && a.scores_base != nullptr &&
+                                            a.scores_stride != nullptr && !s.spans_per_kv_head));
   } else {
     LV_CUDA_REQUIRE(a.block_tables != nullptr && a.kv_lens != nullptr &&
                     a.block_table_stride >= 1);
@@ -214,6 +216,11 @@ cudaError_t RunDecodeAttention(const DecodeAttentionPlan& plan, const DecodeAtte
   p.rope_hi = a.rope_hi;
   p.part_out = part_out;
   p.part_lse = part_lse;
+  p.lse = a.lse;
+  p.scores = a.scores;
+  p.span_keys = a.span_keys;
+  p.scores_base = a.scores_base;
+  p.scores_stride = a.scores_stride;
   p.scale_log2 = a.scale * kLog2e;
   p.block_table_stride = a.block_table_stride;
   p.num_q_heads = s.num_q_heads;

@@ -128,6 +128,21 @@ struct DecodeAttentionArgs {
   const float* rope_lo = nullptr;
   const float* rope_hi = nullptr;
   float scale = 0.f;  // softmax scale, usually 1 / sqrt(head_dim)
+  // Optional [batch][num_q_heads]: each head's log2-sum-exp of its scaled scores,
+  // log2(sum_j 2^(scale * log2(e) * q.k_j)), so that key j's attention probability is
+  // 2^(scale * log2(e) * q.k_j - lse) (kernels/cuda/key_stats uses it). -inf for a row without
+  // keys, NaN where the outputs are NaN.
+  float* lse = nullptr;
+  // Optional, selection mode with shared rows only: every key's scaled score, the exponent
+  // above, for the rows with scores_base[row] >= 0, at
+  //   scores[scores_base[row] + (query head) * scores_stride[row] + key index],
+  // the key index being span_keys[span] (the index of the span's first key in the row's key
+  // order) plus the key's offset in its span. Each row's keys must be covered by its spans
+  // exactly once. With lse, kernels/cuda/key_stats turns them into per-key probabilities.
+  float* scores = nullptr;
+  const int32_t* span_keys = nullptr;     // [spans]
+  const int64_t* scores_base = nullptr;   // [batch], -1 = none
+  const int32_t* scores_stride = nullptr; // [batch]: keys of the row (>= them)
 };
 
 // Validates the shape (cudaErrorInvalidValue on a bad or unsupported value) and fills `plan`.

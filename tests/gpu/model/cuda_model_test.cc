@@ -11,11 +11,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "engine/cpu/cpu_model_runner.h"
 #include "engine/cuda/cuda_model_runner.h"
+#include "kernels/kv_selection.h"
 #include "scheduler/generator.h"
 #include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
@@ -335,6 +339,116 @@ TEST(CudaModelGpu, EngineLoopMatchesCpuBackend) {
               prompts.size(), agree == static_cast<int64_t>(prompts.size()) ? "PASS" : "FAIL");
   EXPECT_EQ(agree, static_cast<int64_t>(prompts.size()));
   EXPECT_EQ(cpu[0].size(), 24u);
+}
+
+// KV policies on the CUDA runner against the CPU runner, plan for plan: a prompt prefilled in
+// two chunks (the second asks for its last 16 rows' statistics, as SnapKV's window does), then
+// an eviction that keeps the sinks and a random 35% of the rest at their own slots (holes, two
+// whole pages released), a 5-token chunk and decode steps over that selection, every step
+// asking for statistics. Logits of the last row and the per-key statistics (summed over layers
+// and query heads) must match within the dtype's tolerance, on both dtypes, with the fused
+// statistics path and (fp16) the standalone one.
+TEST(CudaModelGpu, KvPolicySelectionsAndKeyStatsMatchCpu) {
+  auto lm = LoadedModel::Load(kModels + "/longview-tiny");
+  ASSERT_TRUE(lm.ok()) << lm.status();
+  const ModelConfig& cfg = (*lm)->config;
+  const int64_t ps = 16, vocab = cfg.vocab_size;
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 320; ++i) ids.push_back(3 + (i * 7919) % static_cast<int32_t>(vocab - 3));
+  for (auto [fp16, fused] : {std::pair{true, true}, {false, true}, {true, false}}) {
+    CudaRunnerOptions opt = SmallOptions(fp16, ps);
+    if (!fused) opt.max_score_floats = 0;  // the standalone statistics pass
+    auto gpu = CudaModelRunner::Create(cfg, (*lm)->weights.get(), opt);
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    auto cpu = CpuModelRunner::Create(**lm, 64, ps);
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    std::vector<int32_t> blocks(20);
+    for (int i = 0; i < 20; ++i) blocks[i] = 3 + 2 * i;  // scattered pages, same on both
+    std::mt19937_64 rng(17);
+    std::vector<int64_t> kept;  // token indices the selection reads, in order
+    auto selection = [&](int64_t end) {
+      KvSelection sel;
+      for (int64_t t : kept) AppendTokenRange(blocks, ps, t, 1, t, sel);
+      std::vector<KvSpan> merged;
+      for (const KvSpan& sp : sel.spans) {
+        if (!merged.empty() && merged.back().page_id == sp.page_id &&
+            merged.back().first_slot + merged.back().count == sp.first_slot &&
+            merged.back().first_position + merged.back().count == sp.first_position) {
+          ++merged.back().count;
+        } else {
+          merged.push_back(sp);
+        }
+      }
+      sel.spans = merged;
+      (void)end;
+      return std::make_shared<const KvSelection>(std::move(sel));
+    };
+    double worst_logit = 0, worst_stat = 0;
+    int64_t steps = 0, stat_steps = 0, argmax_mismatch = 0;
+    auto step = [&](int64_t start, int64_t n, int64_t stats_rows) {
+      for (int64_t t = start; t < start + n; ++t) kept.push_back(t);
+      StepPlan plan;
+      ScheduledSequence s;
+      s.seq_id = 1;
+      s.start_pos = start;
+      s.token_ids.assign(ids.begin() + start, ids.begin() + start + n);
+      s.block_ids = blocks;
+      s.need_logits = true;
+      s.kv_selection = selection(start + n);
+      s.key_stats_rows = stats_rows;
+      plan.seqs.push_back(s);
+      StepResult rg, rc;
+      ASSERT_TRUE((*gpu)->Execute(plan, rg).ok());
+      ASSERT_TRUE((*cpu)->Execute(plan, rc).ok());
+      const RowCompare c = CompareRow(rg.Row(0), rc.Row(0));
+      worst_logit = std::max(worst_logit, c.max_abs / c.ref_max);
+      argmax_mismatch += c.argmax_a != c.argmax_b;
+      ++steps;
+      if (stats_rows == 0) return;
+      ++stat_steps;
+      ASSERT_EQ(rg.key_stats.size(), 1u);
+      ASSERT_EQ(rg.key_stats[0].size(), rc.key_stats[0].size());
+      EXPECT_EQ(rg.key_stats_heads, rc.key_stats_heads);
+      EXPECT_DOUBLE_EQ(rg.key_stats_row_norm, rc.key_stats_row_norm);
+      // Each KV head's sums over its keys equal rows x layers x query heads per KV head.
+      const double total = rc.key_stats_row_norm * static_cast<double>(stats_rows);
+      double max_abs = 0;
+      for (size_t i = 0; i < rc.key_stats[0].size(); ++i) {
+        max_abs = std::max(max_abs, static_cast<double>(
+                                        std::fabs(rg.key_stats[0][i] - rc.key_stats[0][i])));
+      }
+      const size_t keys = rc.key_stats[0].size() / static_cast<size_t>(rc.key_stats_heads);
+      for (int64_t h = 0; h < rc.key_stats_heads; ++h) {
+        double sum = 0;
+        for (size_t j = 0; j < keys; ++j) sum += rg.key_stats[0][h * keys + j];
+        EXPECT_NEAR(sum, total, 1e-3 * total) << "kv head " << h;
+      }
+      worst_stat = std::max(worst_stat, max_abs / total);
+    };
+    step(0, 200, 0);
+    step(200, 100, 16);
+    // Evict: sinks 0-3, a random 35% of 4..299, none of pages 6 and 7 (tokens 96-127).
+    std::vector<int64_t> survivors;
+    std::bernoulli_distribution keep(0.35);
+    for (int64_t t : kept) {
+      if (t < 4 || (keep(rng) && (t < 96 || t >= 128))) survivors.push_back(t);
+    }
+    kept = survivors;
+    blocks[6] = blocks[7] = -1;  // released: never read
+    step(300, 5, 5);
+    for (int64_t t = 305; t < 312; ++t) step(t, 1, 1);
+    const double tol = Tol(fp16);
+    const bool pass = worst_logit <= tol && worst_stat <= tol && argmax_mismatch == 0;
+    std::printf("[kv_policy] %s %s steps=%lld (stats %lld) max_rel_logit_err=%.3g "
+                "max_stat_err/rows_total=%.3g argmax_mismatch=%lld %s\n",
+                fp16 ? "fp16" : "bf16", fused ? "fused" : "standalone",
+                static_cast<long long>(steps),
+                static_cast<long long>(stat_steps), worst_logit, worst_stat,
+                static_cast<long long>(argmax_mismatch), pass ? "PASS" : "FAIL");
+    EXPECT_LE(worst_logit, tol);
+    EXPECT_LE(worst_stat, tol);
+    EXPECT_EQ(argmax_mismatch, 0);
+  }
 }
 
 // Bad plans are refused with InvalidArgument, and the runner keeps working afterwards.

@@ -23,12 +23,18 @@ __global__ void __launch_bounds__(D) DecodeCombineKernel(const Params p) {
     n = seq.end > seq.begin ? (seq.end - seq.begin + p.partition_tokens - 1) / p.partition_tokens
                             : 0;
   }
+  // The merged log2-sum-exp (thread 0), when asked: NaN for an invalid row, -inf without keys.
+  auto put_lse = [&](float v) {
+    if (p.lse != nullptr && d == 0) p.lse[head_row] = v;
+  };
   if (!valid) {
     out[d] = FromFloat<T>(__int_as_float(0x7fc00000));
+    put_lse(__int_as_float(0x7fc00000));
     return;
   }
   if (n == 0) {
     out[d] = FromFloat<T>(0.f);
+    put_lse(-INFINITY);
     return;
   }
   const int64_t row0 = head_row * p.num_partitions;
@@ -42,6 +48,7 @@ __global__ void __launch_bounds__(D) DecodeCombineKernel(const Params p) {
     for (int i = 0; i < n; ++i) nan = nan || isnan(lse[i]);
     if (nan || m == -INFINITY) {
       out[d] = FromFloat<T>(nan ? __int_as_float(0x7fc00000) : 0.f);
+      put_lse(nan ? __int_as_float(0x7fc00000) : -INFINITY);
       return;
     }
   }
@@ -52,6 +59,7 @@ __global__ void __launch_bounds__(D) DecodeCombineKernel(const Params p) {
     acc = fmaf(w, p.part_out[(row0 + i) * D + d], acc);
   }
   out[d] = FromFloat<T>(acc / wsum);
+  put_lse(m + log2f(wsum));
 }
 
 bool Aligned16Host(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }

@@ -56,6 +56,14 @@ struct Params {
   const float* rope_hi;
   float* part_out;  // [batch][num_q_heads][num_partitions][D]
   float* part_lse;  // [batch][num_q_heads][num_partitions], log2 domain
+  float* lse;       // nullable: [batch][num_q_heads] log2-sum-exp of the scaled scores
+  // Selection mode, nullable: each row's scaled scores (log2 domain) at
+  // scores[scores_base[row] + q_head_of_kv_head * scores_stride[row] + key index] for rows with
+  // scores_base >= 0, the key index from span_keys (index of a span's first key in its row).
+  float* scores;
+  const int32_t* span_keys;
+  const int64_t* scores_base;
+  const int32_t* scores_stride;
   float scale_log2;
   int block_table_stride;
   int num_q_heads;

@@ -39,6 +39,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
   // [part_begin, part_end) (chunk c is piece c % chunks_per_span of span c / chunks_per_span).
   int part_begin, part_end;
   int row_span0 = 0;  // selection: the row's first span
+  float* scores = nullptr;  // selection with scores: query head g0's row of this row's scores
+  int scores_stride = 0;
   int64_t pos_part = 0;  // dense: position of key part_begin
   {
     bool valid, empty;
@@ -47,6 +49,13 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
       valid = row.valid;
       empty = row.n_spans <= 0;
       row_span0 = row.begin;
+      if (p.scores != nullptr) {
+        const int64_t base = p.scores_base[b];
+        if (base >= 0) {
+          scores_stride = p.scores_stride[b];
+          scores = p.scores + base + (static_cast<int64_t>(kvh) * G + g0) * scores_stride;
+        }
+      }
       const int span_begin = part * p.partition_spans;
       part_begin = span_begin * p.chunks_per_span;
       part_end = min(row.n_spans, span_begin + p.partition_spans) * p.chunks_per_span;
@@ -63,6 +72,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
         T* out = static_cast<T*>(p.out) + head_row0 * D;
         const float fill = valid ? 0.f : __int_as_float(0x7fc00000);
         for (int i = tid; i < n_heads * D; i += kThreads) out[i] = FromFloat<T>(fill);
+        if (p.lse != nullptr && tid < n_heads) {
+          p.lse[head_row0 + tid] = valid ? -INFINITY : __int_as_float(0x7fc00000);
+        }
       }
       return;
     }
@@ -125,7 +137,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
 
   int next_page = 0;  // dense: block-table entry of key ck of the next chunk to copy
   // Selection: the next chunk's page, first slot, key count (0: empty) and first position.
-  int nx_page = 0, nx_slot = 0, nx_n = 0, nx_pos = 0;
+  int nx_page = 0, nx_slot = 0, nx_n = 0, nx_pos = 0, nx_key = 0;
   bool bad = false;  // selection: a malformed span was met
   auto load_pages = [&](int i) {
     if constexpr (kSelect) {
@@ -148,6 +160,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
           nx_slot = first_slot + piece_off;
           nx_n = ok ? min(kChunk, max(0, count - piece_off)) : 0;
           nx_pos = static_cast<int>(first_pos) + piece_off;  // used only when nx_n > 0
+          if (scores != nullptr) nx_key = __ldg(p.span_keys + row_span0 + si) + piece_off;
         }
       }
     } else {
@@ -171,6 +184,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
       rope_bytes = nx_n > 0 ? 16 : 0;  // an empty chunk: zeros
       if (lane == 0) {
         reinterpret_cast<int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[0] = nx_n;
+        reinterpret_cast<int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[1] = nx_key;
       }
     } else {
       chunk0 = part_begin + (warp + i * kWarps) * kChunk;
@@ -337,6 +351,19 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
       const int col = (e >> 1) * 8 + 2 * cq + (e & 1);
       s[e] = col < n_valid ? s[e] * p.scale_log2 : -INFINITY;
     }
+    if constexpr (kSelect) {
+      // KV policies: the scaled scores of the chunk's keys, normalised after the combine
+      // (kernels/cuda/key_stats: RunKeyStatsFromScores).
+      if (scores != nullptr && gq < n_heads) {
+        const int key0 = reinterpret_cast<const int*>(st + Geo::kKvUnits + Geo::kRopeUnits)[1];
+        float* dst = scores + static_cast<int64_t>(gq) * scores_stride + key0;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = (e >> 1) * 8 + 2 * cq + (e & 1);
+          if (col < n_valid) dst[col] = s[e];
+        }
+      }
+    }
 
     // Online softmax per head (row gq); s becomes p.
     float mx = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
@@ -448,6 +475,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) DecodeAttentionKernel(
     if (direct) {
       T* out = static_cast<T*>(p.out) + (head_row0 + g) * D + d0;
       *reinterpret_cast<uint4*>(out) = Pack8<T>(a);
+      if (p.lse != nullptr && d0 == 0) {
+        p.lse[head_row0 + g] = kSelect && bad ? __int_as_float(0x7fc00000)
+                               : sum > 0.f    ? mx + log2f(sum)
+                                              : -INFINITY;
+      }
     } else {
       const int64_t row = (head_row0 + g) * p.num_partitions + part;
       float4* po = reinterpret_cast<float4*>(p.part_out + row * D + d0);
