@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root (the bundle is dist/longview-bundle/):
-#   dist/longview-bundle/run_gpu.sh [all | a comma-separated list of: kernels,models,bench,e2e,stream]
+#   dist/longview-bundle/run_gpu.sh [all | a comma-separated list of: kernels,models,bench,e2e,stream,policy]
 #   kernels  gpu_kernel_tests (every kernel against double references)
 #   models   transformers golden files for the CUDA parity tests (tools/golden/make_golden.py
 #            --gpu-shapes -> tests/data/golden_gpu, seeded: the same files every time), then
@@ -10,6 +10,9 @@
 #   api      gpu_api_tests: the OpenAI HTTP and gRPC APIs served by the CUDA backend (bundle it
 #            alone: LONGVIEW_BUNDLE_TARGETS=gpu_api_tests deploy/bundle.sh)
 #   stream   streaming_gpu_bench: a 1M-token StreamingLLM stream (sinks 4 + window 4096), 8B shape
+#   policy   KV policies: the per-key statistics' cost on decode attention (decode_attention_bench
+#            --only policy) and kv_policy_gpu_bench (memory per sequence and decode throughput
+#            per policy, 8B shape, 16 x 8k prompts, budget 25%)
 # Logs and JSON lines go to $OUT (or ./gpu_out), packed into $OUT/gpu_results.tgz at the end;
 # a short summary is printed last. LV_TEST_SEED=<n> repeats a kernel-test seed.
 set -uo pipefail
@@ -61,6 +64,10 @@ if want api && [[ -x "$HERE/bin/gpu_api_tests" ]]; then
 fi
 if want stream; then
   step streaming_gpu_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/streaming_gpu_bench' > '$LOGS/streaming_gpu_bench.jsonl'"
+fi
+if want policy; then
+  step key_stats_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/decode_attention_bench' --only policy > '$LOGS/key_stats_bench.jsonl'"
+  step kv_policy_gpu_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/kv_policy_gpu_bench' > '$LOGS/kv_policy_gpu_bench.jsonl'"
 fi
 tar -C "$OUT_DIR" -czf "$OUT_DIR/gpu_results.tgz" logs
 echo "== gpu: $(tail -n 1 "$LOGS/gpu.txt")"

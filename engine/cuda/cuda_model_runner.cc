@@ -49,6 +49,8 @@ CudaModelRunner::Impl::~Impl() {
   if (sel_lse != nullptr) (void)cudaFree(sel_lse);
   if (key_stats != nullptr) (void)cudaFree(key_stats);
   if (sel_scores != nullptr) (void)cudaFree(sel_scores);
+  if (stats_q != nullptr) (void)cudaFree(stats_q);
+  if (stats_out != nullptr) (void)cudaFree(stats_out);
   if (step_start != nullptr) (void)cudaEventDestroy(step_start);
   if (step_end != nullptr) (void)cudaEventDestroy(step_end);
   if (stream != nullptr) (void)cudaStreamDestroy(stream);
@@ -82,8 +84,8 @@ absl::Status CudaModelRunner::Impl::EnsureMeta(size_t bytes) {
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::Impl::EnsureKeyStats(int64_t rows, int64_t floats,
-                                                   int64_t score_floats) {
+absl::Status CudaModelRunner::Impl::EnsureKeyStats(int64_t rows, int64_t stats_rows,
+                                                   int64_t floats, int64_t score_floats) {
   // Only eager steps use them (selection rows are never captured): growing here is safe.
   auto grow = [&](float** buf, int64_t* have, int64_t need, const char* what) -> absl::Status {
     if (need <= *have) return absl::OkStatus();
@@ -96,7 +98,19 @@ absl::Status CudaModelRunner::Impl::EnsureKeyStats(int64_t rows, int64_t floats,
     *have = cap;
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(grow(&sel_lse, &sel_lse_floats, rows * nh, "attention log-sum-exps"));
+  RETURN_IF_ERROR(
+      grow(&sel_lse, &sel_lse_floats, (rows + stats_rows) * nh, "attention log-sum-exps"));
+  if (stats_rows > stats_rows_cap) {
+    RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream), "sync"));
+    if (stats_q != nullptr) (void)cudaFree(stats_q);
+    if (stats_out != nullptr) (void)cudaFree(stats_out);
+    stats_q = stats_out = nullptr;
+    stats_rows_cap = 0;
+    const int64_t cap = std::max<int64_t>(stats_rows + stats_rows / 2, 64);
+    RETURN_IF_ERROR(CudaStatus(cudaMalloc(&stats_q, cap * qkv_dim * ElemBytes()), "stats rows"));
+    RETURN_IF_ERROR(CudaStatus(cudaMalloc(&stats_out, cap * q_dim * ElemBytes()), "stats rows"));
+    stats_rows_cap = cap;
+  }
   RETURN_IF_ERROR(grow(&sel_scores, &sel_scores_floats, score_floats, "attention scores"));
   return grow(&key_stats, &key_stats_floats, floats, "key statistics");
 }
@@ -288,7 +302,7 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
   StepLayout L;
   RETURN_IF_ERROR(PrepareStep(m, plan, L));
   if (L.stats_floats > 0) {
-    RETURN_IF_ERROR(m.EnsureKeyStats(L.ns, L.stats_floats, L.scores_floats));
+    RETURN_IF_ERROR(m.EnsureKeyStats(L.ns, L.nx, L.stats_floats, L.scores_floats));
     RETURN_IF_ERROR(CudaStatus(
         cudaMemsetAsync(m.key_stats, 0, L.stats_floats * sizeof(float), m.stream), "stats"));
   }

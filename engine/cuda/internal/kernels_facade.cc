@@ -9,6 +9,7 @@
 #include "kernels/cuda/key_stats/key_stats.h"
 #include "kernels/cuda/kv_append/paged_kv_append.h"
 #include "kernels/cuda/prefill_attention/prefill_attention.h"
+#include "kernels/cuda/rope/rope.h"
 #include "kernels/cuda/sampling/sampling.h"
 #include "kernels/cuda/status.h"
 
@@ -127,6 +128,22 @@ absl::Status KernelsFacade::Gather(const int32_t* ids, int64_t n, const void* ta
                                            .out = out},
                                           stream),
                     "row gather");
+}
+
+absl::Status KernelsFacade::RotateQ(void* q, int64_t n, int64_t row_stride,
+                                    const int32_t* positions, cudaStream_t stream) {
+  return CudaStatus(cuda::RotateRows({.dtype = s_->c.dtype,
+                                      .num_rows = n,
+                                      .num_heads = s_->c.num_q_heads,
+                                      .head_dim = s_->c.head_dim,
+                                      .row_stride = row_stride,
+                                      .x = q,
+                                      .positions = positions,
+                                      .rope_lo = s_->c.rope_lo,
+                                      .rope_hi = s_->c.rope_hi,
+                                      .rope_hi_rows = s_->c.rope_hi_rows},
+                                     stream),
+                    "q rotation");
 }
 
 absl::Status KernelsFacade::KvAppend(const void* k, const void* v, int64_t row_stride,

@@ -56,6 +56,9 @@ class KernelsFacade {
   absl::Status KvAppend(const void* k, const void* v, int64_t row_stride, const int64_t* slots,
                         int64_t n, const PagesView& pages, cudaStream_t stream, void* q = nullptr,
                         int64_t num_q_rows = 0, const int32_t* q_positions = nullptr);
+  // Rotates the q heads of `n` rows (row_stride elements apart) in place at `positions`.
+  absl::Status RotateQ(void* q, int64_t n, int64_t row_stride, const int32_t* positions,
+                       cudaStream_t stream);
   // Decode over `batch` sequences (rows of q, pre-rotated), context at most context_bucket keys.
   absl::Status Decode(int64_t window, int64_t batch, int64_t context_bucket, const void* q,
                       int64_t q_row_stride, void* out, const PagesView& pages,

@@ -46,24 +46,24 @@ absl::Status PagedAttentionOp::Run(CudaModelRunner::Impl& m, const StepLayout& L
                              m.qkv_dim, m.attn, view, I32(m, L.dec_tables), L.decode_stride,
                              I32(m, L.dec_lens), st));
   }
+  // KV policies: per-key attention, summed over the layers into m.key_stats; fused (the
+  // kernel writes the scores) when the step's scores fit the runner's buffer.
+  const KernelsFacade::KeyStatsRows stats{
+      .lse = m.sel_lse,
+      .span_keys = I32(m, L.sel_span_keys),
+      .stats_base = reinterpret_cast<const int64_t*>(m.meta_dev + L.sel_stats_base),
+      .stats_stride = I32(m, L.sel_stats_stride),
+      .stats = m.key_stats,
+      .scores = L.scores_floats > 0 ? m.sel_scores : nullptr,
+      .scores_base = reinterpret_cast<const int64_t*>(m.meta_dev + L.sel_scores_base),
+      .scores_stride = I32(m, L.sel_scores_stride),
+      .max_keys = L.max_row_keys};
+  const auto* spans = reinterpret_cast<const KvSpan*>(m.meta_dev + L.sel_spans);
   if (L.ns > 0) {
-    // KV policies: per-key attention, summed over the layers into m.key_stats; fused (the
-    // kernel writes the scores) when the step's scores fit the runner's buffer.
-    const KernelsFacade::KeyStatsRows stats{
-        .lse = m.sel_lse,
-        .span_keys = I32(m, L.sel_span_keys),
-        .stats_base = reinterpret_cast<const int64_t*>(m.meta_dev + L.sel_stats_base),
-        .stats_stride = I32(m, L.sel_stats_stride),
-        .stats = m.key_stats,
-        .scores = L.scores_floats > 0 ? m.sel_scores : nullptr,
-        .scores_base = reinterpret_cast<const int64_t*>(m.meta_dev + L.sel_scores_base),
-        .scores_stride = I32(m, L.sel_scores_stride),
-        .max_keys = L.max_row_keys};
     RETURN_IF_ERROR(k.DecodeSelection(
         L.ns, L.max_spans, m.Row(m.qkv, L.batch_padded, m.qkv_dim), m.qkv_dim,
         m.Row(m.attn, L.batch_padded, m.q_dim), view,
-        reinterpret_cast<const KvSpan*>(m.meta_dev + L.sel_spans), I32(m, L.sel_offsets), st,
-        L.stats_floats > 0 ? &stats : nullptr));
+        spans, I32(m, L.sel_offsets), st, L.stats_floats > 0 ? &stats : nullptr));
   }
   if (L.np > 0) {
     RETURN_IF_ERROR(k.Prefill(
@@ -71,6 +71,24 @@ absl::Status PagedAttentionOp::Run(CudaModelRunner::Impl& m, const StepLayout& L
         m.qkv_dim, m.Row(m.attn, L.prefill_row0, m.q_dim), view, I32(m, L.pre_tables),
         L.prefill_stride, I32(m, L.pre_qstart), I32(m, L.pre_lens),
         I32(m, L.pre_windows) + m.layer_window_index[layer] * L.np, I32(m, L.pre_sinks), st));
+  }
+  if (L.nx > 0) {
+    // Stats rows: their q (the KV append rotated only the decode rows') gathered into scratch,
+    // rotated at their positions, attended as selection rows for the statistics alone; the
+    // per-row arrays continue after the ns selection rows.
+    RETURN_IF_ERROR(k.Gather(I32(m, L.stats_rows_src), L.nx, m.qkv, rows, m.qkv_dim, m.stats_q,
+                             st));
+    RETURN_IF_ERROR(k.RotateQ(m.stats_q, L.nx, m.qkv_dim, I32(m, L.stats_rows_pos), st));
+    KernelsFacade::KeyStatsRows x = stats;
+    x.lse = m.sel_lse + L.ns * m.nh;
+    x.stats_base += L.ns;
+    x.stats_stride += L.ns;
+    if (x.scores != nullptr) {
+      x.scores_base += L.ns;
+      x.scores_stride += L.ns;
+    }
+    RETURN_IF_ERROR(k.DecodeSelection(L.nx, L.max_spans, m.stats_q, m.qkv_dim, m.stats_out, view,
+                                      spans, I32(m, L.sel_offsets) + L.ns, st, &x));
   }
   return absl::OkStatus();
 }

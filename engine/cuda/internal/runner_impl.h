@@ -64,7 +64,13 @@ struct CudaModelRunner::Impl {
   int64_t key_stats_floats = 0;
   float* sel_scores = nullptr;  // the fused path's scores
   int64_t sel_scores_floats = 0;
-  absl::Status EnsureKeyStats(int64_t rows, int64_t floats, int64_t score_floats);
+  void* stats_q = nullptr;    // stats rows: [rows][qkv_dim] gathered q (rotated)
+  void* stats_out = nullptr;  // stats rows: [rows][q_dim] dropped attention outputs
+  int64_t stats_rows_cap = 0;
+  // Grows the statistics buffers for `rows` selection rows, `stats_rows` stats rows, `floats`
+  // statistics and `score_floats` fused scores.
+  absl::Status EnsureKeyStats(int64_t rows, int64_t stats_rows, int64_t floats,
+                              int64_t score_floats);
   // Steps that score prompts need more logits rows than max_num_seqs: buffers grown on demand.
   void* wide_last = nullptr;    // [wide_rows][hidden]
   float* wide_logits = nullptr;  // [wide_rows][vocab]
@@ -110,11 +116,15 @@ struct CudaModelRunner::Impl {
 //                                      policy's sequence (each row reads the kept keys and the
 //                                      step's tokens up to itself): spans built on the host
 //   [prefill_row0, total_rows)         the rest (prefill chunks): the prefill kernel
+// plus nx "stats rows" outside the activations: prefill tokens of KV-policy sequences (before
+// any eviction) whose per-key statistics are asked, attended again as selection rows over
+// scratch copies of their q (outputs dropped). Selection metadata arrays hold ns + nx rows.
 struct StepLayout {
   int64_t num_tokens = 0;
   int64_t nd = 0;              // dense-decode sequences
   int64_t ns = 0;              // selection rows
   int64_t ns_seqs = 0;         // sequences of the selection rows
+  int64_t nx = 0;              // stats rows: KV-policy prefill tokens whose statistics are asked
   int64_t np = 0;              // prefill sequences
   int64_t batch_padded = 0;    // dense-decode rows after padding to the bucket (>= nd)
   int64_t prefill_row0 = 0;    // batch_padded + ns
@@ -141,7 +151,7 @@ struct StepLayout {
   // Offsets into the metadata buffer.
   size_t ids = 0, slots = 0, dec_pos = 0, dec_lens = 0, dec_tables = 0, sel_spans = 0,
          sel_offsets = 0, sel_span_keys = 0, sel_stats_base = 0, sel_stats_stride = 0,
-         sel_scores_base = 0, sel_scores_stride = 0, pre_qstart = 0, pre_lens = 0, pre_tables = 0, pre_windows = 0,
+         sel_scores_base = 0, sel_scores_stride = 0, stats_rows_src = 0, stats_rows_pos = 0, pre_qstart = 0, pre_lens = 0, pre_tables = 0, pre_windows = 0,
          pre_sinks = 0, gather = 0, s_temp = 0, s_topk = 0, s_topp = 0, s_seed = 0, s_counter = 0;
   size_t meta_bytes = 0;
   int64_t prefill_total_kv = 0;  // keys the prefill kernel's workspace must hold (all layers' max)

@@ -13,11 +13,29 @@ namespace {
 
 enum class Group { kDenseDecode, kSelectionDecode, kPrefill };
 
-Group GroupOf(const ScheduledSequence& s) {
-  // A KV policy's sequence: every token is a selection row (each reads the kept keys and the
-  // step's tokens up to itself), so that eviction can leave holes and the rows report per-key
-  // statistics through one kernel path.
-  if (s.kv_selection != nullptr) return Group::kSelectionDecode;
+// Whether a KV policy's selection reads exactly tokens [0, start_pos + n) at their own slots and
+// positions (nothing evicted yet): then the prefill kernel computes the same attention.
+bool DenseEquivalent(const ScheduledSequence& s, int64_t ps) {
+  int64_t pos = 0;
+  for (const KvSpan& sp : s.kv_selection->spans) {
+    if (sp.first_position != pos || pos / ps >= static_cast<int64_t>(s.block_ids.size()) ||
+        sp.page_id != s.block_ids[pos / ps] || sp.first_slot != pos % ps) {
+      return false;
+    }
+    pos += sp.count;
+  }
+  return pos == s.start_pos + static_cast<int64_t>(s.token_ids.size());
+}
+
+Group GroupOf(const ScheduledSequence& s, int64_t ps) {
+  // A KV policy's sequence: a prompt chunk before any eviction is prefilled as usual (the rows
+  // whose statistics the policy wants are computed again as selection rows: "stats rows");
+  // otherwise every token is a selection row (each reads the kept keys and the step's tokens up
+  // to itself), so that eviction can leave holes.
+  if (s.kv_selection != nullptr) {
+    return s.token_ids.size() > 1 && DenseEquivalent(s, ps) ? Group::kPrefill
+                                                             : Group::kSelectionDecode;
+  }
   if (s.token_ids.size() != 1) return Group::kPrefill;
   // The model's own windows read keys by position: the dense decode kernel (graph-captured).
   const KvFootprint f = s.attention->Footprint();
@@ -125,7 +143,7 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   // Row order: dense decode, selection decode, prefill.
   for (Group g : {Group::kDenseDecode, Group::kSelectionDecode, Group::kPrefill}) {
     for (size_t i = 0; i < plan.seqs.size(); ++i) {
-      if (GroupOf(plan.seqs[i]) == g) L.order.push_back(i);
+      if (GroupOf(plan.seqs[i], ps) == g) L.order.push_back(i);
     }
     const int64_t count = static_cast<int64_t>(L.order.size());
     if (g == Group::kDenseDecode) L.nd = count;
@@ -160,21 +178,11 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   int64_t num_spans = 0;
   L.stats_offset.assign(plan.seqs.size(), -1);
   L.stats_keys.assign(plan.seqs.size(), 0);
-  for (int64_t j = 0; j < L.ns_seqs; ++j) {
-    const size_t idx = L.order[L.nd + j];
+  // A policy sequence's rows from its token `first` on (returns how many). Its selection lists
+  // the keys by position at their own positions; row i (query position start_pos + i) reads the
+  // prefix of keys at positions <= its own. The last key_stats_rows rows add statistics.
+  auto AddPolicyRows = [&](size_t idx, int64_t first) -> int64_t {
     const ScheduledSequence& s = plan.seqs[idx];
-    if (s.kv_selection == nullptr) {
-      // One selection serves every layer: the group holds modes that set their own window
-      // (Footprint().window >= 0), so the model's per-layer windows (0 here) do not apply.
-      SelRow r;
-      r.spans = s.attention->SelectKv(s.block_ids, ps, s.start_pos, 0, &r.pos).spans;
-      num_spans += static_cast<int64_t>(r.spans.size());
-      L.max_spans = std::max<int64_t>(L.max_spans, r.spans.size());
-      sel_rows.push_back(std::move(r));
-      continue;
-    }
-    // A policy's selection lists its keys by position at their own positions; row i (query
-    // position start_pos + i) reads the prefix of keys at positions <= its own.
     const std::vector<KvSpan>& all = s.kv_selection->spans;
     int64_t keys = 0;
     for (const KvSpan& sp : all) keys += sp.count;
@@ -184,14 +192,15 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
       L.stats_keys[idx] = keys;
       L.stats_floats += m.nkv * keys;
     }
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = first; i < n; ++i) {
       SelRow r;
       r.pos = s.start_pos + i;
       int32_t key = 0;
       for (const KvSpan& sp : all) {
         if (sp.first_position > r.pos) break;
         KvSpan cut = sp;
-        cut.count = static_cast<int32_t>(std::min<int64_t>(sp.count, r.pos - sp.first_position + 1));
+        cut.count =
+            static_cast<int32_t>(std::min<int64_t>(sp.count, r.pos - sp.first_position + 1));
         r.spans.push_back(cut);
         r.span_keys.push_back(key);
         key += sp.count;
@@ -205,6 +214,31 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
       L.max_spans = std::max<int64_t>(L.max_spans, r.spans.size());
       sel_rows.push_back(std::move(r));
     }
+    return n - first;
+  };
+  for (int64_t j = 0; j < L.ns_seqs; ++j) {
+    const size_t idx = L.order[L.nd + j];
+    const ScheduledSequence& s = plan.seqs[idx];
+    if (s.kv_selection == nullptr) {
+      // One selection serves every layer: the group holds modes that set their own window
+      // (Footprint().window >= 0), so the model's per-layer windows (0 here) do not apply.
+      SelRow r;
+      r.spans = s.attention->SelectKv(s.block_ids, ps, s.start_pos, 0, &r.pos).spans;
+      num_spans += static_cast<int64_t>(r.spans.size());
+      L.max_spans = std::max<int64_t>(L.max_spans, r.spans.size());
+      sel_rows.push_back(std::move(r));
+      continue;
+    }
+    AddPolicyRows(idx, 0);
+  }
+  // Stats rows of the policy sequences prefilled as usual: their last key_stats_rows tokens
+  // again, as selection rows whose outputs are dropped (their q is gathered and rotated into
+  // scratch rows by the layer op).
+  L.nx = 0;
+  for (size_t k = static_cast<size_t>(L.nd + L.ns_seqs); k < L.order.size(); ++k) {
+    const ScheduledSequence& s = plan.seqs[L.order[k]];
+    if (s.kv_selection == nullptr || s.key_stats_rows == 0) continue;
+    L.nx += AddPolicyRows(L.order[k], static_cast<int64_t>(s.token_ids.size()) - s.key_stats_rows);
   }
 
   // The fused statistics path stores every stats row's scores ([q_head][row keys]); a step
@@ -274,12 +308,15 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   L.dec_lens = a.Reserve<int32_t>(L.batch_padded);
   L.dec_tables = a.Reserve<int32_t>(L.batch_padded * L.decode_stride);
   L.sel_spans = a.Reserve<KvSpan>(num_spans);
-  L.sel_offsets = a.Reserve<int32_t>(L.ns + 1);
+  const int64_t all_rows = L.ns + L.nx;  // selection rows, then stats rows
+  L.sel_offsets = a.Reserve<int32_t>(all_rows + 1);
   L.sel_span_keys = a.Reserve<int32_t>(L.stats_floats > 0 ? num_spans : 0);
-  L.sel_stats_base = a.Reserve<int64_t>(L.stats_floats > 0 ? L.ns : 0);
-  L.sel_stats_stride = a.Reserve<int32_t>(L.stats_floats > 0 ? L.ns : 0);
-  L.sel_scores_base = a.Reserve<int64_t>(L.scores_floats > 0 ? L.ns : 0);
-  L.sel_scores_stride = a.Reserve<int32_t>(L.scores_floats > 0 ? L.ns : 0);
+  L.sel_stats_base = a.Reserve<int64_t>(L.stats_floats > 0 ? all_rows : 0);
+  L.sel_stats_stride = a.Reserve<int32_t>(L.stats_floats > 0 ? all_rows : 0);
+  L.sel_scores_base = a.Reserve<int64_t>(L.scores_floats > 0 ? all_rows : 0);
+  L.sel_scores_stride = a.Reserve<int32_t>(L.scores_floats > 0 ? all_rows : 0);
+  L.stats_rows_src = a.Reserve<int32_t>(L.nx);
+  L.stats_rows_pos = a.Reserve<int32_t>(L.nx);
   L.pre_qstart = a.Reserve<int32_t>(L.np + 1);
   L.pre_lens = a.Reserve<int32_t>(L.np);
   L.pre_tables = a.Reserve<int32_t>(L.np * L.prefill_stride);
@@ -321,9 +358,13 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   std::fill_n(dec_tables, L.batch_padded * L.decode_stride, 0);
   std::fill_n(pre_tables, L.np * L.prefill_stride, 0);
   sel_offsets[0] = 0;
-  for (int64_t j = 0; j < L.ns; ++j) {
+  for (int64_t j = 0; j < all_rows; ++j) {
     const SelRow& r = sel_rows[j];
-    dec_pos[L.batch_padded + j] = static_cast<int32_t>(r.pos);
+    if (j < L.ns) {
+      dec_pos[L.batch_padded + j] = static_cast<int32_t>(r.pos);
+    } else {
+      At<int32_t>(h, L.stats_rows_pos)[j - L.ns] = static_cast<int32_t>(r.pos);
+    }
     std::copy(r.spans.begin(), r.spans.end(), spans + sel_offsets[j]);  // one type on both sides
     if (L.stats_floats > 0) {
       int32_t* keys = At<int32_t>(h, L.sel_span_keys) + sel_offsets[j];
@@ -370,6 +411,15 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
     }
   }
   if (L.np > 0) qstart[L.np] = static_cast<int32_t>(L.total_rows - L.prefill_row0);
+  // Stats rows read the q rows of their prefill tokens, in the order AddPolicyRows made them.
+  for (size_t k = p0, x = 0; k < L.order.size(); ++k) {
+    const ScheduledSequence& s = plan.seqs[L.order[k]];
+    if (s.kv_selection == nullptr || s.key_stats_rows == 0) continue;
+    const int64_t n = static_cast<int64_t>(s.token_ids.size());
+    for (int64_t i = n - s.key_stats_rows; i < n; ++i) {
+      At<int32_t>(h, L.stats_rows_src)[x++] = static_cast<int32_t>(L.row0[k] + i);
+    }
+  }
   for (int64_t i = 0; i < r; ++i) gather[i] = static_cast<int32_t>(L.logit_src[i]);
   std::fill_n(temp, sample_rows, 0.f);
   std::fill_n(topk, sample_rows, 0);
