@@ -66,10 +66,11 @@ class CudaModelRunner : public ModelRunner {
   KvStorage& kv_storage() override;
   int64_t page_bytes() const;
   bool samples_on_device() const override { return true; }
-  // KV policies (ScheduledSequence::kv_selection): every token of a policy's sequence is a
-  // selection row reading the kept keys and the step's tokens up to itself; rows that ask for
-  // statistics get each key's probability from kernels/cuda/key_stats (selection rows are
-  // eager, never graph-captured). Per-KV-head policy selections are refused (Unimplemented).
+  // KV policies (ScheduledSequence::kv_selection): a decode token is a selection-decode row over
+  // the kept keys; a prompt chunk takes the prefill kernel (rule mode before any eviction,
+  // selection mode after); rows that ask for statistics are attended (again) as selection rows
+  // and get each key's probability from kernels/cuda/key_stats. Such steps run eagerly, never
+  // graph-captured. Per-KV-head policy selections are refused (Unimplemented).
   bool supports_kv_policies() const override { return true; }
   absl::Status Execute(const StepPlan& plan, StepResult& result) override;
 

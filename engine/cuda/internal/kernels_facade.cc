@@ -304,6 +304,37 @@ absl::Status KernelsFacade::Prefill(int64_t num_seqs, int64_t num_rows, int64_t 
       "prefill attention");
 }
 
+absl::Status KernelsFacade::PrefillSelection(int64_t num_seqs, int64_t num_rows,
+                                             int64_t total_kv, int64_t max_spans, const void* q,
+                                             int64_t q_row_stride, void* out, const PagesView& p,
+                                             const KvSpan* spans, const int32_t* span_offsets,
+                                             const int32_t* q_start, const int32_t* q_positions,
+                                             cudaStream_t stream) {
+  cuda::PrefillAttentionShape shape{.dtype = s_->c.dtype,
+                                    .head_dim = s_->c.head_dim,
+                                    .num_q_heads = s_->c.num_q_heads,
+                                    .num_kv_heads = s_->c.num_kv_heads,
+                                    .batch_size = static_cast<int>(num_seqs),
+                                    .page_size = s_->c.page_size,
+                                    .max_total_q = static_cast<int>(num_rows),
+                                    .max_total_kv = std::max<int64_t>(total_kv, 1),
+                                    .rope_hi_rows = s_->c.rope_hi_rows,
+                                    .max_spans = static_cast<int>(std::max<int64_t>(max_spans, 1))};
+  cuda::PrefillAttentionPlan plan;
+  RETURN_IF_ERROR(
+      CudaStatus(cuda::PlanPrefillAttention(shape, &plan), "selection prefill attention plan"));
+  RETURN_IF_ERROR(Grow(&s_->prefill_ws, &s_->prefill_ws_bytes, plan.workspace_bytes, stream,
+                       "prefill workspace"));
+  auto a = s_->AttentionArgs<cuda::PrefillAttentionArgs>(q, q_row_stride, out, p);
+  a.q_start = q_start;
+  a.spans = spans;
+  a.span_offsets = span_offsets;
+  a.q_positions = q_positions;
+  return CudaStatus(
+      cuda::RunPrefillAttention(plan, a, s_->prefill_ws, s_->prefill_ws_bytes, stream),
+      "selection prefill attention");
+}
+
 absl::Status KernelsFacade::Sample(const float* logits, int64_t rows, const SampleParams& p,
                                    int32_t* tokens, float* logprobs, cudaStream_t stream) {
   cuda::SamplingArgs a{};

@@ -92,6 +92,14 @@ class KernelsFacade {
                        const int32_t* block_tables, int64_t table_stride, const int32_t* q_start,
                        const int32_t* kv_lens, const int32_t* windows, const int32_t* sinks,
                        cudaStream_t stream);
+  // Prefill in selection mode over num_seqs sequences (q unrotated; each sequence reads its
+  // spans, CSR offsets [num_seqs + 1] into `spans`, query row i at q_positions[i]); total_kv
+  // bounds the keys of all sequences.
+  absl::Status PrefillSelection(int64_t num_seqs, int64_t num_rows, int64_t total_kv,
+                                int64_t max_spans, const void* q, int64_t q_row_stride, void* out,
+                                const PagesView& pages, const KvSpan* spans,
+                                const int32_t* span_offsets, const int32_t* q_start,
+                                const int32_t* q_positions, cudaStream_t stream);
   struct SampleParams {
     const float* temperature;
     const int32_t* top_k;

@@ -67,10 +67,16 @@ absl::Status PagedAttentionOp::Run(CudaModelRunner::Impl& m, const StepLayout& L
   }
   if (L.np > 0) {
     RETURN_IF_ERROR(k.Prefill(
-        L.np, rows - L.prefill_row0, L.prefill_total_kv, m.Row(m.qkv, L.prefill_row0, m.qkv_dim),
-        m.qkv_dim, m.Row(m.attn, L.prefill_row0, m.q_dim), view, I32(m, L.pre_tables),
+        L.np, L.sp_row0 - L.prefill_row0, L.prefill_total_kv,
+        m.Row(m.qkv, L.prefill_row0, m.qkv_dim), m.qkv_dim, m.Row(m.attn, L.prefill_row0, m.q_dim), view, I32(m, L.pre_tables),
         L.prefill_stride, I32(m, L.pre_qstart), I32(m, L.pre_lens),
         I32(m, L.pre_windows) + m.layer_window_index[layer] * L.np, I32(m, L.pre_sinks), st));
+  }
+  if (L.nsp > 0) {
+    RETURN_IF_ERROR(k.PrefillSelection(
+        L.nsp, rows - L.sp_row0, L.sp_total_kv, L.sp_max_spans, m.Row(m.qkv, L.sp_row0, m.qkv_dim),
+        m.qkv_dim, m.Row(m.attn, L.sp_row0, m.q_dim), view, spans, I32(m, L.sp_offsets),
+        I32(m, L.sp_qstart), I32(m, L.sp_qpos), st));
   }
   if (L.nx > 0) {
     // Stats rows: their q (the KV append rotated only the decode rows') gathered into scratch,

@@ -115,7 +115,9 @@ struct CudaModelRunner::Impl {
 //                                      StreamingLLM sinks (one token), and every token of a KV
 //                                      policy's sequence (each row reads the kept keys and the
 //                                      step's tokens up to itself): spans built on the host
-//   [prefill_row0, total_rows)         the rest (prefill chunks): the prefill kernel
+//   [prefill_row0, sp_row0)            prefill chunks: the prefill kernel (window/sinks rule)
+//   [sp_row0, total_rows)              KV-policy prompt chunks after an eviction: the prefill
+//                                      kernel's selection mode over the kept keys + the chunk
 // plus nx "stats rows" outside the activations: prefill tokens of KV-policy sequences (before
 // any eviction) whose per-key statistics are asked, attended again as selection rows over
 // scratch copies of their q (outputs dropped). Selection metadata arrays hold ns + nx rows.
@@ -125,7 +127,11 @@ struct StepLayout {
   int64_t ns = 0;              // selection rows
   int64_t ns_seqs = 0;         // sequences of the selection rows
   int64_t nx = 0;              // stats rows: KV-policy prefill tokens whose statistics are asked
-  int64_t np = 0;              // prefill sequences
+  int64_t np = 0;              // prefill sequences (rule mode)
+  int64_t nsp = 0;             // prefill sequences in selection mode (KV policies after eviction)
+  int64_t sp_row0 = 0;         // first row of the selection-mode prefill sequences
+  int64_t sp_max_spans = 0;    // their most spans
+  int64_t sp_total_kv = 0;     // their keys, summed
   int64_t batch_padded = 0;    // dense-decode rows after padding to the bucket (>= nd)
   int64_t prefill_row0 = 0;    // batch_padded + ns
   int64_t context_bucket = 0;  // dense decode: keys bound of the plan
@@ -151,7 +157,8 @@ struct StepLayout {
   // Offsets into the metadata buffer.
   size_t ids = 0, slots = 0, dec_pos = 0, dec_lens = 0, dec_tables = 0, sel_spans = 0,
          sel_offsets = 0, sel_span_keys = 0, sel_stats_base = 0, sel_stats_stride = 0,
-         sel_scores_base = 0, sel_scores_stride = 0, stats_rows_src = 0, stats_rows_pos = 0, pre_qstart = 0, pre_lens = 0, pre_tables = 0, pre_windows = 0,
+         sel_scores_base = 0, sel_scores_stride = 0, stats_rows_src = 0, stats_rows_pos = 0,
+         sp_qstart = 0, sp_offsets = 0, sp_qpos = 0, pre_qstart = 0, pre_lens = 0, pre_tables = 0, pre_windows = 0,
          pre_sinks = 0, gather = 0, s_temp = 0, s_topk = 0, s_topp = 0, s_seed = 0, s_counter = 0;
   size_t meta_bytes = 0;
   int64_t prefill_total_kv = 0;  // keys the prefill kernel's workspace must hold (all layers' max)

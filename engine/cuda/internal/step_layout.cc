@@ -11,7 +11,7 @@
 namespace longview {
 namespace {
 
-enum class Group { kDenseDecode, kSelectionDecode, kPrefill };
+enum class Group { kDenseDecode, kSelectionDecode, kPrefill, kSelectionPrefill };
 
 // Whether a KV policy's selection reads exactly tokens [0, start_pos + n) at their own slots and
 // positions (nothing evicted yet): then the prefill kernel computes the same attention.
@@ -28,13 +28,13 @@ bool DenseEquivalent(const ScheduledSequence& s, int64_t ps) {
 }
 
 Group GroupOf(const ScheduledSequence& s, int64_t ps) {
-  // A KV policy's sequence: a prompt chunk before any eviction is prefilled as usual (the rows
-  // whose statistics the policy wants are computed again as selection rows: "stats rows");
-  // otherwise every token is a selection row (each reads the kept keys and the step's tokens up
-  // to itself), so that eviction can leave holes.
+  // A KV policy's sequence: a prompt chunk is prefilled by the rule-mode prefill kernel before
+  // any eviction, by its selection mode after (the kept keys at their own positions, then the
+  // chunk); the rows whose statistics the policy wants are attended again as selection-decode
+  // rows ("stats rows"). A decode token is a selection-decode row.
   if (s.kv_selection != nullptr) {
-    return s.token_ids.size() > 1 && DenseEquivalent(s, ps) ? Group::kPrefill
-                                                             : Group::kSelectionDecode;
+    if (s.token_ids.size() == 1) return Group::kSelectionDecode;
+    return DenseEquivalent(s, ps) ? Group::kPrefill : Group::kSelectionPrefill;
   }
   if (s.token_ids.size() != 1) return Group::kPrefill;
   // The model's own windows read keys by position: the dense decode kernel (graph-captured).
@@ -140,16 +140,19 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   L.num_tokens = num_tokens;
   L.sample = num_logits > 0 && num_device_sampled == num_logits;
 
-  // Row order: dense decode, selection decode, prefill.
-  for (Group g : {Group::kDenseDecode, Group::kSelectionDecode, Group::kPrefill}) {
+  // Row order: dense decode, selection decode, prefill (rule mode), prefill (selection mode).
+  for (Group g : {Group::kDenseDecode, Group::kSelectionDecode, Group::kPrefill,
+                  Group::kSelectionPrefill}) {
+    const int64_t before = static_cast<int64_t>(L.order.size());
     for (size_t i = 0; i < plan.seqs.size(); ++i) {
       if (GroupOf(plan.seqs[i], ps) == g) L.order.push_back(i);
     }
-    const int64_t count = static_cast<int64_t>(L.order.size());
+    const int64_t count = static_cast<int64_t>(L.order.size()) - before;
     if (g == Group::kDenseDecode) L.nd = count;
-    if (g == Group::kSelectionDecode) L.ns_seqs = count - L.nd;
+    if (g == Group::kSelectionDecode) L.ns_seqs = count;
+    if (g == Group::kPrefill) L.np = count;
+    if (g == Group::kSelectionPrefill) L.nsp = count;
   }
-  L.np = static_cast<int64_t>(plan.seqs.size()) - L.nd - L.ns_seqs;
   for (int64_t j = 0; j < L.ns_seqs; ++j) {
     L.ns += static_cast<int64_t>(plan.seqs[L.order[L.nd + j]].token_ids.size());
   }
@@ -241,6 +244,11 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
     L.nx += AddPolicyRows(L.order[k], static_cast<int64_t>(s.token_ids.size()) - s.key_stats_rows);
   }
 
+  const int64_t sel_row_spans = num_spans;  // selection-prefill spans follow
+  for (size_t k = static_cast<size_t>(L.nd + L.ns_seqs + L.np); k < L.order.size(); ++k) {
+    num_spans += static_cast<int64_t>(plan.seqs[L.order[k]].kv_selection->spans.size());
+  }
+
   // The fused statistics path stores every stats row's scores ([q_head][row keys]); a step
   // whose scores would exceed opt.max_score_floats (a long prefill chunk of an H2O sequence)
   // takes the standalone pass instead.
@@ -254,16 +262,24 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   if (L.scores_floats > m.opt.max_score_floats) L.scores_floats = 0;
 
   const size_t p0 = static_cast<size_t>(L.nd + L.ns_seqs);
+  const size_t sp0 = p0 + static_cast<size_t>(L.np);  // first selection-prefill sequence
   L.prefill_stride = 1;
-  int64_t prefill_rows = 0;
+  int64_t prefill_rows = 0, sel_prefill_rows = 0;
   for (size_t k = p0; k < L.order.size(); ++k) {
     const ScheduledSequence& s = plan.seqs[L.order[k]];
-    L.prefill_stride = std::max<int64_t>(L.prefill_stride, s.block_ids.size());
-    prefill_rows += static_cast<int64_t>(s.token_ids.size());
+    const int64_t n = static_cast<int64_t>(s.token_ids.size());
+    if (k < sp0) {
+      L.prefill_stride = std::max<int64_t>(L.prefill_stride, s.block_ids.size());
+      prefill_rows += n;
+    } else {
+      sel_prefill_rows += n;
+      L.sp_max_spans = std::max<int64_t>(L.sp_max_spans, s.kv_selection->spans.size());
+      for (const KvSpan& sp : s.kv_selection->spans) L.sp_total_kv += sp.count;
+    }
   }
   for (int64_t v = 0; v < static_cast<int64_t>(m.distinct_windows.size()); ++v) {
     int64_t total = 0;
-    for (size_t k = p0; k < L.order.size(); ++k) {
+    for (size_t k = p0; k < sp0; ++k) {
       const ScheduledSequence& s = plan.seqs[L.order[k]];
       const int64_t n = static_cast<int64_t>(s.token_ids.size()), kv_len = s.start_pos + n;
       const KvFootprint f = s.attention->Footprint();
@@ -272,7 +288,8 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
     }
     L.prefill_total_kv = std::max(L.prefill_total_kv, total);
   }
-  L.total_rows = L.prefill_row0 + prefill_rows;
+  L.sp_row0 = L.prefill_row0 + prefill_rows;
+  L.total_rows = L.sp_row0 + sel_prefill_rows;
   L.row0.resize(L.order.size());
   for (size_t k = 0, row = L.prefill_row0, sel = L.batch_padded; k < L.order.size(); ++k) {
     if (k < static_cast<size_t>(L.nd)) {
@@ -318,6 +335,9 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
   L.stats_rows_src = a.Reserve<int32_t>(L.nx);
   L.stats_rows_pos = a.Reserve<int32_t>(L.nx);
   L.pre_qstart = a.Reserve<int32_t>(L.np + 1);
+  L.sp_qstart = a.Reserve<int32_t>(L.nsp + 1);
+  L.sp_offsets = a.Reserve<int32_t>(L.nsp + 1);
+  L.sp_qpos = a.Reserve<int32_t>(sel_prefill_rows);
   L.pre_lens = a.Reserve<int32_t>(L.np);
   L.pre_tables = a.Reserve<int32_t>(L.np * L.prefill_stride);
   L.pre_windows = a.Reserve<int32_t>(nwin * L.np);
@@ -397,6 +417,18 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
       std::copy(s.block_ids.begin(), s.block_ids.end(), dec_tables + k * L.decode_stride);
     } else if (k < p0) {
       continue;  // positions and spans above
+    } else if (k >= sp0) {
+      // Selection prefill: the policy's selection (kept keys + the chunk, own positions).
+      const int64_t j = static_cast<int64_t>(k - sp0);
+      int32_t* sp_offsets = At<int32_t>(h, L.sp_offsets);
+      if (j == 0) sp_offsets[0] = static_cast<int32_t>(sel_row_spans);
+      const std::vector<KvSpan>& sel = s.kv_selection->spans;
+      std::copy(sel.begin(), sel.end(), spans + sp_offsets[j]);
+      sp_offsets[j + 1] = sp_offsets[j] + static_cast<int32_t>(sel.size());
+      At<int32_t>(h, L.sp_qstart)[j] = static_cast<int32_t>(L.row0[k] - L.sp_row0);
+      for (int64_t i = 0; i < n; ++i) {
+        At<int32_t>(h, L.sp_qpos)[L.row0[k] - L.sp_row0 + i] = static_cast<int32_t>(kv_len - n + i);
+      }
     } else {
       const int64_t j = static_cast<int64_t>(k - p0);
       qstart[j] = static_cast<int32_t>(L.row0[k] - L.prefill_row0);
@@ -410,7 +442,8 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
       sinks[j] = static_cast<int32_t>(s.attention->Footprint().sinks);
     }
   }
-  if (L.np > 0) qstart[L.np] = static_cast<int32_t>(L.total_rows - L.prefill_row0);
+  if (L.np > 0) qstart[L.np] = static_cast<int32_t>(L.sp_row0 - L.prefill_row0);
+  if (L.nsp > 0) At<int32_t>(h, L.sp_qstart)[L.nsp] = static_cast<int32_t>(sel_prefill_rows);
   // Stats rows read the q rows of their prefill tokens, in the order AddPolicyRows made them.
   for (size_t k = p0, x = 0; k < L.order.size(); ++k) {
     const ScheduledSequence& s = plan.seqs[L.order[k]];

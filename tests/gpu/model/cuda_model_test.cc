@@ -342,10 +342,11 @@ TEST(CudaModelGpu, EngineLoopMatchesCpuBackend) {
 }
 
 // KV policies on the CUDA runner against the CPU runner, plan for plan: a prompt prefilled in
-// two chunks (the second asks for its last 16 rows' statistics, as SnapKV's window does), then
-// an eviction that keeps the sinks and a random 35% of the rest at their own slots (holes, two
-// whole pages released), a 5-token chunk and decode steps over that selection, every step
-// asking for statistics. Logits of the last row and the per-key statistics (summed over layers
+// two chunks (the prefill kernel; the second asks for its last 16 rows' statistics, as SnapKV's
+// window does: stats rows), then an eviction that keeps the sinks and a random 35% of the rest at
+// their own slots (holes, two whole pages released), then chunks over that selection (the
+// prefill kernel's selection mode; with statistics of 5 and of all 30 rows, and without) and
+// decode steps (selection-decode rows) asking for statistics. Logits of the last row and the per-key statistics (summed over layers
 // and query heads) must match within the dtype's tolerance, on both dtypes, with the fused
 // statistics path and (fp16) the standalone one.
 TEST(CudaModelGpu, KvPolicySelectionsAndKeyStatsMatchCpu) {
@@ -354,7 +355,7 @@ TEST(CudaModelGpu, KvPolicySelectionsAndKeyStatsMatchCpu) {
   const ModelConfig& cfg = (*lm)->config;
   const int64_t ps = 16, vocab = cfg.vocab_size;
   std::vector<int32_t> ids;
-  for (int i = 0; i < 320; ++i) ids.push_back(3 + (i * 7919) % static_cast<int32_t>(vocab - 3));
+  for (int i = 0; i < 400; ++i) ids.push_back(3 + (i * 7919) % static_cast<int32_t>(vocab - 3));
   for (auto [fp16, fused] : {std::pair{true, true}, {false, true}, {true, false}}) {
     CudaRunnerOptions opt = SmallOptions(fp16, ps);
     if (!fused) opt.max_score_floats = 0;  // the standalone statistics pass
@@ -362,8 +363,8 @@ TEST(CudaModelGpu, KvPolicySelectionsAndKeyStatsMatchCpu) {
     ASSERT_TRUE(gpu.ok()) << gpu.status();
     auto cpu = CpuModelRunner::Create(**lm, 64, ps);
     ASSERT_TRUE(cpu.ok()) << cpu.status();
-    std::vector<int32_t> blocks(20);
-    for (int i = 0; i < 20; ++i) blocks[i] = 3 + 2 * i;  // scattered pages, same on both
+    std::vector<int32_t> blocks(25);
+    for (int i = 0; i < 25; ++i) blocks[i] = 3 + 2 * i;  // scattered pages, same on both
     std::mt19937_64 rng(17);
     std::vector<int64_t> kept;  // token indices the selection reads, in order
     auto selection = [&](int64_t end) {
@@ -436,7 +437,9 @@ TEST(CudaModelGpu, KvPolicySelectionsAndKeyStatsMatchCpu) {
     kept = survivors;
     blocks[6] = blocks[7] = -1;  // released: never read
     step(300, 5, 5);
-    for (int64_t t = 305; t < 312; ++t) step(t, 1, 1);
+    step(305, 40, 0);   // a chunk over the holes: the prefill kernel's selection mode
+    step(345, 30, 30);  // ... with every row's statistics (H2O's prompt steps)
+    for (int64_t t = 375; t < 382; ++t) step(t, 1, 1);
     const double tol = Tol(fp16);
     const bool pass = worst_logit <= tol && worst_stat <= tol && argmax_mismatch == 0;
     std::printf("[kv_policy] %s %s steps=%lld (stats %lld) max_rel_logit_err=%.3g "
