@@ -20,10 +20,10 @@
 // is rewritten but the slot a token's K and V occupy.
 //
 // Statistics: one keep decision covers every layer and KV head (a page holds all layers, so
-// only a token dropped everywhere frees memory). The policies therefore score a token by its
-// attention probability averaged over the layers and query heads (the original H2O, SnapKV and
-// LazyEviction code score per head and keep per head); `docs/policies.md` lists this and every
-// other choice with the papers' defaults.
+// only a token dropped everywhere frees memory). H2O and LazyEviction therefore score a token by
+// its attention probability averaged over the layers and query heads, SnapKV by the largest of
+// the KV heads' averages (the original code scores and keeps per head); `docs/policies.md` lists
+// this and every other choice with the papers' defaults.
 //
 // Slots: the sequence's tokens occupy "slots" of its block table (slot s: logical block
 // s / page_size, offset s % page_size). Before any eviction a token's slot is its index. After

@@ -247,6 +247,33 @@ TEST(KvPolicyTest, SnapKvSelectsOnceAtTheEndOfThePromptByPooledVotes) {
   EXPECT_TRUE(state.Evict(14, 12, 4).empty());
 }
 
+// SnapKV votes with the largest of the KV heads' means: a token one head attends strongly beats
+// one that every head attends moderately (whose head mean is higher); H2O keeps the head mean.
+TEST(KvPolicyTest, SnapKvVotesWithTheLargestKvHeadAndH2OWithTheHeadMean) {
+  // Two KV heads, 6 keys, one layer and one query head per KV head (per_row_norm 1), one row.
+  // Token 0: max 0.8, mean 0.4; token 1: max and mean 0.5; token 2: max and mean 0.45. Budget 4:
+  // the window (4, 5) and the best two: by max 0 and 1, by mean 1 and 2.
+  //                                 tokens 0     1     2      3     4     5
+  const std::vector<float> stats = {0.8f, 0.5f, 0.45f, 0.0f, 0.0f, 0.0f,   // KV head 0
+                                    0.0f, 0.5f, 0.45f, 0.0f, 0.0f, 0.0f};  // KV head 1
+  for (const char* policy : {"snapkv", "h2o"}) {
+    const bool snap = std::string(policy) == "snapkv";
+    KvPolicyRequest req{.policy = policy, .budget = 4, .window = 2};
+    if (snap) req.kernel = 1;
+    KvPolicyState state(Parse(req));
+    Storage st(2);
+    st.Write(0, 6);
+    state.Selection(st.table, 2, 6);
+    state.Observe(stats, /*num_kv_heads=*/2, /*per_row_norm=*/1.0, /*rows=*/1);
+    state.Evict(6, 6, 2);
+    if (snap) {
+      EXPECT_THAT(state.KeptPositions(), ElementsAre(0, 1, 4, 5));
+    } else {
+      EXPECT_THAT(state.KeptPositions(), ElementsAre(1, 2, 4, 5));
+    }
+  }
+}
+
 TEST(KvPolicyTest, LazyFavoursTokensWhoseRecurrenceSaysTheyAreDueAgain) {
   // W = 2 recent tokens kept; 2 more by priority.
   KvPolicyState state(
