@@ -1,0 +1,224 @@
+// HiP's hierarchical pruning (kernels/cpu/hip_mask.h): against a recursive double-precision
+// rendering of the rule on random keys (several shapes, shuffled pages, GQA, partial chunks);
+// a smooth bump of attention found through all three stages by every head at its own place;
+// the counts each stage keeps; everything kept when the candidates fit; ties to the earliest.
+#include "kernels/cpu/hip_mask.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace longview::cpu {
+namespace {
+
+// A one-layer page pool holding keys of `num_tokens` tokens, pages in shuffled order.
+struct Pool {
+  int64_t page_size, num_kv_heads, head_dim, num_tokens;
+  std::vector<float> pages;
+  std::vector<int32_t> table;
+
+  Pool(int64_t ps, int64_t nkv, int64_t d, int64_t n, std::mt19937& rng)
+      : page_size(ps), num_kv_heads(nkv), head_dim(d), num_tokens(n) {
+    const int64_t num_pages = (n + ps - 1) / ps;
+    pages.assign(num_pages * PageElements(), 0.0f);
+    table.resize(num_pages);
+    std::iota(table.begin(), table.end(), 0);
+    std::shuffle(table.begin(), table.end(), rng);
+  }
+  int64_t PageElements() const { return 2 * page_size * num_kv_heads * head_dim; }
+  float* Key(int64_t token, int64_t head) {
+    return pages.data() + table[token / page_size] * PageElements() +
+           (token % page_size) * num_kv_heads * head_dim + head * head_dim;
+  }
+  PagedKvView View() const {
+    return {.pages = pages.data(),
+            .page_elements = PageElements(),
+            .k_offset = 0,
+            .v_offset = page_size * num_kv_heads * head_dim,
+            .token_stride = num_kv_heads * head_dim,
+            .page_size = page_size,
+            .block_table = table.data(),
+            .num_blocks = static_cast<int64_t>(table.size())};
+  }
+};
+
+std::vector<float> InvFreq(int64_t d) { return InvFrequencies({.head_dim = d, .theta = 10000.0}); }
+
+// Writes into `key` the pre-RoPE key whose rotation to position `pos` is `rotated`.
+void Unrotate(const std::vector<float>& inv_freq, const float* rotated, int64_t pos, float* key) {
+  const int64_t half = static_cast<int64_t>(inv_freq.size());
+  for (int64_t i = 0; i < half; ++i) {
+    const double a = static_cast<double>(pos) * inv_freq[i];
+    const double x = rotated[i], y = rotated[i + half];
+    key[i] = static_cast<float>(x * std::cos(a) + y * std::sin(a));
+    key[i + half] = static_cast<float>(-x * std::sin(a) + y * std::cos(a));
+  }
+}
+
+// The rule again, recursively and in double.
+struct Oracle {
+  const HipMaskParams& p;
+  Pool& pool;
+  const RopeTable& rope;
+  const std::vector<float>& q;
+  int64_t n_q;
+
+  double Score(int64_t h, int64_t t) const {
+    std::vector<float> k(pool.Key(t, h), pool.Key(t, h) + p.head_dim);
+    rope.Rotate(k.data(), t);
+    const int64_t group = p.num_q_heads / p.num_kv_heads;
+    double best = -1e300;
+    for (int64_t i = 0; i < n_q; ++i) {
+      for (int64_t g = 0; g < group; ++g) {
+        const float* qv = &q[(i * p.num_q_heads + h * group + g) * p.head_dim];
+        double s = 0;
+        for (int64_t j = 0; j < p.head_dim; ++j) s += static_cast<double>(qv[j]) * k[j];
+        best = std::max(best, s);
+      }
+    }
+    return best;
+  }
+  int64_t Probe(int64_t b, int64_t e) const { return e - b == 1 ? b : b + (e - b) / 2; }
+  int64_t Descend(int64_t h, int64_t b, int64_t e) const {
+    if (e - b == 1) return b;
+    const int64_t m = b + (e - b) / 2;
+    return Score(h, Probe(b, m)) >= Score(h, Probe(m, e)) ? Descend(h, b, m) : Descend(h, m, e);
+  }
+  HipHeadRanges Stage(const HipStageParams& s, const HipHeadRanges& in) const {
+    HipHeadRanges out(p.num_kv_heads);
+    for (int64_t h = 0; h < p.num_kv_heads; ++h) {
+      std::vector<HipRange> chunks;
+      for (const HipRange& r : in[h]) {
+        for (int64_t b = r.begin; b < r.end; b += s.chunk) chunks.push_back({b, std::min(r.end, b + s.chunk)});
+      }
+      const size_t n_keep = static_cast<size_t>(s.keep / s.chunk);
+      if (chunks.size() <= n_keep) {
+        out[h] = chunks;
+        continue;
+      }
+      std::vector<std::pair<double, size_t>> scored;
+      for (size_t c = 0; c < chunks.size(); ++c) {
+        scored.push_back({-Score(h, Descend(h, chunks[c].begin, chunks[c].end)), c});
+      }
+      std::sort(scored.begin(), scored.end());
+      std::vector<size_t> idx;
+      for (size_t i = 0; i < n_keep; ++i) idx.push_back(scored[i].second);
+      std::sort(idx.begin(), idx.end());
+      for (size_t c : idx) out[h].push_back(chunks[c]);
+    }
+    return out;
+  }
+};
+
+int64_t Tokens(const std::vector<HipRange>& ranges) {
+  int64_t n = 0;
+  for (const HipRange& r : ranges) n += r.end - r.begin;
+  return n;
+}
+
+TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
+  struct Case {
+    int64_t page_size, nq, nkv, d, n_q, tokens, begin;
+    std::vector<HipStageParams> stages;
+  };
+  const std::vector<Case> cases = {
+      {16, 4, 2, 16, 1, 1000, 4, {{64, 256}, {16, 96}, {4, 32}}},
+      {7, 6, 3, 8, 5, 777, 0, {{32, 320}, {8, 64}}},
+      {64, 2, 2, 32, 3, 4099, 256, {{256, 1024}, {32, 256}, {8, 64}}},
+      {1, 8, 1, 16, 2, 300, 10, {{16, 64}, {3, 12}}},
+  };
+  uint32_t seed = 11;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "tokens " << c.tokens << " seed " << seed);
+    std::mt19937 rng(seed++);
+    std::normal_distribution<float> normal;
+    Pool pool(c.page_size, c.nkv, c.d, c.tokens, rng);
+    for (float& v : pool.pages) v = normal(rng);
+    std::vector<float> q(c.n_q * c.nq * c.d);
+    for (float& v : q) v = normal(rng);
+    RopeTable rope(InvFreq(c.d), c.d);
+    const HipMaskParams p{.num_q_heads = c.nq, .num_kv_heads = c.nkv, .head_dim = c.d};
+    const HipRange middle{c.begin, c.tokens - 17};
+    const Oracle oracle{p, pool, rope, q, c.n_q};
+    HipHeadRanges want(c.nkv, std::vector<HipRange>{middle});
+    HipHeadRanges got = want;
+    for (const HipStageParams& s : c.stages) {
+      want = oracle.Stage(s, want);
+      got = HipRefineStage(p, pool.View(), rope, q.data(), c.n_q, s, got);
+      ASSERT_EQ(got, want) << "stage chunk " << s.chunk;
+      for (int64_t h = 0; h < c.nkv; ++h) {
+        EXPECT_EQ(static_cast<int64_t>(got[h].size()), s.keep / s.chunk);
+        EXPECT_LE(Tokens(got[h]), s.keep);
+      }
+    }
+    EXPECT_EQ(HipSelect(p, pool.View(), rope, q.data(), c.n_q, c.stages, middle), got);
+  }
+}
+
+// Keys whose rotated form leans towards the query in a smooth bump around a head's own peak:
+// the descent climbs it in every stage, and the final chunks hold the peak.
+TEST(HipMaskTest, EveryHeadFindsItsBumpThroughAllStages) {
+  const int64_t d = 32, nkv = 4, nq = 8, tokens = 20000, ps = 16;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  Pool pool(ps, nkv, d, tokens, rng);
+  const std::vector<float> inv_freq = InvFreq(d);
+  RopeTable rope(inv_freq, d);
+  std::vector<float> q(nq * d);
+  for (float& v : q) v = normal(rng);
+  const std::vector<int64_t> peak = {3333, 9001, 15555, 600};
+  std::vector<float> rotated(d);
+  for (int64_t h = 0; h < nkv; ++h) {
+    const float* dir = &q[(h * (nq / nkv)) * d];  // the group's first query head
+    for (int64_t t = 0; t < tokens; ++t) {
+      const double x = static_cast<double>(t - peak[h]) / 300.0;
+      const double bump = 3.0 * std::exp(-x * x);
+      for (int64_t j = 0; j < d; ++j) rotated[j] = 0.3f * normal(rng) + bump * dir[j] / std::sqrt(d);
+      Unrotate(inv_freq, rotated.data(), t, pool.Key(t, h));
+    }
+  }
+  const HipMaskParams p{.num_q_heads = nq, .num_kv_heads = nkv, .head_dim = d};
+  const std::vector<HipStageParams> stages = {{256, 4096}, {32, 1024}, {8, 128}};
+  const HipHeadRanges got = HipSelect(p, pool.View(), rope, q.data(), 1, stages, {256, tokens - 1024});
+  for (int64_t h = 0; h < nkv; ++h) {
+    SCOPED_TRACE(::testing::Message() << "head " << h << " peak " << peak[h]);
+    ASSERT_EQ(got[h].size(), 16u);
+    const bool holds_peak = std::any_of(got[h].begin(), got[h].end(), [&](const HipRange& r) {
+      return r.begin <= peak[h] + 8 && peak[h] - 8 < r.end;
+    });
+    EXPECT_TRUE(holds_peak);
+    for (const HipRange& r : got[h]) EXPECT_LT(std::abs(r.begin - peak[h]), 600) << r.begin;
+  }
+}
+
+TEST(HipMaskTest, CandidatesThatFitAreAllKeptInTheStagesChunks) {
+  std::mt19937 rng(3);
+  Pool pool(8, 1, 8, 200, rng);
+  RopeTable rope(InvFreq(8), 8);
+  std::vector<float> q(8, 1.0f);
+  const HipMaskParams p{.num_q_heads = 1, .num_kv_heads = 1, .head_dim = 8};
+  const HipHeadRanges in = {{{5, 40}, {100, 103}}};
+  const HipHeadRanges got = HipRefineStage(p, pool.View(), rope, q.data(), 1, {.chunk = 16, .keep = 64}, in);
+  const HipHeadRanges want = {{{5, 21}, {21, 37}, {37, 40}, {100, 103}}};
+  EXPECT_EQ(got, want);
+}
+
+TEST(HipMaskTest, TiesGoToTheEarliestChunks) {
+  std::mt19937 rng(3);
+  Pool pool(8, 2, 8, 512, rng);  // all keys zero: every score ties
+  RopeTable rope(InvFreq(8), 8);
+  std::vector<float> q(2 * 8, 1.0f);
+  const HipMaskParams p{.num_q_heads = 2, .num_kv_heads = 2, .head_dim = 8};
+  const HipHeadRanges got =
+      HipSelect(p, pool.View(), rope, q.data(), 1, {{64, 128}, {8, 16}}, {0, 512});
+  const std::vector<HipRange> want = {{0, 8}, {8, 16}};
+  EXPECT_EQ(got[0], want);
+  EXPECT_EQ(got[1], want);
+}
+
+}  // namespace
+}  // namespace longview::cpu
