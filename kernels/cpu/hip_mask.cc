@@ -9,93 +9,132 @@
 namespace longview::cpu {
 namespace {
 
-// Scores keys of one KV head against the block's queries of its group.
+// Scores keys for one query head: the block's queries at params.query_position against its KV
+// head's keys at 0 (left probes) or 1 (right probes).
 class HeadScorer {
  public:
   HeadScorer(const HipMaskParams& p, const PagedKvView& kv, const RopeTable& rope, const float* q,
-             int64_t n_q, int64_t kv_head)
-      : kv_(kv), rope_(rope), d_(p.head_dim), kv_head_(kv_head), key_(p.head_dim) {
-    const int64_t group = p.num_q_heads / p.num_kv_heads;
-    queries_.reserve(n_q * group);
+             int64_t n_q, int64_t q_head)
+      : kv_(kv), rope_(rope), d_(p.head_dim),
+        kv_head_(q_head / (p.num_q_heads / p.num_kv_heads)), queries_(n_q * p.head_dim),
+        key_(p.head_dim) {
     for (int64_t i = 0; i < n_q; ++i) {
-      for (int64_t g = 0; g < group; ++g) {
-        queries_.push_back(q + (i * p.num_q_heads + kv_head * group + g) * d_);
-      }
+      float* qi = queries_.data() + i * d_;
+      std::memcpy(qi, q + (i * p.num_q_heads + q_head) * d_, d_ * sizeof(float));
+      rope_.Rotate(qi, p.query_position);
     }
   }
 
-  // max over the queries of q · k_token, k rotated to position `token`.
-  float Score(int64_t token) {
+  // max over the queries of q · k_token, k rotated to position `key_position`.
+  float Score(int64_t token, int64_t key_position) {
     const int32_t page = kv_.block_table[token / kv_.page_size];
     const float* k = kv_.pages + page * kv_.page_elements + kv_.k_offset +
                      (token % kv_.page_size) * kv_.token_stride + kv_head_ * d_;
     std::memcpy(key_.data(), k, d_ * sizeof(float));
-    rope_.Rotate(key_.data(), token);
+    rope_.Rotate(key_.data(), key_position);
     float best = -std::numeric_limits<float>::infinity();
-    for (const float* qv : queries_) best = std::max(best, Dot(qv, key_.data(), d_));
+    for (size_t i = 0; i < queries_.size(); i += d_) {
+      best = std::max(best, Dot(queries_.data() + i, key_.data(), d_));
+    }
     return best;
   }
 
-  // The binary descent over [begin, end): the score of the key it ends on.
+  // The binary descent over [begin, end): the largest probe score on its way.
   float ChunkScore(int64_t begin, int64_t end) {
+    float best = -std::numeric_limits<float>::infinity();
     while (end - begin > 1) {
       const int64_t mid = begin + (end - begin) / 2;
-      const float left = Score(mid - begin == 1 ? begin : HipProbe(begin, mid));
-      const float right = Score(end - mid == 1 ? mid : HipProbe(mid, end));
-      if (left >= right) {
+      const float left = Score(HipProbe(begin, mid), 0);
+      const float right = Score(HipProbe(mid, end), 1);
+      best = std::max({best, left, right});
+      if (left > right) {
         end = mid;
       } else {
         begin = mid;
       }
     }
-    return Score(begin);
+    return std::max({best, Score(begin, 0), Score(begin, 1)});
   }
 
  private:
   const PagedKvView& kv_;
   const RopeTable& rope_;
   int64_t d_, kv_head_;
-  std::vector<const float*> queries_;
-  std::vector<float> key_;
+  std::vector<float> queries_, key_;
 };
+
+std::vector<HipRange> Cut(const std::vector<HipRange>& ranges, int64_t chunk, int64_t* tokens) {
+  std::vector<HipRange> chunks;
+  *tokens = 0;
+  for (const HipRange& r : ranges) {
+    *tokens += r.end - r.begin;
+    for (int64_t b = r.begin; b < r.end; b += chunk) chunks.push_back({b, std::min(r.end, b + chunk)});
+  }
+  return chunks;
+}
+
+// The `n` best chunks by score (ties to the earlier), in order of position.
+std::vector<HipRange> Best(const std::vector<HipRange>& chunks, const std::vector<float>& score,
+                           int64_t n) {
+  std::vector<int64_t> index(chunks.size());
+  for (size_t c = 0; c < chunks.size(); ++c) index[c] = static_cast<int64_t>(c);
+  std::partial_sort(index.begin(), index.begin() + n, index.end(), [&](int64_t a, int64_t b) {
+    return score[a] != score[b] ? score[a] > score[b] : a < b;
+  });
+  index.resize(n);
+  std::sort(index.begin(), index.end());
+  std::vector<HipRange> out;
+  out.reserve(n);
+  for (int64_t c : index) out.push_back(chunks[c]);
+  return out;
+}
 
 }  // namespace
 
 HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
                              const RopeTable& rope, const float* q, int64_t n_q,
                              const HipStageParams& stage, const HipHeadRanges& candidates) {
-  HipHeadRanges kept(params.num_kv_heads);
+  const int64_t nq = params.num_q_heads, nkv = params.num_kv_heads, group = nq / nkv;
   const int64_t max_chunks = std::max<int64_t>(1, stage.keep / stage.chunk);
-  ParallelFor(params.num_kv_heads, 1, [&](int64_t h0, int64_t h1) {
+  // Chunk scores of query heads [h0, h1) over `chunks`, the max over them into `score`.
+  auto score_heads = [&](const std::vector<HipRange>& chunks, int64_t h0, int64_t h1,
+                         std::vector<float>& score) {
+    score.assign(chunks.size(), -std::numeric_limits<float>::infinity());
     for (int64_t h = h0; h < h1; ++h) {
-      // Cut every candidate range into chunks.
-      std::vector<HipRange> chunks;
+      HeadScorer scorer(params, kv, rope, q, n_q, h);
+      for (size_t c = 0; c < chunks.size(); ++c) {
+        score[c] = std::max(score[c], scorer.ChunkScore(chunks[c].begin, chunks[c].end));
+      }
+    }
+  };
+  HipHeadRanges kept(nkv);
+  if (params.share_heads) {
+    int64_t tokens = 0;
+    std::vector<HipRange> chunks = Cut(candidates[0], stage.chunk, &tokens);
+    if (tokens > stage.keep && static_cast<int64_t>(chunks.size()) > max_chunks) {
+      std::vector<std::vector<float>> per_head(nq);
+      ParallelFor(nq, 1, [&](int64_t h0, int64_t h1) {
+        for (int64_t h = h0; h < h1; ++h) score_heads(chunks, h, h + 1, per_head[h]);
+      });
+      std::vector<float> score = per_head[0];
+      for (int64_t h = 1; h < nq; ++h) {
+        for (size_t c = 0; c < chunks.size(); ++c) score[c] = std::max(score[c], per_head[h][c]);
+      }
+      chunks = Best(chunks, score, max_chunks);
+    }
+    for (auto& k : kept) k = chunks;
+    return kept;
+  }
+  ParallelFor(nkv, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t h = k0; h < k1; ++h) {
       int64_t tokens = 0;
-      for (const HipRange& r : candidates[h]) {
-        tokens += r.end - r.begin;
-        for (int64_t b = r.begin; b < r.end; b += stage.chunk) {
-          chunks.push_back({b, std::min(r.end, b + stage.chunk)});
-        }
+      std::vector<HipRange> chunks = Cut(candidates[h], stage.chunk, &tokens);
+      if (tokens > stage.keep && static_cast<int64_t>(chunks.size()) > max_chunks) {
+        std::vector<float> score;
+        score_heads(chunks, h * group, (h + 1) * group, score);
+        chunks = Best(chunks, score, max_chunks);
       }
-      std::vector<HipRange>& out = kept[h];
-      if (tokens <= stage.keep || static_cast<int64_t>(chunks.size()) <= max_chunks) {
-        out = std::move(chunks);
-      } else {
-        HeadScorer scorer(params, kv, rope, q, n_q, h);
-        std::vector<std::pair<float, int64_t>> scored(chunks.size());  // (score, chunk index)
-        for (size_t c = 0; c < chunks.size(); ++c) {
-          scored[c] = {scorer.ChunkScore(chunks[c].begin, chunks[c].end), c};
-        }
-        std::partial_sort(scored.begin(), scored.begin() + max_chunks, scored.end(),
-                          [](const auto& a, const auto& b) {
-                            return a.first != b.first ? a.first > b.first : a.second < b.second;
-                          });
-        std::vector<int64_t> index(max_chunks);
-        for (int64_t i = 0; i < max_chunks; ++i) index[i] = scored[i].second;
-        std::sort(index.begin(), index.end());
-        out.reserve(max_chunks);
-        for (int64_t c : index) out.push_back(chunks[c]);
-      }
+      kept[h] = std::move(chunks);
     }
   });
   return kept;

@@ -1,27 +1,28 @@
-// CPU reference of HiP's hierarchical pruning (InfiniteHiP, arXiv 2502.08910): which key
-// chunks of a sequence's middle — between its sinks and its sliding window — a block of
-// queries reads. Exact and single-minded: it is the oracle the CUDA pruning kernels are
-// checked against, and the CPU backend's implementation of attention mode `hip`.
+// CPU reference of HiP's hierarchical pruning (InfiniteHiP, arXiv 2502.08910, as its v1.2 code
+// runs it; docs/hip.md): which key chunks of a sequence's middle — between its sinks and its
+// sliding window — a block of queries reads. Exact and single-minded: it is the oracle the CUDA
+// pruning kernels are to be checked against.
 //
-// One stage takes candidate ranges of token indices (the whole middle for the first stage, the
-// previous stage's survivors after it), cuts each into chunks of `chunk` tokens (the last one of
-// a range may be shorter), gives every chunk a score and keeps the `keep / chunk` best. A chunk's
-// score comes from one of its keys, found by binary descent: split the chunk in two halves,
-// probe one key of each half (the middle key of the half, HipProbe), go on into the half whose
-// probe scored higher, until one key is left; the chunk's score is that key's. A key's score is
-// the largest q·k over the block's queries and the query heads of its KV head's group, the keys
-// rotated to their own token positions (keys are cached before RoPE). Every KV head chooses its
-// own chunks.
+// One stage takes candidate ranges of token indices (the middle for the first stage, the previous
+// stage's survivors after it), cuts each into chunks of `chunk` tokens (the last one of a range may
+// be shorter), gives every chunk a score and keeps the `keep / chunk` best. A chunk's score comes
+// from a binary descent, run for each query head on its own: split the chunk in two halves, probe
+// the middle key of each half (HipProbe), go on into the half whose probe scored higher (the right
+// one on a tie), until one key is left, which is probed too; the chunk's score for that head is the
+// largest probe score on the way. A probe's score is the largest q·k over the block's queries. The
+// chunks are ranked by the largest score over the query heads of the layer (`share_heads`, v1.2's
+// default: every KV head keeps the same chunks) or of each KV head's group.
+//
+// RoPE while pruning is v1.2's "relative" scheme: keys are cached before RoPE and the positions are
+// not their own — the left probe key at 0, the right one at 1, the queries (passed before RoPE) at
+// `query_position` — so a score depends on the key's content, not on its distance.
 //
 //   HipMaskParams p{.num_q_heads = 32, .num_kv_heads = 8, .head_dim = 128};
-//   std::vector<HipRange> middle = {{sinks, end}};
-//   HipHeadRanges r = HipRefineStage(p, view, rope, q, n_q, {.chunk = 256, .keep = 32768},
-//                                    HipHeadRanges(8, middle));
-//   r = HipRefineStage(p, view, rope, q, n_q, {.chunk = 32, .keep = 8192}, r);
-//   r = HipRefineStage(p, view, rope, q, n_q, {.chunk = 8, .keep = 2048}, r);
+//   HipHeadRanges r = HipSelect(p, view, rope, q, n_q,
+//                               {{256, 32768}, {32, 8192}, {8, 2048}}, {sinks, middle_end});
 //
-// Ties go to the earlier key or chunk, so the result is a function of the inputs alone. A stage
-// whose candidates hold no more than `keep` tokens keeps all of them (re-cut into its chunks).
+// Ties between chunks go to the earlier one, so the result is a function of the inputs alone. A
+// stage whose candidates hold no more than `keep` tokens keeps all of them (re-cut into chunks).
 // Thread-safety: reentrant; uses a few threads over KV heads.
 #pragma once
 
@@ -50,18 +51,21 @@ struct HipMaskParams {
   int64_t num_q_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
+  bool share_heads = true;       // rank by the max over every query head (else each KV group's)
+  int64_t query_position = 769;  // the queries' RoPE position while pruning (v1.2: window - 256 + 1)
 };
 
 // Per KV head, ranges sorted by begin and disjoint.
 using HipHeadRanges = std::vector<std::vector<HipRange>>;
 
-// The key of [begin, end) (end - begin >= 2) the descent probes for that half: its middle.
+// The key the descent probes in the half [begin, end) (end > begin): its middle.
 inline int64_t HipProbe(int64_t begin, int64_t end) { return begin + (end - begin) / 2; }
 
 // One stage over `candidates` (num_kv_heads lists) for the queries q[0, n_q) ([n_q, num_q_heads,
-// head_dim], rotated to their positions). The keys of every candidate token must be in the
+// head_dim], before RoPE). The keys of every candidate token must be in the
 // view's pages (kv.block_table). Returns the kept chunks per KV head, sorted by begin.
-// REQUIRES: stage.chunk >= 1, stage.keep >= stage.chunk, n_q >= 1.
+// REQUIRES: stage.chunk >= 1, stage.keep >= stage.chunk, n_q >= 1; with share_heads, every
+// head's candidates are the same (candidates[0] is read).
 HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
                              const RopeTable& rope, const float* q, int64_t n_q,
                              const HipStageParams& stage, const HipHeadRanges& candidates);

@@ -48,18 +48,7 @@ struct Pool {
 
 std::vector<float> InvFreq(int64_t d) { return InvFrequencies({.head_dim = d, .theta = 10000.0}); }
 
-// Writes into `key` the pre-RoPE key whose rotation to position `pos` is `rotated`.
-void Unrotate(const std::vector<float>& inv_freq, const float* rotated, int64_t pos, float* key) {
-  const int64_t half = static_cast<int64_t>(inv_freq.size());
-  for (int64_t i = 0; i < half; ++i) {
-    const double a = static_cast<double>(pos) * inv_freq[i];
-    const double x = rotated[i], y = rotated[i + half];
-    key[i] = static_cast<float>(x * std::cos(a) + y * std::sin(a));
-    key[i + half] = static_cast<float>(-x * std::sin(a) + y * std::cos(a));
-  }
-}
-
-// The rule again, recursively and in double.
+// The rule again, recursively and in double: a descent per query head, relative RoPE.
 struct Oracle {
   const HipMaskParams& p;
   Pool& pool;
@@ -67,28 +56,30 @@ struct Oracle {
   const std::vector<float>& q;
   int64_t n_q;
 
-  double Score(int64_t h, int64_t t) const {
-    std::vector<float> k(pool.Key(t, h), pool.Key(t, h) + p.head_dim);
-    rope.Rotate(k.data(), t);
-    const int64_t group = p.num_q_heads / p.num_kv_heads;
+  double Score(int64_t qh, int64_t t, int64_t key_pos) const {
+    const int64_t kh = qh / (p.num_q_heads / p.num_kv_heads);
+    std::vector<float> k(pool.Key(t, kh), pool.Key(t, kh) + p.head_dim);
+    rope.Rotate(k.data(), key_pos);
     double best = -1e300;
     for (int64_t i = 0; i < n_q; ++i) {
-      for (int64_t g = 0; g < group; ++g) {
-        const float* qv = &q[(i * p.num_q_heads + h * group + g) * p.head_dim];
-        double s = 0;
-        for (int64_t j = 0; j < p.head_dim; ++j) s += static_cast<double>(qv[j]) * k[j];
-        best = std::max(best, s);
-      }
+      std::vector<float> qv(&q[(i * p.num_q_heads + qh) * p.head_dim],
+                            &q[(i * p.num_q_heads + qh + 1) * p.head_dim]);
+      rope.Rotate(qv.data(), p.query_position);
+      double s = 0;
+      for (int64_t j = 0; j < p.head_dim; ++j) s += static_cast<double>(qv[j]) * k[j];
+      best = std::max(best, s);
     }
     return best;
   }
-  int64_t Probe(int64_t b, int64_t e) const { return e - b == 1 ? b : b + (e - b) / 2; }
-  int64_t Descend(int64_t h, int64_t b, int64_t e) const {
-    if (e - b == 1) return b;
+  // The largest probe score of the descent over [b, e).
+  double Descend(int64_t qh, int64_t b, int64_t e) const {
+    if (e - b == 1) return std::max(Score(qh, b, 0), Score(qh, b, 1));
     const int64_t m = b + (e - b) / 2;
-    return Score(h, Probe(b, m)) >= Score(h, Probe(m, e)) ? Descend(h, b, m) : Descend(h, m, e);
+    const double l = Score(qh, b + (m - b) / 2, 0), r = Score(qh, m + (e - m) / 2, 1);
+    return std::max({l, r, l > r ? Descend(qh, b, m) : Descend(qh, m, e)});
   }
   HipHeadRanges Stage(const HipStageParams& s, const HipHeadRanges& in) const {
+    const int64_t group = p.num_q_heads / p.num_kv_heads;
     HipHeadRanges out(p.num_kv_heads);
     for (int64_t h = 0; h < p.num_kv_heads; ++h) {
       std::vector<HipRange> chunks;
@@ -100,9 +91,13 @@ struct Oracle {
         out[h] = chunks;
         continue;
       }
+      const int64_t h0 = p.share_heads ? 0 : h * group;
+      const int64_t h1 = p.share_heads ? p.num_q_heads : (h + 1) * group;
       std::vector<std::pair<double, size_t>> scored;
       for (size_t c = 0; c < chunks.size(); ++c) {
-        scored.push_back({-Score(h, Descend(h, chunks[c].begin, chunks[c].end)), c});
+        double best = -1e300;
+        for (int64_t qh = h0; qh < h1; ++qh) best = std::max(best, Descend(qh, chunks[c].begin, chunks[c].end));
+        scored.push_back({-best, c});
       }
       std::sort(scored.begin(), scored.end());
       std::vector<size_t> idx;
@@ -141,7 +136,10 @@ TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
     std::vector<float> q(c.n_q * c.nq * c.d);
     for (float& v : q) v = normal(rng);
     RopeTable rope(InvFreq(c.d), c.d);
-    const HipMaskParams p{.num_q_heads = c.nq, .num_kv_heads = c.nkv, .head_dim = c.d};
+    for (bool share : {false, true}) {
+    SCOPED_TRACE(::testing::Message() << "share_heads " << share);
+    const HipMaskParams p{.num_q_heads = c.nq, .num_kv_heads = c.nkv, .head_dim = c.d,
+                          .share_heads = share, .query_position = 100 + c.d};
     const HipRange middle{c.begin, c.tokens - 17};
     const Oracle oracle{p, pool, rope, q, c.n_q};
     HipHeadRanges want(c.nkv, std::vector<HipRange>{middle});
@@ -156,42 +154,57 @@ TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
       }
     }
     EXPECT_EQ(HipSelect(p, pool.View(), rope, q.data(), c.n_q, c.stages, middle), got);
+    for (int64_t h = 1; h < c.nkv && share; ++h) EXPECT_EQ(got[h], got[0]);
+    }
   }
 }
 
-// Keys whose rotated form leans towards the query in a smooth bump around a head's own peak:
-// the descent climbs it in every stage, and the final chunks hold the peak.
+// Keys that lean towards the query (under the pruning's relative RoPE) in a smooth bump around a
+// head's own peak: the descent climbs it in every stage, and the final chunks hold the peak. With
+// share_heads every KV head keeps the chunks of the strongest bump.
 TEST(HipMaskTest, EveryHeadFindsItsBumpThroughAllStages) {
   const int64_t d = 32, nkv = 4, nq = 8, tokens = 20000, ps = 16;
   std::mt19937 rng(5);
   std::normal_distribution<float> normal;
   Pool pool(ps, nkv, d, tokens, rng);
-  const std::vector<float> inv_freq = InvFreq(d);
-  RopeTable rope(inv_freq, d);
+  RopeTable rope(InvFreq(d), d);
   std::vector<float> q(nq * d);
   for (float& v : q) v = normal(rng);
   const std::vector<int64_t> peak = {3333, 9001, 15555, 600};
-  std::vector<float> rotated(d);
+  const std::vector<double> height = {3.0, 3.0, 6.0, 3.0};
+  const HipMaskParams per_group{.num_q_heads = nq, .num_kv_heads = nkv, .head_dim = d,
+                                .share_heads = false};
   for (int64_t h = 0; h < nkv; ++h) {
-    const float* dir = &q[(h * (nq / nkv)) * d];  // the group's first query head
+    // The group's first query head, turned by the distance the pruning puts between them.
+    std::vector<float> dir(&q[(h * (nq / nkv)) * d], &q[(h * (nq / nkv) + 1) * d]);
+    rope.Rotate(dir.data(), per_group.query_position - 1);
     for (int64_t t = 0; t < tokens; ++t) {
       const double x = static_cast<double>(t - peak[h]) / 300.0;
-      const double bump = 3.0 * std::exp(-x * x);
-      for (int64_t j = 0; j < d; ++j) rotated[j] = 0.3f * normal(rng) + bump * dir[j] / std::sqrt(d);
-      Unrotate(inv_freq, rotated.data(), t, pool.Key(t, h));
+      const double bump = height[h] * std::exp(-x * x) / std::sqrt(static_cast<double>(d));
+      for (int64_t j = 0; j < d; ++j) pool.Key(t, h)[j] = 0.3f * normal(rng) + bump * dir[j];
     }
   }
-  const HipMaskParams p{.num_q_heads = nq, .num_kv_heads = nkv, .head_dim = d};
   const std::vector<HipStageParams> stages = {{256, 4096}, {32, 1024}, {8, 128}};
-  const HipHeadRanges got = HipSelect(p, pool.View(), rope, q.data(), 1, stages, {256, tokens - 1024});
+  auto near = [](const std::vector<HipRange>& ranges, int64_t at) {
+    EXPECT_EQ(ranges.size(), 16u);
+    EXPECT_TRUE(std::any_of(ranges.begin(), ranges.end(), [&](const HipRange& r) {
+      return r.begin <= at + 8 && at - 8 < r.end;
+    }));
+    for (const HipRange& r : ranges) EXPECT_LT(std::abs(r.begin - at), 600) << r.begin;
+  };
+  const HipHeadRanges got =
+      HipSelect(per_group, pool.View(), rope, q.data(), 1, stages, {256, tokens - 1024});
   for (int64_t h = 0; h < nkv; ++h) {
     SCOPED_TRACE(::testing::Message() << "head " << h << " peak " << peak[h]);
-    ASSERT_EQ(got[h].size(), 16u);
-    const bool holds_peak = std::any_of(got[h].begin(), got[h].end(), [&](const HipRange& r) {
-      return r.begin <= peak[h] + 8 && peak[h] - 8 < r.end;
-    });
-    EXPECT_TRUE(holds_peak);
-    for (const HipRange& r : got[h]) EXPECT_LT(std::abs(r.begin - peak[h]), 600) << r.begin;
+    near(got[h], peak[h]);
+  }
+  HipMaskParams shared = per_group;
+  shared.share_heads = true;
+  const HipHeadRanges all =
+      HipSelect(shared, pool.View(), rope, q.data(), 1, stages, {256, tokens - 1024});
+  for (int64_t h = 0; h < nkv; ++h) {
+    SCOPED_TRACE(::testing::Message() << "shared, head " << h);
+    near(all[h], peak[2]);
   }
 }
 
