@@ -301,6 +301,11 @@ absl::Status EngineLoop::Validate(const GenerationRequest& request) const {
         "holds %d",
         request.n, total, all_pages, o.num_kv_pages));
   }
+  if (mode.hip() != nullptr && !impl_->runner.supports_hip()) {
+    return absl::InvalidArgumentError(
+        "attention.mode hip is not available on this server's backend yet (its pruning runs on "
+        "the CPU backend only so far)");
+  }
   const KvPolicySpec& policy = request.kv_policy.value_or(o.default_kv_policy);
   if (policy.enabled()) {
     const std::string name(KvPolicyName(policy.kind));
@@ -374,6 +379,15 @@ absl::StatusOr<std::vector<std::shared_ptr<RequestStream>>> EngineLoop::SubmitAl
 bool EngineLoop::Idle() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->queue.empty() && !impl_->has_work;
+}
+
+std::vector<std::string> EngineLoop::AttentionModeNames() const {
+  std::vector<std::string> names;
+  for (const AttentionModeEntry& e : AttentionModes()) {
+    if (e.name == "hip" && !impl_->runner.supports_hip()) continue;
+    names.emplace_back(e.name);
+  }
+  return names;
 }
 
 double EngineLoop::StalledSeconds() const {

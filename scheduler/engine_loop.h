@@ -210,6 +210,8 @@ class EngineLoop {
 
   EngineMetrics Snapshot() const;
   const LoadedModel& model() const { return *model_; }
+  // The attention modes requests may name on this loop's backend, in the registry's order.
+  std::vector<std::string> AttentionModeNames() const;
 
  private:
   // Everything Submit checks of one request (InvalidArgument naming the field).

@@ -21,6 +21,12 @@ absl::StatusOr<Attention> ToAttention(const v1::AttentionConfig& a) {
   AttentionRequest request{.mode = a.mode()};
   if (a.has_window()) request.window = a.window();
   if (a.has_sinks()) request.sinks = a.sinks();
+  if (a.has_top_k()) request.top_k = a.top_k();
+  if (a.has_block_size()) request.block_size = a.block_size();
+  if (a.stages_size() > 0) {
+    request.stages.emplace();
+    for (const v1::HipStage& s : a.stages()) request.stages->push_back({s.chunk(), s.keep()});
+  }
   return ParseAttention(request, "attention.");
 }
 

@@ -235,8 +235,7 @@ class GenerationService final : public v1::Generation::Service {
     m->set_max_context_length(cfg.max_position_embeddings);
     m->set_vocab_size(cfg.vocab_size);
     m->set_architecture(ArchitectureName(cfg.architecture));
-    m->add_attention_modes("dense");
-    m->add_attention_modes("sliding_window");
+    for (const std::string& name : loop_->AttentionModeNames()) m->add_attention_modes(name);
     return grpc::Status::OK;
   }
 

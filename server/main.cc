@@ -18,6 +18,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/version.h"
+#include "engine/attention/hip.h"
 #include "scheduler/generator.h"
 #include "kernels/cpu/ops.h"
 #include "server/eval_command.h"
@@ -137,11 +138,19 @@ int main(int argc, char** argv) {
   ev->add_option("--out", e.out, "JSONL results")->required();
   e.attention.mode = "dense";
   int64_t eval_window = 0, eval_sinks = 0;
-  ev->add_option("--attention-mode", e.attention.mode, "dense | sliding_window")
+  ev->add_option("--attention-mode", e.attention.mode, "dense | sliding_window | hip")
       ->capture_default_str();
   auto* window_opt =
-      ev->add_option("--window", eval_window, "sliding_window: tokens attended");
-  auto* sinks_opt = ev->add_option("--sinks", eval_sinks, "sliding_window: attention sinks");
+      ev->add_option("--window", eval_window, "sliding_window, hip: tokens attended");
+  auto* sinks_opt =
+      ev->add_option("--sinks", eval_sinks, "sliding_window, hip: attention sinks");
+  int64_t eval_top_k = 0, eval_block_size = 0;
+  std::string eval_stages;
+  auto* top_k_opt = ev->add_option("--top-k", eval_top_k, "hip: tokens the last stage keeps");
+  auto* block_opt =
+      ev->add_option("--block-size", eval_block_size, "hip: prompt queries pruned together");
+  ev->add_option("--hip-stages", eval_stages,
+                 "hip: pruning stages as chunk:keep,... (e.g. 256:32768,32:8192,8:2048)");
   longview::AddKvPolicyFlags(ev, &e.settings.kv);
   ev->add_option("--kv-budget-fraction", e.settings.kv_budget_fraction,
                  "KV budget as a fraction of each task's tokens (instead of --kv-budget)");
@@ -172,6 +181,17 @@ int main(int argc, char** argv) {
     if (eval_threads > 0) longview::cpu::SetNumThreads(eval_threads);
     if (window_opt->count() > 0) e.attention.window = eval_window;
     if (sinks_opt->count() > 0) e.attention.sinks = eval_sinks;
+    if (top_k_opt->count() > 0) e.attention.top_k = eval_top_k;
+    if (block_opt->count() > 0) e.attention.block_size = eval_block_size;
+    if (!eval_stages.empty()) {
+      absl::StatusOr<std::vector<longview::HipStage>> stages =
+          longview::ParseHipStages(eval_stages);
+      if (!stages.ok()) {
+        std::cerr << "--hip-stages: " << stages.status().message() << "\n";
+        return 2;
+      }
+      e.attention.stages = *std::move(stages);
+    }
     return longview::RunEval(e);
   }
   return 0;

@@ -323,12 +323,28 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
     if (key == "mode") {
       if (!value.is_string()) return InvalidParam(field, field + " must be a string");
       request.mode = value.get<std::string>();
-    } else if (key == "window" || key == "sinks") {
+    } else if (key == "window" || key == "sinks" || key == "top_k" || key == "block_size") {
       if (!value.is_number_integer()) return InvalidParam(field, field + " must be an integer");
-      (key == "window" ? request.window : request.sinks) = value.get<int64_t>();
+      (key == "window"  ? request.window
+       : key == "sinks" ? request.sinks
+       : key == "top_k" ? request.top_k
+                        : request.block_size) = value.get<int64_t>();
+    } else if (key == "stages") {
+      // [{"chunk": 256, "keep": 32768}, ...]
+      if (!value.is_array()) return InvalidParam(field, field + " must be an array");
+      request.stages.emplace();
+      for (size_t i = 0; i < value.size(); ++i) {
+        const json& st = value[i];
+        const std::string at = absl::StrCat(field, "[", i, "]");
+        if (!st.is_object() || st.size() != 2 || !st.contains("chunk") || !st.contains("keep") ||
+            !st["chunk"].is_number_integer() || !st["keep"].is_number_integer()) {
+          return InvalidParam(at, at + " must be {\"chunk\": integer, \"keep\": integer}");
+        }
+        request.stages->push_back({st["chunk"].get<int64_t>(), st["keep"].get<int64_t>()});
+      }
     } else {
       return InvalidParam(field, absl::StrCat(field, " is not a known parameter (known: mode, "
-                                                     "window, sinks)"));
+                                                     "window, sinks, top_k, block_size, stages)"));
     }
   }
   std::string bad_field;

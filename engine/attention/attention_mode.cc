@@ -81,10 +81,19 @@ absl::StatusOr<Attention> Attention::Of(const AttentionSpec& spec, const std::st
   return Attention(*std::move(mode));
 }
 
+absl::Status attention_internal::RejectHipParameters(const AttentionRequest& r,
+                                                     const std::string& prefix,
+                                                     std::string_view mode) {
+  const char* field = r.top_k ? "top_k" : r.block_size ? "block_size" : r.stages ? "stages" : nullptr;
+  if (field == nullptr) return absl::OkStatus();
+  return FieldError(prefix, field, "does not apply to mode " + std::string(mode));
+}
+
 std::span<const AttentionModeEntry> AttentionModes() {
   static const AttentionModeEntry kModes[] = {
       {"dense", attention_internal::ParseDense},
       {"sliding_window", attention_internal::ParseSlidingWindow},
+      {"hip", attention_internal::ParseHip},
   };
   return kModes;
 }
@@ -103,7 +112,7 @@ absl::StatusOr<Attention> ParseAttention(const AttentionRequest& request, const 
   auto it = std::find_if(modes.begin(), modes.end(),
                          [&](const AttentionModeEntry& e) { return e.name == name; });
   if (it == modes.end()) {
-    const bool later = name == "hip" || name == "lizard" || name == "delta";
+    const bool later = name == "lizard" || name == "delta";
     std::vector<std::string> names;
     for (const AttentionModeEntry& e : modes) names.emplace_back(e.name);
     return fail(FieldError(prefix, "mode",

@@ -87,7 +87,10 @@ class AttentionMode {
   int64_t PagesHeld(int64_t num_tokens, int64_t page_size, int64_t chunk,
                     int64_t model_window) const;
   // Keeps the prefix caches of modes that write different K/V apart (0: the model's own).
-  uint64_t PrefixCacheSalt() const;
+  virtual uint64_t PrefixCacheSalt() const;
+  // HiP's parameters when the keys a row reads depend on its queries (mode hip: the backend
+  // prunes per query block, engine/attention/hip.h), else null.
+  virtual const HipAttention* hip() const { return nullptr; }
 
  protected:
   // The error CheckLength returns; by default names prompt_tokens and max_tokens.

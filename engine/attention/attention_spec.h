@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace longview {
 
@@ -37,13 +38,41 @@ struct SlidingWindowAttention {
   bool operator==(const SlidingWindowAttention&) const = default;
 };
 
-using AttentionSpec = std::variant<DenseAttention, SlidingWindowAttention>;
+// One HiP pruning stage: the candidates cut into chunks of `chunk` tokens, the best `keep / chunk`
+// chunks kept (kernels/cpu/hip_mask.h).
+struct HipStage {
+  int64_t chunk = 0;
+  int64_t keep = 0;
+  bool operator==(const HipStage&) const = default;
+};
+
+// DESIGN §4 hip (InfiniteHiP; docs/hip.md): every query reads the first `sinks` tokens, the last
+// `window` (the query included) and the key chunks its query block keeps through `stages` of
+// hierarchical pruning over the tokens between them; the last stage keeps `top_k` tokens. The
+// query keeps its own position; the sinks and kept chunks are packed at the positions just below
+// the window. Prompt rows are pruned in blocks of `block_size` queries. Defaults: v1.2's.
+// Rules (checked when the mode is made): sinks >= 0, window >= 1, block_size >= 1; 1 to 8
+// stages, chunk sizes decreasing, each keep a multiple of its chunk, keeps decreasing, the last
+// keep = top_k.
+struct HipAttention {
+  int64_t sinks = 256;
+  int64_t window = 1024;
+  int64_t top_k = 2048;
+  int64_t block_size = 64;
+  std::vector<HipStage> stages = {{256, 32768}, {32, 8192}, {8, 2048}};
+  bool operator==(const HipAttention&) const = default;
+};
+
+using AttentionSpec = std::variant<DenseAttention, SlidingWindowAttention, HipAttention>;
 
 // The attention fields as the APIs carry them, before parsing: a mode name and its parameters.
 struct AttentionRequest {
   std::string mode;  // empty means dense
   std::optional<int64_t> window;
   std::optional<int64_t> sinks;
+  std::optional<int64_t> top_k;
+  std::optional<int64_t> block_size;
+  std::optional<std::vector<HipStage>> stages;
 };
 
 }  // namespace longview

@@ -33,6 +33,7 @@ class DenseMode final : public AttentionMode {
 }  // namespace
 
 absl::StatusOr<AttentionSpec> ParseDense(const AttentionRequest& r, const std::string& prefix) {
+  RETURN_IF_ERROR(RejectHipParameters(r, prefix, "dense"));
   if (r.window.has_value()) return FieldError(prefix, "window", "does not apply to mode dense");
   if (r.sinks.has_value()) return FieldError(prefix, "sinks", "does not apply to mode dense");
   return DenseAttention{};

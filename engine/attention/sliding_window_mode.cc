@@ -63,6 +63,7 @@ class SlidingWindowMode final : public AttentionMode {
 
 absl::StatusOr<AttentionSpec> ParseSlidingWindow(const AttentionRequest& r,
                                                  const std::string& prefix) {
+  RETURN_IF_ERROR(RejectHipParameters(r, prefix, "sliding_window"));
   if (!r.window.has_value()) {
     return FieldError(prefix, "window", "is required for mode sliding_window");
   }

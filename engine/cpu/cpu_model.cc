@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "engine/attention/hip.h"
 #include "engine/model/rope_params.h"
 #include "kernels/kv_selection.h"
 #include "kernels/cpu/ops.h"
@@ -28,6 +29,35 @@ void SelectionRowsAttention(const cpu::AttentionParams& params, const cpu::Paged
     int64_t q_pos = 0;
     KvSelection sel = mode.SelectKv(blocks, view.page_size, token[i], model_window, &q_pos);
     cpu::SelectionAttention(ap, view, rope, sel, q + i * q_dim, &q_pos, 1, out + i * q_dim);
+  }
+}
+
+// Mode hip: rows in blocks of block_size; a block whose middle outgrows top_k prunes it with
+// its queries before RoPE (q_raw) and each row reads sinks + the kept chunks + the block's window
+// (engine/attention/hip.h); a block before that reads every key.
+void HipRowsAttention(const cpu::AttentionParams& params, const cpu::PagedKvView& view,
+                      const cpu::RopeTable& rope, std::span<const int32_t> blocks,
+                      const HipAttention& hip, const float* q_raw, const float* q,
+                      const int64_t* token, int64_t n, float* out) {
+  cpu::AttentionParams ap = params;
+  ap.window = 0;  // the selection is the window
+  const int64_t q_dim = ap.num_q_heads * ap.head_dim;
+  const cpu::HipMaskParams mask =
+      HipMaskParamsFor(hip, ap.num_q_heads, ap.num_kv_heads, ap.head_dim);
+  for (int64_t b0 = 0; b0 < n; b0 += hip.block_size) {
+    const int64_t rows = std::min(hip.block_size, n - b0);
+    if (!HipPrunes(hip, token[b0])) {
+      cpu::PagedAttention(ap, view, rope, q + b0 * q_dim, token + b0, rows,
+                          token[b0 + rows - 1] + 1, out + b0 * q_dim);
+      continue;
+    }
+    const cpu::HipHeadRanges kept = cpu::HipSelect(mask, view, rope, q_raw + b0 * q_dim, rows,
+                                                   HipStagesOf(hip), HipMiddle(hip, token[b0]));
+    for (int64_t i = b0; i < b0 + rows; ++i) {
+      const KvSelection sel =
+          HipRowSelection(hip, blocks, view.page_size, token[b0], token[i], kept);
+      cpu::SelectionAttention(ap, view, rope, sel, q + i * q_dim, token + i, 1, out + i * q_dim);
+    }
   }
 }
 
@@ -145,6 +175,10 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
   std::vector<float> x(n * hidden), xn(n * hidden), q(n * q_dim), k(n * kv_dim), v(n * kv_dim);
   std::vector<float> attn(n * q_dim), proj(n * hidden), gate(n * inter), up(n * inter);
   std::vector<int64_t> pos(n);
+  // Mode hip prunes with its queries before RoPE.
+  const bool any_hip = std::any_of(seqs.begin(), seqs.end(),
+                                   [](const BatchSequence& s) { return s.attention->hip(); });
+  std::vector<float> q_raw(any_hip ? n * q_dim : 0);
   for (size_t s = 0; s < seqs.size(); ++s) {
     for (int64_t i = 0; i < static_cast<int64_t>(seqs[s].tokens.size()); ++i) {
       const int64_t r = row0[s] + i;
@@ -164,6 +198,7 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
                           hidden);
     cpu::MatMulTransposed(xn.data(), lw.v_proj.data.data(), bias(lw.v_bias), v.data(), n, kv_dim,
                           hidden);
+    if (any_hip) std::copy(q.begin(), q.end(), q_raw.begin());
     for (size_t s = 0; s < seqs.size(); ++s) {
       const BatchSequence& seq = seqs[s];
       for (int64_t r = row0[s]; r < row0[s + 1]; ++r) {
@@ -199,6 +234,9 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
                                 &pos[row0[s]], rows, &attn[row0[s] * q_dim],
                                 seq.key_stats_rows > 0 ? seq.key_stats : nullptr,
                                 rows - seq.key_stats_rows);
+      } else if (const HipAttention* hip = seq.attention->hip(); hip != nullptr) {
+        HipRowsAttention(ap, view, rope_, seq.block_ids, *hip, &q_raw[row0[s] * q_dim],
+                         &q[row0[s] * q_dim], &pos[row0[s]], rows, &attn[row0[s] * q_dim]);
       } else if (seq.attention->PerRowSelection()) {
         SelectionRowsAttention(ap, view, rope_, seq.block_ids, *seq.attention,
                                cfg_.layer_window[l], &q[row0[s] * q_dim], &pos[row0[s]], rows,

@@ -28,6 +28,7 @@ class CpuModelRunner : public ModelRunner {
                                                                 int64_t page_size);
   int64_t vocab_size() const override { return model_.config().vocab_size; }
   bool supports_kv_policies() const override { return true; }
+  bool supports_hip() const override { return true; }
   absl::Status Execute(const StepPlan& plan, StepResult& result) override;
   HostKvStorage& kv() { return kv_; }
   KvStorage& kv_storage() override { return kv_; }

@@ -116,6 +116,8 @@ class ModelRunner {
   virtual bool samples_on_device() const { return false; }
   // Whether Execute honours ScheduledSequence::kv_selection and key_stats_rows (KV policies).
   virtual bool supports_kv_policies() const { return false; }
+  // True when the backend runs attention mode hip (its pruning per query block).
+  virtual bool supports_hip() const { return false; }
   // Copies pages, runs the forward. InvalidArgument for a malformed plan.
   virtual absl::Status Execute(const StepPlan& plan, StepResult& result) = 0;
 };

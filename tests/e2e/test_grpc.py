@@ -137,7 +137,11 @@ def run(args, pb, pb_grpc, f):
 
         # A bad request names the field.
         bad_attention = [
-            (pb.AttentionConfig(mode="hip"), "attention.mode"),
+            (pb.AttentionConfig(mode="lizard"), "attention.mode"),
+            (pb.AttentionConfig(mode="hip", top_k=12), "attention.top_k"),
+            (pb.AttentionConfig(mode="hip", stages=[pb.HipStage(chunk=16, keep=64),
+                                                    pb.HipStage(chunk=32, keep=32)]),
+             "attention.stages[1]"),
             (pb.AttentionConfig(mode="sliding_window"), "attention.window"),
             (pb.AttentionConfig(mode="sliding_window", window=4, sinks=5), "attention.sinks"),
         ]

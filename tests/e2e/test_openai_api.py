@@ -324,6 +324,32 @@ def test_kv_policy_per_request(server, client):
     assert "n must be 1" in str(e.value)
 
 
+def test_hip_attention_per_request(client):
+    """Attention mode hip through the SDK's extra_body: a prompt long enough to prune is served
+    (greedy, same answer twice), differs from dense in its log-probabilities, and bad stages are a
+    400 naming the field."""
+    prompt = " ".join(f"item {i}" for i in range(60))
+    hip = {"mode": "hip", "sinks": 4, "window": 32, "top_k": 16, "block_size": 8,
+           "stages": [{"chunk": 16, "keep": 64}, {"chunk": 4, "keep": 16}]}
+
+    def run(attention):
+        return client.completions.create(
+            model=MODEL, prompt=prompt, max_tokens=6, temperature=0, logprobs=1,
+            extra_body={"ignore_eos": True, "longview": {"attention": attention}})
+    a, b, dense = run(hip), run(hip), run({"mode": "dense"})
+    assert a.usage.prompt_tokens > 100 and a.usage.completion_tokens == 6
+    assert a.choices[0].text == b.choices[0].text
+    assert a.choices[0].logprobs.token_logprobs == b.choices[0].logprobs.token_logprobs
+    assert a.choices[0].logprobs.token_logprobs != dense.choices[0].logprobs.token_logprobs
+    for attention, field in [({**hip, "top_k": 12}, "longview.attention.top_k"),
+                             ({**hip, "stages": [{"chunk": 16}]}, "longview.attention.stages[0]"),
+                             ({**hip, "stages": [{"chunk": 4, "keep": 64}, {"chunk": 16, "keep": 16}]},
+                              "longview.attention.stages[1]")]:
+        with pytest.raises(openai.BadRequestError) as e:
+            run(attention)
+        assert field in str(e.value), (attention, str(e.value))
+
+
 def test_errors_surface_as_typed_sdk_errors(server, client):
     with pytest.raises(openai.NotFoundError) as e:
         client.completions.create(model="no-such-model", prompt="x", max_tokens=2)
@@ -339,7 +365,7 @@ def test_errors_surface_as_typed_sdk_errors(server, client):
     assert "max_tokens" in str(e.value)
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
-                                       extra_body={"longview": {"attention": {"mode": "hip"}}})
+                                       extra_body={"longview": {"attention": {"mode": "lizard"}}})
     assert "longview.attention.mode" in str(e.value)
     bad_key = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="wrong",
                             max_retries=0)

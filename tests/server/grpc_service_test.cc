@@ -416,9 +416,10 @@ TEST_F(GrpcServiceTest, ListModels) {
   EXPECT_EQ(m.max_context_length(), 512);
   EXPECT_EQ(m.vocab_size(), model_->config.vocab_size);
   EXPECT_EQ(m.architecture(), "LlamaForCausalLM");
-  ASSERT_EQ(m.attention_modes_size(), 2);
+  ASSERT_EQ(m.attention_modes_size(), 3);  // the CPU backend runs every mode
   EXPECT_EQ(m.attention_modes(0), "dense");
   EXPECT_EQ(m.attention_modes(1), "sliding_window");
+  EXPECT_EQ(m.attention_modes(2), "hip");
 }
 
 TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
@@ -479,7 +480,7 @@ TEST_F(GrpcServiceTest, BadRequestsNameTheField) {
        "stopping.stop"},
       {"logprobs", [](v1::GenerateRequest* r) { r->mutable_output()->set_logprobs(21); },
        "output.logprobs"},
-      {"attention mode", [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("hip"); },
+      {"attention mode", [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("lizard"); },
        "attention.mode"},
       {"unknown attention mode",
        [](v1::GenerateRequest* r) { r->mutable_attention()->set_mode("nope"); }, "attention.mode"},

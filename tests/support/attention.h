@@ -24,4 +24,14 @@ inline Attention SlidingWindow(int64_t window, int64_t sinks = 0) {
 // Every layer reads every key (the model's own windows ignored): the reference for windows.
 inline Attention FullAttention() { return TestAttention(DenseAttention{.full = true}); }
 
+// DESIGN §4 hip with small stages for short test sequences: chunks of 16 keeping 64 tokens,
+// then chunks of 4 keeping top_k.
+inline Attention SmallHip(int64_t sinks, int64_t window, int64_t top_k, int64_t block_size = 8) {
+  return TestAttention(HipAttention{.sinks = sinks,
+                                    .window = window,
+                                    .top_k = top_k,
+                                    .block_size = block_size,
+                                    .stages = {{16, 64}, {4, top_k}}});
+}
+
 }  // namespace longview

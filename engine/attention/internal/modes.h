@@ -1,5 +1,5 @@
 // The modes behind the registry (attention_mode.cc): one Parse and one Make per mode, each
-// defined in the mode's own file (dense_mode.cc, sliding_window_mode.cc).
+// defined in the mode's own file (dense_mode.cc, sliding_window_mode.cc, hip_mode.cc).
 #pragma once
 
 #include <memory>
@@ -25,5 +25,14 @@ absl::StatusOr<AttentionSpec> ParseSlidingWindow(const AttentionRequest& request
                                                  const std::string& prefix);
 absl::StatusOr<std::shared_ptr<const AttentionMode>> MakeMode(const SlidingWindowAttention& spec,
                                                               const std::string& prefix);
+
+absl::StatusOr<AttentionSpec> ParseHip(const AttentionRequest& request, const std::string& prefix);
+absl::StatusOr<std::shared_ptr<const AttentionMode>> MakeMode(const HipAttention& spec,
+                                                              const std::string& prefix);
+
+// InvalidArgument when the request names a parameter of HiP's (top_k, block_size, stages) for
+// another mode.
+absl::Status RejectHipParameters(const AttentionRequest& request, const std::string& prefix,
+                                 std::string_view mode);
 
 }  // namespace longview::attention_internal

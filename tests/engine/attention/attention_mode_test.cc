@@ -46,7 +46,7 @@ INSTANTIATE_TEST_SUITE_P(
     Requests, ParseAttentionBadTest,
     ::testing::Values(
         BadRequest{"UnknownMode", "hyperattention", kUnset, kUnset, "attention.mode"},
-        BadRequest{"LaterMode", "hip", kUnset, kUnset, "attention.mode"},
+        BadRequest{"LaterMode", "lizard", kUnset, kUnset, "attention.mode"},
         BadRequest{"DenseTakesNoWindow", "dense", 8, kUnset, "attention.window"},
         BadRequest{"DenseTakesNoSinks", "", kUnset, 2, "attention.sinks"},
         BadRequest{"WindowRequired", "sliding_window", kUnset, kUnset, "attention.window"},
@@ -61,7 +61,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(ParseAttentionTest, ListsTheModesAndParsesEach) {
   std::vector<std::string> names;
   for (const AttentionModeEntry& e : AttentionModes()) names.emplace_back(e.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"dense", "sliding_window"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"dense", "sliding_window", "hip"}));
   absl::StatusOr<Attention> dense = ParseAttention({}, "attention.");
   ASSERT_TRUE(dense.ok());
   EXPECT_EQ((*dense)->name(), "dense");
@@ -74,7 +74,7 @@ TEST(ParseAttentionTest, ListsTheModesAndParsesEach) {
             (std::vector<std::pair<std::string, int64_t>>{{"window", 64}, {"sinks", 4}}));
   // The unknown-mode message lists what is served.
   absl::StatusOr<Attention> bad = ParseAttention({.mode = "nope"}, "longview.attention.");
-  EXPECT_NE(bad.status().message().find("supported: dense, sliding_window"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("supported: dense, sliding_window, hip"), std::string::npos);
   EXPECT_EQ(std::string(bad.status().message()).rfind("longview.attention.mode", 0), 0u);
 }
 

@@ -15,6 +15,7 @@
 #include "engine/model/weights.h"
 #include "gtest/gtest.h"
 #include "tests/support/attention.h"
+#include "tests/support/cpu_logits.h"
 #include "kvcache/block_pool.h"
 
 namespace longview {
@@ -45,34 +46,12 @@ std::vector<int32_t> RandomTokens(int64_t n, int32_t vocab, uint32_t seed) {
   return ids;
 }
 
-// All-position logits of `ids`, run in chunks, pages in reverse order.
-std::vector<float> RunLogits(CpuModel& model, const std::vector<int32_t>& ids, int64_t page_size,
-                       int64_t chunk, const Attention& fo) {
-  BlockTable table(page_size);
-  BlockPool pool(table.BlocksNeeded(static_cast<int64_t>(ids.size())));
-  HostKvStorage kv(model.kv_layout(page_size), pool.num_blocks());
-  auto blocks = pool.Allocate(pool.num_blocks());
-  EXPECT_TRUE(blocks.has_value());
-  std::reverse(blocks->begin(), blocks->end());
-  table.Append(*blocks);
-  std::vector<float> all, part;
-  for (size_t start = 0; start < ids.size(); start += chunk) {
-    const size_t n = std::min<size_t>(chunk, ids.size() - start);
-    absl::Status s = model.Forward({std::span<const int32_t>(ids).subspan(start, n),
-                                    static_cast<int64_t>(start), &table},
-                                   kv, /*all_logits=*/true, part, fo);
-    EXPECT_TRUE(s.ok()) << s;
-    all.insert(all.end(), part.begin(), part.end());
-  }
-  return all;
-}
-
 TEST(StreamingAttentionTest, WindowCoveringTheSequenceIsDenseBitForBit) {
   auto model = LoadModel();
   const std::vector<int32_t> ids = RandomTokens(45, model->config().vocab_size, 11);
   for (int64_t chunk : {1, 7, 45}) {
-    std::vector<float> dense = RunLogits(*model, ids, 8, chunk, FullAttention());
-    std::vector<float> sw = RunLogits(*model, ids, 8, chunk, SlidingWindow(41, 4));
+    std::vector<float> dense = AllLogits(*model, ids, 8, chunk, FullAttention());
+    std::vector<float> sw = AllLogits(*model, ids, 8, chunk, SlidingWindow(41, 4));
     ASSERT_EQ(dense.size(), sw.size());
     EXPECT_EQ(std::memcmp(dense.data(), sw.data(), dense.size() * sizeof(float)), 0)
         << "chunk " << chunk;
@@ -85,13 +64,13 @@ TEST(StreamingAttentionTest, OneLayerEqualsDenseOverTheRepositionedSequence) {
   const std::vector<int32_t> ids = RandomTokens(n, static_cast<int32_t>(vocab), 12);
   const Attention fo = SlidingWindow(window, sinks);
   for (int64_t chunk : {1, 6, 40}) {
-    std::vector<float> sw = RunLogits(*model, ids, 4, chunk, fo);
+    std::vector<float> sw = AllLogits(*model, ids, 4, chunk, fo);
     int64_t checked = 0;
     for (int64_t t = sinks + window; t < n; t += 5, ++checked) {
       // The cache StreamingLLM holds for token t: the sinks, then the last `window` tokens.
       std::vector<int32_t> repositioned(ids.begin(), ids.begin() + sinks);
       repositioned.insert(repositioned.end(), ids.begin() + t - window + 1, ids.begin() + t + 1);
-      std::vector<float> ref = RunLogits(*model, repositioned, 4, 1 << 20, FullAttention());
+      std::vector<float> ref = AllLogits(*model, repositioned, 4, 1 << 20, FullAttention());
       double diff = 0, scale = 0;
       for (int64_t v = 0; v < vocab; ++v) {
         const double r = ref[(repositioned.size() - 1) * vocab + v];
@@ -100,7 +79,7 @@ TEST(StreamingAttentionTest, OneLayerEqualsDenseOverTheRepositionedSequence) {
       }
       EXPECT_LT(diff / scale, 1e-5) << "chunk " << chunk << " token " << t;
       // And it is not dense attention: the window really cut the sequence.
-      std::vector<float> dense = RunLogits(*model, std::vector<int32_t>(ids.begin(), ids.begin() + t + 1),
+      std::vector<float> dense = AllLogits(*model, std::vector<int32_t>(ids.begin(), ids.begin() + t + 1),
                                      4, 1 << 20, FullAttention());
       double dd = 0;
       for (int64_t v = 0; v < vocab; ++v) {
@@ -117,7 +96,7 @@ TEST(StreamingAttentionTest, ReleasedPagesAreNotReadAndBatchEqualsForward) {
   const int64_t ps = 4, sinks = 2, window = 7, n = 30, vocab = model->config().vocab_size;
   const std::vector<int32_t> ids = RandomTokens(n, static_cast<int32_t>(vocab), 13);
   const Attention fo = SlidingWindow(window, sinks);
-  std::vector<float> ref = RunLogits(*model, ids, ps, 1, fo);
+  std::vector<float> ref = AllLogits(*model, ids, ps, 1, fo);
 
   // Decode token by token, overwriting and releasing (-1) every page that left the window.
   BlockTable table(ps);

@@ -1,0 +1,80 @@
+// Attention mode hip in CpuModel (engine/cpu/cpu_model.cc, engine/attention/hip.h): while a
+// block's middle fits top_k it is full attention bit for bit; once pruning starts the logits
+// leave full attention's exactly there; prompt rows pruned one by one (block_size 1) equal the
+// same tokens decoded one at a time; larger blocks stay close to them.
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/attention/hip.h"
+#include "gtest/gtest.h"
+#include "tests/support/attention.h"
+#include "tests/support/cpu_logits.h"
+#include "tests/support/cpu_model_of.h"
+#include "tests/support/golden_model.h"
+
+namespace longview {
+namespace {
+
+// The first token index whose logits differ between a and b (vocab logits per token), or -1.
+int64_t FirstDifferent(const std::vector<float>& a, const std::vector<float>& b, int64_t vocab) {
+  EXPECT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    if (a[i] != b[i]) return static_cast<int64_t>(i) / vocab;
+  }
+  return -1;
+}
+
+TEST(HipAttentionTest, FullAttentionUntilTheMiddleOutgrowsTopK) {
+  auto lm = test::GoldenLlama();
+  std::unique_ptr<CpuModel> model = CpuModelOf(*lm);
+  const int64_t vocab = lm->config.vocab_size;
+  const std::vector<int32_t> ids = test::RandomPrompt(200, 7);
+  // sinks 4, window 32, top_k 16: a block starting at token t prunes once t - 31 - 4 > 16.
+  const Attention hip = SmallHip(4, 32, 16, /*block_size=*/1);
+  const HipAttention& h = *hip->hip();
+  int64_t first_pruned = 0;
+  while (!HipPrunes(h, first_pruned)) ++first_pruned;
+  EXPECT_EQ(first_pruned, 52);
+  for (int64_t chunk : {1, 9, 200}) {
+    SCOPED_TRACE(::testing::Message() << "chunk " << chunk);
+    const std::vector<float> full = AllLogits(*model, ids, 8, chunk, FullAttention());
+    const std::vector<float> pruned = AllLogits(*model, ids, 8, chunk, hip);
+    EXPECT_EQ(FirstDifferent(full, pruned, vocab), first_pruned);
+    for (float v : pruned) ASSERT_TRUE(std::isfinite(v));
+  }
+  // A top_k that covers every middle is full attention throughout.
+  const std::vector<float> full = AllLogits(*model, ids, 8, 64, FullAttention());
+  EXPECT_EQ(FirstDifferent(full, AllLogits(*model, ids, 8, 64,
+                                               TestAttention(HipAttention{
+                                                   .sinks = 4, .window = 32, .top_k = 168,
+                                                   .stages = {{16, 176}, {4, 168}}})), vocab), -1);
+}
+
+TEST(HipAttentionTest, PromptRowsPrunedAloneEqualDecodingThemOneByOne) {
+  auto lm = test::GoldenLlama();
+  std::unique_ptr<CpuModel> model = CpuModelOf(*lm);
+  const std::vector<int32_t> ids = test::RandomPrompt(240, 9);
+  for (int64_t page_size : {1, 16}) {
+    SCOPED_TRACE(::testing::Message() << "page " << page_size);
+    const Attention hip = SmallHip(4, 24, 16, /*block_size=*/1);
+    const std::vector<float> one_by_one = AllLogits(*model, ids, page_size, 1, hip);
+    EXPECT_EQ(AllLogits(*model, ids, page_size, 240, hip), one_by_one);
+    EXPECT_EQ(AllLogits(*model, ids, page_size, 37, hip), one_by_one);
+    // Blocks of 8 rows share their chunks and a window reaching back to the block's first row:
+    // not the same keys, close logits.
+    const std::vector<float> blocks = AllLogits(*model, ids, page_size, 240, SmallHip(4, 24, 16, 8));
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      diff = std::max(diff, std::fabs(static_cast<double>(blocks[i]) - one_by_one[i]));
+      scale = std::max(scale, std::fabs(static_cast<double>(one_by_one[i])));
+    }
+    EXPECT_GT(diff, 0.0);
+    EXPECT_LT(diff / scale, 0.5);
+  }
+}
+
+}  // namespace
+}  // namespace longview
