@@ -156,6 +156,12 @@ def run_longview(binary, model, task_file, result_file, args):
         cmd += ["--window", str(args.window)]
     if args.sinks:
         cmd += ["--sinks", str(args.sinks)]
+    if args.top_k:
+        cmd += ["--top-k", str(args.top_k)]
+    if args.block_size:
+        cmd += ["--block-size", str(args.block_size)]
+    if args.hip_stages:
+        cmd += ["--hip-stages", args.hip_stages]
     if args.kv_budget:
         cmd += ["--kv-budget", str(args.kv_budget)]
     if args.kv_budget_fraction:
@@ -270,6 +276,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="longview eval's backend: cpu | cuda | auto")
     ap.add_argument("--window", type=int, default=0)
     ap.add_argument("--sinks", type=int, default=0)
+    ap.add_argument("--top-k", type=int, default=0, help="hip: tokens the last stage keeps")
+    ap.add_argument("--block-size", type=int, default=0, help="hip: prompt queries pruned together")
+    ap.add_argument("--hip-stages", default="", help="hip: chunk:keep,... per pruning stage")
     ap.add_argument("--kv-policy", default="none")
     ap.add_argument("--kv-budget", type=int, default=0)
     ap.add_argument("--kv-budget-fraction", type=float, default=0,
@@ -291,9 +300,10 @@ def main(argv=None):
     filler = tasks.Filler.load(args.filler)
     suite = SUITES[args.suite]
     bucket = suite.get("bucket", 0) if args.bucket is None else args.bucket
-    # Dense attention refuses texts past the model's context (the long held-out text).
+    # Dense attention and hip (queries keep their positions) refuse texts past the model's
+    # context (the long held-out text).
     task_list = make_tasks(suite, sp, args.seed, filler, bucket,
-                           long_text=args.attention_mode != "dense")
+                           long_text=args.attention_mode not in ("dense", "hip"))
     sp.close()
     out_dir = args.out_dir or tempfile.mkdtemp(prefix="lv_eval_")
     os.makedirs(out_dir, exist_ok=True)
@@ -306,6 +316,7 @@ def main(argv=None):
                            os.path.join(out_dir, "results.jsonl"), args)
     settings = (f"model={os.path.basename(os.path.normpath(args.model))} "
                 f"attention={args.attention_mode} window={args.window} sinks={args.sinks} "
+                f"top_k={args.top_k} block_size={args.block_size} hip_stages={args.hip_stages} "
                 f"kv_policy={args.kv_policy} kv_budget={args.kv_budget} "
                 f"kv_budget_fraction={args.kv_budget_fraction} chunk={args.chunk or 512} "
                 f"suite={args.suite} "
