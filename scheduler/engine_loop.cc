@@ -306,13 +306,25 @@ absl::Status EngineLoop::Validate(const GenerationRequest& request) const {
         "attention.mode hip is not available on this server's backend yet (its pruning runs on "
         "the CPU backend only so far)");
   }
+  // The default dense layers (the first four) apply to those a smaller model has; layers a
+  // request names must exist.
+  if (const HipAttention* hip = mode.hip();
+      hip != nullptr && hip->dense_layers != HipAttention{}.dense_layers) {
+    for (size_t i = 0; i < hip->dense_layers.size(); ++i) {
+      if (hip->dense_layers[i] >= cfg.num_hidden_layers) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "attention.dense_layers[%d] = %d is not a layer of this model (layers 0 to %d)", i,
+            hip->dense_layers[i], cfg.num_hidden_layers - 1));
+      }
+    }
+  }
   const KvPolicySpec& policy = request.kv_policy.value_or(o.default_kv_policy);
   if (policy.enabled()) {
     const std::string name(KvPolicyName(policy.kind));
     if (!impl_->runner.supports_kv_policies()) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "kv.policy %s is not available on this server's backend (KV policies need per-key "
-          "attention statistics, which only the CPU backend produces so far)",
+          "attention statistics, which it does not produce)",
           name));
     }
     if (mode.name() != "dense") {

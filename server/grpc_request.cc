@@ -27,6 +27,12 @@ absl::StatusOr<Attention> ToAttention(const v1::AttentionConfig& a) {
     request.stages.emplace();
     for (const v1::HipStage& s : a.stages()) request.stages->push_back({s.chunk(), s.keep()});
   }
+  if (a.refresh_size() > 0) request.refresh.emplace(a.refresh().begin(), a.refresh().end());
+  if (a.has_dense_layers()) {
+    request.dense_layers.emplace(a.dense_layers().layers().begin(),
+                                 a.dense_layers().layers().end());
+  }
+  if (a.has_dense_top_k()) request.dense_top_k = a.dense_top_k();
   return ParseAttention(request, "attention.");
 }
 

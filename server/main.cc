@@ -151,6 +151,14 @@ int main(int argc, char** argv) {
       ev->add_option("--block-size", eval_block_size, "hip: prompt queries pruned together");
   ev->add_option("--hip-stages", eval_stages,
                  "hip: pruning stages as chunk:keep,... (e.g. 256:32768,32:8192,8:2048)");
+  std::string eval_refresh, eval_dense_layers;
+  int64_t eval_dense_top_k = 0;
+  ev->add_option("--hip-refresh", eval_refresh,
+                 "hip: decode steps between mask refreshes per stage (e.g. 32,16,8)");
+  auto* dense_layers_opt = ev->add_option(
+      "--dense-layers", eval_dense_layers, "hip: layers keeping --dense-top-k (e.g. 0,1,2,3; '' none)");
+  auto* dense_top_k_opt =
+      ev->add_option("--dense-top-k", eval_dense_top_k, "hip: the last stage's keep on them");
   longview::AddKvPolicyFlags(ev, &e.settings.kv);
   ev->add_option("--kv-budget-fraction", e.settings.kv_budget_fraction,
                  "KV budget as a fraction of each task's tokens (instead of --kv-budget)");
@@ -192,6 +200,23 @@ int main(int argc, char** argv) {
       }
       e.attention.stages = *std::move(stages);
     }
+    // A list flag given (even empty: --dense-layers '' is none) replaces the mode's default.
+    auto int_list = [](const char* flag, const std::string& text,
+                       std::optional<std::vector<int64_t>>* out) {
+      absl::StatusOr<std::vector<int64_t>> values = longview::ParseIntList(text);
+      if (!values.ok()) std::cerr << flag << ": " << values.status().message() << "\n";
+      if (values.ok()) *out = *std::move(values);
+      return values.ok();
+    };
+    if (!eval_refresh.empty() &&
+        !int_list("--hip-refresh", eval_refresh, &e.attention.refresh)) {
+      return 2;
+    }
+    if (dense_layers_opt->count() > 0 &&
+        !int_list("--dense-layers", eval_dense_layers, &e.attention.dense_layers)) {
+      return 2;
+    }
+    if (dense_top_k_opt->count() > 0) e.attention.dense_top_k = eval_dense_top_k;
     return longview::RunEval(e);
   }
   return 0;

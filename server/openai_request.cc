@@ -323,12 +323,25 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
     if (key == "mode") {
       if (!value.is_string()) return InvalidParam(field, field + " must be a string");
       request.mode = value.get<std::string>();
-    } else if (key == "window" || key == "sinks" || key == "top_k" || key == "block_size") {
+    } else if (key == "window" || key == "sinks" || key == "top_k" || key == "block_size" ||
+               key == "dense_top_k") {
       if (!value.is_number_integer()) return InvalidParam(field, field + " must be an integer");
-      (key == "window"  ? request.window
-       : key == "sinks" ? request.sinks
-       : key == "top_k" ? request.top_k
-                        : request.block_size) = value.get<int64_t>();
+      (key == "window"       ? request.window
+       : key == "sinks"      ? request.sinks
+       : key == "top_k"      ? request.top_k
+       : key == "block_size" ? request.block_size
+                             : request.dense_top_k) = value.get<int64_t>();
+    } else if (key == "refresh" || key == "dense_layers") {
+      if (!value.is_array()) return InvalidParam(field, field + " must be an array of integers");
+      std::vector<int64_t> values;
+      for (size_t i = 0; i < value.size(); ++i) {
+        if (!value[i].is_number_integer()) {
+          const std::string at = absl::StrCat(field, "[", i, "]");
+          return InvalidParam(at, at + " must be an integer");
+        }
+        values.push_back(value[i].get<int64_t>());
+      }
+      (key == "refresh" ? request.refresh : request.dense_layers) = std::move(values);
     } else if (key == "stages") {
       // [{"chunk": 256, "keep": 32768}, ...]
       if (!value.is_array()) return InvalidParam(field, field + " must be an array");
@@ -344,7 +357,8 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
       }
     } else {
       return InvalidParam(field, absl::StrCat(field, " is not a known parameter (known: mode, "
-                                                     "window, sinks, top_k, block_size, stages)"));
+                                                     "window, sinks, top_k, block_size, stages, refresh, "
+                                                     "dense_layers, dense_top_k)"));
     }
   }
   std::string bad_field;

@@ -84,7 +84,13 @@ absl::StatusOr<Attention> Attention::Of(const AttentionSpec& spec, const std::st
 absl::Status attention_internal::RejectHipParameters(const AttentionRequest& r,
                                                      const std::string& prefix,
                                                      std::string_view mode) {
-  const char* field = r.top_k ? "top_k" : r.block_size ? "block_size" : r.stages ? "stages" : nullptr;
+  const char* field = r.top_k          ? "top_k"
+                      : r.block_size   ? "block_size"
+                      : r.stages       ? "stages"
+                      : r.refresh      ? "refresh"
+                      : r.dense_layers ? "dense_layers"
+                      : r.dense_top_k  ? "dense_top_k"
+                                       : nullptr;
   if (field == nullptr) return absl::OkStatus();
   return FieldError(prefix, field, "does not apply to mode " + std::string(mode));
 }

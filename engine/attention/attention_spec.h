@@ -18,6 +18,8 @@
 #include <variant>
 #include <vector>
 
+#include "kernels/hip_stage.h"
+
 namespace longview {
 
 // The model's own attention, with its native sliding windows (Mistral, Gemma-style layers).
@@ -38,28 +40,27 @@ struct SlidingWindowAttention {
   bool operator==(const SlidingWindowAttention&) const = default;
 };
 
-// One HiP pruning stage: the candidates cut into chunks of `chunk` tokens, the best `keep / chunk`
-// chunks kept (kernels/cpu/hip_mask.h).
-struct HipStage {
-  int64_t chunk = 0;
-  int64_t keep = 0;
-  bool operator==(const HipStage&) const = default;
-};
-
 // DESIGN §4 hip (InfiniteHiP; docs/hip.md): every query reads the first `sinks` tokens, the last
 // `window` (the query included) and the key chunks its query block keeps through `stages` of
 // hierarchical pruning over the tokens between them; the last stage keeps `top_k` tokens. The
 // query keeps its own position; the sinks and kept chunks are packed at the positions just below
 // the window. Prompt rows are pruned in blocks of `block_size` queries. Defaults: v1.2's.
+// In decode, stage i's output is kept and recomputed every `refresh[i]` steps (the later stages
+// from it in the same step); between refreshes the last mask is reused. The `dense_layers`
+// keep `dense_top_k` tokens in the last stage instead of top_k.
 // Rules (checked when the mode is made): sinks >= 0, window >= 1, block_size >= 1; 1 to 8
 // stages, chunk sizes decreasing, each keep a multiple of its chunk, keeps decreasing, the last
-// keep = top_k.
+// keep = top_k; one refresh interval >= 1 per stage; dense layers distinct, >= 0; dense_top_k
+// a multiple of the last chunk, no larger than the keep before the last stage.
 struct HipAttention {
   int64_t sinks = 256;
   int64_t window = 1024;
   int64_t top_k = 2048;
   int64_t block_size = 64;
   std::vector<HipStage> stages = {{256, 32768}, {32, 8192}, {8, 2048}};
+  std::vector<int64_t> refresh = {32, 16, 8};
+  std::vector<int64_t> dense_layers = {0, 1, 2, 3};
+  int64_t dense_top_k = 4096;
   bool operator==(const HipAttention&) const = default;
 };
 
@@ -73,6 +74,9 @@ struct AttentionRequest {
   std::optional<int64_t> top_k;
   std::optional<int64_t> block_size;
   std::optional<std::vector<HipStage>> stages;
+  std::optional<std::vector<int64_t>> refresh;
+  std::optional<std::vector<int64_t>> dense_layers;
+  std::optional<int64_t> dense_top_k;
 };
 
 }  // namespace longview

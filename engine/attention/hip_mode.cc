@@ -13,12 +13,25 @@
 namespace longview {
 
 cpu::HipRange HipMiddle(const HipAttention& h, int64_t first_token) {
-  return {h.sinks, std::max(h.sinks, first_token + 1 - h.window)};
+  const int64_t masking_window = std::max<int64_t>(1, h.window - h.stages.front().chunk);
+  return {h.sinks, std::max(h.sinks, first_token + 1 - masking_window)};
 }
 
-bool HipPrunes(const HipAttention& h, int64_t first_token) {
+int64_t HipWindowBegin(const HipAttention& h, int64_t first_token) {
+  return std::max(h.sinks, first_token + 1 - h.window);
+}
+
+std::vector<HipStage> HipLayerStages(const HipAttention& h, int64_t layer) {
+  std::vector<HipStage> stages = h.stages;
+  if (std::find(h.dense_layers.begin(), h.dense_layers.end(), layer) != h.dense_layers.end()) {
+    stages.back().keep = h.dense_top_k;
+  }
+  return stages;
+}
+
+bool HipPrunes(const HipAttention& h, int64_t first_token, int64_t layer) {
   const cpu::HipRange m = HipMiddle(h, first_token);
-  return m.end - m.begin > h.top_k;
+  return m.end - m.begin > HipLayerStages(h, layer).back().keep;
 }
 
 cpu::HipMaskParams HipMaskParamsFor(const HipAttention& h, int64_t num_q_heads,
@@ -30,24 +43,25 @@ cpu::HipMaskParams HipMaskParamsFor(const HipAttention& h, int64_t num_q_heads,
           .query_position = std::max<int64_t>(1, h.window - h.stages.front().chunk + 1)};
 }
 
-std::vector<cpu::HipStageParams> HipStagesOf(const HipAttention& h) {
-  std::vector<cpu::HipStageParams> stages;
-  for (const HipStage& s : h.stages) stages.push_back({.chunk = s.chunk, .keep = s.keep});
-  return stages;
-}
-
 KvSelection HipRowSelection(const HipAttention& h, std::span<const int32_t> block_table,
                             int64_t page_size, int64_t first_token, int64_t token,
                             const cpu::HipHeadRanges& kept) {
-  const int64_t window_begin = HipMiddle(h, first_token).end;
+  const int64_t window_begin = HipWindowBegin(h, first_token);
   auto one_head = [&](const std::vector<cpu::HipRange>& ranges, KvSelection& sel) {
+    // Kept tokens inside the window are read there.
+    std::vector<cpu::HipRange> below;
     int64_t kept_tokens = 0;
-    for (const cpu::HipRange& r : ranges) kept_tokens += r.end - r.begin;
+    for (const cpu::HipRange& r : ranges) {
+      const cpu::HipRange c{r.begin, std::min(r.end, window_begin)};
+      if (c.end <= c.begin) continue;
+      below.push_back(c);
+      kept_tokens += c.end - c.begin;
+    }
     const int64_t sinks = std::min(h.sinks, window_begin);
     int64_t pos = std::max<int64_t>(0, window_begin - kept_tokens - sinks);
     AppendTokenRange(block_table, page_size, 0, sinks, pos, sel);
     pos += sinks;
-    for (const cpu::HipRange& r : ranges) {
+    for (const cpu::HipRange& r : below) {
       AppendTokenRange(block_table, page_size, r.begin, r.end - r.begin, pos, sel);
       pos += r.end - r.begin;
     }
@@ -68,6 +82,42 @@ KvSelection HipRowSelection(const HipAttention& h, std::span<const int32_t> bloc
   return sel;
 }
 
+size_t HipRefreshStage(const HipAttention& h, const HipLayerMasks& masks) {
+  if (masks.outputs.size() != h.stages.size()) return 0;
+  for (size_t i = 0; i < h.stages.size(); ++i) {
+    if (masks.age[i] >= h.refresh[i]) return i;
+  }
+  return h.stages.size();
+}
+
+const cpu::HipHeadRanges& HipDecodeMask(const HipAttention& h, int64_t layer,
+                                        const cpu::HipMaskParams& params,
+                                        const cpu::PagedKvView& kv, const cpu::RopeTable& rope,
+                                        const float* q, int64_t token, HipLayerMasks& masks) {
+  const size_t first = HipRefreshStage(h, masks);
+  const std::vector<HipStage> stages = HipLayerStages(h, layer);
+  if (first == 0) {
+    masks.outputs.assign(stages.size(), {});
+    masks.age.assign(stages.size(), 0);
+  }
+  if (first < stages.size()) {
+    cpu::HipHeadRanges ranges;
+    if (first == 0) {
+      const cpu::HipRange middle = HipMiddle(h, token);
+      ranges.assign(params.num_kv_heads, {middle});
+    } else {
+      ranges = masks.outputs[first - 1];
+    }
+    for (size_t i = first; i < stages.size(); ++i) {
+      ranges = cpu::HipRefineStage(params, kv, rope, q, 1, stages[i], ranges);
+      masks.outputs[i] = ranges;
+      masks.age[i] = 0;
+    }
+  }
+  for (int64_t& a : masks.age) ++a;
+  return masks.outputs.back();
+}
+
 absl::StatusOr<std::vector<HipStage>> ParseHipStages(std::string_view text) {
   std::vector<HipStage> stages;
   for (absl::string_view entry : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
@@ -81,6 +131,19 @@ absl::StatusOr<std::vector<HipStage>> ParseHipStages(std::string_view text) {
     stages.push_back(s);
   }
   return stages;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseIntList(std::string_view text) {
+  std::vector<int64_t> values;
+  if (text.empty()) return values;
+  for (absl::string_view entry : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(entry, &v)) {
+      return absl::InvalidArgumentError(absl::StrCat("'", entry, "' is not an integer"));
+    }
+    values.push_back(v);
+  }
+  return values;
 }
 
 namespace attention_internal {
@@ -103,7 +166,10 @@ class HipMode final : public AttentionMode {
     for (size_t i = 0; i < hip_.stages.size(); ++i) {
       p.emplace_back(absl::StrFormat("stage%d_chunk", i + 1), hip_.stages[i].chunk);
       p.emplace_back(absl::StrFormat("stage%d_keep", i + 1), hip_.stages[i].keep);
+      p.emplace_back(absl::StrFormat("stage%d_refresh", i + 1), hip_.refresh[i]);
     }
+    p.emplace_back("dense_top_k", hip_.dense_top_k);
+    p.emplace_back("dense_layers", static_cast<int64_t>(hip_.dense_layers.size()));
     return p;
   }
   // Any key may be selected: every page stays (host offload comes with the tiers).
@@ -126,6 +192,9 @@ class HipMode final : public AttentionMode {
     auto mix = [&h](int64_t v) { h = (h ^ static_cast<uint64_t>(v)) * 0x100000001B3ull; };
     mix(hip_.sinks), mix(hip_.window), mix(hip_.top_k), mix(hip_.block_size);
     for (const HipStage& s : hip_.stages) mix(s.chunk), mix(s.keep);
+    for (int64_t r : hip_.refresh) mix(r);
+    mix(hip_.dense_top_k);
+    for (int64_t l : hip_.dense_layers) mix(l + 1);
     return h;
   }
 
@@ -166,6 +235,20 @@ absl::StatusOr<AttentionSpec> ParseHip(const AttentionRequest& r, const std::str
   } else {
     h.top_k = h.stages.back().keep;
   }
+  // Other stage lists take v1.2's schedule and its doubled top-k on the dense layers.
+  const size_t n = h.stages.size();
+  if (r.refresh.has_value()) {
+    h.refresh = *r.refresh;
+  } else if (r.stages.has_value()) {
+    h.refresh.clear();
+    for (size_t i = 0; i < n; ++i) h.refresh.push_back(int64_t{8} << std::min<size_t>(n - 1 - i, 20));
+  }
+  if (r.dense_layers.has_value()) h.dense_layers = *r.dense_layers;
+  if (r.dense_top_k.has_value()) {
+    h.dense_top_k = *r.dense_top_k;
+  } else {
+    h.dense_top_k = n > 1 ? std::min(2 * h.top_k, h.stages[n - 2].keep) : 2 * h.top_k;
+  }
   return h;
 }
 
@@ -201,6 +284,33 @@ absl::StatusOr<std::shared_ptr<const AttentionMode>> MakeMode(const HipAttention
                                         "larger keep than the stage before (chunk %d, keep %d)",
                                         s.chunk, s.keep, h.stages[i - 1].chunk,
                                         h.stages[i - 1].keep));
+    }
+  }
+  if (h.refresh.size() != h.stages.size()) {
+    return FieldError(prefix, "refresh",
+                      absl::StrFormat("must give one interval per stage (%d), got %d",
+                                      h.stages.size(), h.refresh.size()));
+  }
+  for (size_t i = 0; i < h.refresh.size(); ++i) {
+    RETURN_IF_ERROR(range(absl::StrFormat("refresh[%d]", i).c_str(), h.refresh[i], 1, 1 << 20));
+  }
+  for (size_t i = 0; i < h.dense_layers.size(); ++i) {
+    const std::string field = absl::StrFormat("dense_layers[%d]", i);
+    RETURN_IF_ERROR(range(field.c_str(), h.dense_layers[i], 0, 1 << 16));
+    if (std::find(h.dense_layers.begin(), h.dense_layers.begin() + i, h.dense_layers[i]) !=
+        h.dense_layers.begin() + i) {
+      return FieldError(prefix, field,
+                        absl::StrFormat("(%d) names a layer twice", h.dense_layers[i]));
+    }
+  }
+  {
+    const int64_t chunk = h.stages.back().chunk;
+    const int64_t before = h.stages.size() > 1 ? h.stages[h.stages.size() - 2].keep : kMaxTokens;
+    if (h.dense_top_k < chunk || h.dense_top_k > before || h.dense_top_k % chunk != 0) {
+      return FieldError(prefix, "dense_top_k",
+                        absl::StrFormat("must be a multiple of %d in [%d, %d] (the last stage's "
+                                        "chunk and the keep before it), got %d",
+                                        chunk, chunk, before, h.dense_top_k));
     }
   }
   if (h.top_k != h.stages.back().keep) {

@@ -32,13 +32,15 @@ void SelectionRowsAttention(const cpu::AttentionParams& params, const cpu::Paged
   }
 }
 
-// Mode hip: rows in blocks of block_size; a block whose middle outgrows top_k prunes it with
-// its queries before RoPE (q_raw) and each row reads sinks + the kept chunks + the block's window
-// (engine/attention/hip.h); a block before that reads every key.
+// Mode hip: rows in blocks of block_size; a block whose middle outgrows the layer's top-k
+// prunes it with its queries before RoPE (q_raw) and each row reads sinks + the kept chunks + the
+// block's window (engine/attention/hip.h); a block before that reads every key. With `masks`, a
+// step of one row (decode) prunes through them: stages recomputed on their refresh schedule.
 void HipRowsAttention(const cpu::AttentionParams& params, const cpu::PagedKvView& view,
                       const cpu::RopeTable& rope, std::span<const int32_t> blocks,
-                      const HipAttention& hip, const float* q_raw, const float* q,
-                      const int64_t* token, int64_t n, float* out) {
+                      const HipAttention& hip, int64_t layer, HipSequenceMasks* masks,
+                      const float* q_raw, const float* q, const int64_t* token, int64_t n,
+                      float* out) {
   cpu::AttentionParams ap = params;
   ap.window = 0;  // the selection is the window
   const int64_t q_dim = ap.num_q_heads * ap.head_dim;
@@ -46,13 +48,20 @@ void HipRowsAttention(const cpu::AttentionParams& params, const cpu::PagedKvView
       HipMaskParamsFor(hip, ap.num_q_heads, ap.num_kv_heads, ap.head_dim);
   for (int64_t b0 = 0; b0 < n; b0 += hip.block_size) {
     const int64_t rows = std::min(hip.block_size, n - b0);
-    if (!HipPrunes(hip, token[b0])) {
+    if (!HipPrunes(hip, token[b0], layer)) {
       cpu::PagedAttention(ap, view, rope, q + b0 * q_dim, token + b0, rows,
                           token[b0 + rows - 1] + 1, out + b0 * q_dim);
       continue;
     }
-    const cpu::HipHeadRanges kept = cpu::HipSelect(mask, view, rope, q_raw + b0 * q_dim, rows,
-                                                   HipStagesOf(hip), HipMiddle(hip, token[b0]));
+    cpu::HipHeadRanges fresh;
+    if (masks == nullptr || n != 1) {
+      fresh = cpu::HipSelect(mask, view, rope, q_raw + b0 * q_dim, rows,
+                             HipLayerStages(hip, layer), HipMiddle(hip, token[b0]));
+    }
+    const cpu::HipHeadRanges& kept =
+        masks == nullptr || n != 1
+            ? fresh
+            : HipDecodeMask(hip, layer, mask, view, rope, q_raw, token[0], masks->layers[layer]);
     for (int64_t i = b0; i < b0 + rows; ++i) {
       const KvSelection sel =
           HipRowSelection(hip, blocks, view.page_size, token[b0], token[i], kept);
@@ -179,6 +188,11 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
   const bool any_hip = std::any_of(seqs.begin(), seqs.end(),
                                    [](const BatchSequence& s) { return s.attention->hip(); });
   std::vector<float> q_raw(any_hip ? n * q_dim : 0);
+  for (const BatchSequence& seq : seqs) {
+    if (seq.hip_masks == nullptr) continue;
+    if (seq.tokens.size() != 1) seq.hip_masks->layers.clear();  // masks are decode's
+    seq.hip_masks->layers.resize(cfg_.num_hidden_layers);
+  }
   for (size_t s = 0; s < seqs.size(); ++s) {
     for (int64_t i = 0; i < static_cast<int64_t>(seqs[s].tokens.size()); ++i) {
       const int64_t r = row0[s] + i;
@@ -235,7 +249,8 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
                                 seq.key_stats_rows > 0 ? seq.key_stats : nullptr,
                                 rows - seq.key_stats_rows);
       } else if (const HipAttention* hip = seq.attention->hip(); hip != nullptr) {
-        HipRowsAttention(ap, view, rope_, seq.block_ids, *hip, &q_raw[row0[s] * q_dim],
+        HipRowsAttention(ap, view, rope_, seq.block_ids, *hip, l, seq.hip_masks,
+                         &q_raw[row0[s] * q_dim],
                          &q[row0[s] * q_dim], &pos[row0[s]], rows, &attn[row0[s] * q_dim]);
       } else if (seq.attention->PerRowSelection()) {
         SelectionRowsAttention(ap, view, rope_, seq.block_ids, *seq.attention,

@@ -26,6 +26,10 @@
 #include "kvcache/host_kv_storage.h"
 
 namespace longview {
+struct HipSequenceMasks;  // engine/attention/hip.h
+}  // namespace longview
+
+namespace longview {
 
 struct SequenceChunk {
   std::span<const int32_t> tokens;  // new tokens, at positions start_pos, start_pos + 1, ...
@@ -48,6 +52,9 @@ struct BatchSequence {
   // over layers and query heads, to key_stats ([num_kv_heads][keys]; zeroed by the caller).
   int64_t key_stats_rows = 0;
   float* key_stats = nullptr;
+  // Mode hip: the sequence's decode masks (engine/attention/hip.h), reused by steps of one row
+  // between refreshes and cleared by a step of several; null prunes every step afresh. Not owned.
+  HipSequenceMasks* hip_masks = nullptr;
 };
 
 class CpuModel {

@@ -23,6 +23,12 @@ absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
   RETURN_IF_ERROR(kv_.CopySlots(plan.slot_copies));
   RETURN_IF_ERROR(kv_.CopyStates(plan.state_copies));
   RETURN_IF_ERROR(kv_.ClearStates(plan.cleared_state_slots));
+  for (int64_t id : plan.finished_seq_ids) hip_masks_.erase(id);
+  for (int64_t id : plan.reset_seq_ids) hip_masks_.erase(id);
+  for (const auto& [parent, child] : plan.forked_seq_ids) {
+    auto it = hip_masks_.find(parent);
+    if (it != hip_masks_.end()) hip_masks_[child] = it->second;
+  }
   batch_.clear();
   result.vocab_size = vocab_size();
   result.logits_row.assign(plan.seqs.size(), -1);
@@ -52,7 +58,10 @@ absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
                                    .attention = s.attention,
                                    .selection = s.kv_selection.get(),
                                    .key_stats_rows = stats ? s.key_stats_rows : 0,
-                                   .key_stats = stats ? result.key_stats[i].data() : nullptr});
+                                   .key_stats = stats ? result.key_stats[i].data() : nullptr,
+                                   .hip_masks = s.attention->hip() != nullptr
+                                                    ? &hip_masks_[s.seq_id]
+                                                    : nullptr});
     if (!s.need_logits) continue;
     result.logits_row[i] = row;
     result.logits_count[i] = s.all_logits ? static_cast<int32_t>(s.token_ids.size()) : 1;

@@ -9,7 +9,9 @@
 #include <memory>
 #include <vector>
 
+#include "absl/container/node_hash_map.h"
 #include "common/status.h"
+#include "engine/attention/hip.h"
 #include "engine/cpu/cpu_model.h"
 #include "engine/model/loaded_model.h"
 #include "engine/runner/model_runner.h"
@@ -17,7 +19,8 @@
 
 namespace longview {
 
-// The CPU backend: CpuModel::ForwardBatch over HostKvStorage pages.
+// The CPU backend: CpuModel::ForwardBatch over HostKvStorage pages, with mode hip's decode
+// masks per sequence.
 class CpuModelRunner : public ModelRunner {
  public:
   // `model` must outlive the runner.
@@ -38,6 +41,9 @@ class CpuModelRunner : public ModelRunner {
   CpuModel& model_;
   HostKvStorage kv_;
   std::vector<BatchSequence> batch_;  // scratch
+  // Mode hip's decode masks per sequence id: dropped when it finishes or restarts, copied to
+  // a fork.
+  absl::node_hash_map<int64_t, HipSequenceMasks> hip_masks_;  // stable pointers
 };
 
 }  // namespace longview

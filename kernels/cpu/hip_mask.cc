@@ -93,7 +93,7 @@ std::vector<HipRange> Best(const std::vector<HipRange>& chunks, const std::vecto
 
 HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
                              const RopeTable& rope, const float* q, int64_t n_q,
-                             const HipStageParams& stage, const HipHeadRanges& candidates) {
+                             const HipStage& stage, const HipHeadRanges& candidates) {
   const int64_t nq = params.num_q_heads, nkv = params.num_kv_heads, group = nq / nkv;
   const int64_t max_chunks = std::max<int64_t>(1, stage.keep / stage.chunk);
   // Chunk scores of query heads [h0, h1) over `chunks`, the max over them into `score`.
@@ -141,13 +141,13 @@ HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
 }
 
 HipHeadRanges HipSelect(const HipMaskParams& params, const PagedKvView& kv, const RopeTable& rope,
-                        const float* q, int64_t n_q, const std::vector<HipStageParams>& stages,
+                        const float* q, int64_t n_q, const std::vector<HipStage>& stages,
                         HipRange middle) {
   HipHeadRanges ranges(params.num_kv_heads);
   if (middle.end > middle.begin) {
     for (auto& r : ranges) r.push_back(middle);
   }
-  for (const HipStageParams& stage : stages) {
+  for (const HipStage& stage : stages) {
     ranges = HipRefineStage(params, kv, rope, q, n_q, stage, ranges);
   }
   return ranges;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "kernels/cpu/paged_attention.h"
+#include "kernels/hip_stage.h"
 #include "kernels/cpu/rope.h"
 
 namespace longview::cpu {
@@ -39,12 +40,6 @@ struct HipRange {
   int64_t begin = 0;
   int64_t end = 0;
   bool operator==(const HipRange&) const = default;
-};
-
-// One pruning stage: chunks of `chunk` tokens, the best `keep / chunk` of them kept.
-struct HipStageParams {
-  int64_t chunk = 0;
-  int64_t keep = 0;
 };
 
 struct HipMaskParams {
@@ -68,11 +63,11 @@ inline int64_t HipProbe(int64_t begin, int64_t end) { return begin + (end - begi
 // head's candidates are the same (candidates[0] is read).
 HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
                              const RopeTable& rope, const float* q, int64_t n_q,
-                             const HipStageParams& stage, const HipHeadRanges& candidates);
+                             const HipStage& stage, const HipHeadRanges& candidates);
 
 // The stages one after another from the middle [middle.begin, middle.end) (every head).
 HipHeadRanges HipSelect(const HipMaskParams& params, const PagedKvView& kv, const RopeTable& rope,
-                        const float* q, int64_t n_q, const std::vector<HipStageParams>& stages,
+                        const float* q, int64_t n_q, const std::vector<HipStage>& stages,
                         HipRange middle);
 
 }  // namespace longview::cpu

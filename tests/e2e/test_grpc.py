@@ -142,6 +142,10 @@ def run(args, pb, pb_grpc, f):
             (pb.AttentionConfig(mode="hip", stages=[pb.HipStage(chunk=16, keep=64),
                                                     pb.HipStage(chunk=32, keep=32)]),
              "attention.stages[1]"),
+            (pb.AttentionConfig(mode="hip", refresh=[32, 16]), "attention.refresh"),
+            (pb.AttentionConfig(mode="hip", dense_layers=pb.LayerList(layers=[2, 2])),
+             "attention.dense_layers[1]"),
+            (pb.AttentionConfig(mode="hip", dense_top_k=4100), "attention.dense_top_k"),
             (pb.AttentionConfig(mode="sliding_window"), "attention.window"),
             (pb.AttentionConfig(mode="sliding_window", window=4, sinks=5), "attention.sinks"),
         ]

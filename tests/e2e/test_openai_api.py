@@ -326,8 +326,8 @@ def test_kv_policy_per_request(server, client):
 
 def test_hip_attention_per_request(client):
     """Attention mode hip through the SDK's extra_body: a prompt long enough to prune is served
-    (greedy, same answer twice), differs from dense in its log-probabilities, and bad stages are a
-    400 naming the field."""
+    (greedy, same answer twice), differs from dense in its log-probabilities, takes refresh
+    intervals and dense layers, and bad stages, intervals or layers are a 400 naming the field."""
     prompt = " ".join(f"item {i}" for i in range(60))
     hip = {"mode": "hip", "sinks": 4, "window": 32, "top_k": 16, "block_size": 8,
            "stages": [{"chunk": 16, "keep": 64}, {"chunk": 4, "keep": 16}]}
@@ -341,10 +341,17 @@ def test_hip_attention_per_request(client):
     assert a.choices[0].text == b.choices[0].text
     assert a.choices[0].logprobs.token_logprobs == b.choices[0].logprobs.token_logprobs
     assert a.choices[0].logprobs.token_logprobs != dense.choices[0].logprobs.token_logprobs
+    tuned = run({**hip, "refresh": [4, 2], "dense_layers": [0, 2], "dense_top_k": 32})
+    assert tuned.usage.completion_tokens == 6
+    assert tuned.choices[0].text == run({**hip, "refresh": [4, 2], "dense_layers": [0, 2],
+                                         "dense_top_k": 32}).choices[0].text
     for attention, field in [({**hip, "top_k": 12}, "longview.attention.top_k"),
                              ({**hip, "stages": [{"chunk": 16}]}, "longview.attention.stages[0]"),
                              ({**hip, "stages": [{"chunk": 4, "keep": 64}, {"chunk": 16, "keep": 16}]},
-                              "longview.attention.stages[1]")]:
+                              "longview.attention.stages[1]"),
+                             ({**hip, "refresh": [8]}, "longview.attention.refresh"),
+                             ({**hip, "dense_layers": [1, 1]}, "longview.attention.dense_layers[1]"),
+                             ({**hip, "dense_layers": [0, 99]}, "attention.dense_layers[1] = 99")]:
         with pytest.raises(openai.BadRequestError) as e:
             run(attention)
         assert field in str(e.value), (attention, str(e.value))

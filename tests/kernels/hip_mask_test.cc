@@ -11,40 +11,12 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/key_pool.h"
 
 namespace longview::cpu {
 namespace {
 
-// A one-layer page pool holding keys of `num_tokens` tokens, pages in shuffled order.
-struct Pool {
-  int64_t page_size, num_kv_heads, head_dim, num_tokens;
-  std::vector<float> pages;
-  std::vector<int32_t> table;
-
-  Pool(int64_t ps, int64_t nkv, int64_t d, int64_t n, std::mt19937& rng)
-      : page_size(ps), num_kv_heads(nkv), head_dim(d), num_tokens(n) {
-    const int64_t num_pages = (n + ps - 1) / ps;
-    pages.assign(num_pages * PageElements(), 0.0f);
-    table.resize(num_pages);
-    std::iota(table.begin(), table.end(), 0);
-    std::shuffle(table.begin(), table.end(), rng);
-  }
-  int64_t PageElements() const { return 2 * page_size * num_kv_heads * head_dim; }
-  float* Key(int64_t token, int64_t head) {
-    return pages.data() + table[token / page_size] * PageElements() +
-           (token % page_size) * num_kv_heads * head_dim + head * head_dim;
-  }
-  PagedKvView View() const {
-    return {.pages = pages.data(),
-            .page_elements = PageElements(),
-            .k_offset = 0,
-            .v_offset = page_size * num_kv_heads * head_dim,
-            .token_stride = num_kv_heads * head_dim,
-            .page_size = page_size,
-            .block_table = table.data(),
-            .num_blocks = static_cast<int64_t>(table.size())};
-  }
-};
+using Pool = test::KeyPool;
 
 std::vector<float> InvFreq(int64_t d) { return InvFrequencies({.head_dim = d, .theta = 10000.0}); }
 
@@ -78,7 +50,7 @@ struct Oracle {
     const double l = Score(qh, b + (m - b) / 2, 0), r = Score(qh, m + (e - m) / 2, 1);
     return std::max({l, r, l > r ? Descend(qh, b, m) : Descend(qh, m, e)});
   }
-  HipHeadRanges Stage(const HipStageParams& s, const HipHeadRanges& in) const {
+  HipHeadRanges Stage(const HipStage& s, const HipHeadRanges& in) const {
     const int64_t group = p.num_q_heads / p.num_kv_heads;
     HipHeadRanges out(p.num_kv_heads);
     for (int64_t h = 0; h < p.num_kv_heads; ++h) {
@@ -118,7 +90,7 @@ int64_t Tokens(const std::vector<HipRange>& ranges) {
 TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
   struct Case {
     int64_t page_size, nq, nkv, d, n_q, tokens, begin;
-    std::vector<HipStageParams> stages;
+    std::vector<HipStage> stages;
   };
   const std::vector<Case> cases = {
       {16, 4, 2, 16, 1, 1000, 4, {{64, 256}, {16, 96}, {4, 32}}},
@@ -144,7 +116,7 @@ TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
     const Oracle oracle{p, pool, rope, q, c.n_q};
     HipHeadRanges want(c.nkv, std::vector<HipRange>{middle});
     HipHeadRanges got = want;
-    for (const HipStageParams& s : c.stages) {
+    for (const HipStage& s : c.stages) {
       want = oracle.Stage(s, want);
       got = HipRefineStage(p, pool.View(), rope, q.data(), c.n_q, s, got);
       ASSERT_EQ(got, want) << "stage chunk " << s.chunk;
@@ -184,7 +156,7 @@ TEST(HipMaskTest, EveryHeadFindsItsBumpThroughAllStages) {
       for (int64_t j = 0; j < d; ++j) pool.Key(t, h)[j] = 0.3f * normal(rng) + bump * dir[j];
     }
   }
-  const std::vector<HipStageParams> stages = {{256, 4096}, {32, 1024}, {8, 128}};
+  const std::vector<HipStage> stages = {{256, 4096}, {32, 1024}, {8, 128}};
   auto near = [](const std::vector<HipRange>& ranges, int64_t at) {
     EXPECT_EQ(ranges.size(), 16u);
     EXPECT_TRUE(std::any_of(ranges.begin(), ranges.end(), [&](const HipRange& r) {

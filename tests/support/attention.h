@@ -3,7 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include "engine/attention/attention_mode.h"
 #include "gtest/gtest.h"
@@ -25,13 +28,19 @@ inline Attention SlidingWindow(int64_t window, int64_t sinks = 0) {
 inline Attention FullAttention() { return TestAttention(DenseAttention{.full = true}); }
 
 // DESIGN §4 hip with small stages for short test sequences: chunks of 16 keeping 64 tokens,
-// then chunks of 4 keeping top_k.
-inline Attention SmallHip(int64_t sinks, int64_t window, int64_t top_k, int64_t block_size = 8) {
+// then chunks of 4 keeping top_k; masks refreshed every decode step unless `refresh` says
+// otherwise; no dense layers unless named (keeping twice top_k, at most 64).
+inline Attention SmallHip(int64_t sinks, int64_t window, int64_t top_k, int64_t block_size = 8,
+                          std::vector<int64_t> refresh = {1, 1},
+                          std::vector<int64_t> dense_layers = {}) {
   return TestAttention(HipAttention{.sinks = sinks,
                                     .window = window,
                                     .top_k = top_k,
                                     .block_size = block_size,
-                                    .stages = {{16, 64}, {4, top_k}}});
+                                    .stages = {{16, 64}, {4, top_k}},
+                                    .refresh = std::move(refresh),
+                                    .dense_layers = std::move(dense_layers),
+                                    .dense_top_k = std::min<int64_t>(2 * top_k, 64)});
 }
 
 }  // namespace longview

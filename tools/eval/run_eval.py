@@ -162,6 +162,12 @@ def run_longview(binary, model, task_file, result_file, args):
         cmd += ["--block-size", str(args.block_size)]
     if args.hip_stages:
         cmd += ["--hip-stages", args.hip_stages]
+    if args.hip_refresh:
+        cmd += ["--hip-refresh", args.hip_refresh]
+    if args.dense_layers is not None:
+        cmd += ["--dense-layers", args.dense_layers]
+    if args.dense_top_k:
+        cmd += ["--dense-top-k", str(args.dense_top_k)]
     if args.kv_budget:
         cmd += ["--kv-budget", str(args.kv_budget)]
     if args.kv_budget_fraction:
@@ -279,6 +285,11 @@ def main(argv=None):
     ap.add_argument("--top-k", type=int, default=0, help="hip: tokens the last stage keeps")
     ap.add_argument("--block-size", type=int, default=0, help="hip: prompt queries pruned together")
     ap.add_argument("--hip-stages", default="", help="hip: chunk:keep,... per pruning stage")
+    ap.add_argument("--hip-refresh", default="",
+                    help="hip: decode steps between mask refreshes per stage, e.g. 32,16,8")
+    ap.add_argument("--dense-layers", default=None,
+                    help="hip: layers keeping --dense-top-k, e.g. 0,1,2,3 ('' for none)")
+    ap.add_argument("--dense-top-k", type=int, default=0, help="hip: the dense layers' top-k")
     ap.add_argument("--kv-policy", default="none")
     ap.add_argument("--kv-budget", type=int, default=0)
     ap.add_argument("--kv-budget-fraction", type=float, default=0,
@@ -317,6 +328,8 @@ def main(argv=None):
     settings = (f"model={os.path.basename(os.path.normpath(args.model))} "
                 f"attention={args.attention_mode} window={args.window} sinks={args.sinks} "
                 f"top_k={args.top_k} block_size={args.block_size} hip_stages={args.hip_stages} "
+                f"hip_refresh={args.hip_refresh} dense_layers={args.dense_layers} "
+                f"dense_top_k={args.dense_top_k} "
                 f"kv_policy={args.kv_policy} kv_budget={args.kv_budget} "
                 f"kv_budget_fraction={args.kv_budget_fraction} chunk={args.chunk or 512} "
                 f"suite={args.suite} "

@@ -1,6 +1,7 @@
 // Attention mode hip (engine/attention/hip_mode.cc, hip.h): its parameters and their errors, the
 // v1.2 defaults, its footprint and prefix-cache salt, the middle a query block prunes, and the
 // selection a row reads once the chunks are kept (spans and packed positions, per head or shared).
+#include <random>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include "engine/attention/hip.h"
 #include "gtest/gtest.h"
 #include "tests/support/attention.h"
+#include "tests/support/key_pool.h"
 
 namespace longview {
 namespace {
@@ -26,6 +28,9 @@ TEST(HipModeTest, DefaultsAreV12s) {
   EXPECT_EQ(h->top_k, 2048);
   EXPECT_EQ(h->block_size, 64);
   EXPECT_EQ(h->stages, (std::vector<HipStage>{{256, 32768}, {32, 8192}, {8, 2048}}));
+  EXPECT_EQ(h->refresh, (std::vector<int64_t>{32, 16, 8}));
+  EXPECT_EQ(h->dense_layers, (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(h->dense_top_k, 4096);
   EXPECT_EQ((*a)->name(), "hip");
   EXPECT_TRUE((*a)->PerRowSelection());
   EXPECT_EQ((*a)->Footprint().window, 0);  // every page stays: any key may be chosen
@@ -45,11 +50,24 @@ TEST(HipModeTest, TopKAloneSetsTheLastStage) {
   EXPECT_EQ(h->window, 64);
   EXPECT_EQ(h->sinks, 4);
   EXPECT_EQ(h->block_size, 16);
+  EXPECT_EQ(h->dense_top_k, 8192);  // twice top_k, up to the keep before the last stage
   absl::StatusOr<Attention> staged = Parse(
       {.mode = "hip", .top_k = 16, .stages = std::vector<HipStage>{{16, 64}, {4, 16}}});
   ASSERT_TRUE(staged.ok()) << staged.status();
   EXPECT_EQ((*staged)->hip()->top_k, 16);
-  EXPECT_EQ((*staged)->Params().size(), 8u);  // sinks, window, top_k, block_size, 2 x 2 stage
+  // Two stages take v1.2's schedule's last two intervals; the dense layers twice top_k.
+  EXPECT_EQ((*staged)->hip()->refresh, (std::vector<int64_t>{16, 8}));
+  EXPECT_EQ((*staged)->hip()->dense_top_k, 32);
+  // sinks, window, top_k, block_size, 2 x 3 per stage, dense_top_k, dense_layers
+  EXPECT_EQ((*staged)->Params().size(), 12u);
+  absl::StatusOr<Attention> given =
+      Parse({.mode = "hip", .refresh = std::vector<int64_t>{1, 2, 4},
+             .dense_layers = std::vector<int64_t>{}, .dense_top_k = 2048});
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ((*given)->hip()->refresh, (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_TRUE((*given)->hip()->dense_layers.empty());
+  EXPECT_EQ((*given)->hip()->dense_top_k, 2048);
+  EXPECT_NE((*given)->PrefixCacheSalt(), (*a)->PrefixCacheSalt());
 }
 
 TEST(HipModeTest, BadParametersNameTheirField) {
@@ -58,6 +76,7 @@ TEST(HipModeTest, BadParametersNameTheirField) {
     std::string field;
   };
   using S = std::vector<HipStage>;
+  using I = std::vector<int64_t>;
   const std::vector<Bad> bad = {
       {{.mode = "hip", .top_k = 100}, "longview.attention.top_k"},        // not a multiple of 8
       {{.mode = "hip", .top_k = 16384}, "longview.attention.top_k"},      // above stage 2's keep
@@ -72,6 +91,18 @@ TEST(HipModeTest, BadParametersNameTheirField) {
       {{.mode = "hip", .window = 0}, "longview.attention.window"},
       {{.mode = "hip", .sinks = -1}, "longview.attention.sinks"},
       {{.mode = "hip", .block_size = 0}, "longview.attention.block_size"},
+      {{.mode = "hip", .refresh = I{32, 16}}, "longview.attention.refresh"},
+      {{.mode = "hip", .refresh = I{32, 0, 8}}, "longview.attention.refresh[1]"},
+      {{.mode = "hip", .stages = S{{16, 64}, {4, 16}}, .refresh = I{32, 16, 8}},
+       "longview.attention.refresh"},
+      {{.mode = "hip", .dense_layers = I{0, -1}}, "longview.attention.dense_layers[1]"},
+      {{.mode = "hip", .dense_layers = I{2, 3, 2}}, "longview.attention.dense_layers[2]"},
+      {{.mode = "hip", .dense_top_k = 100}, "longview.attention.dense_top_k"},
+      {{.mode = "hip", .dense_top_k = 16384}, "longview.attention.dense_top_k"},
+      {{.mode = "dense", .refresh = I{8}}, "longview.attention.refresh"},
+      {{.mode = "sliding_window", .window = 8, .dense_layers = I{0}},
+       "longview.attention.dense_layers"},
+      {{.mode = "dense", .dense_top_k = 8}, "longview.attention.dense_top_k"},
       {{.mode = "dense", .top_k = 8}, "longview.attention.top_k"},
       {{.mode = "sliding_window", .window = 8, .block_size = 8}, "longview.attention.block_size"},
       {{.mode = "sliding_window", .window = 8, .stages = S{{4, 4}}}, "longview.attention.stages"},
@@ -83,6 +114,19 @@ TEST(HipModeTest, BadParametersNameTheirField) {
     EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(field, b.field) << a.status();
     EXPECT_EQ(std::string(a.status().message()).rfind(b.field + " ", 0), 0u) << a.status();
+  }
+}
+
+TEST(HipModeTest, IntListsFromAFlag) {
+  absl::StatusOr<std::vector<int64_t>> l = ParseIntList("32,16,8");
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(*l, (std::vector<int64_t>{32, 16, 8}));
+  ASSERT_TRUE(ParseIntList("").ok());
+  EXPECT_TRUE(ParseIntList("")->empty());
+  for (const char* bad : {"1,", "a", "1;2", "1,,2"}) {
+    absl::StatusOr<std::vector<int64_t>> b = ParseIntList(bad);
+    EXPECT_FALSE(b.ok()) << bad;
+    EXPECT_NE(b.status().message().find("is not an integer"), std::string::npos) << b.status();
   }
 }
 
@@ -109,18 +153,27 @@ TEST(HipModeTest, PrefixCachesOfOtherParametersStayApart) {
 TEST(HipModeTest, MiddleAndPruning) {
   const Attention mode = SmallHip(4, 32, 16);  // owns what h refers to
   const HipAttention& h = *mode->hip();
-  // Block from token 100: window from 69, middle [4, 69).
-  EXPECT_EQ(HipMiddle(h, 100), (cpu::HipRange{4, 69}));
-  EXPECT_TRUE(HipPrunes(h, 100));
+  // Block from token 100: window from 69, masking window 32 - 16 = 16 tokens, middle [4, 85).
+  EXPECT_EQ(HipWindowBegin(h, 100), 69);
+  EXPECT_EQ(HipMiddle(h, 100), (cpu::HipRange{4, 85}));
+  EXPECT_TRUE(HipPrunes(h, 100, 0));
   // Middle of 16 tokens or fewer: every key is read.
-  EXPECT_EQ(HipMiddle(h, 51), (cpu::HipRange{4, 20}));
-  EXPECT_FALSE(HipPrunes(h, 51));
-  EXPECT_TRUE(HipPrunes(h, 52));
+  EXPECT_EQ(HipMiddle(h, 35), (cpu::HipRange{4, 20}));
+  EXPECT_FALSE(HipPrunes(h, 35, 0));
+  EXPECT_TRUE(HipPrunes(h, 36, 0));
   EXPECT_EQ(HipMiddle(h, 10), (cpu::HipRange{4, 4}));
+  EXPECT_EQ(HipWindowBegin(h, 10), 4);
+  // A dense layer keeps twice top_k (32): it prunes from a middle of 33 tokens (t = 52).
+  const Attention dense = SmallHip(4, 32, 16, 8, {1, 1}, {1});
+  EXPECT_EQ(HipLayerStages(*dense->hip(), 0).back().keep, 16);
+  EXPECT_EQ(HipLayerStages(*dense->hip(), 1).back().keep, 32);
+  EXPECT_EQ(HipLayerStages(*dense->hip(), 1).front().keep, 64);
+  EXPECT_TRUE(HipPrunes(*dense->hip(), 36, 0));
+  EXPECT_FALSE(HipPrunes(*dense->hip(), 51, 1));
+  EXPECT_TRUE(HipPrunes(*dense->hip(), 52, 1));
   const cpu::HipMaskParams p = HipMaskParamsFor(h, 8, 2, 16);
   EXPECT_TRUE(p.share_heads);
   EXPECT_EQ(p.query_position, 32 - 16 + 1);
-  EXPECT_EQ(HipStagesOf(h).size(), 2u);
 }
 
 TEST(HipModeTest, RowSelectionPacksSinksAndChunksBelowTheWindow) {
@@ -156,6 +209,64 @@ TEST(HipModeTest, RowSelectionPacksSinksAndChunksBelowTheWindow) {
   EXPECT_EQ(per_head.NumKeys(0), 4 + 8 + 32);
   EXPECT_EQ(per_head.NumKeys(1), 4 + 4 + 32);
   EXPECT_EQ(per_head.ForHead(1)[0].first_position, 69 - 4 - 4);
+}
+
+// Decode masks (refresh): with intervals {4, 2}, step 0 computes both stages, steps 2 and 6
+// stage 2 again from stage 1's kept output with the step's query, step 4 both again, the odd
+// steps reuse the last mask; what each step returns equals those stages run by hand, and the
+// reused masks are not what pruning afresh would give. A dense layer keeps dense_top_k.
+TEST(HipModeTest, DecodeMasksRefreshOnTheirSchedule) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  const int64_t nq = 4, nkv = 2, d = 16;
+  test::KeyPool pool(8, nkv, d, 400, rng);
+  for (int64_t t = 0; t < 400; ++t) {
+    for (int64_t kh = 0; kh < nkv; ++kh) {
+      for (int64_t j = 0; j < d; ++j) pool.Key(t, kh)[j] = normal(rng);
+    }
+  }
+  const cpu::PagedKvView view = pool.View();
+  const cpu::RopeTable rope(cpu::InvFrequencies({.head_dim = d, .theta = 10000.0}), d);
+  const Attention mode = SmallHip(4, 32, 16, /*block_size=*/1, {4, 2}, /*dense_layers=*/{1});
+  const HipAttention& h = *mode->hip();
+  const cpu::HipMaskParams p = HipMaskParamsFor(h, nq, nkv, d);
+  HipLayerMasks masks;
+  cpu::HipHeadRanges stage1, last;
+  std::vector<size_t> firsts;
+  int reused_differs = 0;
+  for (int64_t step = 0; step < 9; ++step) {
+    const int64_t token = 300 + step;
+    std::vector<float> q(nq * d);
+    for (float& v : q) v = normal(rng);
+    const size_t first = HipRefreshStage(h, masks);
+    firsts.push_back(first);
+    const cpu::HipHeadRanges got = HipDecodeMask(h, 0, p, view, rope, q.data(), token, masks);
+    const cpu::HipHeadRanges fresh =
+        cpu::HipSelect(p, view, rope, q.data(), 1, h.stages, HipMiddle(h, token));
+    if (first == 0) {
+      stage1 = cpu::HipRefineStage(p, view, rope, q.data(), 1, h.stages[0],
+                                   cpu::HipHeadRanges(nkv, {HipMiddle(h, token)}));
+      EXPECT_EQ(got, fresh) << "step " << step;
+    } else if (first == 1) {
+      EXPECT_EQ(got, cpu::HipRefineStage(p, view, rope, q.data(), 1, h.stages[1], stage1))
+          << "step " << step;
+    } else {
+      EXPECT_EQ(got, last) << "step " << step;
+    }
+    reused_differs += first > 0 && got != fresh;
+    last = got;
+  }
+  EXPECT_EQ(firsts, (std::vector<size_t>{0, 2, 1, 2, 0, 2, 1, 2, 0}));
+  EXPECT_GT(reused_differs, 0);
+  // Layer 1 is dense: its last stage keeps 32 tokens per head.
+  HipLayerMasks dense_masks;
+  std::vector<float> q(nq * d, 0.5f);
+  const cpu::HipHeadRanges dense = HipDecodeMask(h, 1, p, view, rope, q.data(), 300, dense_masks);
+  for (const auto& head : dense) {
+    int64_t tokens = 0;
+    for (const cpu::HipRange& r : head) tokens += r.end - r.begin;
+    EXPECT_EQ(tokens, 32);
+  }
 }
 
 }  // namespace

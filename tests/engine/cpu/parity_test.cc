@@ -17,6 +17,8 @@
 #include "nlohmann/json.hpp"
 #include "scheduler/generator.h"
 #include "tests/support/attention.h"
+#include "tests/support/cpu_logits.h"
+#include "tests/support/cpu_model_of.h"
 #include "tests/support/golden.h"
 #include "tests/support/test_checkpoint.h"
 
@@ -32,27 +34,8 @@ std::vector<GoldenPrompt> ReadGolden(const std::string& model) {
 // All-position logits of `ids` run through the model in chunks of `chunk` tokens.
 std::vector<float> RunLogits(const LoadedModel& lm, const std::vector<int32_t>& ids,
                              int64_t page_size, int64_t chunk, const Attention& attention = {}) {
-  auto cpu_model = CpuModel::Create(lm.config, lm.weights);
-  EXPECT_TRUE(cpu_model.ok()) << cpu_model.status();
-  CpuModel& model = **cpu_model;
-  BlockTable table(page_size);
-  BlockPool pool(table.BlocksNeeded(static_cast<int64_t>(ids.size())) + 3);
-  HostKvStorage kv(model.kv_layout(page_size), pool.num_blocks());
-  // Scatter the pages: take all blocks, use them in reverse order.
-  auto blocks = pool.Allocate(pool.num_blocks());
-  EXPECT_TRUE(blocks.has_value());
-  std::reverse(blocks->begin(), blocks->end());
-  table.Append(*blocks);
-  std::vector<float> all, part;
-  for (size_t start = 0; start < ids.size(); start += chunk) {
-    size_t n = std::min<size_t>(chunk, ids.size() - start);
-    auto s = model.Forward(
-        {std::span<const int32_t>(ids).subspan(start, n), static_cast<int64_t>(start), &table}, kv,
-        /*all_logits=*/true, part, attention);
-    EXPECT_TRUE(s.ok()) << s;
-    all.insert(all.end(), part.begin(), part.end());
-  }
-  return all;
+  std::unique_ptr<CpuModel> model = CpuModelOf(lm);
+  return AllLogits(*model, ids, page_size, chunk, attention);
 }
 
 // max |a - b| / max |b|.
