@@ -3,7 +3,9 @@
 // chunks are chosen (kernels/cpu/hip_mask.h chooses them).
 //
 //   if (const HipAttention* h = attention->hip(); h != nullptr && HipPrunes(*h, first_token, l)) {
-//     cpu::HipHeadRanges kept = cpu::HipSelect(HipMaskParamsFor(*h, nq, nkv, hd), view, rope,
+//     cpu::HipMaskParams params = HipMaskParamsFor(*h, l, nq, nkv, hd, context);
+//     params.first_query_position = first_token;
+//     cpu::HipHeadRanges kept = cpu::HipSelect(params, view, rope,
 //                                              q_before_rope, rows, HipLayerStages(*h, l),
 //                                              HipMiddle(*h, first_token));
 //     KvSelection sel = HipRowSelection(*h, blocks, page_size, first_token, token, kept);
@@ -37,9 +39,12 @@ std::vector<HipStage> HipLayerStages(const HipAttention& h, int64_t layer);
 // True when the block's middle holds more tokens than the layer's last stage keeps; otherwise
 // its rows read every key.
 bool HipPrunes(const HipAttention& h, int64_t first_token, int64_t layer);
-// v1.2's pruning: ranked over every query head, queries at window - first chunk + 1.
-cpu::HipMaskParams HipMaskParamsFor(const HipAttention& h, int64_t num_q_heads,
-                                    int64_t num_kv_heads, int64_t head_dim);
+bool HipDenseLayer(const HipAttention& h, int64_t layer);
+// v1.2's pruning of layer `layer` of a model with `context` positions: ranked over every query
+// head; relative RoPE with the queries at window - first chunk + 1, or on the dense layers
+// chunk-indexed RoPE (first_query_position is the caller's to set per block).
+cpu::HipMaskParams HipMaskParamsFor(const HipAttention& h, int64_t layer, int64_t num_q_heads,
+                                    int64_t num_kv_heads, int64_t head_dim, int64_t context);
 // What the row at token `token` of the block starting at `first_token` reads: the sinks, the
 // kept ranges of each KV head below the block's window, and the window up to the row. The
 // window's keys keep their positions; the kept tokens, then the sinks, are packed just below it.
@@ -66,11 +71,12 @@ size_t HipRefreshStage(const HipAttention& h, const HipLayerMasks& masks);
 // The kept chunks of a decode row at token `token` (one query, before RoPE) for layer `layer`:
 // the stages from HipRefreshStage on, the first of them from the cached output of the stage
 // before it (the middle for stage 0), the later ones from it; then every stage ages by a step.
+// `params` as HipMaskParamsFor gives them (the query's position is set here).
 // REQUIRES: HipPrunes(h, token, layer).
 const cpu::HipHeadRanges& HipDecodeMask(const HipAttention& h, int64_t layer,
-                                        const cpu::HipMaskParams& params,
-                                        const cpu::PagedKvView& kv, const cpu::RopeTable& rope,
-                                        const float* q, int64_t token, HipLayerMasks& masks);
+                                        cpu::HipMaskParams params, const cpu::PagedKvView& kv,
+                                        const cpu::RopeTable& rope, const float* q,
+                                        int64_t token, HipLayerMasks& masks);
 
 // "256:32768,32:8192,8:2048" (chunk:keep per stage, as flags give them) into stages; the rules
 // are checked when the mode is made. InvalidArgument naming the entry that does not parse.

@@ -23,9 +23,7 @@ int64_t HipWindowBegin(const HipAttention& h, int64_t first_token) {
 
 std::vector<HipStage> HipLayerStages(const HipAttention& h, int64_t layer) {
   std::vector<HipStage> stages = h.stages;
-  if (std::find(h.dense_layers.begin(), h.dense_layers.end(), layer) != h.dense_layers.end()) {
-    stages.back().keep = h.dense_top_k;
-  }
+  if (HipDenseLayer(h, layer)) stages.back().keep = h.dense_top_k;
   return stages;
 }
 
@@ -34,13 +32,23 @@ bool HipPrunes(const HipAttention& h, int64_t first_token, int64_t layer) {
   return m.end - m.begin > HipLayerStages(h, layer).back().keep;
 }
 
-cpu::HipMaskParams HipMaskParamsFor(const HipAttention& h, int64_t num_q_heads,
-                                    int64_t num_kv_heads, int64_t head_dim) {
+bool HipDenseLayer(const HipAttention& h, int64_t layer) {
+  return std::find(h.dense_layers.begin(), h.dense_layers.end(), layer) != h.dense_layers.end();
+}
+
+cpu::HipMaskParams HipMaskParamsFor(const HipAttention& h, int64_t layer, int64_t num_q_heads,
+                                    int64_t num_kv_heads, int64_t head_dim, int64_t context) {
+  const int64_t chunk0 = h.stages.front().chunk;
+  const int64_t scan_window = std::max<int64_t>(1, h.window - chunk0);
   return {.num_q_heads = num_q_heads,
           .num_kv_heads = num_kv_heads,
           .head_dim = head_dim,
           .share_heads = true,
-          .query_position = std::max<int64_t>(1, h.window - h.stages.front().chunk + 1)};
+          .query_position = scan_window + 1,
+          .chunk_indexed = HipDenseLayer(h, layer),
+          .scan_window = scan_window,
+          .first_stage_chunks =
+              std::max<int64_t>(1, (context - h.sinks - h.window + chunk0 - 1) / chunk0)};
 }
 
 KvSelection HipRowSelection(const HipAttention& h, std::span<const int32_t> block_table,
@@ -91,9 +99,10 @@ size_t HipRefreshStage(const HipAttention& h, const HipLayerMasks& masks) {
 }
 
 const cpu::HipHeadRanges& HipDecodeMask(const HipAttention& h, int64_t layer,
-                                        const cpu::HipMaskParams& params,
-                                        const cpu::PagedKvView& kv, const cpu::RopeTable& rope,
-                                        const float* q, int64_t token, HipLayerMasks& masks) {
+                                        cpu::HipMaskParams params, const cpu::PagedKvView& kv,
+                                        const cpu::RopeTable& rope, const float* q,
+                                        int64_t token, HipLayerMasks& masks) {
+  params.first_query_position = token;
   const size_t first = HipRefreshStage(h, masks);
   const std::vector<HipStage> stages = HipLayerStages(h, layer);
   if (first == 0) {
@@ -109,7 +118,8 @@ const cpu::HipHeadRanges& HipDecodeMask(const HipAttention& h, int64_t layer,
       ranges = masks.outputs[first - 1];
     }
     for (size_t i = first; i < stages.size(); ++i) {
-      ranges = cpu::HipRefineStage(params, kv, rope, q, 1, stages[i], ranges);
+      ranges = cpu::HipRefineStage(params, kv, rope, q, 1, stages[i], ranges,
+                                   cpu::HipScanChunks(params, stages, i));
       masks.outputs[i] = ranges;
       masks.age[i] = 0;
     }

@@ -38,14 +38,14 @@ void SelectionRowsAttention(const cpu::AttentionParams& params, const cpu::Paged
 // step of one row (decode) prunes through them: stages recomputed on their refresh schedule.
 void HipRowsAttention(const cpu::AttentionParams& params, const cpu::PagedKvView& view,
                       const cpu::RopeTable& rope, std::span<const int32_t> blocks,
-                      const HipAttention& hip, int64_t layer, HipSequenceMasks* masks,
-                      const float* q_raw, const float* q, const int64_t* token, int64_t n,
-                      float* out) {
+                      const HipAttention& hip, int64_t layer, int64_t context,
+                      HipSequenceMasks* masks, const float* q_raw, const float* q,
+                      const int64_t* token, int64_t n, float* out) {
   cpu::AttentionParams ap = params;
   ap.window = 0;  // the selection is the window
   const int64_t q_dim = ap.num_q_heads * ap.head_dim;
-  const cpu::HipMaskParams mask =
-      HipMaskParamsFor(hip, ap.num_q_heads, ap.num_kv_heads, ap.head_dim);
+  cpu::HipMaskParams mask =
+      HipMaskParamsFor(hip, layer, ap.num_q_heads, ap.num_kv_heads, ap.head_dim, context);
   for (int64_t b0 = 0; b0 < n; b0 += hip.block_size) {
     const int64_t rows = std::min(hip.block_size, n - b0);
     if (!HipPrunes(hip, token[b0], layer)) {
@@ -54,6 +54,7 @@ void HipRowsAttention(const cpu::AttentionParams& params, const cpu::PagedKvView
       continue;
     }
     cpu::HipHeadRanges fresh;
+    mask.first_query_position = token[b0];
     if (masks == nullptr || n != 1) {
       fresh = cpu::HipSelect(mask, view, rope, q_raw + b0 * q_dim, rows,
                              HipLayerStages(hip, layer), HipMiddle(hip, token[b0]));
@@ -249,7 +250,8 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
                                 seq.key_stats_rows > 0 ? seq.key_stats : nullptr,
                                 rows - seq.key_stats_rows);
       } else if (const HipAttention* hip = seq.attention->hip(); hip != nullptr) {
-        HipRowsAttention(ap, view, rope_, seq.block_ids, *hip, l, seq.hip_masks,
+        HipRowsAttention(ap, view, rope_, seq.block_ids, *hip, l, cfg_.max_position_embeddings,
+                         seq.hip_masks,
                          &q_raw[row0[s] * q_dim],
                          &q[row0[s] * q_dim], &pos[row0[s]], rows, &attn[row0[s] * q_dim]);
       } else if (seq.attention->PerRowSelection()) {

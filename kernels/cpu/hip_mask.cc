@@ -9,19 +9,23 @@
 namespace longview::cpu {
 namespace {
 
-// Scores keys for one query head: the block's queries at params.query_position against its KV
-// head's keys at 0 (left probes) or 1 (right probes).
+// Scores keys for one query head: the block's queries against its KV head's keys, at the
+// scheme's positions (relative: queries at params.query_position, keys at 0 (left probes) or
+// 1 (right probes); chunk-indexed: queries at min(own, scan_chunks + scan_window), keys at
+// their chunk's rank).
 class HeadScorer {
  public:
   HeadScorer(const HipMaskParams& p, const PagedKvView& kv, const RopeTable& rope, const float* q,
-             int64_t n_q, int64_t q_head)
+             int64_t n_q, int64_t q_head, int64_t scan_chunks)
       : kv_(kv), rope_(rope), d_(p.head_dim),
-        kv_head_(q_head / (p.num_q_heads / p.num_kv_heads)), queries_(n_q * p.head_dim),
-        key_(p.head_dim) {
+        kv_head_(q_head / (p.num_q_heads / p.num_kv_heads)), chunk_indexed_(p.chunk_indexed),
+        queries_(n_q * p.head_dim), key_(p.head_dim) {
     for (int64_t i = 0; i < n_q; ++i) {
       float* qi = queries_.data() + i * d_;
       std::memcpy(qi, q + (i * p.num_q_heads + q_head) * d_, d_ * sizeof(float));
-      rope_.Rotate(qi, p.query_position);
+      rope_.Rotate(qi, p.chunk_indexed ? std::min(p.first_query_position + i,
+                                                  scan_chunks + p.scan_window)
+                                       : p.query_position);
     }
   }
 
@@ -39,13 +43,15 @@ class HeadScorer {
     return best;
   }
 
-  // The binary descent over [begin, end): the largest probe score on its way.
-  float ChunkScore(int64_t begin, int64_t end) {
+  // The binary descent over [begin, end), the `rank`-th chunk of its stage: the largest probe
+  // score on its way.
+  float ChunkScore(int64_t begin, int64_t end, int64_t rank) {
+    const int64_t left_pos = chunk_indexed_ ? rank : 0, right_pos = chunk_indexed_ ? rank : 1;
     float best = -std::numeric_limits<float>::infinity();
     while (end - begin > 1) {
       const int64_t mid = begin + (end - begin) / 2;
-      const float left = Score(HipProbe(begin, mid), 0);
-      const float right = Score(HipProbe(mid, end), 1);
+      const float left = Score(HipProbe(begin, mid), left_pos);
+      const float right = Score(HipProbe(mid, end), right_pos);
       best = std::max({best, left, right});
       if (left > right) {
         end = mid;
@@ -53,13 +59,14 @@ class HeadScorer {
         begin = mid;
       }
     }
-    return std::max({best, Score(begin, 0), Score(begin, 1)});
+    return std::max({best, Score(begin, left_pos), Score(begin, right_pos)});
   }
 
  private:
   const PagedKvView& kv_;
   const RopeTable& rope_;
   int64_t d_, kv_head_;
+  bool chunk_indexed_;
   std::vector<float> queries_, key_;
 };
 
@@ -93,7 +100,8 @@ std::vector<HipRange> Best(const std::vector<HipRange>& chunks, const std::vecto
 
 HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
                              const RopeTable& rope, const float* q, int64_t n_q,
-                             const HipStage& stage, const HipHeadRanges& candidates) {
+                             const HipStage& stage, const HipHeadRanges& candidates,
+                             int64_t scan_chunks) {
   const int64_t nq = params.num_q_heads, nkv = params.num_kv_heads, group = nq / nkv;
   const int64_t max_chunks = std::max<int64_t>(1, stage.keep / stage.chunk);
   // Chunk scores of query heads [h0, h1) over `chunks`, the max over them into `score`.
@@ -101,9 +109,10 @@ HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
                          std::vector<float>& score) {
     score.assign(chunks.size(), -std::numeric_limits<float>::infinity());
     for (int64_t h = h0; h < h1; ++h) {
-      HeadScorer scorer(params, kv, rope, q, n_q, h);
+      HeadScorer scorer(params, kv, rope, q, n_q, h, scan_chunks);
       for (size_t c = 0; c < chunks.size(); ++c) {
-        score[c] = std::max(score[c], scorer.ChunkScore(chunks[c].begin, chunks[c].end));
+        score[c] = std::max(score[c], scorer.ChunkScore(chunks[c].begin, chunks[c].end,
+                                                        static_cast<int64_t>(c)));
       }
     }
   };
@@ -147,10 +156,15 @@ HipHeadRanges HipSelect(const HipMaskParams& params, const PagedKvView& kv, cons
   if (middle.end > middle.begin) {
     for (auto& r : ranges) r.push_back(middle);
   }
-  for (const HipStage& stage : stages) {
-    ranges = HipRefineStage(params, kv, rope, q, n_q, stage, ranges);
+  for (size_t i = 0; i < stages.size(); ++i) {
+    ranges = HipRefineStage(params, kv, rope, q, n_q, stages[i], ranges,
+                            HipScanChunks(params, stages, i));
   }
   return ranges;
+}
+
+int64_t HipScanChunks(const HipMaskParams& params, const std::vector<HipStage>& stages, size_t i) {
+  return i == 0 ? params.first_stage_chunks : stages[i - 1].keep / stages[i].chunk;
 }
 
 }  // namespace longview::cpu

@@ -15,7 +15,12 @@
 //
 // RoPE while pruning is v1.2's "relative" scheme: keys are cached before RoPE and the positions are
 // not their own — the left probe key at 0, the right one at 1, the queries (passed before RoPE) at
-// `query_position` — so a score depends on the key's content, not on its distance.
+// `query_position` — so a score depends on the key's content, not on its distance. On the layers
+// v1.2 calls dense it is the "streaming" (chunk-indexed) scheme instead (`chunk_indexed`): both
+// probe keys of a chunk at the chunk's rank among the stage's chunks, query i at
+// min(first_query_position + i, scan chunks + scan_window), where a stage's scan chunks are
+// HipScanChunks (stage 0: first_stage_chunks, from the model's context; later: the previous
+// stage's keep over this stage's chunk) — later chunks sit closer to the queries.
 //
 //   HipMaskParams p{.num_q_heads = 32, .num_kv_heads = 8, .head_dim = 128};
 //   HipHeadRanges r = HipSelect(p, view, rope, q, n_q,
@@ -26,6 +31,7 @@
 // Thread-safety: reentrant; uses a few threads over KV heads.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -48,6 +54,11 @@ struct HipMaskParams {
   int64_t head_dim = 0;
   bool share_heads = true;       // rank by the max over every query head (else each KV group's)
   int64_t query_position = 769;  // the queries' RoPE position while pruning (v1.2: window - 256 + 1)
+  // The chunk-indexed scheme (see above) instead of the relative one.
+  bool chunk_indexed = false;
+  int64_t first_query_position = 0;  // the first query's own position (queries are consecutive)
+  int64_t scan_window = 768;         // v1.2: window - first chunk
+  int64_t first_stage_chunks = 0;    // v1.2: ceil((context - sinks - window) / first chunk)
 };
 
 // Per KV head, ranges sorted by begin and disjoint.
@@ -61,9 +72,14 @@ inline int64_t HipProbe(int64_t begin, int64_t end) { return begin + (end - begi
 // view's pages (kv.block_table). Returns the kept chunks per KV head, sorted by begin.
 // REQUIRES: stage.chunk >= 1, stage.keep >= stage.chunk, n_q >= 1; with share_heads, every
 // head's candidates are the same (candidates[0] is read).
+// `scan_chunks` is the stage's HipScanChunks (read by the chunk-indexed scheme only).
 HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
                              const RopeTable& rope, const float* q, int64_t n_q,
-                             const HipStage& stage, const HipHeadRanges& candidates);
+                             const HipStage& stage, const HipHeadRanges& candidates,
+                             int64_t scan_chunks = 0);
+
+// The chunk count stage `i` of `stages` scans at most, for the chunk-indexed scheme.
+int64_t HipScanChunks(const HipMaskParams& params, const std::vector<HipStage>& stages, size_t i);
 
 // The stages one after another from the middle [middle.begin, middle.end) (every head).
 HipHeadRanges HipSelect(const HipMaskParams& params, const PagedKvView& kv, const RopeTable& rope,

@@ -20,7 +20,9 @@ using Pool = test::KeyPool;
 
 std::vector<float> InvFreq(int64_t d) { return InvFrequencies({.head_dim = d, .theta = 10000.0}); }
 
-// The rule again, recursively and in double: a descent per query head, relative RoPE.
+// The rule again, recursively and in double: a descent per query head, relative RoPE (or
+// chunk-indexed: probe keys at their chunk's rank, query i at min(its position, scan chunks +
+// scan window)).
 struct Oracle {
   const HipMaskParams& p;
   Pool& pool;
@@ -28,7 +30,7 @@ struct Oracle {
   const std::vector<float>& q;
   int64_t n_q;
 
-  double Score(int64_t qh, int64_t t, int64_t key_pos) const {
+  double Score(int64_t qh, int64_t t, int64_t key_pos, int64_t scan_chunks) const {
     const int64_t kh = qh / (p.num_q_heads / p.num_kv_heads);
     std::vector<float> k(pool.Key(t, kh), pool.Key(t, kh) + p.head_dim);
     rope.Rotate(k.data(), key_pos);
@@ -36,21 +38,26 @@ struct Oracle {
     for (int64_t i = 0; i < n_q; ++i) {
       std::vector<float> qv(&q[(i * p.num_q_heads + qh) * p.head_dim],
                             &q[(i * p.num_q_heads + qh + 1) * p.head_dim]);
-      rope.Rotate(qv.data(), p.query_position);
+      rope.Rotate(qv.data(), p.chunk_indexed ? std::min(p.first_query_position + i,
+                                                        scan_chunks + p.scan_window)
+                                             : p.query_position);
       double s = 0;
       for (int64_t j = 0; j < p.head_dim; ++j) s += static_cast<double>(qv[j]) * k[j];
       best = std::max(best, s);
     }
     return best;
   }
-  // The largest probe score of the descent over [b, e).
-  double Descend(int64_t qh, int64_t b, int64_t e) const {
-    if (e - b == 1) return std::max(Score(qh, b, 0), Score(qh, b, 1));
+  // The largest probe score of the descent over [b, e), the rank-th chunk of its stage.
+  double Descend(int64_t qh, int64_t b, int64_t e, int64_t rank, int64_t scan_chunks) const {
+    const int64_t lp = p.chunk_indexed ? rank : 0, rp = p.chunk_indexed ? rank : 1;
+    if (e - b == 1) return std::max(Score(qh, b, lp, scan_chunks), Score(qh, b, rp, scan_chunks));
     const int64_t m = b + (e - b) / 2;
-    const double l = Score(qh, b + (m - b) / 2, 0), r = Score(qh, m + (e - m) / 2, 1);
-    return std::max({l, r, l > r ? Descend(qh, b, m) : Descend(qh, m, e)});
+    const double l = Score(qh, b + (m - b) / 2, lp, scan_chunks),
+                 r = Score(qh, m + (e - m) / 2, rp, scan_chunks);
+    return std::max({l, r, l > r ? Descend(qh, b, m, rank, scan_chunks)
+                                 : Descend(qh, m, e, rank, scan_chunks)});
   }
-  HipHeadRanges Stage(const HipStage& s, const HipHeadRanges& in) const {
+  HipHeadRanges Stage(const HipStage& s, const HipHeadRanges& in, int64_t scan_chunks = 0) const {
     const int64_t group = p.num_q_heads / p.num_kv_heads;
     HipHeadRanges out(p.num_kv_heads);
     for (int64_t h = 0; h < p.num_kv_heads; ++h) {
@@ -68,7 +75,10 @@ struct Oracle {
       std::vector<std::pair<double, size_t>> scored;
       for (size_t c = 0; c < chunks.size(); ++c) {
         double best = -1e300;
-        for (int64_t qh = h0; qh < h1; ++qh) best = std::max(best, Descend(qh, chunks[c].begin, chunks[c].end));
+        for (int64_t qh = h0; qh < h1; ++qh) {
+          best = std::max(best, Descend(qh, chunks[c].begin, chunks[c].end,
+                                        static_cast<int64_t>(c), scan_chunks));
+        }
         scored.push_back({-best, c});
       }
       std::sort(scored.begin(), scored.end());
@@ -99,6 +109,7 @@ TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
       {1, 8, 1, 16, 2, 300, 10, {{16, 64}, {3, 12}}},
   };
   uint32_t seed = 11;
+  int schemes_differ = 0;  // cases where chunk-indexed RoPE kept other chunks than relative
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "tokens " << c.tokens << " seed " << seed);
     std::mt19937 rng(seed++);
@@ -108,17 +119,26 @@ TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
     std::vector<float> q(c.n_q * c.nq * c.d);
     for (float& v : q) v = normal(rng);
     RopeTable rope(InvFreq(c.d), c.d);
-    for (bool share : {false, true}) {
-    SCOPED_TRACE(::testing::Message() << "share_heads " << share);
+    HipHeadRanges relative;
+    for (int mode = 0; mode < 3; ++mode) {
+    const bool share = mode != 0, chunk_indexed = mode == 2;
+    SCOPED_TRACE(::testing::Message() << "share_heads " << share << " chunk_indexed "
+                                      << chunk_indexed);
+    // Chunk-indexed: queries at 45, 46, ... up to each stage's cap (52 in stage 0).
     const HipMaskParams p{.num_q_heads = c.nq, .num_kv_heads = c.nkv, .head_dim = c.d,
-                          .share_heads = share, .query_position = 100 + c.d};
+                          .share_heads = share, .query_position = 100 + c.d,
+                          .chunk_indexed = chunk_indexed, .first_query_position = 45,
+                          .scan_window = 12, .first_stage_chunks = 40};
     const HipRange middle{c.begin, c.tokens - 17};
     const Oracle oracle{p, pool, rope, q, c.n_q};
     HipHeadRanges want(c.nkv, std::vector<HipRange>{middle});
     HipHeadRanges got = want;
-    for (const HipStage& s : c.stages) {
-      want = oracle.Stage(s, want);
-      got = HipRefineStage(p, pool.View(), rope, q.data(), c.n_q, s, got);
+    for (size_t i = 0; i < c.stages.size(); ++i) {
+      const HipStage& s = c.stages[i];
+      const int64_t scan_chunks = HipScanChunks(p, c.stages, i);
+      EXPECT_EQ(scan_chunks, i == 0 ? 40 : c.stages[i - 1].keep / s.chunk);
+      want = oracle.Stage(s, want, scan_chunks);
+      got = HipRefineStage(p, pool.View(), rope, q.data(), c.n_q, s, got, scan_chunks);
       ASSERT_EQ(got, want) << "stage chunk " << s.chunk;
       for (int64_t h = 0; h < c.nkv; ++h) {
         EXPECT_EQ(static_cast<int64_t>(got[h].size()), s.keep / s.chunk);
@@ -127,8 +147,11 @@ TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
     }
     EXPECT_EQ(HipSelect(p, pool.View(), rope, q.data(), c.n_q, c.stages, middle), got);
     for (int64_t h = 1; h < c.nkv && share; ++h) EXPECT_EQ(got[h], got[0]);
+    if (mode == 1) relative = got;
+    if (mode == 2) schemes_differ += got != relative;
     }
   }
+  EXPECT_GT(schemes_differ, 0);
 }
 
 // Keys that lean towards the query (under the pruning's relative RoPE) in a smooth bump around a

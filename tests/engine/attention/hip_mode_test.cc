@@ -171,8 +171,16 @@ TEST(HipModeTest, MiddleAndPruning) {
   EXPECT_TRUE(HipPrunes(*dense->hip(), 36, 0));
   EXPECT_FALSE(HipPrunes(*dense->hip(), 51, 1));
   EXPECT_TRUE(HipPrunes(*dense->hip(), 52, 1));
-  const cpu::HipMaskParams p = HipMaskParamsFor(h, 8, 2, 16);
+  // ... and prunes with chunk-indexed RoPE: stage 0 scans at most (1000 - 4 - 32) / 16 chunks,
+  // rounded up.
+  const cpu::HipMaskParams dp = HipMaskParamsFor(*dense->hip(), 1, 8, 2, 16, 1000);
+  EXPECT_TRUE(dp.chunk_indexed);
+  EXPECT_EQ(dp.scan_window, 16);
+  EXPECT_EQ(dp.first_stage_chunks, 61);
+  EXPECT_FALSE(HipMaskParamsFor(*dense->hip(), 0, 8, 2, 16, 1000).chunk_indexed);
+  const cpu::HipMaskParams p = HipMaskParamsFor(h, 0, 8, 2, 16, 1000);
   EXPECT_TRUE(p.share_heads);
+  EXPECT_FALSE(p.chunk_indexed);
   EXPECT_EQ(p.query_position, 32 - 16 + 1);
 }
 
@@ -229,7 +237,7 @@ TEST(HipModeTest, DecodeMasksRefreshOnTheirSchedule) {
   const cpu::RopeTable rope(cpu::InvFrequencies({.head_dim = d, .theta = 10000.0}), d);
   const Attention mode = SmallHip(4, 32, 16, /*block_size=*/1, {4, 2}, /*dense_layers=*/{1});
   const HipAttention& h = *mode->hip();
-  const cpu::HipMaskParams p = HipMaskParamsFor(h, nq, nkv, d);
+  const cpu::HipMaskParams p = HipMaskParamsFor(h, 0, nq, nkv, d, 400);
   HipLayerMasks masks;
   cpu::HipHeadRanges stage1, last;
   std::vector<size_t> firsts;
@@ -261,7 +269,8 @@ TEST(HipModeTest, DecodeMasksRefreshOnTheirSchedule) {
   // Layer 1 is dense: its last stage keeps 32 tokens per head.
   HipLayerMasks dense_masks;
   std::vector<float> q(nq * d, 0.5f);
-  const cpu::HipHeadRanges dense = HipDecodeMask(h, 1, p, view, rope, q.data(), 300, dense_masks);
+  const cpu::HipHeadRanges dense = HipDecodeMask(h, 1, HipMaskParamsFor(h, 1, nq, nkv, d, 400),
+                                                 view, rope, q.data(), 300, dense_masks);
   for (const auto& head : dense) {
     int64_t tokens = 0;
     for (const cpu::HipRange& r : head) tokens += r.end - r.begin;

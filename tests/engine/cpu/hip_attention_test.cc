@@ -83,8 +83,10 @@ TEST(HipAttentionTest, PromptRowsPrunedAloneEqualDecodingThemOneByOne) {
   }
 }
 
-// The dense layers keep dense_top_k in the last stage: when that equals top_k they change
-// nothing, bit for bit; with more, the logits leave the all-sparse ones once pruning starts.
+// The dense layers keep dense_top_k in the last stage and prune with chunk-indexed RoPE: with
+// every layer dense they read every key until their own middle outgrows dense_top_k (full
+// attention bit for bit before token 52), and a dense layer changes the logits from pruning on,
+// through its RoPE scheme alone (the same top-k) and through its top-k.
 TEST(HipAttentionTest, DenseLayersKeepTheirOwnTopK) {
   auto lm = test::GoldenLlama();
   std::unique_ptr<CpuModel> model = CpuModelOf(*lm);
@@ -96,12 +98,21 @@ TEST(HipAttentionTest, DenseLayersKeepTheirOwnTopK) {
                                       .dense_layers = std::move(dense_layers),
                                       .dense_top_k = dense_top_k});
   };
+  std::vector<int64_t> all_layers(lm->config.num_hidden_layers);
+  for (size_t l = 0; l < all_layers.size(); ++l) all_layers[l] = static_cast<int64_t>(l);
+  const std::vector<float> full = AllLogits(*model, ids, 8, 40, FullAttention());
+  const int64_t first_dense = FirstDifferent(full, AllLogits(*model, ids, 8, 40, with(all_layers, 32)), vocab);
+  EXPECT_GE(first_dense, 52);  // a middle of 33 tokens
+  EXPECT_NE(first_dense, -1);
   const std::vector<float> sparse = AllLogits(*model, ids, 8, 40, with({}, 32));
-  EXPECT_EQ(AllLogits(*model, ids, 8, 40, with({1}, 16)), sparse);
-  const std::vector<float> dense = AllLogits(*model, ids, 8, 40, with({1}, 32));
-  const int64_t first = FirstDifferent(sparse, dense, vocab);
-  EXPECT_GE(first, 36);  // layer 0 prunes from token 36 on in both
-  EXPECT_NE(first, -1);
+  const std::vector<float> same_k = AllLogits(*model, ids, 8, 40, with({1}, 16));
+  const std::vector<float> more_k = AllLogits(*model, ids, 8, 40, with({1}, 32));
+  for (const auto* other : {&same_k, &more_k}) {
+    const int64_t first = FirstDifferent(sparse, *other, vocab);
+    EXPECT_GE(first, 36);  // layer 0 prunes from token 36 on in both
+    EXPECT_NE(first, -1);
+  }
+  EXPECT_NE(FirstDifferent(same_k, more_k, vocab), -1);
 }
 
 }  // namespace
