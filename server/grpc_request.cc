@@ -25,7 +25,9 @@ absl::StatusOr<Attention> ToAttention(const v1::AttentionConfig& a) {
   if (a.has_block_size()) request.block_size = a.block_size();
   if (a.stages_size() > 0) {
     request.stages.emplace();
-    for (const v1::HipStage& s : a.stages()) request.stages->push_back({s.chunk(), s.keep()});
+    for (const v1::HipStage& s : a.stages()) {
+      request.stages->push_back({s.chunk(), s.keep(), s.has_pool() ? s.pool() : 0});
+    }
   }
   if (a.refresh_size() > 0) request.refresh.emplace(a.refresh().begin(), a.refresh().end());
   if (a.has_dense_layers()) {

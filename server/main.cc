@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
   auto* block_opt =
       ev->add_option("--block-size", eval_block_size, "hip: prompt queries pruned together");
   ev->add_option("--hip-stages", eval_stages,
-                 "hip: pruning stages as chunk:keep,... (e.g. 256:32768,32:8192,8:2048)");
+                 "hip: pruning stages as chunk:keep[:pool],... (e.g. 256:32768:4,32:8192:4,8:2048)");
   std::string eval_refresh, eval_dense_layers;
   int64_t eval_dense_top_k = 0;
   ev->add_option("--hip-refresh", eval_refresh,

@@ -349,11 +349,15 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
       for (size_t i = 0; i < value.size(); ++i) {
         const json& st = value[i];
         const std::string at = absl::StrCat(field, "[", i, "]");
-        if (!st.is_object() || st.size() != 2 || !st.contains("chunk") || !st.contains("keep") ||
-            !st["chunk"].is_number_integer() || !st["keep"].is_number_integer()) {
-          return InvalidParam(at, at + " must be {\"chunk\": integer, \"keep\": integer}");
+        const bool pool = st.is_object() && st.contains("pool");
+        if (!st.is_object() || st.size() != (pool ? 3u : 2u) || !st.contains("chunk") ||
+            !st.contains("keep") || !st["chunk"].is_number_integer() ||
+            !st["keep"].is_number_integer() || (pool && !st["pool"].is_number_integer())) {
+          return InvalidParam(at, at + " must be {\"chunk\": integer, \"keep\": integer} "
+                                       "with an optional \"pool\": integer");
         }
-        request.stages->push_back({st["chunk"].get<int64_t>(), st["keep"].get<int64_t>()});
+        request.stages->push_back({st["chunk"].get<int64_t>(), st["keep"].get<int64_t>(),
+                                   pool ? st["pool"].get<int64_t>() : 0});
       }
     } else {
       return InvalidParam(field, absl::StrCat(field, " is not a known parameter (known: mode, "

@@ -50,14 +50,14 @@ struct SlidingWindowAttention {
 // keep `dense_top_k` tokens in the last stage instead of top_k.
 // Rules (checked when the mode is made): sinks >= 0, window >= 1, block_size >= 1; 1 to 8
 // stages, chunk sizes decreasing, each keep a multiple of its chunk, keeps decreasing, the last
-// keep = top_k; one refresh interval >= 1 per stage; dense layers distinct, >= 0; dense_top_k
+// keep = top_k, pools in [1, 4096]; one refresh interval >= 1 per stage; dense layers distinct, >= 0; dense_top_k
 // a multiple of the last chunk, no larger than the keep before the last stage.
 struct HipAttention {
   int64_t sinks = 256;
   int64_t window = 1024;
   int64_t top_k = 2048;
   int64_t block_size = 64;
-  std::vector<HipStage> stages = {{256, 32768}, {32, 8192}, {8, 2048}};
+  std::vector<HipStage> stages = {{256, 32768, 4}, {32, 8192, 4}, {8, 2048, 1}};
   std::vector<int64_t> refresh = {32, 16, 8};
   std::vector<int64_t> dense_layers = {0, 1, 2, 3};
   int64_t dense_top_k = 4096;
@@ -73,7 +73,7 @@ struct AttentionRequest {
   std::optional<int64_t> sinks;
   std::optional<int64_t> top_k;
   std::optional<int64_t> block_size;
-  std::optional<std::vector<HipStage>> stages;
+  std::optional<std::vector<HipStage>> stages;  // a pool of 0: v1.2's (4, 1 in the last stage)
   std::optional<std::vector<int64_t>> refresh;
   std::optional<std::vector<int64_t>> dense_layers;
   std::optional<int64_t> dense_top_k;

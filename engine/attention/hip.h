@@ -78,8 +78,9 @@ const cpu::HipHeadRanges& HipDecodeMask(const HipAttention& h, int64_t layer,
                                         const cpu::RopeTable& rope, const float* q,
                                         int64_t token, HipLayerMasks& masks);
 
-// "256:32768,32:8192,8:2048" (chunk:keep per stage, as flags give them) into stages; the rules
-// are checked when the mode is made. InvalidArgument naming the entry that does not parse.
+// "256:32768,32:8192,8:2048" (chunk:keep[:pool] per stage, as flags give them) into stages (a
+// pool not given is 0: the mode's default); the rules are checked when the mode is made.
+// InvalidArgument naming the entry that does not parse.
 absl::StatusOr<std::vector<HipStage>> ParseHipStages(std::string_view text);
 // "0,1,2,3" (a comma-separated list of integers, as flags give them; "" is none).
 absl::StatusOr<std::vector<int64_t>> ParseIntList(std::string_view text);

@@ -132,11 +132,12 @@ absl::StatusOr<std::vector<HipStage>> ParseHipStages(std::string_view text) {
   std::vector<HipStage> stages;
   for (absl::string_view entry : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
     const std::vector<absl::string_view> parts = absl::StrSplit(entry, ':');
-    HipStage s;
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &s.chunk) ||
-        !absl::SimpleAtoi(parts[1], &s.keep)) {
+    HipStage s{.pool = 0};  // not given: the mode's default
+    if ((parts.size() != 2 && parts.size() != 3) || !absl::SimpleAtoi(parts[0], &s.chunk) ||
+        !absl::SimpleAtoi(parts[1], &s.keep) ||
+        (parts.size() == 3 && !absl::SimpleAtoi(parts[2], &s.pool))) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "stage '", entry, "' is not chunk:keep (two integers, e.g. 256:32768)"));
+          "stage '", entry, "' is not chunk:keep or chunk:keep:pool (integers, e.g. 256:32768:4)"));
     }
     stages.push_back(s);
   }
@@ -176,6 +177,7 @@ class HipMode final : public AttentionMode {
     for (size_t i = 0; i < hip_.stages.size(); ++i) {
       p.emplace_back(absl::StrFormat("stage%d_chunk", i + 1), hip_.stages[i].chunk);
       p.emplace_back(absl::StrFormat("stage%d_keep", i + 1), hip_.stages[i].keep);
+      p.emplace_back(absl::StrFormat("stage%d_pool", i + 1), hip_.stages[i].pool);
       p.emplace_back(absl::StrFormat("stage%d_refresh", i + 1), hip_.refresh[i]);
     }
     p.emplace_back("dense_top_k", hip_.dense_top_k);
@@ -201,7 +203,7 @@ class HipMode final : public AttentionMode {
     uint64_t h = 0x48695020u;  // K/V of later layers differ from dense's once pruning starts
     auto mix = [&h](int64_t v) { h = (h ^ static_cast<uint64_t>(v)) * 0x100000001B3ull; };
     mix(hip_.sinks), mix(hip_.window), mix(hip_.top_k), mix(hip_.block_size);
-    for (const HipStage& s : hip_.stages) mix(s.chunk), mix(s.keep);
+    for (const HipStage& s : hip_.stages) mix(s.chunk), mix(s.keep), mix(s.pool);
     for (int64_t r : hip_.refresh) mix(r);
     mix(hip_.dense_top_k);
     for (int64_t l : hip_.dense_layers) mix(l + 1);
@@ -245,8 +247,12 @@ absl::StatusOr<AttentionSpec> ParseHip(const AttentionRequest& r, const std::str
   } else {
     h.top_k = h.stages.back().keep;
   }
-  // Other stage lists take v1.2's schedule and its doubled top-k on the dense layers.
+  // Other stage lists take v1.2's schedule and its doubled top-k on the dense layers, and
+  // stages without a pool v1.2's: queries in fours but in the last stage.
   const size_t n = h.stages.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (h.stages[i].pool == 0) h.stages[i].pool = i + 1 < n ? 4 : 1;
+  }
   if (r.refresh.has_value()) {
     h.refresh = *r.refresh;
   } else if (r.stages.has_value()) {
@@ -283,6 +289,7 @@ absl::StatusOr<std::shared_ptr<const AttentionMode>> MakeMode(const HipAttention
     const std::string field = absl::StrFormat("stages[%d]", i);
     RETURN_IF_ERROR(range((field + ".chunk").c_str(), s.chunk, 1, 1 << 20));
     RETURN_IF_ERROR(range((field + ".keep").c_str(), s.keep, s.chunk, kMaxTokens));
+    RETURN_IF_ERROR(range((field + ".pool").c_str(), s.pool, 1, 4096));
     if (s.keep % s.chunk != 0) {
       return FieldError(prefix, field + ".keep",
                         absl::StrFormat("(%d) must be a multiple of its chunk (%d)", s.keep,

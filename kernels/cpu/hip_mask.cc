@@ -15,15 +15,16 @@ namespace {
 // their chunk's rank).
 class HeadScorer {
  public:
+  // Query i stands at first_query_position + i * stride (chunk-indexed).
   HeadScorer(const HipMaskParams& p, const PagedKvView& kv, const RopeTable& rope, const float* q,
-             int64_t n_q, int64_t q_head, int64_t scan_chunks)
+             int64_t n_q, int64_t stride, int64_t q_head, int64_t scan_chunks)
       : kv_(kv), rope_(rope), d_(p.head_dim),
         kv_head_(q_head / (p.num_q_heads / p.num_kv_heads)), chunk_indexed_(p.chunk_indexed),
         queries_(n_q * p.head_dim), key_(p.head_dim) {
     for (int64_t i = 0; i < n_q; ++i) {
       float* qi = queries_.data() + i * d_;
       std::memcpy(qi, q + (i * p.num_q_heads + q_head) * d_, d_ * sizeof(float));
-      rope_.Rotate(qi, p.chunk_indexed ? std::min(p.first_query_position + i,
+      rope_.Rotate(qi, p.chunk_indexed ? std::min(p.first_query_position + i * stride,
                                                   scan_chunks + p.scan_window)
                                        : p.query_position);
     }
@@ -104,12 +105,31 @@ HipHeadRanges HipRefineStage(const HipMaskParams& params, const PagedKvView& kv,
                              int64_t scan_chunks) {
   const int64_t nq = params.num_q_heads, nkv = params.num_kv_heads, group = nq / nkv;
   const int64_t max_chunks = std::max<int64_t>(1, stage.keep / stage.chunk);
+  // Queries averaged in groups of stage.pool (the last group may be shorter); a group stands
+  // at its first query's position.
+  const int64_t pool = std::max<int64_t>(1, stage.pool);
+  std::vector<float> pooled;
+  if (pool > 1 && n_q > 1) {
+    const int64_t row = nq * params.head_dim, groups = (n_q + pool - 1) / pool;
+    pooled.assign(groups * row, 0.0f);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t first = g * pool, count = std::min(pool, n_q - first);
+      float* out = pooled.data() + g * row;
+      for (int64_t i = first; i < first + count; ++i) {
+        for (int64_t j = 0; j < row; ++j) out[j] += q[i * row + j];
+      }
+      for (int64_t j = 0; j < row; ++j) out[j] /= static_cast<float>(count);
+    }
+    q = pooled.data();
+    n_q = groups;
+  }
+  const int64_t stride = pooled.empty() ? 1 : pool;
   // Chunk scores of query heads [h0, h1) over `chunks`, the max over them into `score`.
   auto score_heads = [&](const std::vector<HipRange>& chunks, int64_t h0, int64_t h1,
                          std::vector<float>& score) {
     score.assign(chunks.size(), -std::numeric_limits<float>::infinity());
     for (int64_t h = h0; h < h1; ++h) {
-      HeadScorer scorer(params, kv, rope, q, n_q, h, scan_chunks);
+      HeadScorer scorer(params, kv, rope, q, n_q, stride, h, scan_chunks);
       for (size_t c = 0; c < chunks.size(); ++c) {
         score[c] = std::max(score[c], scorer.ChunkScore(chunks[c].begin, chunks[c].end,
                                                         static_cast<int64_t>(c)));

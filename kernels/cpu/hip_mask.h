@@ -9,7 +9,8 @@
 // from a binary descent, run for each query head on its own: split the chunk in two halves, probe
 // the middle key of each half (HipProbe), go on into the half whose probe scored higher (the right
 // one on a tie), until one key is left, which is probed too; the chunk's score for that head is the
-// largest probe score on the way. A probe's score is the largest q·k over the block's queries. The
+// largest probe score on the way. A probe's score is the largest q·k over the block's queries
+// (averaged in groups of the stage's `pool` consecutive queries first, as v1.2 does). The
 // chunks are ranked by the largest score over the query heads of the layer (`share_heads`, v1.2's
 // default: every KV head keeps the same chunks) or of each KV head's group.
 //

@@ -27,8 +27,25 @@ struct Oracle {
   const HipMaskParams& p;
   Pool& pool;
   const RopeTable& rope;
-  const std::vector<float>& q;
+  std::vector<float> q;
   int64_t n_q;
+  int64_t stride = 1;  // query i stands at first_query_position + i * stride
+
+  // This oracle with its queries averaged in groups of `size` (the last one may be shorter).
+  Oracle Pooled(int64_t size) const {
+    if (size <= 1 || n_q <= 1) return *this;
+    const int64_t row = p.num_q_heads * p.head_dim, groups = (n_q + size - 1) / size;
+    std::vector<float> pooled(groups * row);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t count = std::min(size, n_q - g * size);
+      for (int64_t j = 0; j < row; ++j) {
+        double sum = 0;
+        for (int64_t i = g * size; i < g * size + count; ++i) sum += q[i * row + j];
+        pooled[g * row + j] = static_cast<float>(sum / count);
+      }
+    }
+    return Oracle{p, pool, rope, pooled, groups, size};
+  }
 
   double Score(int64_t qh, int64_t t, int64_t key_pos, int64_t scan_chunks) const {
     const int64_t kh = qh / (p.num_q_heads / p.num_kv_heads);
@@ -38,7 +55,7 @@ struct Oracle {
     for (int64_t i = 0; i < n_q; ++i) {
       std::vector<float> qv(&q[(i * p.num_q_heads + qh) * p.head_dim],
                             &q[(i * p.num_q_heads + qh + 1) * p.head_dim]);
-      rope.Rotate(qv.data(), p.chunk_indexed ? std::min(p.first_query_position + i,
+      rope.Rotate(qv.data(), p.chunk_indexed ? std::min(p.first_query_position + i * stride,
                                                         scan_chunks + p.scan_window)
                                              : p.query_position);
       double s = 0;
@@ -58,6 +75,7 @@ struct Oracle {
                                  : Descend(qh, m, e, rank, scan_chunks)});
   }
   HipHeadRanges Stage(const HipStage& s, const HipHeadRanges& in, int64_t scan_chunks = 0) const {
+    if (s.pool > 1 && n_q > 1) return Pooled(s.pool).Stage({s.chunk, s.keep}, in, scan_chunks);
     const int64_t group = p.num_q_heads / p.num_kv_heads;
     HipHeadRanges out(p.num_kv_heads);
     for (int64_t h = 0; h < p.num_kv_heads; ++h) {
@@ -103,13 +121,15 @@ TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
     std::vector<HipStage> stages;
   };
   const std::vector<Case> cases = {
-      {16, 4, 2, 16, 1, 1000, 4, {{64, 256}, {16, 96}, {4, 32}}},
-      {7, 6, 3, 8, 5, 777, 0, {{32, 320}, {8, 64}}},
+      {16, 4, 2, 16, 1, 1000, 4, {{64, 256, 4}, {16, 96, 4}, {4, 32}}},
+      {7, 6, 3, 8, 5, 777, 0, {{32, 320, 4}, {8, 64}}},  // groups of 4 and 1
       {64, 2, 2, 32, 3, 4099, 256, {{256, 1024}, {32, 256}, {8, 64}}},
       {1, 8, 1, 16, 2, 300, 10, {{16, 64}, {3, 12}}},
+      {8, 4, 4, 16, 64, 900, 8, {{64, 320, 4}, {16, 128, 4}, {4, 48}}},  // a prompt block
   };
   uint32_t seed = 11;
   int schemes_differ = 0;  // cases where chunk-indexed RoPE kept other chunks than relative
+  int pools_differ = 0;    // cases where pooled queries kept other chunks than all of them
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "tokens " << c.tokens << " seed " << seed);
     std::mt19937 rng(seed++);
@@ -147,11 +167,17 @@ TEST(HipMaskTest, EqualsTheRuleInDoubleOnRandomKeys) {
     }
     EXPECT_EQ(HipSelect(p, pool.View(), rope, q.data(), c.n_q, c.stages, middle), got);
     for (int64_t h = 1; h < c.nkv && share; ++h) EXPECT_EQ(got[h], got[0]);
-    if (mode == 1) relative = got;
+    if (mode == 1) {
+      relative = got;
+      std::vector<HipStage> unpooled = c.stages;
+      for (HipStage& st : unpooled) st.pool = 1;
+      pools_differ += HipSelect(p, pool.View(), rope, q.data(), c.n_q, unpooled, middle) != got;
+    }
     if (mode == 2) schemes_differ += got != relative;
     }
   }
   EXPECT_GT(schemes_differ, 0);
+  EXPECT_GT(pools_differ, 0);
 }
 
 // Keys that lean towards the query (under the pruning's relative RoPE) in a smooth bump around a

@@ -284,7 +284,7 @@ def main(argv=None):
     ap.add_argument("--sinks", type=int, default=0)
     ap.add_argument("--top-k", type=int, default=0, help="hip: tokens the last stage keeps")
     ap.add_argument("--block-size", type=int, default=0, help="hip: prompt queries pruned together")
-    ap.add_argument("--hip-stages", default="", help="hip: chunk:keep,... per pruning stage")
+    ap.add_argument("--hip-stages", default="", help="hip: chunk:keep[:pool],... per pruning stage")
     ap.add_argument("--hip-refresh", default="",
                     help="hip: decode steps between mask refreshes per stage, e.g. 32,16,8")
     ap.add_argument("--dense-layers", default=None,

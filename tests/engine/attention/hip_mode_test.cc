@@ -27,7 +27,7 @@ TEST(HipModeTest, DefaultsAreV12s) {
   EXPECT_EQ(h->window, 1024);
   EXPECT_EQ(h->top_k, 2048);
   EXPECT_EQ(h->block_size, 64);
-  EXPECT_EQ(h->stages, (std::vector<HipStage>{{256, 32768}, {32, 8192}, {8, 2048}}));
+  EXPECT_EQ(h->stages, (std::vector<HipStage>{{256, 32768, 4}, {32, 8192, 4}, {8, 2048, 1}}));
   EXPECT_EQ(h->refresh, (std::vector<int64_t>{32, 16, 8}));
   EXPECT_EQ(h->dense_layers, (std::vector<int64_t>{0, 1, 2, 3}));
   EXPECT_EQ(h->dense_top_k, 4096);
@@ -58,8 +58,14 @@ TEST(HipModeTest, TopKAloneSetsTheLastStage) {
   // Two stages take v1.2's schedule's last two intervals; the dense layers twice top_k.
   EXPECT_EQ((*staged)->hip()->refresh, (std::vector<int64_t>{16, 8}));
   EXPECT_EQ((*staged)->hip()->dense_top_k, 32);
-  // sinks, window, top_k, block_size, 2 x 3 per stage, dense_top_k, dense_layers
-  EXPECT_EQ((*staged)->Params().size(), 12u);
+  // sinks, window, top_k, block_size, 2 x 4 per stage, dense_top_k, dense_layers
+  EXPECT_EQ((*staged)->Params().size(), 14u);
+  // Stages without a pool (0) take v1.2's: 4, and 1 in the last stage.
+  absl::StatusOr<Attention> pools = Parse(
+      {.mode = "hip", .stages = std::vector<HipStage>{{16, 64, 0}, {8, 32, 0}, {4, 16, 2}}});
+  ASSERT_TRUE(pools.ok()) << pools.status();
+  EXPECT_EQ((*pools)->hip()->stages,
+            (std::vector<HipStage>{{16, 64, 4}, {8, 32, 4}, {4, 16, 2}}));
   absl::StatusOr<Attention> given =
       Parse({.mode = "hip", .refresh = std::vector<int64_t>{1, 2, 4},
              .dense_layers = std::vector<int64_t>{}, .dense_top_k = 2048});
@@ -86,6 +92,9 @@ TEST(HipModeTest, BadParametersNameTheirField) {
       {{.mode = "hip", .stages = S{{16, 64}, {4, 128}}}, "longview.attention.stages[1]"},
       {{.mode = "hip", .stages = S{{16, 60}}}, "longview.attention.stages[0].keep"},
       {{.mode = "hip", .stages = S{{0, 64}}}, "longview.attention.stages[0].chunk"},
+      {{.mode = "hip", .stages = S{{16, 64, -1}}}, "longview.attention.stages[0].pool"},
+      {{.mode = "hip", .stages = S{{16, 64, 8}, {4, 16, 5000}}},
+       "longview.attention.stages[1].pool"},
       {{.mode = "hip", .stages = S{{16, 8}}}, "longview.attention.stages[0].keep"},
       {{.mode = "hip", .stages = S(9, HipStage{1, 1})}, "longview.attention.stages"},
       {{.mode = "hip", .window = 0}, "longview.attention.window"},
@@ -131,10 +140,10 @@ TEST(HipModeTest, IntListsFromAFlag) {
 }
 
 TEST(HipModeTest, StagesFromAFlag) {
-  absl::StatusOr<std::vector<HipStage>> s = ParseHipStages("256:32768,32:8192,8:2048");
+  absl::StatusOr<std::vector<HipStage>> s = ParseHipStages("256:32768,32:8192:2,8:2048");
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(*s, (std::vector<HipStage>{{256, 32768}, {32, 8192}, {8, 2048}}));
-  for (const char* bad : {"", "256", "256:x", "256:1:2", "8:16,"}) {
+  EXPECT_EQ(*s, (std::vector<HipStage>{{256, 32768, 0}, {32, 8192, 2}, {8, 2048, 0}}));
+  for (const char* bad : {"", "256", "256:x", "256:1:2:3", "256:1:y", "8:16,"}) {
     absl::StatusOr<std::vector<HipStage>> b = ParseHipStages(bad);
     EXPECT_FALSE(b.ok()) << bad;
     EXPECT_NE(b.status().message().find("is not chunk:keep"), std::string::npos) << b.status();
