@@ -12,7 +12,7 @@ import argparse
 import os
 import re
 
-from policy_report import TASKS, load_run, pct, scores
+from policy_report import load_run, pct, plot_panels, scores
 
 
 def setting(settings, key):
@@ -67,35 +67,11 @@ def table(runs):
 
 
 def plot(runs, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     dense = runs.get(None, ({}, ""))[0]
-    panels = [t for t in TASKS if t in dense] + ["average", "kl"]
-    names = {"passkey": "Passkey", "multikey": "Multi-key recall", "events": "Event QA",
-             "average": "Suite average", "kl": "KL(dense‖hip), held-out text"}
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4))
     ks = sorted(k for k in runs if k is not None)
-    for ax, panel in zip(axes, panels):
-        pts = [(k, runs[k][0].get(panel)) for k in ks if runs[k][0].get(panel) is not None]
-        if pts:
-            ax.plot([k for k, _ in pts], [v if panel == "kl" else 100 * v for _, v in pts],
-                    marker="o", label="hip")
-        if panel != "kl" and panel in dense:
-            ax.axhline(100 * dense[panel], color="black", linestyle="--", label="dense")
-        ax.set_title(names[panel], fontsize=10)
-        ax.set_xlabel("final top-k (tokens)")
-        ax.set_ylabel("KL (nats/token)" if panel == "kl" else "accuracy (%)")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    series = {"hip": ([(k, runs[k][0]) for k in ks], "o", "-")}
+    plot_panels(series, dense, path, title, "final top-k (tokens)", ks,
+                "KL(dense‖hip), held-out text", log2_x=True)
 
 
 def main(argv=None):

@@ -20,28 +20,17 @@ PREFIX="${6:?$usage}"
 read -r -a TOPKS <<<"${7:?$usage}"
 LANES="${8:-2}"
 BIN="${LONGVIEW_BINARY:-build/server/longview}"
-PY=.venv/bin/python
 mkdir -p "$OUT"
 configs=("dense")
 for k in "${TOPKS[@]}"; do configs+=("$k"); done
 run_one() {
-  local name extra=()
   if [[ "$1" == dense ]]; then
-    name=dense
+    sweep_run "$OUT" dense "$SUITE" "$MODEL" "$BIN"
   else
-    name="hip_$1"
-    extra=(--attention-mode hip --sinks "$SINKS" --window "$WINDOW" --top-k "$1"
-           --hip-stages "$PREFIX,4:$1")
+    sweep_run "$OUT" "hip_$1" "$SUITE" "$MODEL" "$BIN" --attention-mode hip --sinks "$SINKS" \
+      --window "$WINDOW" --top-k "$1" --hip-stages "$PREFIX,4:$1"
   fi
-  [[ -f "$OUT/$name/summary.json" ]] && { echo "have $name"; return; }
-  "$PY" tools/eval/run_eval.py --suite "$SUITE" --model "$MODEL" --binary "$BIN" --threads 1 \
-    --chunk 128 "${extra[@]}" --out-dir "$OUT/$name" >"$OUT/$name.log" 2>&1
-  echo "done $name"
 }
 source tools/eval/lanes.sh
 run_lanes "$LANES" run_one "${configs[@]}"
-"$PY" tools/eval/hip_report.py "$OUT" >"$OUT/report.md"
-if [[ -x .venv-plot/bin/python ]]; then
-  .venv-plot/bin/python tools/eval/hip_report.py "$OUT" --plot "$OUT/accuracy_vs_top_k.png" >/dev/null
-fi
-echo "report: $OUT/report.md"
+sweep_report "$OUT" tools/eval/hip_report.py accuracy_vs_top_k.png

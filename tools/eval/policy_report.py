@@ -103,38 +103,50 @@ def table(runs):
     return "\n".join(lines)
 
 
-def plot(runs, path, title):
+PANEL_NAMES = {"passkey": "Passkey", "multikey": "Multi-key recall", "events": "Event QA",
+               "average": "Suite average"}
+
+
+def plot_panels(series, dense, path, title, xlabel, xticks, kl_name, log2_x=False):
+    """One panel per task present in `dense`, the average and KL: each series (label ->
+    ([(x, scores)], marker, dash)) as a line, dense's accuracy as a dashed level."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dense = runs.get(("dense", 1.0), ({}, ""))[0]
     panels = [t for t in TASKS if t in dense] + ["average", "kl"]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4))
-    names = {"passkey": "Passkey", "multikey": "Multi-key recall", "events": "Event QA",
-             "average": "Suite average", "kl": "KL(dense‖policy), held-out text"}
     for ax, panel in zip(axes, panels):
-        for p in POLICIES:
-            pts = sorted((f, runs[(p, f)][0].get(panel)) for (q, f) in runs if q == p)
-            pts = [(f, v) for f, v in pts if v is not None]
+        for label, (points, marker, dash) in series.items():
+            pts = [(x, s.get(panel)) for x, s in sorted(points, key=lambda p: p[0])]
+            pts = [(x, v) for x, v in pts if v is not None]
             if pts:
-                marker, dash = STYLES[p]
-                ax.plot([100 * f for f, _ in pts],
-                        [v if panel == "kl" else 100 * v for _, v in pts], marker=marker,
-                        linestyle=dash, markersize=7 if marker == "o" else 5, label=p)
+                ax.plot([x for x, _ in pts], [v if panel == "kl" else 100 * v for _, v in pts],
+                        marker=marker, linestyle=dash, markersize=7 if marker == "o" else 5,
+                        label=label)
         if panel != "kl" and panel in dense:
             ax.axhline(100 * dense[panel], color="black", linestyle="--", label="dense")
-        ax.set_title(names[panel], fontsize=10)
-        ax.set_xlabel("KV budget (% of the task's tokens)")
+        ax.set_title(kl_name if panel == "kl" else PANEL_NAMES[panel], fontsize=10)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("KL (nats/token)" if panel == "kl" else "accuracy (%)")
-        ax.set_xticks([10, 25, 50])
+        if log2_x:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(xticks, [str(x) for x in xticks])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def plot(runs, path, title):
+    dense = runs.get(("dense", 1.0), ({}, ""))[0]
+    series = {p: ([(100 * f, runs[(q, f)][0]) for (q, f) in runs if q == p],) + STYLES[p]
+              for p in POLICIES}
+    plot_panels(series, dense, path, title, "KV budget (% of the task's tokens)", [10, 25, 50],
+                "KL(dense‖policy), held-out text")
 
 
 def main(argv=None):

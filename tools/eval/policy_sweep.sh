@@ -14,7 +14,6 @@ MODEL="${2:?model}"
 SUITE="${3:?suite}"
 LANES="${4:-2}"
 BIN="${LONGVIEW_BINARY:-build/server/longview}"
-PY=.venv/bin/python
 mkdir -p "$OUT"
 configs=("none 0")
 for p in streaming h2o snapkv lazy; do
@@ -22,17 +21,13 @@ for p in streaming h2o snapkv lazy; do
 done
 run_one() {
   read -r policy fraction <<<"$1"
-  local name="dense"; [[ "$policy" == none ]] || name="${policy}_${fraction}"
-  local extra=(); [[ "$policy" == none ]] || extra=(--kv-policy "$policy" --kv-budget-fraction "$fraction")
-  [[ -f "$OUT/$name/summary.json" ]] && { echo "have $name"; return; }
-  "$PY" tools/eval/run_eval.py --suite "$SUITE" --model "$MODEL" --binary "$BIN" --threads 1 \
-    --chunk 128 "${extra[@]}" --out-dir "$OUT/$name" >"$OUT/$name.log" 2>&1
-  echo "done $name"
+  if [[ "$policy" == none ]]; then
+    sweep_run "$OUT" dense "$SUITE" "$MODEL" "$BIN"
+  else
+    sweep_run "$OUT" "${policy}_${fraction}" "$SUITE" "$MODEL" "$BIN" \
+      --kv-policy "$policy" --kv-budget-fraction "$fraction"
+  fi
 }
 source tools/eval/lanes.sh
 run_lanes "$LANES" run_one "${configs[@]}"
-"$PY" tools/eval/policy_report.py "$OUT" >"$OUT/report.md"
-if [[ -x .venv-plot/bin/python ]]; then
-  .venv-plot/bin/python tools/eval/policy_report.py "$OUT" --plot "$OUT/accuracy_vs_budget.png" >/dev/null
-fi
-echo "report: $OUT/report.md"
+sweep_report "$OUT" tools/eval/policy_report.py accuracy_vs_budget.png
