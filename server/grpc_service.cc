@@ -17,6 +17,7 @@
 #include "proto/longview.grpc.pb.h"
 #include "proto/longview.pb.h"
 #include "scheduler/engine_loop.h"
+#include "server/api_key.h"
 #include "server/grpc_interceptors.h"
 #include "server/grpc_request.h"
 #include "server/limits.h"
@@ -90,14 +91,6 @@ v1::FinishReason ToProto(FinishReason reason) {
       return v1::FINISH_REASON_EOS;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
-}
-
-// Compares without an early exit so the key cannot be guessed byte by byte from timings.
-bool ConstantTimeEquals(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
 }
 
 void AppendDelta(const SequenceDelta& d, v1::GenerateResponse* resp) {
@@ -243,10 +236,13 @@ class GenerationService final : public v1::Generation::Service {
   grpc::Status Authorize(const grpc::ServerContext& ctx) const {
     if (api_key_.empty()) return grpc::Status::OK;
     const auto& md = ctx.client_metadata();
+    // The HTTP API's rule (server/api_key.h): the scheme in any case, then the key compared
+    // in constant time.
     auto it = md.find("authorization");
-    if (it != md.end() && ConstantTimeEquals(std::string(it->second.data(), it->second.size()),
-                                             "Bearer " + api_key_)) {
-      return grpc::Status::OK;
+    if (it != md.end()) {
+      const std::optional<std::string_view> token =
+          BearerToken(std::string_view(it->second.data(), it->second.size()));
+      if (token && SecretEquals(*token, api_key_)) return grpc::Status::OK;
     }
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing or wrong API key: send metadata 'authorization: Bearer <key>'");

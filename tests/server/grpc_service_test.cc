@@ -573,6 +573,17 @@ TEST_F(GrpcServiceTest, ApiKeyRequiredWhenSet) {
   v1::TokenizeResponse tresp;
   EXPECT_TRUE(stub->Tokenize(&ctx, treq, &tresp).ok());
 
+  // The scheme in any case and spacing, as over HTTP.
+  // (gRPC metadata values are printable ASCII: no tabs.)
+  for (const std::string& auth :
+       {std::string("bearer ") + kApiKey, std::string("BEARER  ") + kApiKey + " "}) {
+    grpc::ClientContext c;
+    SetDeadline(&c);
+    c.AddMetadata("authorization", auth);
+    v1::ListModelsResponse resp;
+    EXPECT_TRUE(stub->ListModels(&c, v1::ListModelsRequest(), &resp).ok()) << auth;
+  }
+
   // Health stays open for probes.
   EXPECT_EQ(HealthCheck(keyed_->port(), ""), 1);
 }
