@@ -130,6 +130,8 @@ def plot_panels(series, dense, path, title, xlabel, xticks, kl_name, log2_x=Fals
         ax.set_title(kl_name if panel == "kl" else PANEL_NAMES[panel], fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("KL (nats/token)" if panel == "kl" else "accuracy (%)")
+        if panel != "kl":
+            ax.set_ylim(-3, 105)
         if log2_x:
             ax.set_xscale("log", base=2)
         ax.set_xticks(xticks, [str(x) for x in xticks])
