@@ -21,7 +21,7 @@ JOBS="${LONGVIEW_JOBS:-$(nproc)}"
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGVIEW_CUDA=ON >/dev/null
 TARGETS=(gpu_kernel_tests gpu_model_tests decode_attention_bench prefill_attention_bench
-         e2e_decode_bench streaming_gpu_bench kv_policy_gpu_bench)
+         e2e_decode_bench streaming_gpu_bench kv_policy_gpu_bench hip_mask_bench)
 if [[ "${LONGVIEW_BUNDLE_SERVER:-0}" == 1 ]]; then TARGETS+=(longview); fi
 # LONGVIEW_BUNDLE_TARGETS="a b" bundles exactly those targets (e.g. gpu_api_tests, which brings
 # the gRPC/TLS libraries: bundle it alone to stay within the 64 MiB that travel).

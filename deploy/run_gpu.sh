@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root (the bundle is dist/longview-bundle/):
-#   dist/longview-bundle/run_gpu.sh [all | a comma-separated list of: kernels,models,bench,e2e,stream,policy]
+#   dist/longview-bundle/run_gpu.sh [all | a comma-separated list of: kernels,models,bench,e2e,stream,hip,policy]
 #   kernels  gpu_kernel_tests (every kernel against double references)
 #   models   transformers golden files for the CUDA parity tests (tools/golden/make_golden.py
 #            --gpu-shapes -> tests/data/golden_gpu, seeded: the same files every time), then
@@ -10,6 +10,8 @@
 #   api      gpu_api_tests: the OpenAI HTTP and gRPC APIs served by the CUDA backend (bundle it
 #            alone: LONGVIEW_BUNDLE_TARGETS=gpu_api_tests deploy/bundle.sh)
 #   stream   streaming_gpu_bench: a 1M-token StreamingLLM stream (sinks 4 + window 4096), 8B shape
+#   hip      HiP decode (issue 15): hip_mask_bench (the pruning stages, selection attention and
+#            dense attention at 128k / 512k / 1M, 8B shape) and SDPA at the same shapes
 #   policy   KV policies: the per-key statistics' cost on decode attention (decode_attention_bench
 #            --only policy) and kv_policy_gpu_bench (memory per sequence and decode throughput
 #            per policy, 8B shape, 16 x 8k prompts, budget 25%)
@@ -64,6 +66,10 @@ if want api && [[ -x "$HERE/bin/gpu_api_tests" ]]; then
 fi
 if want stream; then
   step streaming_gpu_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/streaming_gpu_bench' > '$LOGS/streaming_gpu_bench.jsonl'"
+fi
+if want hip; then
+  step hip_mask_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/hip_mask_bench' > '$LOGS/hip_mask_bench.jsonl'"
+  step hip_sdpa_peer sh -c "python3 '$REPO/tools/bench/decode_attention_peer.py' --shapes 1x131072,1x524288,1x1048576,8x131072 --iters 50 --warmup 5 > '$LOGS/hip_sdpa_peer.jsonl'"
 fi
 if want policy; then
   step key_stats_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/decode_attention_bench' --only policy > '$LOGS/key_stats_bench.jsonl'"

@@ -8,6 +8,7 @@ prints. The peer reads no pages and applies no RoPE: keys are stored rotated, as
 would hold them.
 
     python3 tools/bench/decode_attention_peer.py [--iters 100] [--warmup 10]
+                                                 [--shapes 1x131072,1x1048576]  (BxT, else the above)
 """
 import argparse
 import json
@@ -50,8 +51,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--shapes", default="64x4096,64x32768,1x32768",
+                    help="comma-separated BxT (batch x keys)")
     args = ap.parse_args()
-    for batch, kv_len in [(64, 4096), (64, 32768), (1, 32768)]:
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+    for batch, kv_len in shapes:
         run(batch, kv_len, args.iters, args.warmup)
 
 

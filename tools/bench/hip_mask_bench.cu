@@ -1,0 +1,296 @@
+// HiP decode attention at long contexts (issue 15): what one pruned layer's decode step costs with
+// v1.2's parameters against dense decode attention at the same context, Llama-3-8B shape (32
+// query / 8 KV heads, head_dim 128, bf16, page size 16), one layer's KV.
+//
+// Per (batch, T): dense decode attention over all T keys (kernels/cuda/decode_attention, dense
+// mode); HiP's three pruning stages on the GPU (kernels/cuda/hip_mask: chunks 256 / 32 / 8 keeping
+// 32768 / 8192 / 2048 of the middle between 256 sinks and the masking window, relative RoPE), each
+// timed alone on its real input (the previous stage's output) and as one chain; and the selection
+// decode attention over what a row then reads (sinks + the 2,048 kept tokens + the 1,024-token
+// window). A step's cost amortised over the refresh intervals [32, 16, 8] (stage i recomputed
+// every refresh[i] steps, its later stages with it) is
+//   hip_ms = selection_ms + stage0_ms / 32 + stage1_ms / 16 + stage2_ms / 8,
+// and the figure against dense is dense_ms / hip_ms (InfiniteHiP reports 18.95x at 1M against
+// FlashAttention). "every_step_ms" is the cost if every step recomputed every stage. CUDA events,
+// median of `iters` runs after warm-up. Prints one JSON line per shape; the PyTorch peer is
+// decode_attention_peer.py --shapes (SDPA dense on contiguous KV, same run).
+//
+//   hip_mask_bench [--iters 50] [--warmup 5] [--shapes 1x131072,1x524288,1x1048576,8x131072]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/decode_attention/decode_attention.h"
+#include "kernels/cuda/decode_attention/rope_tables.h"
+#include "kernels/cuda/hip_mask/hip_mask.h"
+#include "kernels/hip_stage.h"
+#include "kernels/kv_selection.h"
+#include "tools/bench/bench_util.cuh"
+#include "tools/bench/cuda_timing.h"
+
+namespace {
+
+using namespace longview;
+
+constexpr int kHq = 32, kHkv = 8, kD = 128, kPage = 16;
+constexpr int kSinks = 256, kWindow = 1024;
+constexpr int kRefresh[3] = {32, 16, 8};
+constexpr HipStage kStages[3] = {{256, 32768, 1}, {32, 8192, 1}, {8, 2048, 1}};
+
+double Median(std::vector<float> ms) {
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+int RunShape(int batch, int kv_len, int iters, int warmup) {
+  std::mt19937 rng(4321 + batch + kv_len);
+  const int blocks_per_seq = (kv_len + kPage - 1) / kPage;
+  const int64_t row = int64_t{kHkv} * kD;
+  const int64_t page_elems = 2 * kPage * row;  // one layer: [k|v][token][kv_head][head_dim]
+  const int64_t num_pages = int64_t{batch} * blocks_per_seq;
+  std::vector<int32_t> ids(num_pages);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  const std::vector<int32_t>& block_tables = ids;  // [batch][blocks_per_seq]
+  const int64_t q_tok = kv_len - 1;
+  // HipMiddle for the decode row at q_tok: after the sinks, up to the masking window (the window
+  // less the first stage's chunk) before the row.
+  const int middle_end = static_cast<int>(q_tok + 1 - (kWindow - kStages[0].chunk));
+  const int window_begin = static_cast<int>(q_tok - kWindow + 1);
+
+  const std::vector<float> inv_freq =
+      cpu::InvFrequencies(cpu::RopeParams{.head_dim = kD, .theta = 500000.0});
+  const cuda::RopeTablesHost tables = cuda::BuildRopeTables(inv_freq, kv_len + 1);
+
+  const size_t q_elems = static_cast<size_t>(batch) * kHq * kD;
+  std::vector<float> qf(q_elems);
+  std::normal_distribution<float> normal;
+  for (float& x : qf) x = normal(rng);
+
+  void *pages, *q, *qf_dev, *out, *bt, *dlens, *lo, *hi;
+  BENCH_CHECK(cudaMalloc(&pages, num_pages * page_elems * 2));
+  BENCH_CHECK(cudaMalloc(&q, q_elems * 2));
+  BENCH_CHECK(cudaMalloc(&qf_dev, q_elems * 4));
+  BENCH_CHECK(cudaMalloc(&out, q_elems * 2));
+  BENCH_CHECK(cudaMalloc(&bt, block_tables.size() * 4));
+  BENCH_CHECK(cudaMalloc(&dlens, batch * 4));
+  BENCH_CHECK(cudaMalloc(&lo, tables.lo.size() * 4));
+  BENCH_CHECK(cudaMalloc(&hi, tables.hi.size() * 4));
+  BENCH_CHECK(bench::FillRandomBf16(static_cast<uint16_t*>(pages), num_pages * page_elems, 7u));
+  BENCH_CHECK(bench::FillRandomBf16(static_cast<uint16_t*>(q), q_elems, 11u));
+  BENCH_CHECK(cudaMemcpy(qf_dev, qf.data(), q_elems * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(bt, block_tables.data(), block_tables.size() * 4, cudaMemcpyHostToDevice));
+  const std::vector<int32_t> lens(batch, kv_len);
+  BENCH_CHECK(cudaMemcpy(dlens, lens.data(), batch * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(lo, tables.lo.data(), tables.lo.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(hi, tables.hi.data(), tables.hi.size() * 4, cudaMemcpyHostToDevice));
+  cudaStream_t stream;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kD));
+
+  // Dense decode attention over every key.
+  cuda::DecodeAttentionShape dshape{.dtype = cuda::DType::kBF16, .head_dim = kD,
+                                    .num_q_heads = kHq, .num_kv_heads = kHkv,
+                                    .batch_size = batch, .page_size = kPage,
+                                    .max_kv_len = kv_len, .max_position = kv_len - 1,
+                                    .rope_hi_rows = tables.num_hi_rows};
+  cuda::DecodeAttentionPlan dplan;
+  BENCH_CHECK(cuda::PlanDecodeAttention(dshape, &dplan));
+  void* dws = nullptr;
+  if (dplan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&dws, dplan.workspace_bytes));
+  const cuda::DecodeAttentionArgs dargs{.q = q, .out = out, .pages = pages,
+                                        .page_stride = page_elems, .k_offset = 0,
+                                        .v_offset = kPage * row,
+                                        .block_tables = static_cast<int32_t*>(bt),
+                                        .block_table_stride = blocks_per_seq,
+                                        .kv_lens = static_cast<int32_t*>(dlens),
+                                        .rope_lo = static_cast<float*>(lo),
+                                        .rope_hi = static_cast<float*>(hi), .scale = scale};
+  std::vector<float> ms;
+  BENCH_CHECK(bench::TimeLaunches(
+      [&](int) { return cuda::RunDecodeAttention(dplan, dargs, dws, dplan.workspace_bytes, stream); },
+      warmup, iters, stream, &ms));
+  const double dense_ms = Median(ms);
+
+  // The stages: capacities from the stage sizes (every stage prunes at these contexts).
+  int capacity[3], in_capacity[3];
+  in_capacity[0] = 1;
+  capacity[0] = (middle_end - kSinks + kStages[0].chunk - 1) / kStages[0].chunk;
+  for (int s = 1; s < 3; ++s) {
+    in_capacity[s] = capacity[s - 1];
+    capacity[s] = static_cast<int>(kStages[s - 1].keep / kStages[s - 1].chunk *
+                                   ((kStages[s - 1].chunk + kStages[s].chunk - 1) / kStages[s].chunk));
+  }
+  void *ranges[4], *counts[4], *ws[3];
+  std::vector<cuda::HipChunk> middle(batch, cuda::HipChunk{kSinks, middle_end});
+  BENCH_CHECK(cudaMalloc(&ranges[0], batch * sizeof(cuda::HipChunk)));
+  BENCH_CHECK(cudaMemcpy(ranges[0], middle.data(), batch * sizeof(cuda::HipChunk),
+                         cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMalloc(&counts[0], batch * 4));
+  const std::vector<int32_t> ones(batch, 1);
+  BENCH_CHECK(cudaMemcpy(counts[0], ones.data(), batch * 4, cudaMemcpyHostToDevice));
+  cuda::HipStageShape shapes[3];
+  cuda::HipStageArgs args[3];
+  for (int s = 0; s < 3; ++s) {
+    shapes[s] = cuda::HipStageShape{.dtype = cuda::DType::kBF16, .head_dim = kD,
+                                    .num_q_heads = kHq, .num_kv_heads = kHkv,
+                                    .page_size = kPage, .num_blocks = batch, .num_queries = 1,
+                                    .max_ranges = in_capacity[s], .max_chunks = capacity[s],
+                                    .rope_hi_rows = tables.num_hi_rows,
+                                    .chunk = static_cast<int>(kStages[s].chunk),
+                                    .keep = static_cast<int>(kStages[s].keep),
+                                    .query_position = kWindow - static_cast<int>(kStages[0].chunk) + 1};
+    BENCH_CHECK(cudaMalloc(&ranges[s + 1], size_t{8} * batch * capacity[s]));
+    BENCH_CHECK(cudaMalloc(&counts[s + 1], batch * 4));
+    BENCH_CHECK(cudaMalloc(&ws[s], cuda::HipStageWorkspaceBytes(shapes[s])));
+    args[s] = cuda::HipStageArgs{.q = static_cast<float*>(qf_dev), .pages = pages,
+                                 .page_stride = page_elems, .k_offset = 0,
+                                 .block_tables = static_cast<int32_t*>(bt),
+                                 .block_table_stride = blocks_per_seq,
+                                 .in_ranges = static_cast<cuda::HipChunk*>(ranges[s]),
+                                 .in_count = static_cast<int32_t*>(counts[s]),
+                                 .out_ranges = static_cast<cuda::HipChunk*>(ranges[s + 1]),
+                                 .out_count = static_cast<int32_t*>(counts[s + 1]),
+                                 .rope_lo = static_cast<float*>(lo),
+                                 .rope_hi = static_cast<float*>(hi), .workspace = ws[s]};
+  }
+  auto chain = [&]() {
+    for (int s = 0; s < 3; ++s) {
+      if (cudaError_t e = cuda::RunHipStage(shapes[s], args[s], stream); e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+  };
+  BENCH_CHECK(chain());
+  BENCH_CHECK(cudaStreamSynchronize(stream));
+  double stage_ms[3];
+  for (int s = 0; s < 3; ++s) {
+    BENCH_CHECK(bench::TimeLaunches([&](int) { return cuda::RunHipStage(shapes[s], args[s], stream); },
+                                    warmup, iters, stream, &ms));
+    stage_ms[s] = Median(ms);
+  }
+  BENCH_CHECK(bench::TimeLaunches([&](int) { return chain(); }, warmup, iters, stream, &ms));
+  const double chain_ms = Median(ms);
+
+  // What each row reads: sinks, the kept chunks below the window, the window at its own
+  // positions; the kept tokens packed just below the window, the sinks below them.
+  std::vector<cuda::HipChunk> kept(static_cast<size_t>(batch) * capacity[2]);
+  std::vector<int32_t> kept_count(batch);
+  BENCH_CHECK(cudaMemcpy(kept.data(), ranges[3], kept.size() * 8, cudaMemcpyDeviceToHost));
+  BENCH_CHECK(cudaMemcpy(kept_count.data(), counts[3], batch * 4, cudaMemcpyDeviceToHost));
+  std::vector<KvSpan> spans;
+  std::vector<int32_t> offsets(1, 0);
+  int max_spans = 0;
+  int64_t kept_tokens = 0, selected = 0;
+  for (int b = 0; b < batch; ++b) {
+    const std::span<const int32_t> table(block_tables.data() + static_cast<size_t>(b) * blocks_per_seq,
+                                         blocks_per_seq);
+    int64_t n_kept = 0;
+    for (int i = 0; i < kept_count[b]; ++i) {
+      const cuda::HipChunk c = kept[static_cast<size_t>(b) * capacity[2] + i];
+      n_kept += std::max(0, std::min(c.end, window_begin) - c.begin);
+    }
+    KvSelection sel;
+    int64_t pos = window_begin - n_kept - kSinks;
+    AppendTokenRange(table, kPage, 0, kSinks, pos, sel);
+    pos += kSinks;
+    for (int i = 0; i < kept_count[b]; ++i) {
+      const cuda::HipChunk c = kept[static_cast<size_t>(b) * capacity[2] + i];
+      const int64_t n = std::max(0, std::min(c.end, window_begin) - c.begin);
+      if (n == 0) continue;
+      AppendTokenRange(table, kPage, c.begin, n, pos, sel);
+      pos += n;
+    }
+    AppendTokenRange(table, kPage, window_begin, kWindow, window_begin, sel);
+    spans.insert(spans.end(), sel.spans.begin(), sel.spans.end());
+    offsets.push_back(static_cast<int32_t>(spans.size()));
+    max_spans = std::max<int>(max_spans, sel.spans.size());
+    kept_tokens = n_kept;
+    selected = sel.NumKeys(0);
+  }
+  cuda::DecodeAttentionShape sshape = dshape;
+  sshape.max_kv_len = 0;
+  sshape.max_spans = max_spans;
+  cuda::DecodeAttentionPlan splan;
+  BENCH_CHECK(cuda::PlanDecodeAttention(sshape, &splan));
+  void *sws = nullptr, *dspans, *doffs;
+  if (splan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&sws, splan.workspace_bytes));
+  BENCH_CHECK(cudaMalloc(&dspans, spans.size() * sizeof(KvSpan)));
+  BENCH_CHECK(cudaMalloc(&doffs, offsets.size() * 4));
+  BENCH_CHECK(cudaMemcpy(dspans, spans.data(), spans.size() * sizeof(KvSpan), cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(doffs, offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+  cuda::DecodeAttentionArgs sargs = dargs;
+  sargs.block_tables = nullptr;
+  sargs.kv_lens = nullptr;
+  sargs.spans = static_cast<KvSpan*>(dspans);
+  sargs.span_offsets = static_cast<int32_t*>(doffs);
+  BENCH_CHECK(bench::TimeLaunches(
+      [&](int) { return cuda::RunDecodeAttention(splan, sargs, sws, splan.workspace_bytes, stream); },
+      warmup, iters, stream, &ms));
+  const double selection_ms = Median(ms);
+  int64_t nans = 0;
+  BENCH_CHECK(bench::CountBf16NaNs(out, q_elems, &nans));
+
+  const double hip_ms = selection_ms + stage_ms[0] / kRefresh[0] + stage_ms[1] / kRefresh[1] +
+                        stage_ms[2] / kRefresh[2];
+  std::printf(
+      "{\"bench\": \"hip_decode\", \"batch\": %d, \"kv_len\": %d, \"num_q_heads\": %d, "
+      "\"num_kv_heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\", \"page_size\": %d, "
+      "\"sinks\": %d, \"window\": %d, \"stages\": \"256:32768,32:8192,8:2048\", "
+      "\"refresh\": \"32,16,8\", \"dense_ms\": %.5f, \"stage0_ms\": %.5f, \"stage1_ms\": %.5f, "
+      "\"stage2_ms\": %.5f, \"chain_ms\": %.5f, \"selection_ms\": %.5f, \"kept_tokens\": %lld, "
+      "\"selected_keys\": %lld, \"hip_ms\": %.5f, \"every_step_ms\": %.5f, "
+      "\"speedup_vs_dense\": %.3f, \"speedup_every_step\": %.3f, \"iters\": %d, "
+      "\"nan_outputs\": %lld}\n",
+      batch, kv_len, kHq, kHkv, kD, kPage, kSinks, kWindow, dense_ms, stage_ms[0], stage_ms[1],
+      stage_ms[2], chain_ms, selection_ms, static_cast<long long>(kept_tokens),
+      static_cast<long long>(selected), hip_ms, chain_ms + selection_ms, dense_ms / hip_ms,
+      dense_ms / (chain_ms + selection_ms), iters, static_cast<long long>(nans));
+  std::fflush(stdout);
+  BENCH_CHECK(cudaStreamDestroy(stream));
+  for (void* p : {pages, q, qf_dev, out, bt, dlens, lo, hi, dws, sws, dspans, doffs, ranges[0],
+                  ranges[1], ranges[2], ranges[3], counts[0], counts[1], counts[2], counts[3],
+                  ws[0], ws[1], ws[2]}) {
+    if (p != nullptr) BENCH_CHECK(cudaFree(p));
+  }
+  return nans == 0 ? 0 : 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iters = 50, warmup = 5;
+  std::vector<std::pair<int, int>> shapes = {{1, 131072}, {1, 524288}, {1, 1048576}, {8, 131072}};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--iters") == 0) iters = std::max(1, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--warmup") == 0) warmup = std::max(0, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--shapes") == 0) {
+      shapes.clear();
+      for (const char* p = argv[i + 1]; *p != '\0';) {
+        int b = 0, t = 0;
+        if (std::sscanf(p, "%dx%d", &b, &t) != 2 || b < 1 || t <= 2 * kWindow + kSinks) {
+          std::fprintf(stderr, "--shapes: expected BxT[,BxT...] with T > %d, got '%s'\n",
+                       2 * kWindow + kSinks, p);
+          return 2;
+        }
+        shapes.emplace_back(b, t);
+        const char* comma = std::strchr(p, ',');
+        p = comma == nullptr ? p + std::strlen(p) : comma + 1;
+      }
+    }
+  }
+  int rc = 0;
+  for (auto [b, t] : shapes) rc |= RunShape(b, t, iters, warmup);
+  return rc;
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""PNG of hip_mask_bench's JSON lines with their SDPA peer (one file, as run_gpu.sh hip writes
+them): decode attention milliseconds per layer against context at batch 1 — dense (ours),
+PyTorch SDPA, and HiP amortised over its refresh intervals and recomputing every stage each step.
+
+  .venv-plot/bin/python tools/bench/plot_hip_gpu.py docs/bench/hip-gpu/hip_mask_bench.jsonl \\
+      --out docs/bench/hip-gpu/hip_decode_h200.png --title "H200, 2026-12-04"
+"""
+import argparse
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("jsonl")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--title", default="")
+    ap.add_argument("--batch", type=int, default=1)
+    a = ap.parse_args()
+    rows = [json.loads(line) for line in open(a.jsonl, encoding="utf-8") if line.strip()]
+    hip = sorted((r for r in rows if r.get("bench") == "hip_decode" and r["batch"] == a.batch),
+                 key=lambda r: r["kv_len"])
+    sdpa = {r["kv_len"]: r["time_ms"] for r in rows
+            if r.get("impl") == "torch_sdpa" and r["batch"] == a.batch}
+    t = [r["kv_len"] for r in hip]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    series = [("dense (longview)", [r["dense_ms"] for r in hip], "#777777", "o"),
+              ("SDPA (PyTorch)", [sdpa.get(k) for k in t], "#d08c2f", "s"),
+              ("HiP, every stage each step", [r["every_step_ms"] for r in hip], "#9bb8d6", "^"),
+              ("HiP, refresh 32/16/8", [r["hip_ms"] for r in hip], "#3b75af", "D")]
+    for name, ys, color, marker in series:
+        ax.plot(t, ys, marker=marker, color=color, label=name)
+    for r in hip:
+        ax.annotate(f"{r['speedup_vs_dense']:.1f}x", (r["kv_len"], r["hip_ms"]),
+                    textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(t, [f"{k // 1024}k" for k in t])
+    ax.set_xlabel("context (tokens)")
+    ax.set_ylabel(f"decode attention ms per layer (batch {a.batch})")
+    ax.set_title(a.title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(a.out, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
