@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/attention/attention_spec.h"
+#include "engine/attention/hip.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/hip_mask.h"
 #include "kernels/cpu/rope.h"
@@ -332,6 +334,183 @@ TEST(HipMaskGpu, PaperStagesLlamaHeads) {
   std::vector<int64_t> pruned;
   RunCase(c, Seed() + 5, &pruned);
   EXPECT_EQ(pruned, (std::vector<int64_t>{2, 2, 2}));
+}
+
+// A block marked inactive keeps what the previous call wrote (a row whose stage is not due):
+// the second call, with other queries, recomputes block 0 only.
+TEST(HipMaskGpu, InactiveBlocksKeepTheirOutput) {
+  const HipCase c{.tokens = {6000, 7000}, .stages = {{64, 1024, 1}}};
+  std::mt19937_64 rng(Seed() + 6);
+  const KeyPool pool = MakePool(c, rng);
+  const int nb = 2, D = c.head_dim;
+  const int64_t qrow = static_cast<int64_t>(c.num_q_heads) * D;
+  std::normal_distribution<float> normal;
+  std::vector<float> q1(nb * qrow), q2(nb * qrow);
+  for (float& x : q1) x = normal(rng);
+  for (float& x : q2) x = normal(rng);
+  const std::vector<float> inv_freq =
+      cpu::InvFrequencies(cpu::RopeParams{.head_dim = D, .theta = 10000.0});
+  cpu::RopeTable rope(inv_freq, D);
+  rope.Reserve(16384);
+  const RopeTablesHost tables = BuildRopeTables(inv_freq, 16384);
+  const int bt_stride = static_cast<int>(std::max(pool.tables[0].size(), pool.tables[1].size()));
+  std::vector<int32_t> bt(nb * bt_stride, -1);
+  for (int b = 0; b < nb; ++b) std::copy(pool.tables[b].begin(), pool.tables[b].end(), bt.begin() + b * bt_stride);
+  const int max_chunks = static_cast<int>((7000 + 63) / 64);
+  const std::vector<HipChunk> in = {{4, 6000}, {4, 7000}};
+  const std::vector<int32_t> in_count = {1, 1};
+  DeviceBuffer dpages(pool.bits.size() * 2), dq(q1.size() * 4), dlo(tables.lo.size() * 4),
+      dhi(tables.hi.size() * 4), dbt(bt.size() * 4), din(16), dcount(8),
+      dout(static_cast<size_t>(nb) * max_chunks * 8), doutc(8), dactive(2);
+  CUDA_OK(Upload(dpages, pool.bits));
+  CUDA_OK(Upload(dlo, tables.lo));
+  CUDA_OK(Upload(dhi, tables.hi));
+  CUDA_OK(Upload(dbt, bt));
+  CUDA_OK(Upload(din, in));
+  CUDA_OK(Upload(dcount, in_count));
+  const HipStageShape shape{.head_dim = D, .num_q_heads = c.num_q_heads,
+                            .num_kv_heads = c.num_kv_heads, .page_size = c.page_size,
+                            .num_blocks = nb, .max_ranges = 1, .max_chunks = max_chunks,
+                            .rope_hi_rows = tables.num_hi_rows, .chunk = 64, .keep = 1024,
+                            .query_position = 769};
+  DeviceBuffer dws(HipStageWorkspaceBytes(shape));
+  HipStageArgs args{.q = dq.as<float>(), .pages = dpages.get(), .page_stride = pool.page_elems,
+                    .block_tables = dbt.as<int32_t>(), .block_table_stride = bt_stride,
+                    .in_ranges = din.as<HipChunk>(), .in_count = dcount.as<int32_t>(),
+                    .out_ranges = dout.as<HipChunk>(), .out_count = doutc.as<int32_t>(),
+                    .rope_lo = dlo.as<float>(), .rope_hi = dhi.as<float>(),
+                    .workspace = dws.get()};
+  auto run = [&](const std::vector<float>& q, const std::vector<uint8_t>* active,
+                 std::vector<Ranges>* got) {
+    ASSERT_EQ(Upload(dq, q), cudaSuccess);
+    if (active != nullptr) {
+      ASSERT_EQ(Upload(dactive, *active), cudaSuccess);
+    }
+    args.active = active != nullptr ? dactive.as<uint8_t>() : nullptr;
+    ASSERT_EQ(RunHipStage(shape, args, nullptr), cudaSuccess);
+    std::vector<HipChunk> out(static_cast<size_t>(nb) * max_chunks);
+    std::vector<int32_t> count(nb);
+    ASSERT_EQ(Download(out, dout), cudaSuccess);
+    ASSERT_EQ(Download(count, doutc), cudaSuccess);
+    got->assign(nb, {});
+    for (int b = 0; b < nb; ++b) {
+      for (int i = 0; i < count[b]; ++i) (*got)[b].push_back({out[b * max_chunks + i].begin, out[b * max_chunks + i].end});
+    }
+  };
+  auto want = [&](const std::vector<float>& q, int b) {
+    const cpu::HipMaskParams p{.num_q_heads = c.num_q_heads, .num_kv_heads = c.num_kv_heads,
+                               .head_dim = D};
+    return cpu::HipRefineStage(p, View(c, pool, b), rope, q.data() + b * qrow, 1, c.stages[0],
+                               cpu::HipHeadRanges(c.num_kv_heads, {{in[b].begin, in[b].end}}))[0];
+  };
+  std::vector<Ranges> first, second;
+  run(q1, nullptr, &first);
+  EXPECT_EQ(first[0], want(q1, 0));
+  EXPECT_EQ(first[1], want(q1, 1));
+  const std::vector<uint8_t> active = {1, 0};
+  run(q2, &active, &second);
+  EXPECT_EQ(second[0], want(q2, 0));
+  EXPECT_EQ(second[1], first[1]);       // untouched
+  EXPECT_NE(want(q2, 1), first[1]);     // and recomputing it would have changed it
+}
+
+// RunHipSpans against the engine's rule (HipRowSelection for a row that is its own block):
+// random rows (token >= sinks, where the engine prunes) with kept chunks below, across and
+// inside the window, rows whose window reaches back to the sinks, page sizes 16 and 5, and a row over its span capacity (NaN marker).
+TEST(HipMaskGpu, SpansEqualHipRowSelection) {
+  for (int ps : {16, 5}) {
+    std::mt19937_64 rng(Seed() + 7 + ps);
+    const int rows = 37, max_kept = 2000;
+    std::vector<int32_t> token(rows), sinks(rows), window(rows), kept_count(rows);
+    std::vector<HipChunk> kept(static_cast<size_t>(rows) * max_kept);
+    int bt_stride = 0;
+    std::vector<std::vector<int32_t>> tables(rows);
+    std::vector<KvSelection> want(rows);
+    int max_spans = 1;
+    for (int r = 0; r < rows; ++r) {
+      HipAttention h;
+      h.sinks = std::uniform_int_distribution<int>(0, 300)(rng);
+      h.window = std::uniform_int_distribution<int>(1, 1500)(rng);
+      token[r] = std::uniform_int_distribution<int>(0, 20000)(rng);
+      token[r] = std::max<int>(token[r], static_cast<int>(h.sinks));  // the rule's domain
+      if (r == 3) {  // the window reaches back to the sinks
+        h.sinks = 3;
+        token[r] = 5;
+      }
+      if (r == 11) {  // the most spans of all: one-token chunks every other token
+        h.sinks = 300;
+        h.window = 1500;
+        token[r] = 20000;
+      }
+      sinks[r] = static_cast<int32_t>(h.sinks);
+      window[r] = static_cast<int32_t>(h.window);
+      const int blocks = token[r] / ps + 1;
+      for (int b = 0; b < blocks; ++b) {
+        tables[r].push_back(std::uniform_int_distribution<int>(0, 1 << 20)(rng));
+      }
+      bt_stride = std::max<int>(bt_stride, blocks);
+      // Kept chunks: sorted, disjoint, from the sinks to the row (some inside the window).
+      cpu::HipHeadRanges ranges(1);
+      for (int t = static_cast<int>(h.sinks); t < token[r] && static_cast<int>(ranges[0].size()) < max_kept;) {
+        t += r == 11 ? 1 : std::uniform_int_distribution<int>(0, 200)(rng);
+        const int len = r == 11 ? 1 : std::uniform_int_distribution<int>(1, 40)(rng);
+        if (t + len > token[r]) break;
+        ranges[0].push_back({t, t + len});
+        t += len;
+      }
+      kept_count[r] = static_cast<int32_t>(ranges[0].size());
+      for (size_t i = 0; i < ranges[0].size(); ++i) {
+        kept[static_cast<size_t>(r) * max_kept + i] = {static_cast<int32_t>(ranges[0][i].begin),
+                                                       static_cast<int32_t>(ranges[0][i].end)};
+      }
+      want[r] = HipRowSelection(h, tables[r], ps, token[r], token[r], ranges);
+      if (r != 11) max_spans = std::max<int>(max_spans, want[r].spans.size());
+    }
+    std::vector<int32_t> bt(static_cast<size_t>(rows) * bt_stride, -1);
+    for (int r = 0; r < rows; ++r) std::copy(tables[r].begin(), tables[r].end(), bt.begin() + r * bt_stride);
+    const bool overflow = static_cast<int>(want[11].spans.size()) > max_spans;
+    EXPECT_TRUE(overflow) << want[11].spans.size() << " spans vs " << max_spans;
+    const HipSpansShape shape{.page_size = ps, .num_rows = rows, .max_kept = max_kept,
+                              .max_spans = max_spans};
+    DeviceBuffer dkept(kept.size() * 8), dcount(rows * 4), dbt(bt.size() * 4), dtok(rows * 4),
+        dsinks(rows * 4), dwin(rows * 4),
+        dspans(static_cast<size_t>(rows) * (max_spans + 1) * sizeof(KvSpan)),
+        doffs((rows + 1) * 4), dws(HipSpansWorkspaceBytes(shape));
+    CUDA_OK(Upload(dkept, kept));
+    CUDA_OK(Upload(dcount, kept_count));
+    CUDA_OK(Upload(dbt, bt));
+    CUDA_OK(Upload(dtok, token));
+    CUDA_OK(Upload(dsinks, sinks));
+    CUDA_OK(Upload(dwin, window));
+    const HipSpansArgs args{.kept = dkept.as<HipChunk>(), .kept_count = dcount.as<int32_t>(),
+                            .block_tables = dbt.as<int32_t>(), .block_table_stride = bt_stride,
+                            .token = dtok.as<int32_t>(), .sinks = dsinks.as<int32_t>(),
+                            .window = dwin.as<int32_t>(), .spans = dspans.as<KvSpan>(),
+                            .span_offsets = doffs.as<int32_t>(), .workspace = dws.get()};
+    CUDA_OK(RunHipSpans(shape, args, nullptr));
+    std::vector<int32_t> offs(rows + 1);
+    CUDA_OK(Download(offs, doffs));
+    std::vector<KvSpan> spans(offs[rows]);
+    if (!spans.empty()) CUDA_OK(cudaMemcpy(spans.data(), dspans.get(), spans.size() * sizeof(KvSpan), cudaMemcpyDeviceToHost));
+    for (int r = 0; r < rows; ++r) {
+      SCOPED_TRACE(::testing::Message() << "page " << ps << " row " << r << " token " << token[r]
+                                        << " sinks " << sinks[r] << " window " << window[r]);
+      const std::vector<KvSpan> got(spans.begin() + offs[r], spans.begin() + offs[r + 1]);
+      if (r == 11 && overflow) {
+        ASSERT_EQ(static_cast<int>(got.size()), max_spans + 1);
+        EXPECT_EQ(got.back().count, -1);
+        continue;
+      }
+      ASSERT_EQ(got.size(), want[r].spans.size());
+      for (size_t k = 0; k < got.size(); ++k) {
+        EXPECT_TRUE(got[k].page_id == want[r].spans[k].page_id &&
+                    got[k].first_slot == want[r].spans[k].first_slot &&
+                    got[k].count == want[r].spans[k].count &&
+                    got[k].first_position == want[r].spans[k].first_position)
+            << "span " << k;
+      }
+    }
+  }
 }
 
 TEST(HipMaskGpu, RejectsBadArguments) {

@@ -5,11 +5,12 @@
 // Per (batch, T): dense decode attention over all T keys (kernels/cuda/decode_attention, dense
 // mode); HiP's three pruning stages on the GPU (kernels/cuda/hip_mask: chunks 256 / 32 / 8 keeping
 // 32768 / 8192 / 2048 of the middle between 256 sinks and the masking window, relative RoPE), each
-// timed alone on its real input (the previous stage's output) and as one chain; and the selection
-// decode attention over what a row then reads (sinks + the 2,048 kept tokens + the 1,024-token
-// window). A step's cost amortised over the refresh intervals [32, 16, 8] (stage i recomputed
-// every refresh[i] steps, its later stages with it) is
-//   hip_ms = selection_ms + stage0_ms / 32 + stage1_ms / 16 + stage2_ms / 8,
+// timed alone on its real input (the previous stage's output) and as one chain; the spans of
+// what a row then reads, built on the device (RunHipSpans: sinks + the 2,048 kept tokens + the
+// 1,024-token window), and the selection decode attention over them. A step's cost amortised
+// over the refresh intervals [32, 16, 8] (stage i recomputed every refresh[i] steps, its later
+// stages with it; the spans every step, as the window moves) is
+//   hip_ms = spans_ms + selection_ms + stage0_ms / 32 + stage1_ms / 16 + stage2_ms / 8,
 // and the figure against dense is dense_ms / hip_ms (InfiniteHiP reports 18.95x at 1M against
 // FlashAttention). "every_step_ms" is the cost if every step recomputed every stage. CUDA events,
 // median of `iters` runs after warm-up. Prints one JSON line per shape; the PyTorch peer is
@@ -68,7 +69,6 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
   // HipMiddle for the decode row at q_tok: after the sinks, up to the masking window (the window
   // less the first stage's chunk) before the row.
   const int middle_end = static_cast<int>(q_tok + 1 - (kWindow - kStages[0].chunk));
-  const int window_begin = static_cast<int>(q_tok - kWindow + 1);
 
   const std::vector<float> inv_freq =
       cpu::InvFrequencies(cpu::RopeParams{.head_dim = kD, .theta = 500000.0});
@@ -183,53 +183,54 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
   BENCH_CHECK(bench::TimeLaunches([&](int) { return chain(); }, warmup, iters, stream, &ms));
   const double chain_ms = Median(ms);
 
-  // What each row reads: sinks, the kept chunks below the window, the window at its own
-  // positions; the kept tokens packed just below the window, the sinks below them.
-  std::vector<cuda::HipChunk> kept(static_cast<size_t>(batch) * capacity[2]);
+  // What each row reads, built on the device (RunHipSpans): sinks, the kept chunks below the
+  // window, the window up to the row; the bound on spans from the sizes (2,048 kept tokens in
+  // chunks of 8: at most 2 spans each; the sinks' and the window's pages).
+  const int max_spans = 2 * static_cast<int>(kStages[2].keep / kStages[2].chunk) +
+                        (kSinks + kPage - 1) / kPage + kWindow / kPage + 2;
+  const cuda::HipSpansShape pshape{.page_size = kPage, .num_rows = batch,
+                                   .max_kept = capacity[2], .max_spans = max_spans};
+  const std::vector<int32_t> tokens(batch, static_cast<int32_t>(q_tok)),
+      sinks_v(batch, kSinks), window_v(batch, kWindow);
+  void *dtok, *dsinks, *dwin, *dspans, *doffs, *pws;
+  BENCH_CHECK(cudaMalloc(&dtok, batch * 4));
+  BENCH_CHECK(cudaMalloc(&dsinks, batch * 4));
+  BENCH_CHECK(cudaMalloc(&dwin, batch * 4));
+  BENCH_CHECK(cudaMalloc(&dspans, static_cast<size_t>(batch) * (max_spans + 1) * sizeof(KvSpan)));
+  BENCH_CHECK(cudaMalloc(&doffs, (batch + 1) * 4));
+  BENCH_CHECK(cudaMalloc(&pws, cuda::HipSpansWorkspaceBytes(pshape)));
+  BENCH_CHECK(cudaMemcpy(dtok, tokens.data(), batch * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(dsinks, sinks_v.data(), batch * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(dwin, window_v.data(), batch * 4, cudaMemcpyHostToDevice));
+  const cuda::HipSpansArgs pargs{.kept = static_cast<cuda::HipChunk*>(ranges[3]),
+                                 .kept_count = static_cast<int32_t*>(counts[3]),
+                                 .block_tables = static_cast<int32_t*>(bt),
+                                 .block_table_stride = blocks_per_seq,
+                                 .token = static_cast<int32_t*>(dtok),
+                                 .sinks = static_cast<int32_t*>(dsinks),
+                                 .window = static_cast<int32_t*>(dwin),
+                                 .spans = static_cast<KvSpan*>(dspans),
+                                 .span_offsets = static_cast<int32_t*>(doffs),
+                                 .workspace = pws};
+  BENCH_CHECK(bench::TimeLaunches([&](int) { return cuda::RunHipSpans(pshape, pargs, stream); },
+                                  warmup, iters, stream, &ms));
+  const double spans_ms = Median(ms);
+  std::vector<int32_t> offsets(batch + 1);
   std::vector<int32_t> kept_count(batch);
-  BENCH_CHECK(cudaMemcpy(kept.data(), ranges[3], kept.size() * 8, cudaMemcpyDeviceToHost));
+  BENCH_CHECK(cudaMemcpy(offsets.data(), doffs, (batch + 1) * 4, cudaMemcpyDeviceToHost));
   BENCH_CHECK(cudaMemcpy(kept_count.data(), counts[3], batch * 4, cudaMemcpyDeviceToHost));
-  std::vector<KvSpan> spans;
-  std::vector<int32_t> offsets(1, 0);
-  int max_spans = 0;
-  int64_t kept_tokens = 0, selected = 0;
-  for (int b = 0; b < batch; ++b) {
-    const std::span<const int32_t> table(block_tables.data() + static_cast<size_t>(b) * blocks_per_seq,
-                                         blocks_per_seq);
-    int64_t n_kept = 0;
-    for (int i = 0; i < kept_count[b]; ++i) {
-      const cuda::HipChunk c = kept[static_cast<size_t>(b) * capacity[2] + i];
-      n_kept += std::max(0, std::min(c.end, window_begin) - c.begin);
-    }
-    KvSelection sel;
-    int64_t pos = window_begin - n_kept - kSinks;
-    AppendTokenRange(table, kPage, 0, kSinks, pos, sel);
-    pos += kSinks;
-    for (int i = 0; i < kept_count[b]; ++i) {
-      const cuda::HipChunk c = kept[static_cast<size_t>(b) * capacity[2] + i];
-      const int64_t n = std::max(0, std::min(c.end, window_begin) - c.begin);
-      if (n == 0) continue;
-      AppendTokenRange(table, kPage, c.begin, n, pos, sel);
-      pos += n;
-    }
-    AppendTokenRange(table, kPage, window_begin, kWindow, window_begin, sel);
-    spans.insert(spans.end(), sel.spans.begin(), sel.spans.end());
-    offsets.push_back(static_cast<int32_t>(spans.size()));
-    max_spans = std::max<int>(max_spans, sel.spans.size());
-    kept_tokens = n_kept;
-    selected = sel.NumKeys(0);
-  }
+  std::vector<KvSpan> row0(offsets[1]);
+  BENCH_CHECK(cudaMemcpy(row0.data(), dspans, row0.size() * sizeof(KvSpan), cudaMemcpyDeviceToHost));
+  int64_t selected = 0;
+  for (const KvSpan& sp : row0) selected += sp.count;
+  const int64_t kept_tokens = selected - kSinks - kWindow;
   cuda::DecodeAttentionShape sshape = dshape;
   sshape.max_kv_len = 0;
-  sshape.max_spans = max_spans;
+  sshape.max_spans = max_spans + 1;
   cuda::DecodeAttentionPlan splan;
   BENCH_CHECK(cuda::PlanDecodeAttention(sshape, &splan));
-  void *sws = nullptr, *dspans, *doffs;
+  void* sws = nullptr;
   if (splan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&sws, splan.workspace_bytes));
-  BENCH_CHECK(cudaMalloc(&dspans, spans.size() * sizeof(KvSpan)));
-  BENCH_CHECK(cudaMalloc(&doffs, offsets.size() * 4));
-  BENCH_CHECK(cudaMemcpy(dspans, spans.data(), spans.size() * sizeof(KvSpan), cudaMemcpyHostToDevice));
-  BENCH_CHECK(cudaMemcpy(doffs, offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
   cuda::DecodeAttentionArgs sargs = dargs;
   sargs.block_tables = nullptr;
   sargs.kv_lens = nullptr;
@@ -242,24 +243,27 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
   int64_t nans = 0;
   BENCH_CHECK(bench::CountBf16NaNs(out, q_elems, &nans));
 
-  const double hip_ms = selection_ms + stage_ms[0] / kRefresh[0] + stage_ms[1] / kRefresh[1] +
+  const double hip_ms = selection_ms + spans_ms + stage_ms[0] / kRefresh[0] + stage_ms[1] / kRefresh[1] +
                         stage_ms[2] / kRefresh[2];
   std::printf(
       "{\"bench\": \"hip_decode\", \"batch\": %d, \"kv_len\": %d, \"num_q_heads\": %d, "
       "\"num_kv_heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\", \"page_size\": %d, "
       "\"sinks\": %d, \"window\": %d, \"stages\": \"256:32768,32:8192,8:2048\", "
       "\"refresh\": \"32,16,8\", \"dense_ms\": %.5f, \"stage0_ms\": %.5f, \"stage1_ms\": %.5f, "
-      "\"stage2_ms\": %.5f, \"chain_ms\": %.5f, \"selection_ms\": %.5f, \"kept_tokens\": %lld, "
+      "\"stage2_ms\": %.5f, \"chain_ms\": %.5f, \"spans_ms\": %.5f, \"selection_ms\": %.5f, "
+      "\"kept_tokens\": %lld, "
       "\"selected_keys\": %lld, \"hip_ms\": %.5f, \"every_step_ms\": %.5f, "
       "\"speedup_vs_dense\": %.3f, \"speedup_every_step\": %.3f, \"iters\": %d, "
       "\"nan_outputs\": %lld}\n",
       batch, kv_len, kHq, kHkv, kD, kPage, kSinks, kWindow, dense_ms, stage_ms[0], stage_ms[1],
-      stage_ms[2], chain_ms, selection_ms, static_cast<long long>(kept_tokens),
-      static_cast<long long>(selected), hip_ms, chain_ms + selection_ms, dense_ms / hip_ms,
-      dense_ms / (chain_ms + selection_ms), iters, static_cast<long long>(nans));
+      stage_ms[2], chain_ms, spans_ms, selection_ms, static_cast<long long>(kept_tokens),
+      static_cast<long long>(selected), hip_ms, chain_ms + spans_ms + selection_ms,
+      dense_ms / hip_ms, dense_ms / (chain_ms + spans_ms + selection_ms), iters,
+      static_cast<long long>(nans));
   std::fflush(stdout);
   BENCH_CHECK(cudaStreamDestroy(stream));
-  for (void* p : {pages, q, qf_dev, out, bt, dlens, lo, hi, dws, sws, dspans, doffs, ranges[0],
+  for (void* p : {pages, q, qf_dev, out, bt, dlens, lo, hi, dws, sws, dspans, doffs, dtok, dsinks,
+                  dwin, pws, ranges[0],
                   ranges[1], ranges[2], ranges[3], counts[0], counts[1], counts[2], counts[3],
                   ws[0], ws[1], ws[2]}) {
     if (p != nullptr) BENCH_CHECK(cudaFree(p));

@@ -1,6 +1,8 @@
 // HiP pruning stage (hip_mask.h): cut, score (binary descent per chunk and query head), select.
 #include "kernels/cuda/hip_mask/hip_mask.h"
 
+#include <algorithm>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -59,12 +61,14 @@ __device__ __forceinline__ float FromOrderedKey(uint32_t k) {
 }
 
 __global__ void __launch_bounds__(kCutThreads) CutKernel(HipStageShape s, const HipChunk* in,
-                                                         const int32_t* in_count, Workspace w) {
+                                                         const int32_t* in_count,
+                                                         const uint8_t* active, Workspace w) {
   using Scan = cub::BlockScan<int, kCutThreads>;
   using Reduce = cub::BlockReduce<long long, kCutThreads>;
   __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ typename Reduce::TempStorage reduce_tmp;
   const int b = blockIdx.x;
+  if (active != nullptr && active[b] == 0) return;
   const int n_in = min(max(in_count[b], 0), s.max_ranges);
   const HipChunk* ranges = in + static_cast<int64_t>(b) * s.max_ranges;
   HipChunk* out = w.chunks + static_cast<int64_t>(b) * s.max_chunks;
@@ -170,6 +174,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) ScoreKernel(HipStageShape s,
                                                                 Workspace w) {
   constexpr int kHalf = D / 2;
   const int b = blockIdx.z, head = blockIdx.y;
+  if (a.active != nullptr && a.active[b] == 0) return;
   const int n = w.n_chunks[b];
   if (w.n_keep[b] >= n) return;  // keeps every chunk
   const int c0 = blockIdx.x * kChunksPerCta;
@@ -253,6 +258,7 @@ __global__ void __launch_bounds__(kSelectThreads) SelectKernel(HipStageShape s, 
   __shared__ uint32_t s_prefix;
   __shared__ int s_remaining;
   const int b = blockIdx.x;
+  if (a.active != nullptr && a.active[b] == 0) return;
   const int n = w.n_chunks[b], k = w.n_keep[b];
   const HipChunk* chunks = w.chunks + static_cast<int64_t>(b) * s.max_chunks;
   const uint32_t* keys = w.keys + static_cast<int64_t>(b) * s.max_chunks;
@@ -331,12 +337,156 @@ __global__ void __launch_bounds__(kSelectThreads) SelectKernel(HipStageShape s, 
   if (threadIdx.x == 0) a.out_count[b] = out_carry;
 }
 
+// Spans of a piece of `n` tokens from `t0`: one per page it touches.
+__device__ __forceinline__ int PieceSpans(int t0, int n, int ps) {
+  return n > 0 ? (t0 + n - 1) / ps - t0 / ps + 1 : 0;
+}
+
+// One CTA per row: the row's pieces — the sinks page by page, the kept chunks clipped to the
+// window, the window page by page — each thread one piece (so no thread walks the window),
+// split at page boundaries into the row's staging slots; counts[r] = spans (max_spans + 1 if
+// more, the last malformed).
+__global__ void __launch_bounds__(kCutThreads) SpansStageKernel(HipSpansShape s, HipSpansArgs a,
+                                                                KvSpan* staging, int32_t* counts) {
+  using Scan = cub::BlockScan<int, kCutThreads>;
+  using Reduce = cub::BlockReduce<int, kCutThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ typename Reduce::TempStorage reduce_tmp;
+  __shared__ int s_kept_tokens;
+  const int r = blockIdx.x, ps = s.page_size;
+  const int token = a.token[r];
+  const int window_begin = max(a.sinks[r], token + 1 - a.window[r]);
+  const int sinks = min(a.sinks[r], window_begin);
+  const int nk = min(max(a.kept_count[r], 0), s.max_kept);
+  const HipChunk* kept = a.kept + static_cast<int64_t>(r) * s.max_kept;
+  const int32_t* table = a.block_tables + static_cast<int64_t>(r) * a.block_table_stride;
+  KvSpan* out = staging + static_cast<int64_t>(r) * (s.max_spans + 1);
+  auto clipped = [&](int i) {
+    const HipChunk c = kept[i];
+    return HipChunk{c.begin, max(c.begin, min(c.end, window_begin))};
+  };
+  int total = 0;
+  for (int t0 = 0; t0 < nk; t0 += kCutThreads) {
+    const int i = t0 + threadIdx.x;
+    int len = 0;
+    if (i < nk) {
+      const HipChunk c = clipped(i);
+      len = c.end - c.begin;
+    }
+    const int t = Reduce(reduce_tmp).Sum(len);
+    if (threadIdx.x == 0) total += t;
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) s_kept_tokens = total;
+  __syncthreads();
+  const int first_position = max(0, window_begin - s_kept_tokens - sinks);
+  const int window_len = token + 1 - window_begin;
+  const int ns = PieceSpans(0, sinks, ps), nw = PieceSpans(window_begin, window_len, ps);
+  const int first_window_page = window_begin / ps;
+  const int pieces = ns + nk + nw;
+  int span_carry = 0, token_carry = 0;
+  for (int t0 = 0; t0 < pieces; t0 += kCutThreads) {
+    const int p = t0 + threadIdx.x;
+    int begin = 0, n = 0, is_kept = 0;
+    int64_t pos = 0;
+    if (p < ns) {  // sinks, page p
+      begin = p * ps;
+      n = min(sinks, begin + ps) - begin;
+      pos = first_position + begin;
+    } else if (p < ns + nk) {
+      const HipChunk c = clipped(p - ns);
+      begin = c.begin;
+      n = c.end - c.begin;
+      is_kept = 1;
+    } else if (p < pieces) {  // window, page first_window_page + j at own positions
+      const int page = first_window_page + (p - ns - nk);
+      begin = max(window_begin, page * ps);
+      n = min(token + 1, (page + 1) * ps) - begin;
+      pos = begin;
+    }
+    const int spans = p < pieces ? PieceSpans(begin, n, ps) : 0;
+    int span_off = 0, span_total = 0, tok_off = 0, tok_total = 0;
+    Scan(scan_tmp).ExclusiveSum(spans, span_off, span_total);
+    __syncthreads();
+    Scan(scan_tmp).ExclusiveSum(is_kept * n, tok_off, tok_total);
+    __syncthreads();
+    if (is_kept) pos = first_position + sinks + token_carry + tok_off;
+    for (int t = begin, k = span_carry + span_off; t < begin + n; ++k) {
+      const int slot = t % ps, c = min(begin + n - t, ps - slot);
+      if (k < s.max_spans) {
+        out[k] = KvSpan{.page_id = table[t / ps], .first_slot = slot, .count = c, .reserved = 0,
+                        .first_position = pos};
+      }
+      pos += c;
+      t += c;
+    }
+    span_carry += span_total;
+    token_carry += tok_total;
+  }
+  if (threadIdx.x == 0) {
+    if (span_carry > s.max_spans) {
+      out[s.max_spans] = KvSpan{.page_id = 0, .first_slot = 0, .count = -1, .reserved = 0,
+                                .first_position = 0};
+      span_carry = s.max_spans + 1;
+    }
+    counts[r] = span_carry;
+  }
+}
+
+// One CTA per row: its offset (the sum of the counts before it, reduced in parallel), then its
+// staged spans copied there; the last row writes the total.
+__global__ void __launch_bounds__(kCutThreads) SpansCopyKernel(HipSpansShape s,
+                                                               const KvSpan* staging,
+                                                               const int32_t* counts,
+                                                               int32_t* offsets, KvSpan* spans) {
+  using Reduce = cub::BlockReduce<int, kCutThreads>;
+  __shared__ typename Reduce::TempStorage reduce_tmp;
+  __shared__ int s_offset;
+  const int r = blockIdx.x;
+  int before = 0;
+  for (int i = threadIdx.x; i < r; i += blockDim.x) before += counts[i];
+  before = Reduce(reduce_tmp).Sum(before);
+  if (threadIdx.x == 0) {
+    s_offset = before;
+    offsets[r] = before;
+    if (r == s.num_rows - 1) offsets[s.num_rows] = before + counts[r];
+  }
+  __syncthreads();
+  const KvSpan* src = staging + static_cast<int64_t>(r) * (s.max_spans + 1);
+  for (int k = threadIdx.x; k < counts[r]; k += blockDim.x) spans[s_offset + k] = src[k];
+}
+
 }  // namespace
 
 size_t HipStageWorkspaceBytes(const HipStageShape& s) {
   const size_t cells = static_cast<size_t>(std::max(s.num_blocks, 0)) * std::max(s.max_chunks, 0);
   return Align16(cells * sizeof(HipChunk)) + Align16(cells * sizeof(uint32_t)) +
          2 * Align16(static_cast<size_t>(std::max(s.num_blocks, 0)) * sizeof(int32_t));
+}
+
+size_t HipSpansWorkspaceBytes(const HipSpansShape& s) {
+  const size_t rows = static_cast<size_t>(std::max(s.num_rows, 0));
+  return Align16(rows * (std::max(s.max_spans, 0) + 1) * sizeof(KvSpan)) +
+         Align16(rows * sizeof(int32_t));
+}
+
+cudaError_t RunHipSpans(const HipSpansShape& s, const HipSpansArgs& a, cudaStream_t stream) {
+  LV_CUDA_REQUIRE(s.page_size >= 1 && s.num_rows >= 0 && s.num_rows <= 65535 && s.max_kept >= 0 &&
+                  s.max_spans >= 1);
+  if (s.num_rows == 0) return cudaSuccess;
+  LV_CUDA_REQUIRE(a.kept != nullptr && a.kept_count != nullptr && a.block_tables != nullptr &&
+                  a.token != nullptr && a.sinks != nullptr && a.window != nullptr &&
+                  a.spans != nullptr && a.span_offsets != nullptr && a.workspace != nullptr &&
+                  Aligned16(a.workspace));
+  KvSpan* staging = static_cast<KvSpan*>(a.workspace);
+  int32_t* counts = reinterpret_cast<int32_t*>(
+      static_cast<char*>(a.workspace) +
+      Align16(static_cast<size_t>(s.num_rows) * (s.max_spans + 1) * sizeof(KvSpan)));
+  SpansStageKernel<<<s.num_rows, kCutThreads, 0, stream>>>(s, a, staging, counts);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  SpansCopyKernel<<<s.num_rows, kCutThreads, 0, stream>>>(s, staging, counts, a.span_offsets,
+                                                          a.spans);
+  return cudaGetLastError();
 }
 
 cudaError_t RunHipStage(const HipStageShape& s, const HipStageArgs& a, cudaStream_t stream) {
@@ -359,7 +509,7 @@ cudaError_t RunHipStage(const HipStageShape& s, const HipStageArgs& a, cudaStrea
                   a.workspace != nullptr && Aligned16(a.workspace) && Aligned16(a.pages) &&
                   a.k_offset % 8 == 0 && a.page_stride % 8 == 0);
   const Workspace w = Carve(s, a.workspace);
-  CutKernel<<<s.num_blocks, kCutThreads, 0, stream>>>(s, a.in_ranges, a.in_count, w);
+  CutKernel<<<s.num_blocks, kCutThreads, 0, stream>>>(s, a.in_ranges, a.in_count, a.active, w);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   const dim3 grid(static_cast<unsigned>((s.max_chunks + kChunksPerCta - 1) / kChunksPerCta),
                   static_cast<unsigned>(s.num_q_heads), static_cast<unsigned>(s.num_blocks));

@@ -6,7 +6,7 @@
 // are equal to the CPU's wherever no two compared scores are within float rounding (the GPU
 // forms the same products in another order, and rotates the query instead of the key).
 //
-// Three launches on `stream`:
+// RunHipStage: three launches on `stream`:
 //   cut    (one CTA per block): the input ranges cut into chunks of `chunk` tokens (the last of a
 //          range may be shorter); counts the block's tokens; decides whether it prunes (more
 //          tokens than `keep` and more chunks than keep / chunk) — if not, every chunk is kept.
@@ -51,6 +51,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/dtype.h"
+#include "kernels/kv_span.h"
 
 namespace longview::cuda {
 
@@ -98,6 +99,9 @@ struct HipStageArgs {
   const float* rope_hi = nullptr;
   void* workspace = nullptr;
   float* chunk_scores = nullptr;  // optional [num_blocks][max_chunks]: each chunk's score (tests)
+  // Optional [num_blocks]: 0 = leave the block alone (its out_ranges / out_count keep what an
+  // earlier call wrote: a decode row whose stage is not due for refresh). nullptr = all run.
+  const uint8_t* active = nullptr;
 };
 
 size_t HipStageWorkspaceBytes(const HipStageShape& shape);
@@ -106,5 +110,35 @@ size_t HipStageWorkspaceBytes(const HipStageShape& shape);
 // block whose cut would exceed max_chunks keeps its first max_chunks chunks only (a caller's
 // sizing error, never a stray write).
 cudaError_t RunHipStage(const HipStageShape& shape, const HipStageArgs& args, cudaStream_t stream);
+
+// What a decode row reads once its chunks are kept (engine/attention/hip.h HipRowSelection for
+// a row that is its own block): the sinks, the kept chunks below the row's window, and the
+// window up to the row; the window's keys at their own positions, the kept tokens packed just
+// below it, the sinks below them; each piece split at page boundaries (AppendTokenRange), one
+// span list per row in CSR order for selection decode attention (decode_attention.h).
+//   window_begin = max(sinks, token + 1 - window), sinks read = min(sinks, window_begin).
+// REQUIRES (as where the engine prunes): token >= sinks; the block table covers the row.
+// A row needing more than max_spans spans gets max_spans + 1 spans, the last malformed (count
+// -1), so the attention writes NaN for it instead of reading a partial selection.
+struct HipSpansShape {
+  int page_size = 16;
+  int num_rows = 0;   // <= 65535
+  int max_kept = 0;   // capacity of each row's kept list
+  int max_spans = 0;  // spans per row the output holds (the attention plan's max_spans)
+};
+struct HipSpansArgs {
+  const HipChunk* kept = nullptr;         // [num_rows][max_kept], sorted, disjoint
+  const int32_t* kept_count = nullptr;    // [num_rows]
+  const int32_t* block_tables = nullptr;  // [num_rows][block_table_stride]
+  int block_table_stride = 0;
+  const int32_t* token = nullptr;   // [num_rows]: the row's token index (its own position)
+  const int32_t* sinks = nullptr;   // [num_rows]
+  const int32_t* window = nullptr;  // [num_rows], >= 1
+  KvSpan* spans = nullptr;          // num_rows * (max_spans + 1) capacity, CSR
+  int32_t* span_offsets = nullptr;  // [num_rows + 1]
+  void* workspace = nullptr;        // HipSpansWorkspaceBytes, 16-byte aligned
+};
+size_t HipSpansWorkspaceBytes(const HipSpansShape& shape);
+cudaError_t RunHipSpans(const HipSpansShape& shape, const HipSpansArgs& args, cudaStream_t stream);
 
 }  // namespace longview::cuda
