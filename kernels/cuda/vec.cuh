@@ -66,6 +66,20 @@ __device__ __forceinline__ uint4 Pack8(const float* f) {
   return v;
 }
 
+// kN consecutive elements (8 or 4: 16 or 8 bytes, aligned) as floats.
+template <typename T, int kN>
+__device__ __forceinline__ void LoadFloats(const T* src, float* f) {
+  if constexpr (kN == 8) {
+    Unpack8<T>(*reinterpret_cast<const uint4*>(src), f);
+  } else {
+    static_assert(kN == 4);
+    const uint2 v = *reinterpret_cast<const uint2*>(src);
+    const float2 a = Word2ToFloat2(v.x, static_cast<T*>(nullptr));
+    const float2 b = Word2ToFloat2(v.y, static_cast<T*>(nullptr));
+    f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
+  }
+}
+
 __host__ __device__ __forceinline__ bool Aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }

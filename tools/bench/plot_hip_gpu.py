@@ -6,23 +6,16 @@ PyTorch SDPA, and HiP amortised over its refresh intervals and recomputing every
   .venv-plot/bin/python tools/bench/plot_hip_gpu.py docs/bench/hip-gpu/hip_mask_bench.jsonl \\
       --out docs/bench/hip-gpu/hip_decode_h200.png --title "H200, 2026-12-04"
 """
-import argparse
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from plot_util import plot_args  # noqa: E402
+
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("jsonl")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--title", default="")
-    ap.add_argument("--batch", type=int, default=1)
-    a = ap.parse_args()
-    rows = [json.loads(line) for line in open(a.jsonl, encoding="utf-8") if line.strip()]
+    a, rows = plot_args(extra=lambda ap: ap.add_argument("--batch", type=int, default=1))
     hip = sorted((r for r in rows if r.get("bench") == "hip_decode" and r["batch"] == a.batch),
                  key=lambda r: r["kv_len"])
     sdpa = {r["kv_len"]: r["time_ms"] for r in rows

@@ -6,22 +6,16 @@ prefill time per policy (dense first), each beside dense.
       docs/bench/kv_policy/kv_policy_gpu_bench_h200.jsonl \\
       --out docs/bench/kv_policy/kv_policy_gpu_h200.png --title "H200, 2026-12-03"
 """
-import argparse
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from plot_util import plot_args  # noqa: E402
+
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("jsonl")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--title", default="")
-    a = ap.parse_args()
-    rows = [json.loads(line) for line in open(a.jsonl, encoding="utf-8") if line.strip()]
+    a, rows = plot_args()
     rows = [r for r in rows if r.get("bench") == "kv_policy_gpu"]
     names = ["dense" if r["policy"] == "none" else r["policy"] for r in rows]
     colors = ["#777777"] + ["#3b75af"] * (len(rows) - 1)

@@ -5,26 +5,17 @@ beside recomputing it, and page-move GB/s beside the plain pinned copy.
   .venv-plot/bin/python tools/bench/plot_kv_tiers_gpu.py docs/bench/kv_tiers_gpu/kv_tier_gpu_bench.jsonl \\
       --out docs/bench/kv_tiers_gpu/kv_tiers_gpu.png --title "H200, 2026-12-03"
 """
-import argparse
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from plot_util import plot_args  # noqa: E402
+
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("jsonl")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--title", default="")
-    a = ap.parse_args()
-    rows = {}
-    for line in open(a.jsonl, encoding="utf-8"):
-        if line.strip():
-            r = json.loads(line)
-            rows[r["bench"]] = r
+    a, lines = plot_args()
+    rows = {r["bench"]: r for r in lines}
     t, m = rows["ttft"], rows["page_moves"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     names = ["recompute", "host (checked beside the copy)", "host (--kv-host-verify false)", "disk (cold)"]

@@ -103,20 +103,6 @@ __global__ void __launch_bounds__(kCutThreads) CutKernel(HipStageShape s, const 
   }
 }
 
-// kP consecutive elements (8 or 4: 16 or 8 bytes, aligned) as floats.
-template <typename T, int kP>
-__device__ __forceinline__ void LoadElems(const T* src, float* f) {
-  if constexpr (kP == 8) {
-    Unpack8<T>(*reinterpret_cast<const uint4*>(src), f);
-  } else {
-    static_assert(kP == 4);
-    const uint2 v = *reinterpret_cast<const uint2*>(src);
-    const float2 a = Word2ToFloat2(v.x, static_cast<T*>(nullptr));
-    const float2 b = Word2ToFloat2(v.y, static_cast<T*>(nullptr));
-    f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
-  }
-}
-
 // The largest q . rot(key) over the block's queries, for the key of token `tok` at RoPE position
 // `pos` (kRotateKey; else the key as cached, the queries rotated by the difference instead),
 // computed by the kKeyLanes lanes of a key group (lane c holds pairs [c * kP, + kP)).
@@ -137,8 +123,8 @@ __device__ __forceinline__ float Probe(const T* __restrict__ pages, const HipSta
   (void)hi;
   (void)lo;
   float x1[kP], x2[kP];
-  LoadElems<T, kP>(kp, x1);
-  LoadElems<T, kP>(kp + kHalf, x2);
+  LoadFloats<T, kP>(kp, x1);
+  LoadFloats<T, kP>(kp + kHalf, x2);
   if constexpr (kRotateKey) {
 #pragma unroll
     for (int j = 0; j < kP; ++j) {

@@ -31,23 +31,6 @@ struct Params {
   float scale_log2;
 };
 
-// kP consecutive elements (8 or 4: 16 or 8 bytes, aligned) as floats.
-template <typename T, int kP>
-__device__ __forceinline__ void LoadPairs(const T* src, float* f) {
-  if constexpr (kP == 8) {
-    Unpack8<T>(*reinterpret_cast<const uint4*>(src), f);
-  } else {
-    static_assert(kP == 4);
-    const uint2 v = *reinterpret_cast<const uint2*>(src);
-    const float2 a = Word2ToFloat2(v.x, static_cast<T*>(nullptr));
-    const float2 b = Word2ToFloat2(v.y, static_cast<T*>(nullptr));
-    f[0] = a.x;
-    f[1] = a.y;
-    f[2] = b.x;
-    f[3] = b.y;
-  }
-}
-
 template <typename T, int D>
 __global__ void __launch_bounds__(kWarps * 32) KeyStatsKernel(const Params p) {
   constexpr int kHalf = D / 2;
@@ -101,8 +84,8 @@ __global__ void __launch_bounds__(kWarps * 32) KeyStatsKernel(const Params p) {
         const float2* lo =
             reinterpret_cast<const float2*>(p.a.rope_lo) + (pos & (kRopeLoRows - 1)) * kHalf;
         float ka[kP], kb[kP];
-        LoadPairs<T, kP>(kp + i0, ka);
-        LoadPairs<T, kP>(kp + i0 + kHalf, kb);
+        LoadFloats<T, kP>(kp + i0, ka);
+        LoadFloats<T, kP>(kp + i0 + kHalf, kb);
 #pragma unroll
         for (int j = 0; j < kP; ++j) {
           const float a = ka[j], b = kb[j];
