@@ -12,7 +12,10 @@
 // stages with it; the spans every step, as the window moves) is
 //   hip_ms = spans_ms + selection_ms + stage0_ms / 32 + stage1_ms / 16 + stage2_ms / 8,
 // and the figure against dense is dense_ms / hip_ms (InfiniteHiP reports 18.95x at 1M against
-// FlashAttention). "every_step_ms" is the cost if every step recomputed every stage. CUDA events,
+// FlashAttention). "every_step_ms" is the cost if every step recomputed every stage. Each shape
+// runs a pruned layer ("layer": "pruned") and a "dense" one ("dense_layer": top-k 4,096 and
+// chunk-indexed RoPE, v1.2's layers 0-3), then "hip_decode_model" weighs them as Llama-3-8B's 32
+// layers (4 dense) against dense attention on every layer. CUDA events,
 // median of `iters` runs after warm-up. Prints one JSON line per shape; the PyTorch peer is
 // decode_attention_peer.py --shapes (SDPA dense on contiguous KV, same run).
 //
@@ -49,6 +52,7 @@ constexpr int kHq = 32, kHkv = 8, kD = 128, kPage = 16;
 constexpr int kSinks = 256, kWindow = 1024;
 constexpr int kRefresh[3] = {32, 16, 8};
 constexpr HipStage kStages[3] = {{256, 32768, 1}, {32, 8192, 1}, {8, 2048, 1}};
+constexpr int kDenseTopK = 4096, kLayers = 32, kDenseLayers = 4;  // v1.2 on Llama-3-8B
 
 double Median(std::vector<float> ms) {
   std::sort(ms.begin(), ms.end());
@@ -124,151 +128,188 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
       warmup, iters, stream, &ms));
   const double dense_ms = Median(ms);
 
-  // The stages: capacities from the stage sizes (every stage prunes at these contexts).
-  int capacity[3], in_capacity[3];
-  in_capacity[0] = 1;
-  capacity[0] = (middle_end - kSinks + kStages[0].chunk - 1) / kStages[0].chunk;
-  for (int s = 1; s < 3; ++s) {
-    in_capacity[s] = capacity[s - 1];
-    capacity[s] = static_cast<int>(kStages[s - 1].keep / kStages[s - 1].chunk *
-                                   ((kStages[s - 1].chunk + kStages[s].chunk - 1) / kStages[s].chunk));
-  }
-  void *ranges[4], *counts[4], *ws[3];
-  std::vector<cuda::HipChunk> middle(batch, cuda::HipChunk{kSinks, middle_end});
-  BENCH_CHECK(cudaMalloc(&ranges[0], batch * sizeof(cuda::HipChunk)));
-  BENCH_CHECK(cudaMemcpy(ranges[0], middle.data(), batch * sizeof(cuda::HipChunk),
-                         cudaMemcpyHostToDevice));
-  BENCH_CHECK(cudaMalloc(&counts[0], batch * 4));
-  const std::vector<int32_t> ones(batch, 1);
-  BENCH_CHECK(cudaMemcpy(counts[0], ones.data(), batch * 4, cudaMemcpyHostToDevice));
-  cuda::HipStageShape shapes[3];
-  cuda::HipStageArgs args[3];
-  for (int s = 0; s < 3; ++s) {
-    shapes[s] = cuda::HipStageShape{.dtype = cuda::DType::kBF16, .head_dim = kD,
-                                    .num_q_heads = kHq, .num_kv_heads = kHkv,
-                                    .page_size = kPage, .num_blocks = batch, .num_queries = 1,
-                                    .max_ranges = in_capacity[s], .max_chunks = capacity[s],
-                                    .rope_hi_rows = tables.num_hi_rows,
-                                    .chunk = static_cast<int>(kStages[s].chunk),
-                                    .keep = static_cast<int>(kStages[s].keep),
-                                    .query_position = kWindow - static_cast<int>(kStages[0].chunk) + 1};
-    BENCH_CHECK(cudaMalloc(&ranges[s + 1], size_t{8} * batch * capacity[s]));
-    BENCH_CHECK(cudaMalloc(&counts[s + 1], batch * 4));
-    BENCH_CHECK(cudaMalloc(&ws[s], cuda::HipStageWorkspaceBytes(shapes[s])));
-    args[s] = cuda::HipStageArgs{.q = static_cast<float*>(qf_dev), .pages = pages,
-                                 .page_stride = page_elems, .k_offset = 0,
-                                 .block_tables = static_cast<int32_t*>(bt),
-                                 .block_table_stride = blocks_per_seq,
-                                 .in_ranges = static_cast<cuda::HipChunk*>(ranges[s]),
-                                 .in_count = static_cast<int32_t*>(counts[s]),
-                                 .out_ranges = static_cast<cuda::HipChunk*>(ranges[s + 1]),
-                                 .out_count = static_cast<int32_t*>(counts[s + 1]),
-                                 .rope_lo = static_cast<float*>(lo),
-                                 .rope_hi = static_cast<float*>(hi), .workspace = ws[s]};
-  }
-  auto chain = [&]() {
-    for (int s = 0; s < 3; ++s) {
-      if (cudaError_t e = cuda::RunHipStage(shapes[s], args[s], stream); e != cudaSuccess) return e;
+  // HiP on a pruned layer, then on a "dense" layer (v1.2: top-k 4,096 in the last stage and
+  // chunk-indexed RoPE while pruning, the decode row at its own position; the chunk count of
+  // stage 0 from the context, here kv_len).
+  const int first_stage_chunks =
+      static_cast<int>((kv_len - kSinks - kWindow + kStages[0].chunk - 1) / kStages[0].chunk);
+  const std::vector<int32_t> first_pos(batch, static_cast<int32_t>(q_tok));
+  void* dfirst;
+  BENCH_CHECK(cudaMalloc(&dfirst, batch * 4));
+  BENCH_CHECK(cudaMemcpy(dfirst, first_pos.data(), batch * 4, cudaMemcpyHostToDevice));
+  double layer_ms[2] = {0, 0};
+  int64_t total_nans = 0;
+  for (int variant = 0; variant < 2; ++variant) {
+    const bool dense_layer = variant == 1;
+    HipStage stages[3] = {kStages[0], kStages[1], kStages[2]};
+    if (dense_layer) stages[2].keep = kDenseTopK;
+    // The stages: capacities from the stage sizes (every stage prunes at these contexts).
+    int capacity[3], in_capacity[3];
+    in_capacity[0] = 1;
+    capacity[0] = (middle_end - kSinks + stages[0].chunk - 1) / stages[0].chunk;
+    for (int s = 1; s < 3; ++s) {
+      in_capacity[s] = capacity[s - 1];
+      capacity[s] = static_cast<int>(stages[s - 1].keep / stages[s - 1].chunk *
+                                     ((stages[s - 1].chunk + stages[s].chunk - 1) / stages[s].chunk));
     }
-    return cudaSuccess;
-  };
-  BENCH_CHECK(chain());
-  BENCH_CHECK(cudaStreamSynchronize(stream));
-  double stage_ms[3];
-  for (int s = 0; s < 3; ++s) {
-    BENCH_CHECK(bench::TimeLaunches([&](int) { return cuda::RunHipStage(shapes[s], args[s], stream); },
+    void *ranges[4], *counts[4], *ws[3];
+    std::vector<cuda::HipChunk> middle(batch, cuda::HipChunk{kSinks, middle_end});
+    BENCH_CHECK(cudaMalloc(&ranges[0], batch * sizeof(cuda::HipChunk)));
+    BENCH_CHECK(cudaMemcpy(ranges[0], middle.data(), batch * sizeof(cuda::HipChunk),
+                           cudaMemcpyHostToDevice));
+    BENCH_CHECK(cudaMalloc(&counts[0], batch * 4));
+    const std::vector<int32_t> ones(batch, 1);
+    BENCH_CHECK(cudaMemcpy(counts[0], ones.data(), batch * 4, cudaMemcpyHostToDevice));
+    cuda::HipStageShape shapes[3];
+    cuda::HipStageArgs args[3];
+    for (int s = 0; s < 3; ++s) {
+      shapes[s] = cuda::HipStageShape{.dtype = cuda::DType::kBF16, .head_dim = kD,
+                                      .num_q_heads = kHq, .num_kv_heads = kHkv,
+                                      .page_size = kPage, .num_blocks = batch, .num_queries = 1,
+                                      .max_ranges = in_capacity[s], .max_chunks = capacity[s],
+                                      .rope_hi_rows = tables.num_hi_rows,
+                                      .chunk = static_cast<int>(stages[s].chunk),
+                                      .keep = static_cast<int>(stages[s].keep),
+                                      .chunk_indexed = dense_layer,
+                                      .query_position = kWindow - static_cast<int>(stages[0].chunk) + 1,
+                                      .query_stride = 1,
+                                      .scan_window = kWindow - static_cast<int>(stages[0].chunk),
+                                      .scan_chunks = static_cast<int>(
+                                          s == 0 ? first_stage_chunks
+                                                 : stages[s - 1].keep / stages[s].chunk)};
+      BENCH_CHECK(cudaMalloc(&ranges[s + 1], size_t{8} * batch * capacity[s]));
+      BENCH_CHECK(cudaMalloc(&counts[s + 1], batch * 4));
+      BENCH_CHECK(cudaMalloc(&ws[s], cuda::HipStageWorkspaceBytes(shapes[s])));
+      args[s] = cuda::HipStageArgs{.q = static_cast<float*>(qf_dev),
+                                   .first_query_position = static_cast<int32_t*>(dfirst),
+                                   .pages = pages,
+                                   .page_stride = page_elems, .k_offset = 0,
+                                   .block_tables = static_cast<int32_t*>(bt),
+                                   .block_table_stride = blocks_per_seq,
+                                   .in_ranges = static_cast<cuda::HipChunk*>(ranges[s]),
+                                   .in_count = static_cast<int32_t*>(counts[s]),
+                                   .out_ranges = static_cast<cuda::HipChunk*>(ranges[s + 1]),
+                                   .out_count = static_cast<int32_t*>(counts[s + 1]),
+                                   .rope_lo = static_cast<float*>(lo),
+                                   .rope_hi = static_cast<float*>(hi), .workspace = ws[s]};
+    }
+    auto chain = [&]() {
+      for (int s = 0; s < 3; ++s) {
+        if (cudaError_t e = cuda::RunHipStage(shapes[s], args[s], stream); e != cudaSuccess) return e;
+      }
+      return cudaSuccess;
+    };
+    BENCH_CHECK(chain());
+    BENCH_CHECK(cudaStreamSynchronize(stream));
+    double stage_ms[3];
+    for (int s = 0; s < 3; ++s) {
+      BENCH_CHECK(bench::TimeLaunches([&](int) { return cuda::RunHipStage(shapes[s], args[s], stream); },
+                                      warmup, iters, stream, &ms));
+      stage_ms[s] = Median(ms);
+    }
+    BENCH_CHECK(bench::TimeLaunches([&](int) { return chain(); }, warmup, iters, stream, &ms));
+    const double chain_ms = Median(ms);
+
+    // What each row reads, built on the device (RunHipSpans): sinks, the kept chunks below the
+    // window, the window up to the row; the bound on spans from the sizes (2,048 kept tokens in
+    // chunks of 8: at most 2 spans each; the sinks' and the window's pages).
+    const int max_spans = 2 * static_cast<int>(stages[2].keep / stages[2].chunk) +
+                          (kSinks + kPage - 1) / kPage + kWindow / kPage + 2;
+    const cuda::HipSpansShape pshape{.page_size = kPage, .num_rows = batch,
+                                     .max_kept = capacity[2], .max_spans = max_spans};
+    const std::vector<int32_t> tokens(batch, static_cast<int32_t>(q_tok)),
+        sinks_v(batch, kSinks), window_v(batch, kWindow);
+    void *dtok, *dsinks, *dwin, *dspans, *doffs, *pws;
+    BENCH_CHECK(cudaMalloc(&dtok, batch * 4));
+    BENCH_CHECK(cudaMalloc(&dsinks, batch * 4));
+    BENCH_CHECK(cudaMalloc(&dwin, batch * 4));
+    BENCH_CHECK(cudaMalloc(&dspans, static_cast<size_t>(batch) * (max_spans + 1) * sizeof(KvSpan)));
+    BENCH_CHECK(cudaMalloc(&doffs, (batch + 1) * 4));
+    BENCH_CHECK(cudaMalloc(&pws, cuda::HipSpansWorkspaceBytes(pshape)));
+    BENCH_CHECK(cudaMemcpy(dtok, tokens.data(), batch * 4, cudaMemcpyHostToDevice));
+    BENCH_CHECK(cudaMemcpy(dsinks, sinks_v.data(), batch * 4, cudaMemcpyHostToDevice));
+    BENCH_CHECK(cudaMemcpy(dwin, window_v.data(), batch * 4, cudaMemcpyHostToDevice));
+    const cuda::HipSpansArgs pargs{.kept = static_cast<cuda::HipChunk*>(ranges[3]),
+                                   .kept_count = static_cast<int32_t*>(counts[3]),
+                                   .block_tables = static_cast<int32_t*>(bt),
+                                   .block_table_stride = blocks_per_seq,
+                                   .token = static_cast<int32_t*>(dtok),
+                                   .sinks = static_cast<int32_t*>(dsinks),
+                                   .window = static_cast<int32_t*>(dwin),
+                                   .spans = static_cast<KvSpan*>(dspans),
+                                   .span_offsets = static_cast<int32_t*>(doffs),
+                                   .workspace = pws};
+    BENCH_CHECK(bench::TimeLaunches([&](int) { return cuda::RunHipSpans(pshape, pargs, stream); },
                                     warmup, iters, stream, &ms));
-    stage_ms[s] = Median(ms);
+    const double spans_ms = Median(ms);
+    std::vector<int32_t> offsets(batch + 1);
+    std::vector<int32_t> kept_count(batch);
+    BENCH_CHECK(cudaMemcpy(offsets.data(), doffs, (batch + 1) * 4, cudaMemcpyDeviceToHost));
+    BENCH_CHECK(cudaMemcpy(kept_count.data(), counts[3], batch * 4, cudaMemcpyDeviceToHost));
+    std::vector<KvSpan> row0(offsets[1]);
+    BENCH_CHECK(cudaMemcpy(row0.data(), dspans, row0.size() * sizeof(KvSpan), cudaMemcpyDeviceToHost));
+    int64_t selected = 0;
+    for (const KvSpan& sp : row0) selected += sp.count;
+    const int64_t kept_tokens = selected - kSinks - kWindow;
+    cuda::DecodeAttentionShape sshape = dshape;
+    sshape.max_kv_len = 0;
+    sshape.max_spans = max_spans + 1;
+    cuda::DecodeAttentionPlan splan;
+    BENCH_CHECK(cuda::PlanDecodeAttention(sshape, &splan));
+    void* sws = nullptr;
+    if (splan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&sws, splan.workspace_bytes));
+    cuda::DecodeAttentionArgs sargs = dargs;
+    sargs.block_tables = nullptr;
+    sargs.kv_lens = nullptr;
+    sargs.spans = static_cast<KvSpan*>(dspans);
+    sargs.span_offsets = static_cast<int32_t*>(doffs);
+    BENCH_CHECK(bench::TimeLaunches(
+        [&](int) { return cuda::RunDecodeAttention(splan, sargs, sws, splan.workspace_bytes, stream); },
+        warmup, iters, stream, &ms));
+    const double selection_ms = Median(ms);
+    int64_t nans = 0;
+    BENCH_CHECK(bench::CountBf16NaNs(out, q_elems, &nans));
+    total_nans += nans;
+
+    const double hip_ms = selection_ms + spans_ms + stage_ms[0] / kRefresh[0] + stage_ms[1] / kRefresh[1] +
+                          stage_ms[2] / kRefresh[2];
+    std::printf(
+        "{\"bench\": \"hip_decode\", \"batch\": %d, \"kv_len\": %d, \"num_q_heads\": %d, "
+        "\"num_kv_heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\", \"page_size\": %d, "
+        "\"layer\": \"%s\", \"sinks\": %d, \"window\": %d, \"stages\": \"256:32768,32:8192,8:%d\", "
+        "\"refresh\": \"32,16,8\", \"dense_ms\": %.5f, \"stage0_ms\": %.5f, \"stage1_ms\": %.5f, "
+        "\"stage2_ms\": %.5f, \"chain_ms\": %.5f, \"spans_ms\": %.5f, \"selection_ms\": %.5f, "
+        "\"kept_tokens\": %lld, "
+        "\"selected_keys\": %lld, \"hip_ms\": %.5f, \"every_step_ms\": %.5f, "
+        "\"speedup_vs_dense\": %.3f, \"speedup_every_step\": %.3f, \"iters\": %d, "
+        "\"nan_outputs\": %lld}\n",
+        batch, kv_len, kHq, kHkv, kD, kPage, dense_layer ? "dense_layer" : "pruned", kSinks, kWindow,
+        static_cast<int>(stages[2].keep), dense_ms, stage_ms[0], stage_ms[1],
+        stage_ms[2], chain_ms, spans_ms, selection_ms, static_cast<long long>(kept_tokens),
+        static_cast<long long>(selected), hip_ms, chain_ms + spans_ms + selection_ms,
+        dense_ms / hip_ms, dense_ms / (chain_ms + spans_ms + selection_ms), iters,
+        static_cast<long long>(nans));
+    std::fflush(stdout);
+    layer_ms[variant] = hip_ms;
+    for (void* p : {sws, dspans, doffs, dtok, dsinks, dwin, pws, ranges[0], ranges[1], ranges[2],
+                    ranges[3], counts[0], counts[1], counts[2], counts[3], ws[0], ws[1], ws[2]}) {
+      if (p != nullptr) BENCH_CHECK(cudaFree(p));
+    }
   }
-  BENCH_CHECK(bench::TimeLaunches([&](int) { return chain(); }, warmup, iters, stream, &ms));
-  const double chain_ms = Median(ms);
-
-  // What each row reads, built on the device (RunHipSpans): sinks, the kept chunks below the
-  // window, the window up to the row; the bound on spans from the sizes (2,048 kept tokens in
-  // chunks of 8: at most 2 spans each; the sinks' and the window's pages).
-  const int max_spans = 2 * static_cast<int>(kStages[2].keep / kStages[2].chunk) +
-                        (kSinks + kPage - 1) / kPage + kWindow / kPage + 2;
-  const cuda::HipSpansShape pshape{.page_size = kPage, .num_rows = batch,
-                                   .max_kept = capacity[2], .max_spans = max_spans};
-  const std::vector<int32_t> tokens(batch, static_cast<int32_t>(q_tok)),
-      sinks_v(batch, kSinks), window_v(batch, kWindow);
-  void *dtok, *dsinks, *dwin, *dspans, *doffs, *pws;
-  BENCH_CHECK(cudaMalloc(&dtok, batch * 4));
-  BENCH_CHECK(cudaMalloc(&dsinks, batch * 4));
-  BENCH_CHECK(cudaMalloc(&dwin, batch * 4));
-  BENCH_CHECK(cudaMalloc(&dspans, static_cast<size_t>(batch) * (max_spans + 1) * sizeof(KvSpan)));
-  BENCH_CHECK(cudaMalloc(&doffs, (batch + 1) * 4));
-  BENCH_CHECK(cudaMalloc(&pws, cuda::HipSpansWorkspaceBytes(pshape)));
-  BENCH_CHECK(cudaMemcpy(dtok, tokens.data(), batch * 4, cudaMemcpyHostToDevice));
-  BENCH_CHECK(cudaMemcpy(dsinks, sinks_v.data(), batch * 4, cudaMemcpyHostToDevice));
-  BENCH_CHECK(cudaMemcpy(dwin, window_v.data(), batch * 4, cudaMemcpyHostToDevice));
-  const cuda::HipSpansArgs pargs{.kept = static_cast<cuda::HipChunk*>(ranges[3]),
-                                 .kept_count = static_cast<int32_t*>(counts[3]),
-                                 .block_tables = static_cast<int32_t*>(bt),
-                                 .block_table_stride = blocks_per_seq,
-                                 .token = static_cast<int32_t*>(dtok),
-                                 .sinks = static_cast<int32_t*>(dsinks),
-                                 .window = static_cast<int32_t*>(dwin),
-                                 .spans = static_cast<KvSpan*>(dspans),
-                                 .span_offsets = static_cast<int32_t*>(doffs),
-                                 .workspace = pws};
-  BENCH_CHECK(bench::TimeLaunches([&](int) { return cuda::RunHipSpans(pshape, pargs, stream); },
-                                  warmup, iters, stream, &ms));
-  const double spans_ms = Median(ms);
-  std::vector<int32_t> offsets(batch + 1);
-  std::vector<int32_t> kept_count(batch);
-  BENCH_CHECK(cudaMemcpy(offsets.data(), doffs, (batch + 1) * 4, cudaMemcpyDeviceToHost));
-  BENCH_CHECK(cudaMemcpy(kept_count.data(), counts[3], batch * 4, cudaMemcpyDeviceToHost));
-  std::vector<KvSpan> row0(offsets[1]);
-  BENCH_CHECK(cudaMemcpy(row0.data(), dspans, row0.size() * sizeof(KvSpan), cudaMemcpyDeviceToHost));
-  int64_t selected = 0;
-  for (const KvSpan& sp : row0) selected += sp.count;
-  const int64_t kept_tokens = selected - kSinks - kWindow;
-  cuda::DecodeAttentionShape sshape = dshape;
-  sshape.max_kv_len = 0;
-  sshape.max_spans = max_spans + 1;
-  cuda::DecodeAttentionPlan splan;
-  BENCH_CHECK(cuda::PlanDecodeAttention(sshape, &splan));
-  void* sws = nullptr;
-  if (splan.workspace_bytes > 0) BENCH_CHECK(cudaMalloc(&sws, splan.workspace_bytes));
-  cuda::DecodeAttentionArgs sargs = dargs;
-  sargs.block_tables = nullptr;
-  sargs.kv_lens = nullptr;
-  sargs.spans = static_cast<KvSpan*>(dspans);
-  sargs.span_offsets = static_cast<int32_t*>(doffs);
-  BENCH_CHECK(bench::TimeLaunches(
-      [&](int) { return cuda::RunDecodeAttention(splan, sargs, sws, splan.workspace_bytes, stream); },
-      warmup, iters, stream, &ms));
-  const double selection_ms = Median(ms);
-  int64_t nans = 0;
-  BENCH_CHECK(bench::CountBf16NaNs(out, q_elems, &nans));
-
-  const double hip_ms = selection_ms + spans_ms + stage_ms[0] / kRefresh[0] + stage_ms[1] / kRefresh[1] +
-                        stage_ms[2] / kRefresh[2];
-  std::printf(
-      "{\"bench\": \"hip_decode\", \"batch\": %d, \"kv_len\": %d, \"num_q_heads\": %d, "
-      "\"num_kv_heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\", \"page_size\": %d, "
-      "\"sinks\": %d, \"window\": %d, \"stages\": \"256:32768,32:8192,8:2048\", "
-      "\"refresh\": \"32,16,8\", \"dense_ms\": %.5f, \"stage0_ms\": %.5f, \"stage1_ms\": %.5f, "
-      "\"stage2_ms\": %.5f, \"chain_ms\": %.5f, \"spans_ms\": %.5f, \"selection_ms\": %.5f, "
-      "\"kept_tokens\": %lld, "
-      "\"selected_keys\": %lld, \"hip_ms\": %.5f, \"every_step_ms\": %.5f, "
-      "\"speedup_vs_dense\": %.3f, \"speedup_every_step\": %.3f, \"iters\": %d, "
-      "\"nan_outputs\": %lld}\n",
-      batch, kv_len, kHq, kHkv, kD, kPage, kSinks, kWindow, dense_ms, stage_ms[0], stage_ms[1],
-      stage_ms[2], chain_ms, spans_ms, selection_ms, static_cast<long long>(kept_tokens),
-      static_cast<long long>(selected), hip_ms, chain_ms + spans_ms + selection_ms,
-      dense_ms / hip_ms, dense_ms / (chain_ms + spans_ms + selection_ms), iters,
-      static_cast<long long>(nans));
+  // A decode step of the whole model's attention: kDenseLayers layers of the dense kind, the
+  // rest pruned, against dense attention on every layer.
+  const double model_ms =
+      (kDenseLayers * layer_ms[1] + (kLayers - kDenseLayers) * layer_ms[0]) / kLayers;
+  std::printf("{\"bench\": \"hip_decode_model\", \"batch\": %d, \"kv_len\": %d, \"layers\": %d, "
+              "\"dense_layers\": %d, \"dense_ms\": %.5f, \"hip_ms_per_layer\": %.5f, "
+              "\"speedup_vs_dense\": %.3f}\n",
+              batch, kv_len, kLayers, kDenseLayers, dense_ms, model_ms, dense_ms / model_ms);
   std::fflush(stdout);
   BENCH_CHECK(cudaStreamDestroy(stream));
-  for (void* p : {pages, q, qf_dev, out, bt, dlens, lo, hi, dws, sws, dspans, doffs, dtok, dsinks,
-                  dwin, pws, ranges[0],
-                  ranges[1], ranges[2], ranges[3], counts[0], counts[1], counts[2], counts[3],
-                  ws[0], ws[1], ws[2]}) {
+  for (void* p : {pages, q, qf_dev, out, bt, dlens, lo, hi, dws, dfirst}) {
     if (p != nullptr) BENCH_CHECK(cudaFree(p));
   }
-  return nans == 0 ? 0 : 2;
+  return total_nans == 0 ? 0 : 2;
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PNG of hip_mask_bench's JSON lines with their SDPA peer (one file, as run_gpu.sh hip writes
 them): decode attention milliseconds per layer against context at batch 1 — dense (ours),
-PyTorch SDPA, and HiP amortised over its refresh intervals and recomputing every stage each step.
+PyTorch SDPA, and HiP amortised over its refresh intervals (a pruned layer, and the mean over
+Llama-3-8B's 32 layers with v1.2's 4 dense-kind ones) and recomputing every stage each step.
 
   .venv-plot/bin/python tools/bench/plot_hip_gpu.py docs/bench/hip-gpu/hip_mask_bench.jsonl \\
       --out docs/bench/hip-gpu/hip_decode_h200.png --title "H200, 2026-12-04"
@@ -16,8 +17,10 @@ from plot_util import plot_args  # noqa: E402
 
 def main():
     a, rows = plot_args(extra=lambda ap: ap.add_argument("--batch", type=int, default=1))
-    hip = sorted((r for r in rows if r.get("bench") == "hip_decode" and r["batch"] == a.batch),
-                 key=lambda r: r["kv_len"])
+    hip = sorted((r for r in rows if r.get("bench") == "hip_decode" and r["batch"] == a.batch
+                  and r.get("layer", "pruned") == "pruned"), key=lambda r: r["kv_len"])
+    model = {r["kv_len"]: r["hip_ms_per_layer"] for r in rows
+             if r.get("bench") == "hip_decode_model" and r["batch"] == a.batch}
     sdpa = {r["kv_len"]: r["time_ms"] for r in rows
             if r.get("impl") == "torch_sdpa" and r["batch"] == a.batch}
     t = [r["kv_len"] for r in hip]
@@ -25,7 +28,10 @@ def main():
     series = [("dense (longview)", [r["dense_ms"] for r in hip], "#777777", "o"),
               ("SDPA (PyTorch)", [sdpa.get(k) for k in t], "#d08c2f", "s"),
               ("HiP, every stage each step", [r["every_step_ms"] for r in hip], "#9bb8d6", "^"),
-              ("HiP, refresh 32/16/8", [r["hip_ms"] for r in hip], "#3b75af", "D")]
+              ("HiP pruned layer, refresh 32/16/8", [r["hip_ms"] for r in hip], "#3b75af", "D")]
+    if model:
+        series.append(("HiP, 32 layers' mean (4 dense-kind)", [model.get(k) for k in t],
+                       "#2a9d5c", "v"))
     for name, ys, color, marker in series:
         ax.plot(t, ys, marker=marker, color=color, label=name)
     for r in hip:
