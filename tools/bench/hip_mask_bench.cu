@@ -15,7 +15,9 @@
 // FlashAttention). "every_step_ms" is the cost if every step recomputed every stage. Each shape
 // runs a pruned layer ("layer": "pruned") and a "dense" one ("dense_layer": top-k 4,096 and
 // chunk-indexed RoPE, v1.2's layers 0-3), then "hip_decode_model" weighs them as Llama-3-8B's 32
-// layers (4 dense) against dense attention on every layer. CUDA events,
+// layers (4 dense) against dense attention on every layer; "hip_decode_graph" times the same
+// launches captured as CUDA graphs (the every-step spans + selection attention, each stage;
+// dense attention too), as the engine runs decode steps; its ratio is graph against graph. CUDA events,
 // median of `iters` runs after warm-up. Prints one JSON line per shape; the PyTorch peer is
 // decode_attention_peer.py --shapes (SDPA dense on contiguous KV, same run).
 //
@@ -137,7 +139,7 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
   void* dfirst;
   BENCH_CHECK(cudaMalloc(&dfirst, batch * 4));
   BENCH_CHECK(cudaMemcpy(dfirst, first_pos.data(), batch * 4, cudaMemcpyHostToDevice));
-  double layer_ms[2] = {0, 0};
+  double layer_ms[2] = {0, 0}, graph_layer_ms[2] = {0, 0}, graph_dense_ms = 0;
   int64_t total_nans = 0;
   for (int variant = 0; variant < 2; ++variant) {
     const bool dense_layer = variant == 1;
@@ -289,6 +291,55 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
         static_cast<long long>(selected), hip_ms, chain_ms + spans_ms + selection_ms,
         dense_ms / hip_ms, dense_ms / (chain_ms + spans_ms + selection_ms), iters,
         static_cast<long long>(nans));
+    // The same work launched as CUDA graphs (the engine captures its decode steps): the
+    // every-step part (spans + selection attention) and each stage alone.
+    auto graph_ms = [&](auto&& enqueue, double* median) -> int {
+      cudaGraph_t graph = nullptr;
+      cudaGraphExec_t exec = nullptr;
+      BENCH_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      const cudaError_t e = enqueue();
+      BENCH_CHECK(cudaStreamEndCapture(stream, &graph));
+      BENCH_CHECK(e);
+      BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+      BENCH_CHECK(bench::TimeLaunches([&](int) { return cudaGraphLaunch(exec, stream); }, warmup,
+                                      iters, stream, &ms));
+      *median = Median(ms);
+      BENCH_CHECK(cudaGraphExecDestroy(exec));
+      BENCH_CHECK(cudaGraphDestroy(graph));
+      return 0;
+    };
+    double g_step = 0, g_stage[3] = {0, 0, 0};
+    if (variant == 0 &&
+        graph_ms([&] { return cuda::RunDecodeAttention(dplan, dargs, dws, dplan.workspace_bytes, stream); },
+                 &graph_dense_ms) != 0) {
+      return 1;
+    }
+    if (graph_ms(
+            [&] {
+              cudaError_t e = cuda::RunHipSpans(pshape, pargs, stream);
+              if (e == cudaSuccess) {
+                e = cuda::RunDecodeAttention(splan, sargs, sws, splan.workspace_bytes, stream);
+              }
+              return e;
+            },
+            &g_step) != 0) {
+      return 1;
+    }
+    for (int st = 0; st < 3; ++st) {
+      if (graph_ms([&] { return cuda::RunHipStage(shapes[st], args[st], stream); },
+                   &g_stage[st]) != 0) {
+        return 1;
+      }
+    }
+    const double graph_hip_ms = g_step + g_stage[0] / kRefresh[0] + g_stage[1] / kRefresh[1] +
+                                g_stage[2] / kRefresh[2];
+    std::printf("{\"bench\": \"hip_decode_graph\", \"batch\": %d, \"kv_len\": %d, \"layer\": \"%s\", "
+                "\"dense_ms\": %.5f, \"graph_dense_ms\": %.5f, \"step_ms\": %.5f, \"stage0_ms\": %.5f, \"stage1_ms\": %.5f, "
+                "\"stage2_ms\": %.5f, \"hip_ms\": %.5f, \"speedup_vs_dense\": %.3f}\n",
+                batch, kv_len, dense_layer ? "dense_layer" : "pruned", dense_ms, graph_dense_ms,
+                g_step, g_stage[0], g_stage[1], g_stage[2], graph_hip_ms,
+                graph_dense_ms / graph_hip_ms);
+    graph_layer_ms[variant] = graph_hip_ms;
     std::fflush(stdout);
     layer_ms[variant] = hip_ms;
     for (void* p : {sws, dspans, doffs, dtok, dsinks, dwin, pws, ranges[0], ranges[1], ranges[2],
@@ -298,12 +349,16 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
   }
   // A decode step of the whole model's attention: kDenseLayers layers of the dense kind, the
   // rest pruned, against dense attention on every layer.
-  const double model_ms =
-      (kDenseLayers * layer_ms[1] + (kLayers - kDenseLayers) * layer_ms[0]) / kLayers;
+  auto mean = [](const double* per_kind) {
+    return (kDenseLayers * per_kind[1] + (kLayers - kDenseLayers) * per_kind[0]) / kLayers;
+  };
+  const double model_ms = mean(layer_ms), graph_model_ms = mean(graph_layer_ms);
   std::printf("{\"bench\": \"hip_decode_model\", \"batch\": %d, \"kv_len\": %d, \"layers\": %d, "
               "\"dense_layers\": %d, \"dense_ms\": %.5f, \"hip_ms_per_layer\": %.5f, "
-              "\"speedup_vs_dense\": %.3f}\n",
-              batch, kv_len, kLayers, kDenseLayers, dense_ms, model_ms, dense_ms / model_ms);
+              "\"speedup_vs_dense\": %.3f, \"graph_dense_ms\": %.5f, \"graph_hip_ms_per_layer\": %.5f, "
+              "\"graph_speedup_vs_dense\": %.3f}\n",
+              batch, kv_len, kLayers, kDenseLayers, dense_ms, model_ms, dense_ms / model_ms,
+              graph_dense_ms, graph_model_ms, graph_dense_ms / graph_model_ms);
   std::fflush(stdout);
   BENCH_CHECK(cudaStreamDestroy(stream));
   for (void* p : {pages, q, qf_dev, out, bt, dlens, lo, hi, dws, dfirst}) {

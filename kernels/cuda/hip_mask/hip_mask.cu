@@ -503,11 +503,14 @@ cudaError_t RunHipStage(const HipStageShape& s, const HipStageArgs& a, cudaStrea
       static_cast<size_t>(s.chunk_indexed ? 1 : 2) * s.num_queries * s.head_dim * sizeof(float);
   LV_DISPATCH_DTYPE(s.dtype, T, {
     LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim, {
-      if (cudaError_t e = cudaFuncSetAttribute(ScoreKernel<T, kHeadDim>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
-          e != cudaSuccess) {
-        return e;
+      // Over the default 48 KiB only for blocks of more than 48 queries (relative scheme).
+      if (smem > 48 * 1024) {
+        if (cudaError_t e = cudaFuncSetAttribute(ScoreKernel<T, kHeadDim>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(smem));
+            e != cudaSuccess) {
+          return e;
+        }
       }
       ScoreKernel<T, kHeadDim><<<grid, kScoreWarps * 32, smem, stream>>>(s, a, w);
       if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;

@@ -42,7 +42,9 @@
 //                   .chunk = 256, .keep = 32768, .query_position = 769};
 //   LV_CUDA_RETURN_IF_ERROR(RunHipStage(s, args, stream));  // then the next stage's in_ranges =
 //                                                           // this one's out_ranges
-// Thread-safety: enqueues on `stream` only; capturable (no allocation, no host sync).
+// Thread-safety: enqueues on `stream` only; capturable (no allocation, no host sync). A stage
+// of more than 48 queries in the relative scheme raises the score kernel's shared-memory limit
+// (cudaFuncSetAttribute) on each call: make one such call before capturing it.
 #pragma once
 
 #include <cuda_runtime.h>
