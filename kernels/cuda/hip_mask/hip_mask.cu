@@ -152,10 +152,43 @@ __device__ __forceinline__ float Probe(const T* __restrict__ pages, const HipSta
   return best;
 }
 
+// The chunk-indexed scheme with one query (decode): q . rot(key, rank) = rot(q, -rank) . key, so
+// the half-warp rotates the query once per chunk (registers qr: kP pairs, x1 then x2) and reads
+// keys as cached.
+template <typename T, int D>
+__device__ __forceinline__ float ProbeReg(const T* __restrict__ pages, const HipStageArgs& a,
+                                          const int32_t* __restrict__ table, int page_size,
+                                          int64_t token_stride, int kvh, int tok, const float* qr,
+                                          int c) {
+  constexpr int kHalf = D / 2;
+  constexpr int kP = kHalf / kKeyLanes;
+  const int32_t page = table[tok / page_size];
+  const T* kp = pages + a.k_offset + static_cast<int64_t>(page) * a.page_stride +
+                static_cast<int64_t>(tok % page_size) * token_stride +
+                static_cast<int64_t>(kvh) * D + c * kP;
+  float x1[kP], x2[kP];
+  LoadFloats<T, kP>(kp, x1);
+  LoadFloats<T, kP>(kp + kHalf, x2);
+  float d = 0.f;
+#pragma unroll
+  for (int j = 0; j < kP; ++j) {
+    d = fmaf(qr[j], x1[j], d);
+    d = fmaf(qr[kP + j], x2[j], d);
+  }
+  d += __shfl_xor_sync(0xffffffffu, d, 1);
+  d += __shfl_xor_sync(0xffffffffu, d, 2);
+  d += __shfl_xor_sync(0xffffffffu, d, 4);
+  return d;
+}
+
 // A warp takes two chunks (a half-warp each: lanes 0-7 probe the left half's middle key, lanes
 // 8-15 the right one's); the descent runs while either chunk's does (a finished half re-probes
 // its last key and ignores it), so every shuffle has the whole warp.
-template <typename T, int D>
+// kScheme: kRelative, kChunkIndexed (several queries: keys rotated), kChunkIndexedOne (one
+// query, rotated per chunk) — separate instantiations keep each path's registers to itself.
+enum Scheme { kRelative = 0, kChunkIndexed = 1, kChunkIndexedOne = 2 };
+
+template <typename T, int D, int kScheme>
 __global__ void __launch_bounds__(kScoreWarps * 32) ScoreKernel(HipStageShape s, HipStageArgs a,
                                                                 Workspace w) {
   constexpr int kHalf = D / 2;
@@ -205,16 +238,41 @@ __global__ void __launch_bounds__(kScoreWarps * 32) ScoreKernel(HipStageShape s,
   const T* pages = static_cast<const T*>(a.pages);
   const int32_t* table = a.block_tables + static_cast<int64_t>(b) * a.block_table_stride;
   const int64_t token_stride = static_cast<int64_t>(s.num_kv_heads) * D;
+  // One query in the chunk-indexed scheme: rotated here by (its position - the chunk's rank).
+  constexpr int kP = kHalf / kKeyLanes;
+  constexpr bool q_in_regs = kScheme == kChunkIndexedOne;
+  float qr[q_in_regs ? 2 * kP : 1];
+  if constexpr (q_in_regs) {
+    const int d = min(a.first_query_position[b], cap) - (live ? ci : ci - 1);
+    const int ad = abs(d);
+    const float2* hi = reinterpret_cast<const float2*>(a.rope_hi) + (ad >> kRopeLoBits) * kHalf;
+    const float2* lo =
+        reinterpret_cast<const float2*>(a.rope_lo) + (ad & (kRopeLoRows - 1)) * kHalf;
+#pragma unroll
+    for (int j = 0; j < kP; ++j) {
+      const float2 h = __ldg(hi + c * kP + j), l = __ldg(lo + c * kP + j);
+      const float cs = h.x * l.x - h.y * l.y;
+      const float sn = (d < 0 ? -1.f : 1.f) * (h.y * l.x + h.x * l.y);
+      const float x1 = q[c * kP + j], x2 = q[c * kP + j + kHalf];
+      qr[j] = x1 * cs - x2 * sn;
+      qr[kP + j] = x2 * cs + x1 * sn;
+    }
+  }
+  auto probe = [&](int tok) {
+    if constexpr (q_in_regs) {
+      return ProbeReg<T, D>(pages, a, table, s.page_size, token_stride, kvh, tok, qr, c);
+    } else {
+      return Probe<T, D, kScheme == kChunkIndexed>(pages, a, table, s.page_size, token_stride,
+                                                   kvh, tok, pos, qv, n_q, c);
+    }
+  };
   int begin = ch.begin, end = ch.end;
   float best = -INFINITY;
   while (__any_sync(0xffffffffu, end - begin > 1)) {
     const bool active = end - begin > 1;
     const int mid = begin + (end - begin) / 2;
     const int tok = !active ? begin : right ? mid + (end - mid) / 2 : begin + (mid - begin) / 2;
-    const float mine =
-        s.chunk_indexed
-            ? Probe<T, D, true>(pages, a, table, s.page_size, token_stride, kvh, tok, pos, qv, n_q, c)
-            : Probe<T, D, false>(pages, a, table, s.page_size, token_stride, kvh, tok, pos, qv, n_q, c);
+    const float mine = probe(tok);
     const float other = __shfl_xor_sync(0xffffffffu, mine, kKeyLanes);
     if (active) {
       const float l = right ? other : mine, r = right ? mine : other;
@@ -226,10 +284,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) ScoreKernel(HipStageShape s,
       }
     }
   }
-  const float last =
-      s.chunk_indexed
-          ? Probe<T, D, true>(pages, a, table, s.page_size, token_stride, kvh, begin, pos, qv, n_q, c)
-          : Probe<T, D, false>(pages, a, table, s.page_size, token_stride, kvh, begin, pos, qv, n_q, c);
+  const float last = probe(begin);
   best = fmaxf(best, fmaxf(last, __shfl_xor_sync(0xffffffffu, last, kKeyLanes)));
   if (live && lane % 16 == 0 && !isnan(best)) {
     atomicMax(w.keys + static_cast<int64_t>(b) * s.max_chunks + ci, OrderedKey(best + 0.0f));
@@ -504,16 +559,22 @@ cudaError_t RunHipStage(const HipStageShape& s, const HipStageArgs& a, cudaStrea
   LV_DISPATCH_DTYPE(s.dtype, T, {
     LV_DISPATCH_HEAD_DIM(s.head_dim, kHeadDim, {
       // Over the default 48 KiB only for blocks of more than 48 queries (relative scheme).
-      if (smem > 48 * 1024) {
-        if (cudaError_t e = cudaFuncSetAttribute(ScoreKernel<T, kHeadDim>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(smem));
-            e != cudaSuccess) {
-          return e;
+      auto launch = [&](auto kernel) {
+        if (smem > 48 * 1024) {
+          if (cudaError_t e = cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+              e != cudaSuccess) {
+            return e;
+          }
         }
-      }
-      ScoreKernel<T, kHeadDim><<<grid, kScoreWarps * 32, smem, stream>>>(s, a, w);
-      if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+        kernel<<<grid, kScoreWarps * 32, smem, stream>>>(s, a, w);
+        return cudaGetLastError();
+      };
+      const cudaError_t e =
+          !s.chunk_indexed      ? launch(ScoreKernel<T, kHeadDim, kRelative>)
+          : s.num_queries == 1  ? launch(ScoreKernel<T, kHeadDim, kChunkIndexedOne>)
+                                : launch(ScoreKernel<T, kHeadDim, kChunkIndexed>);
+      if (e != cudaSuccess) return e;
       SelectKernel<<<s.num_blocks, kSelectThreads, 0, stream>>>(s, a, w);
       return cudaGetLastError();
     });

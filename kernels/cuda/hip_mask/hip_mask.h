@@ -15,9 +15,10 @@
 //          queries rotated once into shared memory with the exact tables
 //          (decode_attention/rope_tables.h): relative scheme, the keys as cached and the queries
 //          at query_position - the probe's position (R(a)q . R(b)k = R(a - b)q . k, so no key
-//          is rotated); chunk-indexed, each key rotated in-kernel to its chunk's rank. A chunk's
-//          score is the largest probe on the way, max-reduced over query heads with an
-//          order-preserving integer atomicMax.
+//          is rotated); chunk-indexed with one query (decode), the query rotated once per chunk by
+//          its position less the chunk's rank; with several, each key rotated in-kernel to
+//          the rank. A chunk's score is the largest probe on the way, max-reduced over query
+//          heads with an order-preserving integer atomicMax.
 //   select (one CTA per block): the keep / chunk best by an exact radix select of the threshold
 //          score, then a stable compaction (ties: the earliest), so the output is in position
 //          order.
