@@ -10,8 +10,9 @@
 #   api      gpu_api_tests: the OpenAI HTTP and gRPC APIs served by the CUDA backend (bundle it
 #            alone: LONGVIEW_BUNDLE_TARGETS=gpu_api_tests deploy/bundle.sh)
 #   stream   streaming_gpu_bench: a 1M-token StreamingLLM stream (sinks 4 + window 4096), 8B shape
-#   hip      HiP decode (issue 15): hip_mask_bench (the pruning stages, selection attention and
-#            dense attention at 128k / 512k / 1M, 8B shape) and SDPA at the same shapes
+#   hip      HiP (issue 15): hip_mask_bench (decode: the pruning stages, spans, selection and dense
+#            attention at 128k / 512k / 1M, 8B shape; prefill: the pruning of every query block at
+#            32k-128k) with SDPA at the same shapes (decode, and causal prefill)
 #   policy   KV policies: the per-key statistics' cost on decode attention (decode_attention_bench
 #            --only policy) and kv_policy_gpu_bench (memory per sequence and decode throughput
 #            per policy, 8B shape, 16 x 8k prompts, budget 25%)
@@ -70,6 +71,7 @@ fi
 if want hip; then
   step hip_mask_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/hip_mask_bench' > '$LOGS/hip_mask_bench.jsonl'"
   step hip_sdpa_peer sh -c "python3 '$REPO/tools/bench/decode_attention_peer.py' --shapes 1x131072,1x524288,1x1048576,8x131072 --iters 50 --warmup 5 > '$LOGS/hip_sdpa_peer.jsonl'"
+  step hip_prefill_peer sh -c "python3 '$REPO/tools/bench/prefill_attention_peer.py' --causal 32768,65536,131072 --iters 5 --warmup 1 > '$LOGS/hip_prefill_peer.jsonl'"
 fi
 if want policy; then
   step key_stats_bench sh -c "LD_LIBRARY_PATH='$LIBS' '$HERE/bin/decode_attention_bench' --only policy > '$LOGS/key_stats_bench.jsonl'"

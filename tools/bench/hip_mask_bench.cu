@@ -21,7 +21,10 @@
 // median of `iters` runs after warm-up. Prints one JSON line per shape; the PyTorch peer is
 // decode_attention_peer.py --shapes (SDPA dense on contiguous KV, same run).
 //
+// "hip_prefill_pruning" (RunPrefillPruning) times the pruning of a whole prompt's query blocks.
+//
 //   hip_mask_bench [--iters 50] [--warmup 5] [--shapes 1x131072,1x524288,1x1048576,8x131072]
+//                  [--prefill 32768,65536,131072 | none]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -367,11 +370,126 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
   return total_nans == 0 ? 0 : 2;
 }
 
+// HiP's pruning for a whole prompt (prefill): one query block of 64 rows per 64 tokens, each
+// pruning its middle (after the sinks, up to the masking window before its first row) when it
+// outgrows the last stage's keep, with the block's queries averaged in groups of 4 for stages 0
+// and 1 and all 64 in stage 2 (v1.2's defaults), one chain of the three stages over all blocks.
+// Only the pruning is timed (not the attention that reads the kept chunks afterwards); its
+// peer is dense causal attention, prefill_attention_peer.py --causal.
+int RunPrefillPruning(int kv_len, int iters, int warmup) {
+  constexpr int kBlock = 64, kPool = 4;
+  std::mt19937 rng(777 + kv_len);
+  const int blocks_per_seq = (kv_len + kPage - 1) / kPage;
+  const int64_t row = int64_t{kHkv} * kD;
+  const int64_t page_elems = 2 * kPage * row;
+  std::vector<int32_t> table(blocks_per_seq);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), rng);
+  // The pruning blocks and their middles.
+  std::vector<cuda::HipChunk> middles;
+  std::vector<int32_t> first_tokens;
+  for (int first = 0; first < kv_len; first += kBlock) {
+    const int end = std::max(kSinks, first + 1 - (kWindow - static_cast<int>(kStages[0].chunk)));
+    if (end - kSinks > kStages[2].keep) {
+      middles.push_back({kSinks, end});
+      first_tokens.push_back(first);
+    }
+  }
+  const int nb = static_cast<int>(middles.size());
+  const size_t pooled = static_cast<size_t>(nb) * (kBlock / kPool) * kHq * kD;
+  const size_t full = static_cast<size_t>(nb) * kBlock * kHq * kD;
+  const std::vector<float> inv_freq =
+      cpu::InvFrequencies(cpu::RopeParams{.head_dim = kD, .theta = 500000.0});
+  const cuda::RopeTablesHost tables = cuda::BuildRopeTables(inv_freq, kv_len + 1);
+  void *pages, *bt, *lo, *hi, *qp, *qf, *dfirst;
+  BENCH_CHECK(cudaMalloc(&pages, static_cast<size_t>(blocks_per_seq) * page_elems * 2));
+  BENCH_CHECK(cudaMalloc(&bt, table.size() * 4));
+  BENCH_CHECK(cudaMalloc(&lo, tables.lo.size() * 4));
+  BENCH_CHECK(cudaMalloc(&hi, tables.hi.size() * 4));
+  BENCH_CHECK(cudaMalloc(&qp, pooled * 4));
+  BENCH_CHECK(cudaMalloc(&qf, full * 4));
+  BENCH_CHECK(cudaMalloc(&dfirst, nb * 4));
+  BENCH_CHECK(bench::FillRandomBf16(static_cast<uint16_t*>(pages),
+                                    static_cast<size_t>(blocks_per_seq) * page_elems, 7u));
+  // Queries: random 16-bit halves, so each float's upper half is a random bf16 in [-2, 2):
+  // finite values of both signs (their values do not change the work).
+  BENCH_CHECK(bench::FillRandomBf16(qp, pooled * 2, 13u));
+  BENCH_CHECK(bench::FillRandomBf16(qf, full * 2, 17u));
+  BENCH_CHECK(cudaMemcpy(bt, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(lo, tables.lo.data(), tables.lo.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(hi, tables.hi.data(), tables.hi.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(dfirst, first_tokens.data(), nb * 4, cudaMemcpyHostToDevice));
+  int capacity[3], in_capacity[3];
+  in_capacity[0] = 1;
+  capacity[0] = (kv_len + static_cast<int>(kStages[0].chunk) - 1) / static_cast<int>(kStages[0].chunk);
+  for (int st = 1; st < 3; ++st) {
+    in_capacity[st] = capacity[st - 1];
+    capacity[st] = static_cast<int>(kStages[st - 1].keep / kStages[st - 1].chunk *
+                                    ((kStages[st - 1].chunk + kStages[st].chunk - 1) / kStages[st].chunk));
+  }
+  void *ranges[4], *counts[4], *ws[3];
+  BENCH_CHECK(cudaMalloc(&ranges[0], nb * sizeof(cuda::HipChunk)));
+  BENCH_CHECK(cudaMemcpy(ranges[0], middles.data(), nb * sizeof(cuda::HipChunk), cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMalloc(&counts[0], nb * 4));
+  const std::vector<int32_t> ones(nb, 1);
+  BENCH_CHECK(cudaMemcpy(counts[0], ones.data(), nb * 4, cudaMemcpyHostToDevice));
+  cuda::HipStageShape shapes[3];
+  cuda::HipStageArgs args[3];
+  for (int st = 0; st < 3; ++st) {
+    const bool pool = st < 2;
+    shapes[st] = cuda::HipStageShape{.dtype = cuda::DType::kBF16, .head_dim = kD,
+                                     .num_q_heads = kHq, .num_kv_heads = kHkv, .page_size = kPage,
+                                     .num_blocks = nb, .num_queries = pool ? kBlock / kPool : kBlock,
+                                     .max_ranges = in_capacity[st], .max_chunks = capacity[st],
+                                     .rope_hi_rows = tables.num_hi_rows,
+                                     .chunk = static_cast<int>(kStages[st].chunk),
+                                     .keep = static_cast<int>(kStages[st].keep),
+                                     .query_position = kWindow - static_cast<int>(kStages[0].chunk) + 1};
+    BENCH_CHECK(cudaMalloc(&ranges[st + 1], size_t{8} * nb * capacity[st]));
+    BENCH_CHECK(cudaMalloc(&counts[st + 1], nb * 4));
+    BENCH_CHECK(cudaMalloc(&ws[st], cuda::HipStageWorkspaceBytes(shapes[st])));
+    args[st] = cuda::HipStageArgs{.q = static_cast<float*>(pool ? qp : qf),
+                                  .first_query_position = static_cast<int32_t*>(dfirst),
+                                  .pages = pages, .page_stride = page_elems, .k_offset = 0,
+                                  .block_tables = static_cast<int32_t*>(bt),
+                                  .block_table_stride = 0,  // one sequence: every block shares it
+                                  .in_ranges = static_cast<cuda::HipChunk*>(ranges[st]),
+                                  .in_count = static_cast<int32_t*>(counts[st]),
+                                  .out_ranges = static_cast<cuda::HipChunk*>(ranges[st + 1]),
+                                  .out_count = static_cast<int32_t*>(counts[st + 1]),
+                                  .rope_lo = static_cast<float*>(lo),
+                                  .rope_hi = static_cast<float*>(hi), .workspace = ws[st]};
+  }
+  cudaStream_t stream;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::vector<float> ms;
+  double stage_ms[3];
+  for (int st = 0; st < 3; ++st) {
+    BENCH_CHECK(bench::TimeLaunches([&](int) { return cuda::RunHipStage(shapes[st], args[st], stream); },
+                                    warmup, iters, stream, &ms));
+    stage_ms[st] = Median(ms);
+  }
+  std::printf("{\"bench\": \"hip_prefill_pruning\", \"kv_len\": %d, \"pruning_blocks\": %d, "
+              "\"block\": %d, \"pool\": \"4,4,1\", \"stages\": \"256:32768,32:8192,8:2048\", "
+              "\"stage0_ms\": %.4f, \"stage1_ms\": %.4f, \"stage2_ms\": %.4f, \"pruning_ms\": %.4f, "
+              "\"iters\": %d}\n",
+              kv_len, nb, kBlock, stage_ms[0], stage_ms[1], stage_ms[2],
+              stage_ms[0] + stage_ms[1] + stage_ms[2], iters);
+  std::fflush(stdout);
+  BENCH_CHECK(cudaStreamDestroy(stream));
+  for (void* p : {pages, bt, lo, hi, qp, qf, dfirst, ranges[0], ranges[1], ranges[2], ranges[3],
+                  counts[0], counts[1], counts[2], counts[3], ws[0], ws[1], ws[2]}) {
+    BENCH_CHECK(cudaFree(p));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int iters = 50, warmup = 5;
   std::vector<std::pair<int, int>> shapes = {{1, 131072}, {1, 524288}, {1, 1048576}, {8, 131072}};
+  std::vector<int> prefill = {32768, 65536, 131072};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--warmup") == 0) warmup = std::max(0, std::atoi(argv[i + 1]));
@@ -390,7 +508,23 @@ int main(int argc, char** argv) {
       }
     }
   }
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--prefill") == 0) {
+      prefill.clear();
+      for (const char* p = argv[i + 1]; *p != '\0' && std::strcmp(p, "none") != 0;) {
+        const int t = std::atoi(p);
+        if (t <= 2 * kWindow + kSinks) {
+          std::fprintf(stderr, "--prefill: expected T[,T...] with T > %d or none\n", 2 * kWindow + kSinks);
+          return 2;
+        }
+        prefill.push_back(t);
+        const char* comma = std::strchr(p, ',');
+        p = comma == nullptr ? p + std::strlen(p) : comma + 1;
+      }
+    }
+  }
   int rc = 0;
   for (auto [b, t] : shapes) rc |= RunShape(b, t, iters, warmup);
+  for (int t : prefill) rc |= RunPrefillPruning(t, std::max(3, iters / 10), 1);
   return rc;
 }

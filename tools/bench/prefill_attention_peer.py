@@ -11,6 +11,7 @@ shape (as users run it; mask construction and compilation are outside the timing
 read contiguous, already rotated K/V: no pages, no RoPE.
 
     python3 tools/bench/prefill_attention_peer.py [--iters 20] [--warmup 3]
+                                                  [--causal 32768,131072]  (SDPA causal only, at these T)
 """
 import argparse
 import json
@@ -79,7 +80,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--causal", default="", help="comma-separated T: dense causal SDPA only")
     args = ap.parse_args()
+    if args.causal:
+        for T in (int(t) for t in args.causal.split(",")):
+            run(T, 0, 0, args.iters, args.warmup)
+        return
     for T in (4096, 16384, 32768):
         for window, sinks in ((0, 0), (4096, 0), (4096, 4)):
             run(T, window, sinks, args.iters, args.warmup)
