@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) ScoreKernel(HipStageShape s,
   for (int u = threadIdx.x; u < versions * n_q * kHalf; u += blockDim.x) {
     const int i = u / kHalf % n_q, f = u % kHalf, v = u / (n_q * kHalf);
     const int pos = s.chunk_indexed
-                        ? min(a.first_query_position[b] + i * s.query_stride, cap)
+                        ? min(max(a.first_query_position[b], 0) + i * s.query_stride, cap)
                         : s.query_position - v;
     const float2 h = __ldg(reinterpret_cast<const float2*>(a.rope_hi) +
                            (pos >> kRopeLoBits) * kHalf + f);
@@ -243,7 +243,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) ScoreKernel(HipStageShape s,
   constexpr bool q_in_regs = kScheme == kChunkIndexedOne;
   float qr[q_in_regs ? 2 * kP : 1];
   if constexpr (q_in_regs) {
-    const int d = min(a.first_query_position[b], cap) - (live ? ci : ci - 1);
+    const int d = min(max(a.first_query_position[b], 0), cap) - (live ? ci : ci - 1);
     const int ad = abs(d);
     const float2* hi = reinterpret_cast<const float2*>(a.rope_hi) + (ad >> kRopeLoBits) * kHalf;
     const float2* lo =
@@ -543,7 +543,10 @@ cudaError_t RunHipStage(const HipStageShape& s, const HipStageArgs& a, cudaStrea
   LV_CUDA_REQUIRE(s.chunk_indexed ? (static_cast<int64_t>(s.scan_chunks) + s.scan_window < max_pos &&
                                      s.max_chunks < max_pos)
                                   : (s.query_position >= 1 && s.query_position < max_pos));
-  if (s.num_blocks == 0 || s.max_chunks == 0) return cudaSuccess;
+  LV_CUDA_REQUIRE((s.head_dim == 64 || s.head_dim == 128) &&
+                  (s.dtype == DType::kBF16 || s.dtype == DType::kFP16));
+  if (s.num_blocks == 0) return cudaSuccess;
+  LV_CUDA_REQUIRE(s.max_chunks >= 1 && s.max_ranges >= 1);
   LV_CUDA_REQUIRE(a.q != nullptr && a.pages != nullptr && a.block_tables != nullptr &&
                   a.in_ranges != nullptr && a.in_count != nullptr && a.out_ranges != nullptr &&
                   a.out_count != nullptr && a.rope_lo != nullptr && a.rope_hi != nullptr &&

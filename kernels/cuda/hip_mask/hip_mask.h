@@ -26,7 +26,8 @@
 // Layouts:
 //   q           float [num_blocks][num_queries][num_q_heads][head_dim], before RoPE (pooled by the
 //               caller where the stage pools).
-//   first_query_position  int32 [num_blocks]; chunk-indexed only (query i of block b stands at
+//   first_query_position  int32 [num_blocks], >= 0 (a negative one is read as 0); chunk-indexed
+//               only (query i of block b stands at
 //               min(first_query_position[b] + i * query_stride, scan_chunks + scan_window)).
 //   pages       dtype; the key of token t of block b, KV head h at pages + k_offset +
 //               page * page_stride + (t % page_size) * num_kv_heads * head_dim + h * head_dim with
@@ -73,8 +74,9 @@ struct HipStageShape {
   int page_size = 16;
   int num_blocks = 0;   // query blocks (sequences), <= 65535
   int num_queries = 1;  // per block, 1..64
-  int max_ranges = 0;   // capacity of each block's in_ranges
-  int max_chunks = 0;   // capacity of each block's cut (and out_ranges); >= every block's chunks
+  int max_ranges = 0;   // capacity of each block's in_ranges, >= 1
+  int max_chunks = 0;   // capacity of each block's cut (and out_ranges), >= 1 and >= every
+                        // block's chunks
   int rope_hi_rows = 0;
   // The stage and its RoPE scheme (kernels/cpu/hip_mask.h HipMaskParams).
   int chunk = 0;  // >= 1
