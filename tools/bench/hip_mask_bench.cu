@@ -64,6 +64,29 @@ double Median(std::vector<float> ms) {
   return ms[ms.size() / 2];
 }
 
+// Each stage's capacity (chunks after its cut) and its input's (ranges), from stage 0's chunk
+// count: every later stage receives at most keep / chunk of the one before, each re-cut.
+void StageCapacities(int stage0_chunks, int capacity[3], int in_capacity[3]) {
+  in_capacity[0] = 1;
+  capacity[0] = stage0_chunks;
+  for (int s = 1; s < 3; ++s) {
+    in_capacity[s] = capacity[s - 1];
+    capacity[s] = static_cast<int>(kStages[s - 1].keep / kStages[s - 1].chunk *
+                                   ((kStages[s - 1].chunk + kStages[s].chunk - 1) / kStages[s].chunk));
+  }
+}
+
+// Stage 0's input on the device: one range (the block's middle) per block.
+int UploadMiddles(const std::vector<cuda::HipChunk>& middles, void** ranges, void** counts) {
+  const size_t n = middles.size();
+  BENCH_CHECK(cudaMalloc(ranges, n * sizeof(cuda::HipChunk)));
+  BENCH_CHECK(cudaMemcpy(*ranges, middles.data(), n * sizeof(cuda::HipChunk), cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMalloc(counts, n * 4));
+  const std::vector<int32_t> ones(n, 1);
+  BENCH_CHECK(cudaMemcpy(*counts, ones.data(), n * 4, cudaMemcpyHostToDevice));
+  return 0;
+}
+
 int RunShape(int batch, int kv_len, int iters, int warmup) {
   std::mt19937 rng(4321 + batch + kv_len);
   const int blocks_per_seq = (kv_len + kPage - 1) / kPage;
@@ -150,21 +173,13 @@ int RunShape(int batch, int kv_len, int iters, int warmup) {
     if (dense_layer) stages[2].keep = kDenseTopK;
     // The stages: capacities from the stage sizes (every stage prunes at these contexts).
     int capacity[3], in_capacity[3];
-    in_capacity[0] = 1;
-    capacity[0] = (middle_end - kSinks + stages[0].chunk - 1) / stages[0].chunk;
-    for (int s = 1; s < 3; ++s) {
-      in_capacity[s] = capacity[s - 1];
-      capacity[s] = static_cast<int>(stages[s - 1].keep / stages[s - 1].chunk *
-                                     ((stages[s - 1].chunk + stages[s].chunk - 1) / stages[s].chunk));
-    }
+    StageCapacities((middle_end - kSinks + kStages[0].chunk - 1) / kStages[0].chunk, capacity,
+                    in_capacity);
     void *ranges[4], *counts[4], *ws[3];
-    std::vector<cuda::HipChunk> middle(batch, cuda::HipChunk{kSinks, middle_end});
-    BENCH_CHECK(cudaMalloc(&ranges[0], batch * sizeof(cuda::HipChunk)));
-    BENCH_CHECK(cudaMemcpy(ranges[0], middle.data(), batch * sizeof(cuda::HipChunk),
-                           cudaMemcpyHostToDevice));
-    BENCH_CHECK(cudaMalloc(&counts[0], batch * 4));
-    const std::vector<int32_t> ones(batch, 1);
-    BENCH_CHECK(cudaMemcpy(counts[0], ones.data(), batch * 4, cudaMemcpyHostToDevice));
+    if (UploadMiddles(std::vector<cuda::HipChunk>(batch, cuda::HipChunk{kSinks, middle_end}),
+                      &ranges[0], &counts[0]) != 0) {
+      return 1;
+    }
     cuda::HipStageShape shapes[3];
     cuda::HipStageArgs args[3];
     for (int s = 0; s < 3; ++s) {
@@ -420,19 +435,10 @@ int RunPrefillPruning(int kv_len, int iters, int warmup) {
   BENCH_CHECK(cudaMemcpy(hi, tables.hi.data(), tables.hi.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(dfirst, first_tokens.data(), nb * 4, cudaMemcpyHostToDevice));
   int capacity[3], in_capacity[3];
-  in_capacity[0] = 1;
-  capacity[0] = (kv_len + static_cast<int>(kStages[0].chunk) - 1) / static_cast<int>(kStages[0].chunk);
-  for (int st = 1; st < 3; ++st) {
-    in_capacity[st] = capacity[st - 1];
-    capacity[st] = static_cast<int>(kStages[st - 1].keep / kStages[st - 1].chunk *
-                                    ((kStages[st - 1].chunk + kStages[st].chunk - 1) / kStages[st].chunk));
-  }
+  StageCapacities((kv_len + static_cast<int>(kStages[0].chunk) - 1) / static_cast<int>(kStages[0].chunk),
+                  capacity, in_capacity);
   void *ranges[4], *counts[4], *ws[3];
-  BENCH_CHECK(cudaMalloc(&ranges[0], nb * sizeof(cuda::HipChunk)));
-  BENCH_CHECK(cudaMemcpy(ranges[0], middles.data(), nb * sizeof(cuda::HipChunk), cudaMemcpyHostToDevice));
-  BENCH_CHECK(cudaMalloc(&counts[0], nb * 4));
-  const std::vector<int32_t> ones(nb, 1);
-  BENCH_CHECK(cudaMemcpy(counts[0], ones.data(), nb * 4, cudaMemcpyHostToDevice));
+  if (UploadMiddles(middles, &ranges[0], &counts[0]) != 0) return 1;
   cuda::HipStageShape shapes[3];
   cuda::HipStageArgs args[3];
   for (int st = 0; st < 3; ++st) {

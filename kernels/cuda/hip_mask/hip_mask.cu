@@ -103,6 +103,29 @@ __global__ void __launch_bounds__(kCutThreads) CutKernel(HipStageShape s, const 
   }
 }
 
+// The key of token `tok`, KV head `kvh`, as lane c of a key group holds it: elements
+// [c * kP, + kP) into x1 and the same of the second half into x2 (as cached, before RoPE).
+template <typename T, int D>
+__device__ __forceinline__ void LoadKey(const T* __restrict__ pages, const HipStageArgs& a,
+                                        const int32_t* __restrict__ table, int page_size,
+                                        int64_t token_stride, int kvh, int tok, int c, float* x1,
+                                        float* x2) {
+  constexpr int kP = D / 2 / kKeyLanes;
+  const int32_t page = table[tok / page_size];
+  const T* kp = pages + a.k_offset + static_cast<int64_t>(page) * a.page_stride +
+                static_cast<int64_t>(tok % page_size) * token_stride +
+                static_cast<int64_t>(kvh) * D + c * kP;
+  LoadFloats<T, kP>(kp, x1);
+  LoadFloats<T, kP>(kp + D / 2, x2);
+}
+
+// The sum over a key group's lanes.
+__device__ __forceinline__ float SumKeyLanes(float d) {
+  d += __shfl_xor_sync(0xffffffffu, d, 1);
+  d += __shfl_xor_sync(0xffffffffu, d, 2);
+  return d + __shfl_xor_sync(0xffffffffu, d, 4);
+}
+
 // The largest q . rot(key) over the block's queries, for the key of token `tok` at RoPE position
 // `pos` (kRotateKey; else the key as cached, the queries rotated by the difference instead),
 // computed by the kKeyLanes lanes of a key group (lane c holds pairs [c * kP, + kP)).
@@ -113,27 +136,22 @@ __device__ __forceinline__ float Probe(const T* __restrict__ pages, const HipSta
                                        const float* qs, int n_q, int c) {
   constexpr int kHalf = D / 2;
   constexpr int kP = kHalf / kKeyLanes;
-  const int32_t page = table[tok / page_size];
-  const T* kp = pages + a.k_offset + static_cast<int64_t>(page) * a.page_stride +
-                static_cast<int64_t>(tok % page_size) * token_stride +
-                static_cast<int64_t>(kvh) * D + c * kP;
-  const float2* hi = reinterpret_cast<const float2*>(a.rope_hi) + (pos >> kRopeLoBits) * kHalf;
-  const float2* lo =
-      reinterpret_cast<const float2*>(a.rope_lo) + (pos & (kRopeLoRows - 1)) * kHalf;
-  (void)hi;
-  (void)lo;
   float x1[kP], x2[kP];
-  LoadFloats<T, kP>(kp, x1);
-  LoadFloats<T, kP>(kp + kHalf, x2);
+  LoadKey<T, D>(pages, a, table, page_size, token_stride, kvh, tok, c, x1, x2);
   if constexpr (kRotateKey) {
+    const float2* hi = reinterpret_cast<const float2*>(a.rope_hi) + (pos >> kRopeLoBits) * kHalf;
+    const float2* lo =
+        reinterpret_cast<const float2*>(a.rope_lo) + (pos & (kRopeLoRows - 1)) * kHalf;
 #pragma unroll
     for (int j = 0; j < kP; ++j) {
       const float2 h = __ldg(hi + c * kP + j), l = __ldg(lo + c * kP + j);
       const float cs = h.x * l.x - h.y * l.y, sn = h.y * l.x + h.x * l.y;
-      const float a = x1[j], b = x2[j];
-      x1[j] = a * cs - b * sn;
-      x2[j] = b * cs + a * sn;
+      const float xa = x1[j], xb = x2[j];
+      x1[j] = xa * cs - xb * sn;
+      x2[j] = xb * cs + xa * sn;
     }
+  } else {
+    (void)pos;
   }
   float best = -INFINITY;
   for (int i = 0; i < n_q; ++i) {
@@ -144,10 +162,7 @@ __device__ __forceinline__ float Probe(const T* __restrict__ pages, const HipSta
       d = fmaf(q[j], x1[j], d);
       d = fmaf(q[j + kHalf], x2[j], d);
     }
-    d += __shfl_xor_sync(0xffffffffu, d, 1);
-    d += __shfl_xor_sync(0xffffffffu, d, 2);
-    d += __shfl_xor_sync(0xffffffffu, d, 4);
-    best = fmaxf(best, d);
+    best = fmaxf(best, SumKeyLanes(d));
   }
   return best;
 }
@@ -162,23 +177,15 @@ __device__ __forceinline__ float ProbeReg(const T* __restrict__ pages, const Hip
                                           int c) {
   constexpr int kHalf = D / 2;
   constexpr int kP = kHalf / kKeyLanes;
-  const int32_t page = table[tok / page_size];
-  const T* kp = pages + a.k_offset + static_cast<int64_t>(page) * a.page_stride +
-                static_cast<int64_t>(tok % page_size) * token_stride +
-                static_cast<int64_t>(kvh) * D + c * kP;
   float x1[kP], x2[kP];
-  LoadFloats<T, kP>(kp, x1);
-  LoadFloats<T, kP>(kp + kHalf, x2);
+  LoadKey<T, D>(pages, a, table, page_size, token_stride, kvh, tok, c, x1, x2);
   float d = 0.f;
 #pragma unroll
   for (int j = 0; j < kP; ++j) {
     d = fmaf(qr[j], x1[j], d);
     d = fmaf(qr[kP + j], x2[j], d);
   }
-  d += __shfl_xor_sync(0xffffffffu, d, 1);
-  d += __shfl_xor_sync(0xffffffffu, d, 2);
-  d += __shfl_xor_sync(0xffffffffu, d, 4);
-  return d;
+  return SumKeyLanes(d);
 }
 
 // A warp takes two chunks (a half-warp each: lanes 0-7 probe the left half's middle key, lanes
