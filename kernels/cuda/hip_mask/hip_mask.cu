@@ -12,12 +12,13 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/decode_attention/rope_tables.h"
 #include "kernels/cuda/dispatch.h"
+#include "kernels/cuda/rope/rotate.cuh"
 #include "kernels/cuda/vec.cuh"
 
 namespace longview::cuda {
 namespace {
 
-using namespace detail;  // vec.cuh
+using namespace detail;  // vec.cuh, rope/rotate.cuh (Compose)
 
 constexpr int kCutThreads = 256;
 constexpr int kScoreWarps = 8;
@@ -145,7 +146,8 @@ __device__ __forceinline__ float Probe(const T* __restrict__ pages, const HipSta
 #pragma unroll
     for (int j = 0; j < kP; ++j) {
       const float2 h = __ldg(hi + c * kP + j), l = __ldg(lo + c * kP + j);
-      const float cs = h.x * l.x - h.y * l.y, sn = h.y * l.x + h.x * l.y;
+      const float2 r = Compose(h.x, h.y, l.x, l.y);
+      const float cs = r.x, sn = r.y;
       const float xa = x1[j], xb = x2[j];
       x1[j] = xa * cs - xb * sn;
       x2[j] = xb * cs + xa * sn;
@@ -223,7 +225,8 @@ __global__ void __launch_bounds__(kScoreWarps * 32) ScoreKernel(HipStageShape s,
                            (pos >> kRopeLoBits) * kHalf + f);
     const float2 l = __ldg(reinterpret_cast<const float2*>(a.rope_lo) +
                            (pos & (kRopeLoRows - 1)) * kHalf + f);
-    const float cs = h.x * l.x - h.y * l.y, sn = h.y * l.x + h.x * l.y;
+    const float2 r = Compose(h.x, h.y, l.x, l.y);
+    const float cs = r.x, sn = r.y;
     const float x1 = q[static_cast<int64_t>(i) * s.num_q_heads * D + f];
     const float x2 = q[static_cast<int64_t>(i) * s.num_q_heads * D + f + kHalf];
     float* out = qs + (v * n_q + i) * D;
@@ -258,8 +261,8 @@ __global__ void __launch_bounds__(kScoreWarps * 32) ScoreKernel(HipStageShape s,
 #pragma unroll
     for (int j = 0; j < kP; ++j) {
       const float2 h = __ldg(hi + c * kP + j), l = __ldg(lo + c * kP + j);
-      const float cs = h.x * l.x - h.y * l.y;
-      const float sn = (d < 0 ? -1.f : 1.f) * (h.y * l.x + h.x * l.y);
+      const float2 r = Compose(h.x, h.y, l.x, l.y);
+      const float cs = r.x, sn = (d < 0 ? -1.f : 1.f) * r.y;
       const float x1 = q[c * kP + j], x2 = q[c * kP + j + kHalf];
       qr[j] = x1 * cs - x2 * sn;
       qr[kP + j] = x2 * cs + x1 * sn;
