@@ -265,10 +265,14 @@ absl::Status EngineLoop::Validate(const GenerationRequest& request) const {
           absl::StrFormat("prompt_tokens: token id %d out of range [0, %d)", t, cfg.vocab_size));
     }
   }
-  const bool scoring = request.on_prompt_logits != nullptr;
-  if (request.max_tokens < (scoring ? 0 : 1)) {
-    return absl::InvalidArgumentError(absl::StrFormat("max_tokens must be at least %d, got %d",
-                                                      scoring ? 0 : 1, request.max_tokens));
+  if (request.max_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("max_tokens must be at least 0, got %d", request.max_tokens));
+  }
+  if (request.max_tokens == 0 && request.n != 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "n must be 1 when max_tokens is 0 (the prompt is computed, nothing sampled), got %d",
+        request.n));
   }
   const AttentionMode& mode = *request.attention;
   RETURN_IF_ERROR(mode.CheckLength(num_prompt, request.max_tokens, cfg.max_position_embeddings));
@@ -722,7 +726,8 @@ absl::Status EngineLoop::Impl::Step() {
     if (ss.start_pos + static_cast<int64_t>(ss.token_ids.size()) < sched.Get(id)->num_tokens()) {
       continue;
     }
-    if (req.max_tokens == 0) {  // scoring only: done once the prompt is computed
+    if (req.max_tokens == 0) {  // prompt only (scored, or cached): done once it is computed
+      s->req->cached_prompt_tokens = std::max<int64_t>(0, sched.Get(id)->num_cached_tokens);
       SequenceDelta& d = DeltaFor(*s->req, s->index);
       d.finished = true;
       d.finish_reason = FinishReason::kLength;

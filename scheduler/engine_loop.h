@@ -42,6 +42,8 @@ struct GenerationRequest {
   std::string request_id;              // unique; made by the frontend
   std::vector<int32_t> prompt_tokens;  // BOS included as the tokenizer says
   SamplingParams sampling;
+  // 0: the prompt is computed (its KV cached, its logits scored) and nothing is sampled; the
+  // request finishes with one empty delta (sessions' append; the evaluator). Needs n = 1.
   int64_t max_tokens = 16;
   std::vector<std::string> stop;
   bool ignore_eos = false;
@@ -53,8 +55,7 @@ struct GenerationRequest {
   // In-process scoring (the evaluator; no API sets it): called on the engine loop's thread with
   // the logits of prompt positions [first_position, first_position + rows) as the prompt is
   // computed, `logits` being [rows][vocab]. A position may come again after a preemption. The
-  // prompt is never served from the prefix cache. With it, max_tokens may be 0: the request
-  // finishes once its prompt is computed.
+  // prompt is never served from the prefix cache.
   std::function<void(int64_t first_position, std::span<const float> logits)> on_prompt_logits;
 };
 

@@ -205,6 +205,40 @@ TEST(EngineLoopTest, SeededSamplingIsReproducibleAndMatchesGenerate) {
   loop.Stop();
 }
 
+// max_tokens 0 (a session's append): the prompt's KV is computed and cached, nothing sampled;
+// a later prompt extending it takes its full pages from the cache and generates as if whole.
+TEST(EngineLoopTest, APromptOnlyRequestCachesItsPagesAndSamplesNothing) {
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  const Ids history = RandomPrompt(70, 5);
+  Collected warm = Drain(*MustSubmit(loop, Request(history, 0)));
+  EXPECT_TRUE(warm.status.ok()) << warm.status;
+  EXPECT_TRUE(warm.tokens[0].empty());
+  EXPECT_EQ(warm.completion_tokens, 0);
+  EXPECT_EQ(warm.finish[0], FinishReason::kLength);
+  Ids more = history;
+  for (int32_t t : RandomPrompt(9, 6)) more.push_back(t);
+  GenerationRequest r = Varied(Request(more, 6));
+  r.ignore_eos = true;
+  Collected ask = Drain(*MustSubmit(loop, r));
+  EXPECT_EQ(ask.cached_prompt_tokens, 64);  // the 4 full pages of 16 the warm-up filled
+  EXPECT_EQ(ask.tokens[0], Expected(r).output_tokens);
+  // Again: the warm-up itself reports the pages it found.
+  Collected again = Drain(*MustSubmit(loop, Request(history, 0)));
+  EXPECT_EQ(again.cached_prompt_tokens, 64);
+  // Only one sequence can finish without sampling.
+  GenerationRequest two = Request(history, 0);
+  two.n = 2;
+  absl::StatusOr<std::shared_ptr<RequestStream>> refused = loop.Submit(two);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("n must be 1 when max_tokens is 0"),
+            std::string::npos)
+      << refused.status();
+  EXPECT_EQ(loop.Submit(Request(history, -1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  loop.Stop();
+}
+
 TEST(EngineLoopTest, StopStringEndsTheOutputLikeGenerate) {
   EngineLoop loop(Golden(), EngineLoopOptions{});
   loop.Start();
