@@ -2,7 +2,11 @@
 
 #include <cctype>
 
+#include <set>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace longview {
 namespace {
@@ -64,6 +68,49 @@ absl::StatusOr<std::string> ResolveApiKey(bool flag_given, const std::string& fl
                      "authentication"));
   }
   return std::string(env);
+}
+
+int MatchApiKey(std::span<const std::string> keys, std::string_view given) {
+  int match = -1;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (SecretEquals(given, keys[i]) && match < 0) match = static_cast<int>(i);
+  }
+  return match;
+}
+
+absl::StatusOr<std::vector<std::string>> ResolveApiKeys(
+    std::span<const std::string> flag_values, const char* env,
+    const std::optional<std::string>& keys_file_text) {
+  std::vector<std::string> keys;
+  if (flag_values.empty()) {
+    ASSIGN_OR_RETURN(std::string key, ResolveApiKey(false, "", env));
+    if (!key.empty()) keys.push_back(std::move(key));
+  }
+  for (const std::string& v : flag_values) {
+    ASSIGN_OR_RETURN(std::string key, ResolveApiKey(true, v, env));
+    keys.push_back(std::move(key));
+  }
+  if (keys_file_text.has_value()) {
+    size_t from_file = 0;
+    for (absl::string_view line : absl::StrSplit(*keys_file_text, '\n')) {
+      line = absl::StripAsciiWhitespace(line);
+      if (line.empty() || line[0] == '#') continue;
+      keys.emplace_back(line);
+      ++from_file;
+    }
+    if (from_file == 0) {
+      return absl::InvalidArgumentError(
+          "--api-key-file holds no key (one per line; blank lines and '#' comments are skipped)");
+    }
+  }
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!seen.insert(keys[i]).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "API key number ", i + 1, " (of --api-key, then --api-key-file) repeats an earlier one"));
+    }
+  }
+  return keys;
 }
 
 }  // namespace longview

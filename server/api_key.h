@@ -8,8 +8,10 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -26,6 +28,19 @@ std::optional<std::string_view> BearerToken(std::string_view authorization);
 // True when `given` equals the non-empty `secret`. The time taken depends only on the length of
 // `given` (which its sender knows), never on the secret's length or on where a difference lies.
 bool SecretEquals(std::string_view given, std::string_view secret);
+
+// The index of the key in `keys` that `given` equals (SecretEquals), or -1. Every key is compared,
+// so the time taken does not tell which one matched.
+int MatchApiKey(std::span<const std::string> keys, std::string_view given);
+
+// The API keys of `serve`: every --api-key given (`flag_values`, in order), else the environment
+// variable's (`env` as in ResolveApiKey), followed by the keys of a keys file (`keys_file_text`,
+// one per line; blank lines and lines starting with '#' skipped; spaces around a key trimmed).
+// Empty: no auth. InvalidArgument for an empty --api-key or $LONGVIEW_API_KEY, a keys file with
+// no key, or a key given twice (sessions belong to a key, so two would be one owner).
+absl::StatusOr<std::vector<std::string>> ResolveApiKeys(
+    std::span<const std::string> flag_values, const char* env,
+    const std::optional<std::string>& keys_file_text);
 
 // The API key of `serve`: the flag's value when the flag was given, else the environment
 // variable's (`env`: its value, or nullptr when unset), else "" (no auth). An empty key given

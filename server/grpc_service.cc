@@ -119,7 +119,7 @@ class GenerationService final : public v1::Generation::Service {
  public:
   GenerationService(EngineLoop* loop, const GrpcServerOptions& o, int64_t max_prompt_bytes)
       : loop_(loop),
-        api_key_(o.api_key),
+        api_keys_(o.api_keys),
         model_name_(o.model_name),
         frontend_(o.frontend),
         max_prompt_bytes_(max_prompt_bytes) {}
@@ -234,7 +234,7 @@ class GenerationService final : public v1::Generation::Service {
 
  private:
   grpc::Status Authorize(const grpc::ServerContext& ctx) const {
-    if (api_key_.empty()) return grpc::Status::OK;
+    if (api_keys_.empty()) return grpc::Status::OK;
     const auto& md = ctx.client_metadata();
     // The HTTP API's rule (server/api_key.h): the scheme in any case, then the key compared
     // in constant time.
@@ -242,7 +242,7 @@ class GenerationService final : public v1::Generation::Service {
     if (it != md.end()) {
       const std::optional<std::string_view> token =
           BearerToken(std::string_view(it->second.data(), it->second.size()));
-      if (token && SecretEquals(*token, api_key_)) return grpc::Status::OK;
+      if (token && MatchApiKey(api_keys_, *token) >= 0) return grpc::Status::OK;
     }
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing or wrong API key: send metadata 'authorization: Bearer <key>'");
@@ -256,7 +256,7 @@ class GenerationService final : public v1::Generation::Service {
   }
 
   EngineLoop* const loop_;
-  const std::string api_key_;
+  const std::vector<std::string> api_keys_;
   const std::string model_name_;
   FrontendPool* const frontend_;
   const int64_t max_prompt_bytes_;
@@ -308,7 +308,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(EngineLoop* loop,
                                                             const std::string& model_name,
                                                             double max_stall_seconds) {
   return StartGrpcServer(loop, host, port,
-                         GrpcServerOptions{.api_key = api_key,
+                         GrpcServerOptions{.api_keys = api_key.empty() ? std::vector<std::string>{}
+                                                                            : std::vector<std::string>{api_key},
                                            .model_name = model_name,
                                            .max_stall_seconds = max_stall_seconds});
 }

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 #include "server/frontend_pool.h"
@@ -39,7 +40,7 @@ class GenerationService;
 // A running gRPC server. Destroying it shuts it down.
 // Thread-safety: all methods are safe from any thread.
 struct GrpcServerOptions {
-  std::string api_key;     // empty: no auth
+  std::vector<std::string> api_keys;  // any of them is accepted; empty: no auth
   std::string model_name;  // the id ListModels reports and requests may name
   // Health turns NOT_SERVING once the engine loop has had work without progress this long.
   double max_stall_seconds = 60;

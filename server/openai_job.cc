@@ -205,6 +205,11 @@ void GenerationJob::Fail(const absl::Status& status) {
 
 void GenerationJob::Finish() {
   done_ = true;
+  if (spec_.on_success) {
+    std::vector<std::vector<int32_t>> tokens;
+    for (const Choice& c : choices_) tokens.push_back(c.tokens);
+    spec_.on_success(tokens);
+  }
   if (spec_.stream) {
     if (spec_.include_usage) {
       json chunk = ChunkBase();

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ struct JobSpec {
   bool include_usage = false;
   int32_t logprobs = -1;  // as ApiRequest::logprobs
   bool tokens_as_ids = false;  // logprobs name tokens "token_id:<id>" (vLLM)
+  // Called with every choice's tokens once all finished without error, before the response's
+  // end is sent (a session's ask appends its question and answer here).
+  std::function<void(const std::vector<std::vector<int32_t>>& choice_tokens)> on_success;
 };
 
 class GenerationJob : public PumpJob {

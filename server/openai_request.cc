@@ -314,6 +314,15 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
   if (const json* kv = Find(*ext, "kv"); kv != nullptr) RETURN_IF_ERROR(ReadKvPolicy(*kv, r));
   const json* att = Find(*ext, "attention");
   if (att == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(r->attention, ParseAttentionObject(*att));
+  r->attention_mode = std::string(r->attention->name());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Attention> ParseAttentionObject(const json& object) {
+  const json* att = &object;
   if (!att->is_object()) {
     return InvalidParam("longview.attention", "longview.attention must be an object");
   }
@@ -369,10 +378,10 @@ absl::Status ReadExtension(const json& body, ApiRequest* r) {
   absl::StatusOr<Attention> attention =
       ParseAttention(request, "longview.attention.", &bad_field);
   if (!attention.ok()) return InvalidParam(bad_field, std::string(attention.status().message()));
-  r->attention = *attention;
-  r->attention_mode = std::string((*attention)->name());
-  return absl::OkStatus();
+  return *attention;
 }
+
+namespace {
 
 // Known OpenAI parameters this server does not implement: refused rather than ignored.
 absl::Status RefuseUnsupported(const json& body, const ApiRequest& r) {

@@ -30,6 +30,7 @@
 #include "kvcache/kv_policy.h"
 #include "engine/sampling/sampler.h"
 #include "engine/text/chat_template.h"
+#include "nlohmann/json.hpp"
 
 namespace longview {
 
@@ -64,6 +65,10 @@ struct ApiRequest {
   // `longview.kv` (kvcache/kv_policy.h); unset: the server's default (--kv-policy).
   std::optional<KvPolicySpec> kv_policy;
 };
+
+// `longview.attention` (the object itself: {"mode": "sliding_window", "window": 4096, ...}),
+// parsed by the mode registry; errors name the field ("longview.attention.window").
+absl::StatusOr<Attention> ParseAttentionObject(const nlohmann::ordered_json& attention);
 
 // Parses a request body. `body` must be a JSON object.
 absl::StatusOr<ApiRequest> ParseApiRequest(ApiKind kind, std::string_view body);

@@ -16,69 +16,14 @@
 #include "common/version.h"
 #include "server/api_error.h"
 #include "server/api_key.h"
+#include "server/http_helpers.h"
 #include "server/limits.h"
 #include "server/metrics_text.h"
 #include "server/openai_job.h"
 
 namespace longview {
-namespace {
 
 using json = nlohmann::json;
-
-void RespondError(HttpResponder& w, const absl::Status& status) {
-  w.Respond(HttpStatusFor(status), "application/json", ErrorJson(status));
-}
-
-void RespondJson(HttpResponder& w, const json& body) {
-  w.Respond(200, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace));
-}
-
-// True when `method` is in `allow` ("GET, HEAD"); otherwise answers 405 with an Allow header.
-// Work for the frontend pool: an exception escaping it (bad_alloc, a parser slip) answers 500
-// instead of ending the process (nothing above a pool thread catches).
-std::function<void()> Guarded(std::function<void()> work,
-                              const std::shared_ptr<HttpResponder>& responder) {
-  return [work = std::move(work), responder] {
-    try {
-      work();
-    } catch (const std::exception& e) {
-      RespondError(*responder, absl::InternalError(absl::StrCat("internal error: ", e.what())));
-    } catch (...) {
-      RespondError(*responder, absl::InternalError("internal error"));
-    }
-  };
-}
-
-bool MethodAllowed(const HttpRequest& request, const std::string& allow, HttpResponder& w) {
-  for (absl::string_view m : absl::StrSplit(allow, ", ")) {
-    if (request.method == m) return true;
-  }
-  w.Respond(405, "application/json",
-            ErrorJson(WithCode(absl::InvalidArgumentError(absl::StrCat(
-                                   "method ", request.method, " is not allowed on ",
-                                   request.path, "; use ", allow)),
-                               "method_not_allowed")),
-            {absl::StrCat("Allow: ", allow)});
-  return false;
-}
-
-// A request path for a log line: printable ASCII only, at most 200 bytes.
-std::string LoggablePath(const std::string& path) {
-  std::string out = path.substr(0, 200);
-  for (char& c : out) {
-    if (c < 0x20 || c > 0x7e) c = '?';
-  }
-  if (path.size() > out.size()) out += "...";
-  return out;
-}
-
-int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 OpenAiService::OpenAiService(EngineLoop* loop, RequestPump* pump, OpenAiServiceOptions options)
     : loop_(loop),
@@ -87,13 +32,25 @@ OpenAiService::OpenAiService(EngineLoop* loop, RequestPump* pump, OpenAiServiceO
       context_length_(loop->model().config.max_position_embeddings),
       max_prompt_bytes_(options_.max_prompt_bytes > 0 ? options_.max_prompt_bytes
                                                       : DefaultMaxPromptBytes(context_length_)),
-      id_salt_(std::random_device{}()) {}
+      id_salt_(std::random_device{}()) {
+  sessions_ = std::make_unique<SessionService>(
+      loop_, pump_,
+      SessionServiceOptions{.served_model_name = options_.served_model_name,
+                            .limits = options_.session_limits,
+                            .max_append_bytes = options_.session_max_append_bytes,
+                            .frontend = options_.frontend});
+}
 
-bool OpenAiService::Authorized(const HttpRequest& request) const {
-  if (options_.api_key.empty()) return true;
+bool OpenAiService::Authorized(const HttpRequest& request, int* key) const {
+  if (key != nullptr) *key = -1;
+  if (options_.api_keys.empty()) return true;
   std::string auth = request.Header("authorization");
   std::optional<std::string_view> token = BearerToken(auth);
-  if (token && SecretEquals(*token, options_.api_key)) return true;
+  const int match = token ? MatchApiKey(options_.api_keys, *token) : -1;
+  if (match >= 0) {
+    if (key != nullptr) *key = match;
+    return true;
+  }
   // Never the key or the credential sent: the path, the client and what was wrong.
   const char* why = auth.empty() ? "no Authorization header"
                     : !token     ? "not a Bearer credential"
@@ -153,7 +110,8 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
   // The /v1/ routes and vLLM's /tokenize and /detokenize (which cost tokenizer time).
   bool is_api = path == "/v1" || path.rfind("/v1/", 0) == 0 || path == "/tokenize" ||
                 path == "/detokenize";
-  if (is_api && !Authorized(request)) {
+  int key = -1;
+  if (is_api && !Authorized(request, &key)) {
     RespondError(*responder,
                  WithCode(absl::UnauthenticatedError(
                               "Incorrect or missing API key: send 'Authorization: Bearer KEY'"),
@@ -217,6 +175,16 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpResponder> r
         [this, kind, shared, responder] { HandleGeneration(kind, *shared, responder); },
         responder));
   };
+  if (SessionService::Handles(path)) {
+    if (draining_.load() && request.method == "POST") {
+      RespondError(*responder,
+                   WithCode(absl::UnavailableError("the server is shutting down: no new requests"),
+                            "server_shutting_down"));
+      return;
+    }
+    sessions_->Handle(std::move(request), key, responder);
+    return;
+  }
   if (path == "/v1/completions") {
     if (MethodAllowed(request, "POST", *responder)) generate(ApiKind::kCompletion);
     return;

@@ -2,8 +2,8 @@
 // validation against the model (name, token ids, context length), submission, and hand-off of
 // the streams to the RequestPump.
 //
-// Routes: POST /v1/completions, POST /v1/chat/completions, GET|HEAD /v1/models (all behind the
-// API key when one is set), GET|HEAD /health and GET|HEAD /metrics (always open). A known path
+// Routes: POST /v1/completions, POST /v1/chat/completions, GET|HEAD /v1/models, the session API
+// /v1/sessions... (server/session_service.h; all behind the API keys when there are any), GET|HEAD /health and GET|HEAD /metrics (always open). A known path
 // asked with another method gets 405 with an Allow header. The key is sent as
 // `Authorization: Bearer KEY` (scheme in any case) and compared in constant time; a refusal is
 // logged on stderr with the path and the client's address, never the key.
@@ -19,6 +19,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "scheduler/engine_loop.h"
 #include "engine/text/chat_template.h"
@@ -26,12 +27,15 @@
 #include "server/http_server.h"
 #include "server/openai_request.h"
 #include "server/request_pump.h"
+#include "server/session_service.h"
 
 namespace longview {
 
 struct OpenAiServiceOptions {
   std::string served_model_name;
-  std::string api_key;  // empty: no auth (`serve` refuses an empty key given explicitly)
+  // Any of them is accepted; empty: no auth (`serve` refuses an empty key given explicitly).
+  // Sessions belong to the key that created them.
+  std::vector<std::string> api_keys;
   ChatTemplate chat_template;
   // prompts × n of one request at most (more is a 400 naming `prompt` or `n`).
   int64_t max_seqs_per_request = 256;
@@ -44,6 +48,9 @@ struct OpenAiServiceOptions {
   bool metrics_require_key = false;
   // Where generation requests are parsed and tokenized (off the io threads); null: inline.
   FrontendPool* frontend = nullptr;
+  // The session API (/v1/sessions, server/session_service.h).
+  SessionLimits session_limits;
+  int64_t session_max_append_bytes = int64_t{1} << 20;
 };
 
 class OpenAiService {
@@ -65,7 +72,9 @@ class OpenAiService {
   void HandleDetokenize(const std::string& body, HttpResponder& responder);
   // NotFound (model_not_found) unless `model` is empty or the served name.
   absl::Status CheckModelName(const std::string& model) const;
-  bool Authorized(const HttpRequest& request) const;
+  // True when auth is off or the request carries one of the keys (its index in *key, -1 with
+  // auth off).
+  bool Authorized(const HttpRequest& request, int* key = nullptr) const;
   std::string NewId(const char* prefix);
 
   EngineLoop* loop_;
@@ -73,6 +82,7 @@ class OpenAiService {
   OpenAiServiceOptions options_;
   int64_t context_length_;
   int64_t max_prompt_bytes_;
+  std::unique_ptr<SessionService> sessions_;
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_id_{0};
   uint64_t id_salt_;

@@ -8,6 +8,9 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -79,14 +82,15 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--port", a->port, "HTTP port (0 = any free port)")->capture_default_str();
   s->add_option("--grpc-port", a->grpc_port, "gRPC port (0 = no gRPC server)")
       ->capture_default_str();
-  s->add_option_function<std::string>(
-      "--api-key",
-      [a](const std::string& key) {
-        a->api_key = key;
-        a->api_key_given = true;
-      },
-      "Require 'Authorization: Bearer KEY' on /v1/ routes and gRPC calls (default: "
-      "$LONGVIEW_API_KEY when set; neither: no auth). An empty key is refused");
+  s->add_option(
+       "--api-key", a->api_keys,
+       "Require 'Authorization: Bearer KEY' on /v1/ routes and gRPC calls (default: "
+       "$LONGVIEW_API_KEY when set; neither: no auth). May be given several times: any of the "
+       "keys is accepted, and sessions belong to the key that made them. An empty key is refused")
+      ->expected(1)
+      ->take_all();
+  s->add_option("--api-key-file", a->api_key_file,
+                "More API keys, one per line (blank lines and '#' comments skipped)");
   s->add_option("--device", a->device, "auto | cpu | cuda (auto: cuda where a GPU is present)")
       ->capture_default_str();
   s->add_option("--dtype", a->dtype, "CUDA: bf16 | fp16 (weights, activations, KV pages)")
@@ -130,6 +134,15 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--max-prompt-bytes", a->max_prompt_bytes,
                 "Prompt text (or chat message contents) beyond this many bytes gets 400 before "
                 "tokenizing (0 = 32 bytes per context token, at least 64 KiB)")
+      ->capture_default_str();
+  s->add_option("--max-sessions-per-key", a->max_sessions_per_key,
+                "Sessions (/v1/sessions) one API key may hold at once")
+      ->capture_default_str();
+  s->add_option("--session-max-tokens", a->session_max_tokens,
+                "Tokens one session may hold (its history is kept in host memory, 4 bytes each)")
+      ->capture_default_str();
+  s->add_option("--session-max-append-bytes", a->session_max_append_bytes,
+                "Bytes of one session append's body at most (413 beyond)")
       ->capture_default_str();
   s->add_option("--frontend-threads", a->frontend_threads,
                 "Threads parsing and tokenizing requests (bounds concurrent tokenization)")
@@ -184,14 +197,23 @@ int RunServe(const ServeArgs& a) {
   if (!(a.shutdown_timeout >= 0)) return Fail("--shutdown-timeout must be >= 0");
   if (a.max_prompt_bytes < 0) return Fail("--max-prompt-bytes must be >= 0");
   if (a.frontend_threads < 1) return Fail("--frontend-threads must be at least 1");
+  if (a.max_sessions_per_key < 0) return Fail("--max-sessions-per-key must be >= 0");
+  if (a.session_max_tokens < 1) return Fail("--session-max-tokens must be at least 1");
+  if (a.session_max_append_bytes < 1) return Fail("--session-max-append-bytes must be at least 1");
   if (a.max_seqs_per_request < 1) return Fail("--max-seqs-per-request must be at least 1");
   if (!(a.health_stall_seconds > 0)) return Fail("--health-stall-seconds must be positive");
   if (a.max_connections < 1) return Fail("--max-connections must be at least 1");
   if (a.max_inflight_body_bytes < 1) return Fail("--max-inflight-body-bytes must be at least 1");
   if (a.write_timeout_seconds < 1) return Fail("--write-timeout must be at least 1 second");
-  absl::StatusOr<std::string> api_key =
-      ResolveApiKey(a.api_key_given, a.api_key, std::getenv(kApiKeyEnv));
-  if (!api_key.ok()) return Fail(std::string(api_key.status().message()));
+  std::optional<std::string> keys_file_text;
+  if (!a.api_key_file.empty()) {
+    std::ifstream in(a.api_key_file);
+    if (!in) return Fail("--api-key-file " + a.api_key_file + ": cannot be read");
+    keys_file_text = std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  absl::StatusOr<std::vector<std::string>> api_keys =
+      ResolveApiKeys(a.api_keys, std::getenv(kApiKeyEnv), keys_file_text);
+  if (!api_keys.ok()) return Fail(std::string(api_keys.status().message()));
   if (a.io_threads < 1 || a.pump_threads < 1) {
     return Fail("--io-threads and --pump-threads must be at least 1");
   }
@@ -290,12 +312,15 @@ int RunServe(const ServeArgs& a) {
       // embedded model's name when --model is absent.
       : a.model_given ? a.model
                       : FolderName(a.model);
-  so.api_key = *api_key;
+  so.api_keys = *api_keys;
   so.chat_template = *tmpl;
   so.max_seqs_per_request = a.max_seqs_per_request;
   so.max_stall_seconds = a.health_stall_seconds;
   so.max_prompt_bytes = a.max_prompt_bytes;
   so.metrics_require_key = a.metrics_require_key;
+  so.session_limits = {.max_sessions_per_key = a.max_sessions_per_key,
+                       .max_tokens = a.session_max_tokens};
+  so.session_max_append_bytes = a.session_max_append_bytes;
   FrontendPool frontend(a.frontend_threads);
   so.frontend = &frontend;
   std::string model_name = so.served_model_name;
@@ -320,7 +345,7 @@ int RunServe(const ServeArgs& a) {
   std::unique_ptr<GrpcServer> grpc;
   if (a.grpc_port > 0) {
     auto g = StartGrpcServer(&loop, a.host, a.grpc_port,
-                             GrpcServerOptions{.api_key = *api_key,
+                             GrpcServerOptions{.api_keys = *api_keys,
                                                .model_name = model_name,
                                                .max_stall_seconds = a.health_stall_seconds,
                                                .max_prompt_bytes = a.max_prompt_bytes,
@@ -336,8 +361,11 @@ int RunServe(const ServeArgs& a) {
   std::cerr << "longview: serving " << model_name << " (" << ChatTemplateKindName(tmpl->kind)
             << " chat template" << (tmpl->origin.empty() ? "" : " from " + tmpl->origin)
             << ")\n";
-  std::cerr << "longview: auth " << (api_key->empty() ? "off (no API key)" : "on")
-            << (api_key->empty() || !a.metrics_require_key ? "" : ", /metrics included")
+  std::cerr << "longview: auth "
+            << (api_keys->empty()       ? std::string("off (no API key)")
+                : api_keys->size() == 1 ? std::string("on")
+                                        : absl::StrCat("on (", api_keys->size(), " keys)"))
+            << (api_keys->empty() || !a.metrics_require_key ? "" : ", /metrics included")
             << "\n";
   std::cerr << "longview: HTTP on http://" << a.host << ":" << (*http)->port() << "\n";
   if (grpc) std::cerr << "longview: gRPC on " << a.host << ":" << grpc->port() << "\n";

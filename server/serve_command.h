@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "kvcache/kv_policy.h"
@@ -28,8 +29,8 @@ struct ServeArgs {
   std::string host = "127.0.0.1";
   int port = 8000;
   int grpc_port = 50051;  // <= 0: no gRPC server
-  std::string api_key;
-  bool api_key_given = false;  // --api-key was on the command line (perhaps empty)
+  std::vector<std::string> api_keys;  // each --api-key given (perhaps empty), in order
+  std::string api_key_file;           // --api-key-file: more keys, one per line
   std::string device = "auto";
   double gpu_memory_utilization = 0.9;
   std::string dtype = "bf16";     // CUDA: bf16 | fp16
@@ -45,6 +46,9 @@ struct ServeArgs {
   double stats_interval = 10;  // seconds between stats lines; 0: none
   double shutdown_timeout = 30;  // seconds open requests get after SIGTERM
   int64_t max_prompt_bytes = 0;  // 0: derived from the context
+  int64_t max_sessions_per_key = 64;
+  int64_t session_max_tokens = int64_t{1} << 24;
+  int64_t session_max_append_bytes = int64_t{1} << 20;
   int frontend_threads = 4;
   int64_t max_body_bytes = 8 << 20;
   int max_connections = 1024;                            // HTTP only
