@@ -1,5 +1,7 @@
 #include "kvcache/kv_cache_manager.h"
 
+#include "kvcache/block_table.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -110,7 +112,50 @@ ComputedBlocks KvCacheManager::GetComputedBlocks(const KvSequence& seq) const {
   }
   hit.num_tokens =
       static_cast<int64_t>(hit.block_ids.size() + hit.staged_hashes.size()) * ps;
+  if (seq.window > 0) {
+    ComputedBlocks windowed = WindowedHit(seq, max_blocks);
+    if (windowed.num_tokens >= hit.num_tokens && windowed.hole_end > windowed.hole_begin) {
+      return windowed;
+    }
+  }
   return hit;
+}
+
+ComputedBlocks KvCacheManager::WindowedHit(const KvSequence& seq, int64_t max_blocks) const {
+  const int64_t ps = options_.page_size;
+  ComputedBlocks hit;
+  hit.num_queried_tokens = static_cast<int64_t>(seq.tokens.size());
+  std::vector<uint64_t> hashes(max_blocks);
+  std::vector<int32_t> ids(max_blocks);
+  // last_missing[k]: the last block before k not on the device, or -1.
+  std::vector<int64_t> last_missing(max_blocks + 1, -1);
+  int64_t first_missing = max_blocks;
+  uint64_t parent = seq.cache_salt;
+  for (int64_t b = 0; b < max_blocks; ++b) {
+    auto tokens = seq.tokens.subspan(b * ps, ps);
+    hashes[b] = HashBlock(parent, tokens);
+    ids[b] = Lookup(hashes[b], parent, tokens);
+    parent = hashes[b];
+    if (ids[b] < 0) first_missing = std::min(first_missing, b);
+    last_missing[b + 1] = ids[b] < 0 ? b : last_missing[b];
+  }
+  // The longest k whose blocks outside [out.begin, out.end) are all on the device.
+  for (int64_t k = max_blocks; k > 0; --k) {
+    const BlockRange out = BlocksOutsideWindow(ps, seq.window_sinks, seq.window, k * ps);
+    const int64_t hole_begin = std::min(out.begin, k), hole_end = std::min(out.end, k);
+    if (first_missing < hole_begin || last_missing[k] >= std::max(hole_begin, hole_end)) continue;
+    for (int64_t b = 0; b < k; ++b) {
+      if (b < hole_begin || b >= hole_end) hit.block_ids.push_back(ids[b]);
+    }
+    if (hit.block_ids.empty()) return ComputedBlocks{};
+    hashes.resize(k);
+    hit.block_hashes = std::move(hashes);
+    hit.hole_begin = hole_begin;
+    hit.hole_end = hole_end;
+    hit.num_tokens = k * ps;
+    return hit;
+  }
+  return ComputedBlocks{};
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> KvCacheManager::BlocksPastDeviceHit(
@@ -139,7 +184,8 @@ int32_t KvCacheManager::Needed(const SeqBlocks* sb, const KvSequence& seq, int64
   int64_t computed_tokens = seq.num_computed_tokens;
   int32_t revived = 0;
   if (computed != nullptr && (!computed->block_ids.empty() || !computed->staged_hashes.empty())) {
-    held += static_cast<int64_t>(computed->block_ids.size());
+    held += static_cast<int64_t>(computed->block_ids.size()) +
+            (computed->hole_end - computed->hole_begin);
     computed_tokens = computed->num_tokens;
     for (int32_t id : computed->block_ids) revived += ref_counts_[id] == 0 ? 1 : 0;
   }
@@ -205,9 +251,21 @@ absl::StatusOr<std::optional<SlotAllocation>> KvCacheManager::AllocateSlots(
     num_hits_ += computed->num_tokens;
     if (has_hit) {
       for (int32_t id : computed->block_ids) {
+        // A windowed hit's hole: blocks its attention never reads, as a release leaves them.
+        while (static_cast<int64_t>(sb.blocks.size()) >= computed->hole_begin &&
+               static_cast<int64_t>(sb.blocks.size()) < computed->hole_end) {
+          sb.blocks.push_back(BlockLocation{});
+        }
         if (ref_counts_[id] == 0) RemoveFree(id);
         ++ref_counts_[id];
         sb.blocks.push_back(DevicePage(id));
+      }
+      while (static_cast<int64_t>(sb.blocks.size()) < computed->hole_end) {
+        sb.blocks.push_back(BlockLocation{});
+      }
+      if (computed->hole_end > computed->hole_begin) {
+        sb.released_begin = computed->hole_begin;
+        sb.released_end = computed->hole_end;
       }
       sb.hashes = computed->block_hashes;
       // Staged blocks: fresh pages the engine fills from the staged bytes before the forward.

@@ -108,6 +108,11 @@ struct KvSequence {
   // False: the sequence neither takes prefix hits nor registers its blocks (a KV policy
   // rewrites its pages in place, kvcache/kv_policy.h).
   bool cacheable = true;
+  // > 0: the sequence's attention reads only its first `window_sinks` tokens and its last
+  // `window` ones (a releasable sliding window, kvcache/block_table.h BlocksOutsideWindow), so a
+  // prefix hit needs only those blocks on the device; the ones between may be gone.
+  int64_t window = 0;
+  int64_t window_sinks = 0;
 };
 
 // A prefix-cache hit: cached full blocks covering tokens [0, num_tokens).
@@ -116,6 +121,11 @@ struct ComputedBlocks {
   std::vector<uint64_t> block_hashes;
   // Blocks after the device's, staged from a lower tier (hashes, in order).
   std::vector<uint64_t> staged_hashes;
+  // A windowed hit (KvSequence::window): logical blocks [hole_begin, hole_end) are not taken
+  // (outside the window after the hit; the sequence's table holds -1 there, as if released);
+  // block_ids are the device blocks before and after the hole, block_hashes cover every block.
+  int64_t hole_begin = 0;
+  int64_t hole_end = 0;
   int64_t num_tokens = 0;
   int64_t num_queried_tokens = 0;  // tokens looked up (0 when prefix caching is off)
 };
@@ -154,6 +164,9 @@ class KvCacheManager {
 
   // The longest run of cached full blocks that starts `seq.tokens`, keeping at least the last
   // token to compute (its logits are needed): device blocks, then staged ones. Read-only.
+  // A windowed sequence (seq.window > 0) may instead take a longer hit whose blocks outside the
+  // window are missing: its sinks' and window's blocks on the device, a hole between (preferred
+  // at equal length, since it promotes nothing).
   // REQUIRES: the sequence holds no blocks.
   ComputedBlocks GetComputedBlocks(const KvSequence& seq) const;
 
@@ -223,6 +236,8 @@ class KvCacheManager {
   int32_t Needed(const SeqBlocks* sb, const KvSequence& seq, int64_t num_new_tokens,
                  const ComputedBlocks* computed, int64_t* cow_index) const;
   uint64_t HashBlock(uint64_t parent, std::span<const int32_t> tokens) const;
+  // GetComputedBlocks' windowed hit over the first `max_blocks` blocks (empty when none).
+  ComputedBlocks WindowedHit(const KvSequence& seq, int64_t max_blocks) const;
   // Cached block holding exactly these tokens after `parent`, or -1.
   int32_t Lookup(uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) const;
   void RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, int64_t num_tokens);

@@ -29,11 +29,14 @@ int64_t Scheduler::AddSequence(NewSequence seq) {
 }
 
 KvSequence Scheduler::View(const Sequence& s) const {
+  const int64_t window = s.attention->ReleasableWindow(options_.model_window);
   return KvSequence{.seq_id = s.seq_id,
                     .tokens = s.tokens,
                     .num_computed_tokens = s.num_computed_tokens,
                     .cache_salt = s.cache_salt,
-                    .cacheable = !s.kv_policy.enabled()};
+                    .cacheable = !s.kv_policy.enabled(),
+                    .window = window,
+                    .window_sinks = window > 0 ? s.attention->Footprint().sinks : 0};
 }
 
 int64_t Scheduler::ChunkLimit(int64_t budget) const {

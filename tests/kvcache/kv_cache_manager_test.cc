@@ -225,6 +225,64 @@ TEST(KvCacheManagerTest, SlidingWindowReleasesBlocksThatLeftIt) {
   EXPECT_EQ(kv.NumFreeBlocks(), 8);
 }
 
+// A windowed sequence's prefix hit needs only its sinks' and its window's blocks: a history
+// whose middle pages were evicted is still a hit, with a hole the sequence never reads.
+TEST(KvCacheManagerTest, WindowedHitSkipsBlocksOutsideTheWindow) {
+  KvCacheManager kv({.num_blocks = 16, .page_size = 4});
+  const std::vector<int32_t> history = Range(0, 40);  // 10 full blocks
+  ASSERT_TRUE(Alloc(kv, Seq(1, history), 40, nullptr));
+  const Ids pages = ToVec(kv.BlockIds(1));
+  ASSERT_TRUE(kv.Free(1).ok());
+  // Evict blocks 2..5 (their pages reused): the plain hit stops at block 2.
+  for (int b = 2; b <= 5; ++b) kv.Uncache(pages[b]);
+  std::vector<int32_t> more = history;
+  for (int32_t t : Range(500, 503)) more.push_back(t);  // 43 tokens: 10 full blocks can hit
+  ComputedBlocks plain = kv.GetComputedBlocks(Seq(2, more));
+  EXPECT_EQ(plain.num_tokens, 8);
+  EXPECT_EQ(plain.hole_end, plain.hole_begin);
+
+  // Sinks 4 (block 0), window 10: token 40 reads tokens 31..40, blocks 7.. on; blocks 1..6 are
+  // outside. Block 1 and blocks 6.. are cached, so the hit covers all 10 blocks with hole [1, 7).
+  KvSequence windowed = Seq(2, more);
+  windowed.window = 10;
+  windowed.window_sinks = 4;
+  ComputedBlocks hit = kv.GetComputedBlocks(windowed);
+  EXPECT_EQ(hit.num_tokens, 40);
+  EXPECT_EQ(hit.hole_begin, 1);
+  EXPECT_EQ(hit.hole_end, 7);
+  EXPECT_EQ(hit.block_ids, (Ids{pages[0], pages[7], pages[8], pages[9]}));
+  EXPECT_EQ(hit.block_hashes.size(), 10u);
+  // The hole costs no block; the new tokens' block is the only fresh one.
+  EXPECT_EQ(kv.NumBlocksToAllocate(windowed, 3, &hit), 4 + 1);
+  auto a = Alloc(kv, windowed, 3, &hit);
+  ASSERT_TRUE(a);
+  windowed.num_computed_tokens = 40;
+  const Ids table = ToVec(kv.BlockIds(2));
+  ASSERT_EQ(table.size(), 11u);
+  EXPECT_EQ(table[0], pages[0]);
+  for (int b = 1; b < 7; ++b) EXPECT_EQ(table[b], -1) << b;
+  EXPECT_EQ(table[7], pages[7]);
+  EXPECT_EQ(table[10], a->new_block_ids.at(0));
+  EXPECT_EQ(kv.RefCount(pages[7]), 1);
+  EXPECT_EQ(kv.RefCount(pages[1]), 0);  // cached but not taken: outside the window
+  // Releasing as the window moves extends the hole; the block after it goes back.
+  EXPECT_EQ(kv.ReleaseBlocks(2, 1, 8), 1);
+  EXPECT_EQ(kv.BlockIds(2)[7], -1);
+  EXPECT_EQ(kv.prefix_cache_hits(), 40);
+
+  // Missing a window block, the hit is shorter: block 9 evicted, the hit ends before it.
+  ASSERT_TRUE(kv.Free(2).ok());
+  kv.Uncache(pages[9]);
+  ComputedBlocks shorter = kv.GetComputedBlocks(windowed);
+  // k = 9: token 36 reads 27..36, blocks 6..8 (cached); hole [1, 6).
+  EXPECT_EQ(shorter.num_tokens, 36);
+  EXPECT_EQ(shorter.hole_begin, 1);
+  EXPECT_EQ(shorter.hole_end, 6);
+  // Missing a sink block, nothing.
+  kv.Uncache(pages[0]);
+  EXPECT_EQ(kv.GetComputedBlocks(windowed).num_tokens, 0);
+}
+
 TEST(KvCacheManagerTest, CopyOnWriteOutOfBlocksChangesNothing) {
   KvCacheManager kv({.num_blocks = 2, .page_size = 4});
   std::vector<int32_t> prompt = Range(0, 6);

@@ -239,6 +239,39 @@ TEST(EngineLoopTest, APromptOnlyRequestCachesItsPagesAndSamplesNothing) {
   loop.Stop();
 }
 
+// A StreamingLLM history longer than the whole pool: the pages between its sinks and its window
+// were evicted, yet a prompt extending it takes a windowed prefix hit (sinks and window only)
+// and generates what a cold run of the same prompt does.
+TEST(EngineLoopTest, AWindowedHistoryLongerThanThePoolIsStillAPrefixHit) {
+  EngineLoopOptions o;
+  o.num_kv_pages = 24;  // 384 tokens; the history is 600
+  o.max_num_batched_tokens = 64;
+  const Ids history = RandomPrompt(600, 8);
+  Ids more = history;
+  for (int32_t t : RandomPrompt(9, 9)) more.push_back(t);
+  GenerationRequest warm = Request(history, 0);
+  warm.attention = SlidingWindow(64, 4);
+  GenerationRequest ask = Varied(Request(more, 6));
+  ask.ignore_eos = true;
+  ask.attention = warm.attention;
+
+  EngineLoop loop(Golden(), o);
+  loop.Start();
+  Collected w = Drain(*MustSubmit(loop, warm));
+  ASSERT_TRUE(w.status.ok()) << w.status;
+  Collected hit = Drain(*MustSubmit(loop, ask));
+  ASSERT_TRUE(hit.status.ok()) << hit.status;
+  EXPECT_EQ(hit.cached_prompt_tokens, 592);  // the history's 37 full pages
+  loop.Stop();
+
+  EngineLoop cold(Golden(), o);
+  cold.Start();
+  Collected want = Drain(*MustSubmit(cold, ask));
+  EXPECT_EQ(want.cached_prompt_tokens, 0);
+  EXPECT_EQ(hit.tokens[0], want.tokens[0]);
+  cold.Stop();
+}
+
 TEST(EngineLoopTest, StopStringEndsTheOutputLikeGenerate) {
   EngineLoop loop(Golden(), EngineLoopOptions{});
   loop.Start();
