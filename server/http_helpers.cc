@@ -60,4 +60,14 @@ int64_t NowSeconds() {
       .count();
 }
 
+absl::Status CheckModelName(const std::string& model, const std::string& served) {
+  if (model.empty() || model == served) return absl::OkStatus();
+  return WithCode(WithParam(absl::NotFoundError(absl::StrCat("The model `", model,
+                                                             "` does not exist; this server "
+                                                             "serves `",
+                                                             served, "`.")),
+                            "model"),
+                  "model_not_found");
+}
+
 }  // namespace longview

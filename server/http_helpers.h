@@ -27,6 +27,8 @@ std::function<void()> Guarded(std::function<void()> work,
 bool MethodAllowed(const HttpRequest& request, const std::string& allow, HttpResponder& w);
 // A request path for a log line: printable ASCII only, at most 200 bytes.
 std::string LoggablePath(const std::string& path);
+// NotFound (code model_not_found, param model) unless `model` is empty or `served`.
+absl::Status CheckModelName(const std::string& model, const std::string& served);
 // Seconds since the Unix epoch.
 int64_t NowSeconds();
 

@@ -350,12 +350,7 @@ void OpenAiService::HandleGeneration(ApiKind kind, const HttpRequest& request,
 }
 
 absl::Status OpenAiService::CheckModelName(const std::string& model) const {
-  if (model.empty() || model == options_.served_model_name) return absl::OkStatus();
-  return WithCode(WithParam(absl::NotFoundError(absl::StrCat(
-                                "The model `", model, "` does not exist; this server serves `",
-                                options_.served_model_name, "`.")),
-                            "model"),
-                  "model_not_found");
+  return longview::CheckModelName(model, options_.served_model_name);
 }
 
 void OpenAiService::HandleTokenize(const std::string& body, HttpResponder& responder) {

@@ -226,16 +226,12 @@ void SessionService::Create(const HttpRequest& request, int owner, HttpResponder
       return;
     }
   }
-  if (const json* m = body->contains("model") ? &(*body)["model"] : nullptr; m != nullptr) {
-    if (!m->is_string() || (!m->get<std::string>().empty() &&
-                            m->get<std::string>() != options_.served_model_name)) {
-      RespondError(responder,
-                   WithCode(WithParam(absl::NotFoundError(absl::StrCat(
-                                          "The model `", m->dump(), "` does not exist; this "
-                                          "server serves `",
-                                          options_.served_model_name, "`.")),
-                                      "model"),
-                            "model_not_found"));
+  if (body->contains("model")) {
+    const json& m = (*body)["model"];
+    absl::Status st =
+        CheckModelName(m.is_string() ? m.get<std::string>() : m.dump(), options_.served_model_name);
+    if (!st.ok()) {
+      RespondError(responder, st);
       return;
     }
   }
@@ -402,14 +398,8 @@ void SessionService::Ask(const HttpRequest& request, int owner, const std::strin
     RespondError(*responder, r.status());
     return;
   }
-  if (!r->model.empty() && r->model != options_.served_model_name) {
-    RespondError(*responder,
-                 WithCode(WithParam(absl::NotFoundError(absl::StrCat(
-                                        "The model `", r->model, "` does not exist; this server "
-                                        "serves `",
-                                        options_.served_model_name, "`.")),
-                                    "model"),
-                          "model_not_found"));
+  if (absl::Status st = CheckModelName(r->model, options_.served_model_name); !st.ok()) {
+    RespondError(*responder, st);
     return;
   }
   absl::StatusOr<SessionSnapshot> session = store_.Get(owner, id);
