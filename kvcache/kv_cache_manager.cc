@@ -72,6 +72,17 @@ uint64_t KvCacheManager::HashBlock(uint64_t parent, std::span<const int32_t> tok
   return h;
 }
 
+uint64_t KvCacheManager::HashBlockOf(const KvSequence& seq, int64_t b, uint64_t parent) const {
+  const int64_t ps = options_.page_size;
+  uint64_t h = HashBlock(parent, seq.tokens.subspan(b * ps, ps));
+  const int64_t end = std::min<int64_t>((b + 1) * ps, seq.token_keys.size());
+  for (int64_t i = b * ps; i < end; ++i) {
+    if (seq.token_keys[i] == 0) continue;
+    h = Mix64(h ^ (seq.token_keys[i] + static_cast<uint64_t>(i - b * ps)));
+  }
+  return h;
+}
+
 int32_t KvCacheManager::Lookup(uint64_t hash, uint64_t parent,
                                std::span<const int32_t> tokens) const {
   auto it = cached_.find(hash);
@@ -94,7 +105,7 @@ ComputedBlocks KvCacheManager::GetComputedBlocks(const KvSequence& seq) const {
   uint64_t parent = seq.cache_salt;
   for (int64_t b = 0; b < max_blocks; ++b) {
     auto tokens = seq.tokens.subspan(b * ps, ps);
-    const uint64_t h = HashBlock(parent, tokens);
+    const uint64_t h = HashBlockOf(seq, b, parent);
     const int32_t id = Lookup(h, parent, tokens);
     if (id < 0) break;
     hit.block_ids.push_back(id);
@@ -104,7 +115,7 @@ ComputedBlocks KvCacheManager::GetComputedBlocks(const KvSequence& seq) const {
   if (staged_ != nullptr) {
     for (int64_t b = static_cast<int64_t>(hit.block_ids.size()); b < max_blocks; ++b) {
       auto tokens = seq.tokens.subspan(b * ps, ps);
-      const uint64_t h = HashBlock(parent, tokens);
+      const uint64_t h = HashBlockOf(seq, b, parent);
       if (!staged_->Has(h, parent, tokens)) break;
       hit.staged_hashes.push_back(h);
       parent = h;
@@ -133,7 +144,7 @@ ComputedBlocks KvCacheManager::WindowedHit(const KvSequence& seq, int64_t max_bl
   uint64_t parent = seq.cache_salt;
   for (int64_t b = 0; b < max_blocks; ++b) {
     auto tokens = seq.tokens.subspan(b * ps, ps);
-    hashes[b] = HashBlock(parent, tokens);
+    hashes[b] = HashBlockOf(seq, b, parent);
     ids[b] = Lookup(hashes[b], parent, tokens);
     parent = hashes[b];
     if (ids[b] < 0) first_missing = std::min(first_missing, b);
@@ -169,7 +180,7 @@ std::vector<std::pair<uint64_t, uint64_t>> KvCacheManager::BlocksPastDeviceHit(
   bool on_device = true;
   for (int64_t b = 0; b < max_blocks; ++b) {
     auto tokens = seq.tokens.subspan(b * ps, ps);
-    const uint64_t h = HashBlock(parent, tokens);
+    const uint64_t h = HashBlockOf(seq, b, parent);
     on_device = on_device && Lookup(h, parent, tokens) >= 0;
     if (!on_device) out.emplace_back(h, parent);
     parent = h;
@@ -319,7 +330,7 @@ void KvCacheManager::RegisterFullBlocks(SeqBlocks& sb, const KvSequence& seq, in
   for (int64_t b = static_cast<int64_t>(sb.hashes.size()); b < full; ++b) {
     const uint64_t parent = b == 0 ? seq.cache_salt : sb.hashes[b - 1];
     auto tokens = seq.tokens.subspan(b * ps, ps);
-    const uint64_t h = HashBlock(parent, tokens);
+    const uint64_t h = HashBlockOf(seq, b, parent);
     sb.hashes.push_back(h);
     const int32_t id = sb.blocks[b].device_page();
     // The first block computed with this content stays the cached one.

@@ -105,6 +105,9 @@ struct KvSequence {
   std::span<const int32_t> tokens;  // every known token (prompt + output)
   int64_t num_computed_tokens = 0;  // tokens whose K/V are already in the pages
   uint64_t cache_salt = 0;          // separates prefix caches (e.g. attention modes)
+  // Per token, a key mixed into its block's hash where non-zero (input embeddings' content,
+  // engine/runner/input_embeddings.h); may be shorter than `tokens` or empty.
+  std::span<const uint64_t> token_keys;
   // False: the sequence neither takes prefix hits nor registers its blocks (a KV policy
   // rewrites its pages in place, kvcache/kv_policy.h).
   bool cacheable = true;
@@ -236,6 +239,8 @@ class KvCacheManager {
   int32_t Needed(const SeqBlocks* sb, const KvSequence& seq, int64_t num_new_tokens,
                  const ComputedBlocks* computed, int64_t* cow_index) const;
   uint64_t HashBlock(uint64_t parent, std::span<const int32_t> tokens) const;
+  // The hash of `seq`'s logical block `b` (its tokens and token keys) after `parent`.
+  uint64_t HashBlockOf(const KvSequence& seq, int64_t b, uint64_t parent) const;
   // GetComputedBlocks' windowed hit over the first `max_blocks` blocks (empty when none).
   ComputedBlocks WindowedHit(const KvSequence& seq, int64_t max_blocks) const;
   // Cached block holding exactly these tokens after `parent`, or -1.

@@ -260,10 +260,15 @@ absl::Status EngineLoop::Validate(const GenerationRequest& request) const {
   const int64_t num_prompt = static_cast<int64_t>(request.prompt_tokens.size());
   if (num_prompt == 0) return absl::InvalidArgumentError("prompt_tokens is empty");
   for (int32_t t : request.prompt_tokens) {
-    if (t < 0 || t >= cfg.vocab_size) {
+    if ((t < 0 && !(t == kEmbeddingToken && !request.embeddings.empty())) ||
+        t >= cfg.vocab_size) {
       return absl::InvalidArgumentError(
           absl::StrFormat("prompt_tokens: token id %d out of range [0, %d)", t, cfg.vocab_size));
     }
+  }
+  if (!request.embeddings.empty()) {
+    RETURN_IF_ERROR(
+        ValidateEmbeddingRuns(request.embeddings, request.prompt_tokens, cfg.hidden_size));
   }
   if (request.max_tokens < 0) {
     return absl::InvalidArgumentError(
@@ -480,7 +485,11 @@ void EngineLoop::Impl::Admit(Submission sub) {
                                         .kv_policy = r->request.kv_policy.value_or(
                                             opt.default_kv_policy),
                                         .num_forks = r->request.n - 1,
-                                        .prompt_logits = r->request.on_prompt_logits != nullptr});
+                                        .prompt_logits = r->request.on_prompt_logits != nullptr,
+                                        .embeddings = r->request.embeddings.empty()
+                                                          ? nullptr
+                                                          : std::make_shared<const EmbeddingRuns>(
+                                                                r->request.embeddings)});
   auto s = std::make_unique<SeqState>(r.get(), 0, id, r->request.sampling, *model.tokenizer,
                                       eos_ids, StopConditionsOf(r->request));
   by_seq[id] = s.get();

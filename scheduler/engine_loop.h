@@ -41,6 +41,9 @@ namespace longview {
 struct GenerationRequest {
   std::string request_id;              // unique; made by the frontend
   std::vector<int32_t> prompt_tokens;  // BOS included as the tokenizer says
+  // Rows in place of the token embeddings where prompt_tokens holds kEmbeddingToken
+  // (engine/runner/input_embeddings.h): a session's appended frames.
+  EmbeddingRuns embeddings;
   SamplingParams sampling;
   // 0: the prompt is computed (its KV cached, its logits scored) and nothing is sampled; the
   // request finishes with one empty delta (sessions' append; the evaluator). Needs n = 1.

@@ -22,6 +22,10 @@ int64_t Scheduler::AddSequence(NewSequence seq) {
   s->kv_policy = seq.kv_policy;
   // Pages computed under another attention mode hold other K/V: keep their prefix caches apart.
   s->cache_salt = seq.attention->PrefixCacheSalt();
+  if (seq.embeddings != nullptr && !seq.embeddings->empty()) {
+    s->token_keys = EmbeddingTokenKeys(*seq.embeddings, s->num_prompt_tokens);
+    s->embeddings = std::move(seq.embeddings);
+  }
   waiting_.push_back(s.get());
   const int64_t id = s->seq_id;
   seqs_.emplace(id, std::move(s));
@@ -34,6 +38,7 @@ KvSequence Scheduler::View(const Sequence& s) const {
                     .tokens = s.tokens,
                     .num_computed_tokens = s.num_computed_tokens,
                     .cache_salt = s.cache_salt,
+                    .token_keys = s.token_keys,
                     .cacheable = !s.kv_policy.enabled(),
                     .window = window,
                     .window_sinks = window > 0 ? s.attention->Footprint().sinks : 0};
@@ -196,6 +201,9 @@ absl::StatusOr<StepPlan> Scheduler::Apply(const SchedulePlan& plan) {
     out.all_logits = s->prompt_logits && out.start_pos < s->num_prompt_tokens;
     out.need_logits = out.all_logits || s->num_computed_tokens == s->num_tokens();
     out.attention = s->attention;
+    if (s->embeddings != nullptr && out.start_pos < s->num_prompt_tokens) {
+      out.embeddings = s->embeddings;
+    }
     if (s->kv_state != nullptr) {
       out.kv_selection = std::make_shared<const KvSelection>(
           s->kv_state->Selection(out.block_ids, kv_->page_size(), s->num_computed_tokens));

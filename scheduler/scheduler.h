@@ -62,6 +62,10 @@ struct Sequence {
   // by the same step (a promotion, a copy) before the slot copies read it.
   std::vector<int64_t> kv_blocks_to_release;
   uint64_t cache_salt = 0;
+  // Input embeddings at some prompt positions (engine/runner/input_embeddings.h), and per prompt
+  // position the key each adds to its block's prefix-cache hash (empty without embeddings).
+  std::shared_ptr<const EmbeddingRuns> embeddings;
+  std::vector<uint64_t> token_keys;
   SequenceStatus status = SequenceStatus::kWaiting;
   int64_t admitted_at = 0;  // admission stamp: larger = more recently admitted
   int32_t num_preemptions = 0;
@@ -81,6 +85,8 @@ struct NewSequence {
   // Score the prompt: every prompt chunk asks for the logits of all its tokens, and no prefix
   // cache hit skips any of them.
   bool prompt_logits = false;
+  // Rows in place of the token embeddings where the prompt holds kEmbeddingToken; or null.
+  std::shared_ptr<const EmbeddingRuns> embeddings;
 };
 
 // A planned step: who gets how many tokens, who is admitted, who is preempted.

@@ -141,6 +141,10 @@ CLI::App* AddServeCommand(CLI::App& app, ServeArgs* a) {
   s->add_option("--session-max-tokens", a->session_max_tokens,
                 "Tokens one session may hold (its history is kept in host memory, 4 bytes each)")
       ->capture_default_str();
+  s->add_option("--session-max-embedding-bytes", a->session_max_embedding_bytes,
+                "Bytes of appended embedding rows one session may hold (kept in host memory as "
+                "float32, to recompute what the KV cache lost)")
+      ->capture_default_str();
   s->add_option("--session-max-append-bytes", a->session_max_append_bytes,
                 "Bytes of one session append's body at most (413 beyond)")
       ->capture_default_str();
@@ -199,6 +203,9 @@ int RunServe(const ServeArgs& a) {
   if (a.frontend_threads < 1) return Fail("--frontend-threads must be at least 1");
   if (a.max_sessions_per_key < 0) return Fail("--max-sessions-per-key must be >= 0");
   if (a.session_max_tokens < 1) return Fail("--session-max-tokens must be at least 1");
+  if (a.session_max_embedding_bytes < 0) {
+    return Fail("--session-max-embedding-bytes must be at least 0");
+  }
   if (a.session_max_append_bytes < 1) return Fail("--session-max-append-bytes must be at least 1");
   if (a.max_seqs_per_request < 1) return Fail("--max-seqs-per-request must be at least 1");
   if (!(a.health_stall_seconds > 0)) return Fail("--health-stall-seconds must be positive");
@@ -319,7 +326,8 @@ int RunServe(const ServeArgs& a) {
   so.max_prompt_bytes = a.max_prompt_bytes;
   so.metrics_require_key = a.metrics_require_key;
   so.session_limits = {.max_sessions_per_key = a.max_sessions_per_key,
-                       .max_tokens = a.session_max_tokens};
+                       .max_tokens = a.session_max_tokens,
+                       .max_embedding_bytes = a.session_max_embedding_bytes};
   so.session_max_append_bytes = a.session_max_append_bytes;
   FrontendPool frontend(a.frontend_threads);
   so.frontend = &frontend;

@@ -48,6 +48,7 @@ struct ServeArgs {
   int64_t max_prompt_bytes = 0;  // 0: derived from the context
   int64_t max_sessions_per_key = 64;
   int64_t session_max_tokens = int64_t{1} << 24;
+  int64_t session_max_embedding_bytes = int64_t{1} << 30;
   int64_t session_max_append_bytes = int64_t{1} << 20;
   int frontend_threads = 4;
   int64_t max_body_bytes = 8 << 20;

@@ -1,6 +1,7 @@
 #include "server/session_service.h"
 
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <utility>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "server/http_helpers.h"
 #include "server/openai_job.h"
 #include "server/openai_request.h"
+#include "server/session_embeddings.h"
 
 namespace longview {
 namespace {
@@ -34,6 +36,8 @@ json SessionJson(const SessionSnapshot& s, const std::string& model) {
               {"num_tokens", s.tokens.size()},
               {"num_appends", s.num_appends},
               {"num_asks", s.num_asks},
+              {"num_frames", s.frames.size()},
+              {"embedding_bytes", s.embedding_bytes},
               {"attention", AttentionJson(s.attention)}};
 }
 
@@ -244,7 +248,7 @@ void SessionService::Create(const HttpRequest& request, int owner, HttpResponder
   // encoded as a continuation.
   const std::vector<int32_t> start = loop_->model().tokenizer->Encode("", true);
   absl::StatusOr<SessionSnapshot> s = store_.Append(
-      owner, *id, start, "text", [](const std::vector<int32_t>&) { return absl::OkStatus(); });
+      owner, *id, start, "text", [](const SessionSnapshot&) { return absl::OkStatus(); });
   if (!s.ok()) {
     RespondError(responder, s.status());
     return;
@@ -276,6 +280,7 @@ void SessionService::Append(const HttpRequest& request, int owner, const std::st
   const Tokenizer& tok = *loop_->model().tokenizer;
   std::string field;
   std::vector<int32_t> tokens;
+  std::optional<SessionEmbeddings> embeddings;
   for (const auto& [key, value] : body->items()) {
     if (key != "text" && key != "token_ids" && key != "embeddings") {
       RespondError(*responder,
@@ -292,11 +297,14 @@ void SessionService::Append(const HttpRequest& request, int owner, const std::st
     }
     field = key;
     if (key == "embeddings") {
-      RespondError(*responder,
-                   InvalidParam("embeddings",
-                                "embeddings: appending frame embeddings is not available on this "
-                                "server yet; append text or token_ids"));
-      return;
+      absl::StatusOr<SessionEmbeddings> e =
+          ParseSessionEmbeddings(value, loop_->model().config.hidden_size);
+      if (!e.ok()) {
+        RespondError(*responder, e.status());
+        return;
+      }
+      embeddings = *std::move(e);
+      continue;
     }
     if (key == "text") {
       if (!value.is_string() || value.get<std::string>().empty()) {
@@ -335,26 +343,46 @@ void SessionService::Append(const HttpRequest& request, int owner, const std::st
     return;
   }
   std::shared_ptr<RequestStream> stream;
-  absl::StatusOr<SessionSnapshot> after = store_.Append(
-      owner, id, tokens, field, [&](const std::vector<int32_t>& all) -> absl::Status {
-        GenerationRequest g;
-        g.request_id = NewRequestId("sessappend-");
-        g.prompt_tokens = all;
-        g.max_tokens = 0;  // compute and cache the KV; sample nothing
-        g.attention = session->attention;
-        absl::StatusOr<std::shared_ptr<RequestStream>> s = loop_->Submit(std::move(g));
-        if (!s.ok()) return Refused(s.status(), field, all.size());
-        stream = *std::move(s);
-        return absl::OkStatus();
-      });
+  auto commit = [&](const SessionSnapshot& all) -> absl::Status {
+    GenerationRequest g;
+    g.request_id = NewRequestId("sessappend-");
+    g.prompt_tokens = all.tokens;
+    g.embeddings = all.embeddings;
+    g.max_tokens = 0;  // compute and cache the KV; sample nothing
+    g.attention = session->attention;
+    absl::StatusOr<std::shared_ptr<RequestStream>> s = loop_->Submit(std::move(g));
+    if (!s.ok()) return Refused(s.status(), field, all.tokens.size());
+    stream = *std::move(s);
+    return absl::OkStatus();
+  };
+  const int64_t added = embeddings ? embeddings->rows : static_cast<int64_t>(tokens.size());
+  absl::StatusOr<SessionSnapshot> after =
+      embeddings ? store_.AppendEmbeddings(owner, id, loop_->model().config.hidden_size,
+                                           std::move(embeddings->values),
+                                           std::move(embeddings->frames), commit)
+                 : store_.Append(owner, id, tokens, field, commit);
   if (!after.ok()) {
     RespondError(*responder, after.status());
     return;
   }
   json out = {{"id", id},
               {"object", "session.append"},
-              {"appended_tokens", tokens.size()},
+              {"appended_tokens", added},
               {"num_tokens", after->tokens.size()}};
+  if (field == "embeddings") {
+    // The frames this append added: those from its first position on.
+    json frames = json::array();
+    const int64_t first = static_cast<int64_t>(after->tokens.size()) - added;
+    for (const SessionFrame& f : after->frames) {
+      if (f.start < first) continue;
+      frames.push_back(json{{"block_id", f.block_id},
+                            {"timestamp", f.timestamp},
+                            {"start", f.start},
+                            {"rows", f.rows}});
+    }
+    out["frames"] = std::move(frames);
+  }
+
   pump_->Add(std::make_shared<AppendJob>(std::move(stream), responder, std::move(out)));
 }
 
@@ -417,6 +445,7 @@ void SessionService::Ask(const HttpRequest& request, int owner, const std::strin
   GenerationRequest g;
   g.request_id = request_id;
   g.prompt_tokens = session->tokens;
+  g.embeddings = session->embeddings;
   g.prompt_tokens.insert(g.prompt_tokens.end(), question_tokens.begin(), question_tokens.end());
   g.sampling = r->sampling;
   g.max_tokens = r->max_tokens.value_or(16);
@@ -463,7 +492,7 @@ void SessionService::Ask(const HttpRequest& request, int owner, const std::strin
       turn.insert(turn.end(), answers.at(0).begin(), answers.at(0).end());
       // The answer's KV is in the cache already (it was just computed): nothing to submit.
       absl::StatusOr<SessionSnapshot> s = store_.Append(
-          owner, id, turn, "question", [](const std::vector<int32_t>&) { return absl::OkStatus(); });
+          owner, id, turn, "question", [](const SessionSnapshot&) { return absl::OkStatus(); });
       if (!s.ok()) {
         std::fprintf(stderr, "longview: session %s: the question and answer were not appended: %s\n",
                      id.c_str(), std::string(s.status().message()).c_str());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace longview {
@@ -53,13 +54,39 @@ absl::StatusOr<SessionSnapshot> SessionStore::Get(int owner, const std::string& 
   return e->s;
 }
 
-absl::StatusOr<SessionSnapshot> SessionStore::Append(
-    int owner, const std::string& id, std::span<const int32_t> tokens, const std::string& what,
-    const std::function<absl::Status(const std::vector<int32_t>& all)>& commit) {
+absl::StatusOr<SessionSnapshot> SessionStore::Append(int owner, const std::string& id,
+                                                     std::span<const int32_t> tokens,
+                                                     const std::string& what,
+                                                     const Commit& commit) {
+  return AppendTo(owner, id, tokens, what, {}, 0, {}, commit);
+}
+
+absl::StatusOr<SessionSnapshot> SessionStore::AppendEmbeddings(int owner, const std::string& id,
+                                                               int64_t hidden,
+                                                               std::vector<float> rows,
+                                                               std::vector<SessionFrame> frames,
+                                                               const Commit& commit) {
+  const int64_t n = hidden > 0 ? static_cast<int64_t>(rows.size()) / hidden : 0;
+  if (n == 0 || n * hidden != static_cast<int64_t>(rows.size())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "embeddings: %d values are not a whole number of rows of %d", rows.size(), hidden));
+  }
+  const std::vector<int32_t> tokens(n, kEmbeddingToken);
+  return AppendTo(owner, id, tokens, "embeddings", std::move(rows), hidden, std::move(frames),
+                  commit);
+}
+
+absl::StatusOr<SessionSnapshot> SessionStore::AppendTo(int owner, const std::string& id,
+                                                       std::span<const int32_t> tokens,
+                                                       const std::string& what,
+                                                       std::vector<float> rows, int64_t hidden,
+                                                       std::vector<SessionFrame> frames,
+                                                       const Commit& commit) {
   std::shared_ptr<Entry> e = Find(owner, id);
   if (e == nullptr) return NotFound(id);
   std::lock_guard<std::mutex> lock(e->mu);
-  const int64_t before = static_cast<int64_t>(e->s.tokens.size());
+  SessionSnapshot& s = e->s;
+  const int64_t before = static_cast<int64_t>(s.tokens.size());
   const int64_t after = before + static_cast<int64_t>(tokens.size());
   if (after > limits_.max_tokens) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -67,14 +94,36 @@ absl::StatusOr<SessionSnapshot> SessionStore::Append(
         "(--session-max-tokens)",
         what, before, tokens.size(), limits_.max_tokens));
   }
-  e->s.tokens.insert(e->s.tokens.end(), tokens.begin(), tokens.end());
-  absl::Status st = commit(e->s.tokens);
+  const int64_t bytes = static_cast<int64_t>(rows.size() * sizeof(float));
+  if (bytes > limits_.max_embedding_bytes - s.embedding_bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: the session holds %d bytes of embeddings and this append adds %d (as float32); a "
+        "session holds at most %d (--session-max-embedding-bytes)",
+        what, s.embedding_bytes, bytes, limits_.max_embedding_bytes));
+  }
+  const size_t num_frames = s.frames.size();
+  s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+  if (!rows.empty()) {
+    s.embeddings.push_back(MakeEmbeddingRun(before, hidden, std::move(rows)));
+    s.embedding_bytes += bytes;
+    for (SessionFrame& f : frames) {
+      f.start += before;
+      if (f.block_id.empty()) f.block_id = absl::StrCat("pos-", f.start);
+      s.frames.push_back(std::move(f));
+    }
+  }
+  absl::Status st = commit(s);
   if (!st.ok()) {
-    e->s.tokens.resize(before);
+    s.tokens.resize(before);
+    s.frames.resize(num_frames);
+    if (!s.embeddings.empty() && s.embeddings.back()->start >= before) {
+      s.embeddings.pop_back();
+      s.embedding_bytes -= bytes;
+    }
     return st;
   }
-  ++e->s.num_appends;
-  return e->s;
+  ++s.num_appends;
+  return s;
 }
 
 absl::Status SessionStore::CountAsk(int owner, const std::string& id) {

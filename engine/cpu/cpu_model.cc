@@ -169,7 +169,12 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
             absl::StrFormat("sequence %d: key_stats_rows %d of %d rows", s, seq.key_stats_rows, n));
       }
     }
-    for (int32_t t : seq.tokens) {
+    for (size_t i = 0; i < seq.tokens.size(); ++i) {
+      const int32_t t = seq.tokens[i];
+      if (t == kEmbeddingToken && seq.embeddings != nullptr &&
+          FindEmbeddingRow(*seq.embeddings, seq.start_pos + static_cast<int64_t>(i)) != nullptr) {
+        continue;
+      }
       if (t < 0 || t >= vocab) {
         return absl::InvalidArgumentError(
             absl::StrFormat("sequence %d: token id %d out of range [0, %d)", s, t, vocab));
@@ -197,9 +202,11 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
   for (size_t s = 0; s < seqs.size(); ++s) {
     for (int64_t i = 0; i < static_cast<int64_t>(seqs[s].tokens.size()); ++i) {
       const int64_t r = row0[s] + i;
-      std::memcpy(&x[r * hidden], &w_.embed_tokens.data[seqs[s].tokens[i] * hidden],
-                  hidden * sizeof(float));
       pos[r] = seqs[s].start_pos + i;
+      const int32_t t = seqs[s].tokens[i];
+      const float* row = t == kEmbeddingToken ? FindEmbeddingRow(*seqs[s].embeddings, pos[r])
+                                              : &w_.embed_tokens.data[t * hidden];
+      std::memcpy(&x[r * hidden], row, hidden * sizeof(float));
     }
   }
   const float eps = static_cast<float>(cfg_.rms_norm_eps);

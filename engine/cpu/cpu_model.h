@@ -21,6 +21,7 @@
 #include "engine/attention/attention_mode.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weights.h"
+#include "engine/runner/input_embeddings.h"
 #include "kernels/cpu/rope.h"
 #include "kvcache/block_table.h"
 #include "kvcache/host_kv_storage.h"
@@ -55,6 +56,8 @@ struct BatchSequence {
   // Mode hip: the sequence's decode masks (engine/attention/hip.h), reused by steps of one row
   // between refreshes and cleared by a step of several; null prunes every step afresh. Not owned.
   HipSequenceMasks* hip_masks = nullptr;
+  // Rows for the positions whose token is kEmbeddingToken (input_embeddings.h). Not owned.
+  const EmbeddingRuns* embeddings = nullptr;
 };
 
 class CpuModel {

@@ -61,7 +61,8 @@ absl::Status CpuModelRunner::Execute(const StepPlan& plan, StepResult& result) {
                                    .key_stats = stats ? result.key_stats[i].data() : nullptr,
                                    .hip_masks = s.attention->hip() != nullptr
                                                     ? &hip_masks_[s.seq_id]
-                                                    : nullptr});
+                                                    : nullptr,
+                                   .embeddings = s.embeddings.get()});
     if (!s.need_logits) continue;
     result.logits_row[i] = row;
     result.logits_count[i] = s.all_logits ? static_cast<int32_t>(s.token_ids.size()) : 1;

@@ -315,7 +315,8 @@ absl::Status CudaModelRunner::Execute(const StepPlan& plan, StepResult& result) 
   RETURN_IF_ERROR(CudaStatus(
       cudaMemcpyAsync(m.meta_dev, m.meta_host, L.meta_bytes, cudaMemcpyHostToDevice, m.stream),
       "metadata upload"));
-  const bool graph = m.opt.cuda_graphs && LogitsInPlace(L) && L.batch_padded > 0;
+  const bool graph =
+      m.opt.cuda_graphs && LogitsInPlace(L) && L.batch_padded > 0 && L.embed_rows.empty();
   if (graph) {
     const auto key = std::make_tuple(L.batch_padded, L.context_bucket, L.sample);
     auto it = m.graphs.find(key);

@@ -18,6 +18,7 @@
 
 #include "common/status.h"
 #include "engine/attention/attention_mode.h"
+#include "engine/runner/input_embeddings.h"
 #include "kvcache/kv_cache_manager.h"
 #include "kvcache/kv_storage.h"
 
@@ -44,6 +45,9 @@ struct ScheduledSequence {
   // a row is never sampled on the device.
   bool all_logits = false;
   Attention attention;             // the request's attention mode
+  // The sequence's input embeddings, when any of this step's positions holds kEmbeddingToken:
+  // those rows are taken from here (FindEmbeddingRow by position) instead of the token table.
+  std::shared_ptr<const EmbeddingRuns> embeddings;
   int32_t state_slot = -1;         // the sequence's mode-state slot in the KvStorage, or -1
   // Set when this row's token may be sampled on the device (no penalties, no top logprobs).
   std::optional<DeviceSampling> device_sampling;

@@ -5,9 +5,11 @@ question's (same mode, temperature 0), served from the prefix cache that the app
 sessions belong to the API key that made them; bad input gets a 4xx naming the field and leaves
 the session as it was.
 """
+import base64
 import http.client
 import json
 import os
+import struct
 import sys
 
 import pytest
@@ -22,7 +24,7 @@ MODEL_DIR = os.path.join(DATA, "golden", "llama")
 CONTEXT = 512  # max_position_embeddings of the golden Llama
 PAGE = 16      # --page-size default
 KEY, OTHER = "sk-session-owner", "sk-session-other"
-MAX_APPEND_BYTES = 8192
+MAX_APPEND_BYTES = 65536
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +131,71 @@ def test_answer_equals_a_completion_of_the_session_and_comes_from_the_cache(serv
     ok(server, "DELETE", f"/v1/sessions/{sid}")
 
 
+def token_embeddings(ids):
+    """The model's own input embeddings of `ids`: rows of model.embed_tokens.weight (float32)."""
+    with open(os.path.join(MODEL_DIR, "model.safetensors"), "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        info = header["model.embed_tokens.weight"]
+        assert info["dtype"] == "F32"
+        hidden = info["shape"][1]
+        base = f.tell()  # the data follows the header
+        begin = info["data_offsets"][0]
+        rows = []
+        for t in ids:
+            f.seek(base + begin + t * hidden * 4)
+            rows.append(f.read(hidden * 4))
+    return hidden, rows
+
+
+def test_appending_the_models_own_token_embeddings_answers_as_the_text(server):
+    text = " the lamps come on one by one along the river"
+    ids = tokenize(server, text, False)
+    hidden, rows = token_embeddings(ids)
+    question = " what comes on?"
+    ask_body = {"question": question, "max_tokens": 6, "temperature": 0, "ignore_eos": True,
+                "logprobs": 2}
+
+    plain = ok(server, "POST", "/v1/sessions", {})["id"]
+    ok(server, "POST", f"/v1/sessions/{plain}/append", {"text": text})
+    want = ok(server, "POST", f"/v1/sessions/{plain}/ask", ask_body)
+
+    half = len(ids) // 2
+    frames = [{"block_id": "frame-0", "timestamp": 0.0, "rows": half},
+              {"block_id": "frame-1", "timestamp": 0.5, "rows": len(ids) - half}]
+    bodies = [  # base64 float32 with frames, and the same values as nested arrays
+        {"dtype": "f32", "shape": [len(ids), hidden], "data": base64.b64encode(b"".join(rows)).decode(),
+         "frames": frames},
+        {"data": [list(struct.unpack(f"<{hidden}f", r)) for r in rows]},
+    ]
+    for body in bodies:
+        sid = ok(server, "POST", "/v1/sessions", {})
+        a = ok(server, "POST", f"/v1/sessions/{sid['id']}/append", {"embeddings": body})
+        assert a["appended_tokens"] == len(ids)
+        assert a["num_tokens"] == sid["num_tokens"] + len(ids)
+        if "frames" in body:
+            assert [(f["block_id"], f["start"], f["rows"]) for f in a["frames"]] == [
+                ("frame-0", sid["num_tokens"], half),
+                ("frame-1", sid["num_tokens"] + half, len(ids) - half)]
+        else:
+            assert [f["block_id"] for f in a["frames"]] == [f"pos-{sid['num_tokens']}"]
+        got = ok(server, "POST", f"/v1/sessions/{sid['id']}/ask", ask_body)
+        assert got["choices"][0]["text"] == want["choices"][0]["text"]
+        lp_want = want["choices"][0]["logprobs"]["token_logprobs"]
+        lp_got = got["choices"][0]["logprobs"]["token_logprobs"]
+        assert lp_got == pytest.approx(lp_want, abs=1e-4)
+        # The history's full pages (rows included) came from the cache the append filled.
+        cached = got["usage"]["prompt_tokens_details"]["cached_tokens"]
+        assert cached >= a["num_tokens"] // PAGE * PAGE, (cached, a)
+        g = ok(server, "GET", f"/v1/sessions/{sid['id']}")
+        assert g["num_frames"] == len(a["frames"])
+        assert g["embedding_bytes"] == len(ids) * hidden * 4
+        # Text after the rows: the session goes on.
+        ok(server, "POST", f"/v1/sessions/{sid['id']}/append", {"text": " and then"})
+        ok(server, "POST", f"/v1/sessions/{sid['id']}/ask", {"question": " ok", "max_tokens": 2})
+        ok(server, "DELETE", f"/v1/sessions/{sid['id']}")
+    ok(server, "DELETE", f"/v1/sessions/{plain}")
+
+
 def test_a_windowed_session_outgrows_the_context_and_a_dense_one_does_not(server):
     sid = ok(server, "POST", "/v1/sessions", {})["id"]
     for r in range(5):  # 1,000 tokens past a 512-token context
@@ -203,6 +270,11 @@ def test_bad_input_names_the_field_and_leaves_the_session_alone(server):
         (append, {"token_ids": [1, "2"]}, 400, "token_ids"),
         (append, {"token_ids": [10 ** 9]}, 400, "token_ids"),
         (append, {"embeddings": [[0.5, 0.25]]}, 400, "embeddings"),
+        (append, {"embeddings": {"data": [[0.5, 0.25]]}}, 400, "embeddings.data[0]"),
+        (append, {"embeddings": {"data": "AAAA", "dtype": "bf16", "shape": [1, 64]}}, 400,
+         "embeddings.data"),
+        (append, {"embeddings": {"data": [[0.0] * 64], "frames": [{"rows": 2}]}}, 400,
+         "embeddings.frames[0].rows"),
         (append, {"text": "a", "token_ids": [1]}, 400, "token_ids"),
         (append, {"txt": "a"}, 400, "txt"),
         (append, {"text": "x" * MAX_APPEND_BYTES}, 413, None),

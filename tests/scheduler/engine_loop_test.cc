@@ -239,6 +239,80 @@ TEST(EngineLoopTest, APromptOnlyRequestCachesItsPagesAndSamplesNothing) {
   loop.Stop();
 }
 
+// Input embeddings: a prompt whose positions carry the model's own token embeddings (as rows,
+// with kEmbeddingToken in the prompt) computes what the text does, token for token and logprob
+// for logprob; the prefix cache tells rows apart by content, never by the placeholder.
+TEST(EngineLoopTest, TheModelsOwnTokenEmbeddingsAsInputGiveTheTextsOutput) {
+  const ModelConfig& cfg = Golden()->config;
+  const int64_t hidden = cfg.hidden_size;
+  const Ids text = RandomPrompt(41, 12);  // tokens 1..40 become rows
+  auto rows_of = [&](const Ids& ids, int64_t from, int64_t to) {
+    std::vector<float> rows;
+    for (int64_t i = from; i < to; ++i) {
+      const float* r = &Golden()->weights->embed_tokens.data[ids[i] * hidden];
+      rows.insert(rows.end(), r, r + hidden);
+    }
+    return rows;
+  };
+  auto embedded = [&](const Ids& ids, std::vector<float> rows) {
+    GenerationRequest r = Varied(Request(ids, 8));
+    r.ignore_eos = true;
+    r.logprobs = 2;
+    for (int64_t i = 1; i < 41; ++i) r.prompt_tokens[i] = kEmbeddingToken;
+    r.embeddings = {MakeEmbeddingRun(1, hidden, std::move(rows))};
+    return r;
+  };
+  EngineLoop loop(Golden(), EngineLoopOptions{});
+  loop.Start();
+  GenerationRequest plain = Varied(Request(text, 8));
+  plain.ignore_eos = true;
+  plain.logprobs = 2;
+  Collected want = Drain(*MustSubmit(loop, plain));
+  ASSERT_TRUE(want.status.ok()) << want.status;
+  EXPECT_EQ(want.cached_prompt_tokens, 0);
+
+  // The text's pages are cached, yet rows of the same values hash apart from the text's tokens:
+  // a cold computation through the embedding path, with the same output.
+  Collected got = Drain(*MustSubmit(loop, embedded(text, rows_of(text, 1, 41))));
+  ASSERT_TRUE(got.status.ok()) << got.status;
+  EXPECT_EQ(got.cached_prompt_tokens, 0);
+  EXPECT_EQ(got.tokens[0], want.tokens[0]);
+  ASSERT_EQ(got.logprobs[0].size(), want.logprobs[0].size());
+  for (size_t i = 0; i < want.logprobs[0].size(); ++i) {
+    EXPECT_EQ(got.logprobs[0][i].token, want.logprobs[0][i].token);
+    EXPECT_NEAR(got.logprobs[0][i].logprob, want.logprobs[0][i].logprob, 1e-5);
+  }
+  // The same rows again: their two full pages are prefix hits.
+  Collected again = Drain(*MustSubmit(loop, embedded(text, rows_of(text, 1, 41))));
+  EXPECT_EQ(again.cached_prompt_tokens, 32);
+  EXPECT_EQ(again.tokens[0], want.tokens[0]);
+  // One value changed in row 20 (page 1): page 0 is still a hit, page 1 is not.
+  std::vector<float> changed = rows_of(text, 1, 41);
+  changed[19 * hidden + 3] += 0.25f;
+  Collected other = Drain(*MustSubmit(loop, embedded(text, changed)));
+  ASSERT_TRUE(other.status.ok()) << other.status;
+  EXPECT_EQ(other.cached_prompt_tokens, 16);
+
+  // Refused: rows of the wrong width, rows past the prompt, a placeholder without a row, and a
+  // row over a position that holds a token.
+  GenerationRequest wide = embedded(text, rows_of(text, 1, 41));
+  wide.embeddings = {MakeEmbeddingRun(1, hidden + 1, std::vector<float>(40 * (hidden + 1), 0.f))};
+  GenerationRequest past = embedded(text, rows_of(text, 1, 41));
+  past.embeddings = {MakeEmbeddingRun(2, hidden, rows_of(text, 1, 41))};
+  GenerationRequest bare = Request(text, 4);
+  bare.prompt_tokens[5] = kEmbeddingToken;
+  GenerationRequest over = Request(text, 4);
+  over.embeddings = {MakeEmbeddingRun(1, hidden, rows_of(text, 1, 3))};
+  for (const auto& [r, what] : {std::pair{wide, "hidden size"}, {past, "outside the"},
+                                {bare, "out of range"}, {over, "not the embedding placeholder"}}) {
+    absl::StatusOr<std::shared_ptr<RequestStream>> s = loop.Submit(r);
+    ASSERT_FALSE(s.ok()) << what;
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(s.status().message().find(what), std::string::npos) << s.status();
+  }
+  loop.Stop();
+}
+
 // A StreamingLLM history longer than the whole pool: the pages between its sinks and its window
 // were evicted, yet a prompt extending it takes a windowed prefix hit (sinks and window only)
 // and generates what a cold run of the same prompt does.

@@ -10,7 +10,7 @@
 namespace longview {
 namespace {
 
-absl::Status Ok(const std::vector<int32_t>&) { return absl::OkStatus(); }
+absl::Status Ok(const SessionSnapshot&) { return absl::OkStatus(); }
 
 TEST(SessionStoreTest, AppendsAccumulateAndOnlyTheOwnerSeesTheSession) {
   SessionStore store({});
@@ -21,7 +21,7 @@ TEST(SessionStoreTest, AppendsAccumulateAndOnlyTheOwnerSeesTheSession) {
   const std::vector<int32_t> a = {1, 2, 3}, b = {4, 5};
   std::vector<int32_t> committed;
   absl::StatusOr<SessionSnapshot> s = store.Append(0, *id, a, "text", [&](const auto& all) {
-    committed = all;
+    committed = all.tokens;
     return absl::OkStatus();
   });
   ASSERT_TRUE(s.ok()) << s.status();
@@ -99,8 +99,8 @@ TEST(SessionStoreTest, ConcurrentAppendsToOneSessionKeepEveryToken) {
         const std::vector<int32_t> tokens = {t, i};
         ASSERT_TRUE(store.Append(0, id, tokens, "token_ids", [&](const auto& all) {
           // Each commit sees its own pair last: appends of one session do not interleave.
-          EXPECT_EQ(all[all.size() - 2], t);
-          EXPECT_EQ(all.back(), i);
+          EXPECT_EQ(all.tokens[all.tokens.size() - 2], t);
+          EXPECT_EQ(all.tokens.back(), i);
           return absl::OkStatus();
         }).ok());
       }
@@ -118,6 +118,57 @@ TEST(SessionStoreTest, ConcurrentAppendsToOneSessionKeepEveryToken) {
     ASSERT_LT(t, 4);
     EXPECT_EQ(s.tokens[k + 1], next[t]++);
   }
+}
+
+TEST(SessionStoreTest, EmbeddingAppendsKeepTheirRowsAndFramesAndRollBackWhole) {
+  SessionStore store({.max_embedding_bytes = 10 * 4 * sizeof(float)});
+  const std::string id = *store.Create(0, Attention(), 0);
+  ASSERT_TRUE(store.Append(0, id, std::vector<int32_t>{1, 5}, "text", Ok).ok());
+  std::vector<float> rows(3 * 4);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = 0.5f * static_cast<float>(i);
+  SessionSnapshot seen;
+  absl::StatusOr<SessionSnapshot> s = store.AppendEmbeddings(
+      0, id, /*hidden=*/4, rows,
+      {{.block_id = "a", .timestamp = 1.5, .start = 0, .rows = 2},
+       {.block_id = "b", .timestamp = 2.0, .start = 2, .rows = 1}},
+      [&](const SessionSnapshot& after) {
+        seen = after;
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->tokens, (std::vector<int32_t>{1, 5, kEmbeddingToken, kEmbeddingToken,
+                                             kEmbeddingToken}));
+  EXPECT_EQ(seen.tokens, s->tokens);  // the commit saw the rows too
+  ASSERT_EQ(seen.embeddings.size(), 1u);
+  EXPECT_EQ(seen.embeddings[0]->start, 2);
+  EXPECT_EQ(FindEmbeddingRow(s->embeddings, 3)[1], rows[5]);
+  EXPECT_EQ(FindEmbeddingRow(s->embeddings, 1), nullptr);
+  ASSERT_EQ(s->frames.size(), 2u);
+  EXPECT_EQ(s->frames[1].block_id, "b");
+  EXPECT_EQ(s->frames[1].start, 4);  // session positions
+  EXPECT_EQ(s->embedding_bytes, 48);
+  EXPECT_TRUE(ValidateEmbeddingRuns(s->embeddings, s->tokens, 4).ok());
+
+  // A failed commit leaves tokens, rows, frames and bytes as they were.
+  absl::StatusOr<SessionSnapshot> failed = store.AppendEmbeddings(
+      0, id, 4, std::vector<float>(8, 1.f), {{.block_id = "c", .start = 0, .rows = 2}},
+      [](const SessionSnapshot&) { return absl::UnavailableError("engine stopped"); });
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  SessionSnapshot now = *store.Get(0, id);
+  EXPECT_EQ(now.tokens.size(), 5u);
+  EXPECT_EQ(now.embeddings.size(), 1u);
+  EXPECT_EQ(now.frames.size(), 2u);
+  EXPECT_EQ(now.embedding_bytes, 48);
+
+  // Past the byte limit (10 rows of 4 floats; 3 held, 8 more asked): refused, naming the flag.
+  absl::StatusOr<SessionSnapshot> over =
+      store.AppendEmbeddings(0, id, 4, std::vector<float>(32, 1.f), {}, Ok);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(over.status().message().find("--session-max-embedding-bytes"), std::string::npos);
+  // Rows that are not whole.
+  EXPECT_EQ(store.AppendEmbeddings(0, id, 4, std::vector<float>(6, 1.f), {}, Ok).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.Get(0, id)->tokens.size(), 5u);
 }
 
 }  // namespace

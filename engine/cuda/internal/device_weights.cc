@@ -10,9 +10,8 @@
 #include "kernels/cuda/status.h"
 
 namespace longview::cuda_internal {
-namespace {
 
-uint16_t Bits(float f, cuda::DType t) {
+uint16_t DTypeBits(float f, cuda::DType t) {
   if (t == cuda::DType::kBF16) {
     const __nv_bfloat16_raw r = __float2bfloat16_rn(f);
     return r.x;
@@ -20,6 +19,8 @@ uint16_t Bits(float f, cuda::DType t) {
   const __half_raw r = __float2half_rn(f);
   return r.x;
 }
+
+namespace {
 
 struct Sizes {
   int64_t hidden, q_dim, kv_dim, inter, vocab;
@@ -52,7 +53,7 @@ absl::StatusOr<void*> Upload(DeviceWeights& w, std::initializer_list<const HostT
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: %d elements, expected %d", what, p->data.size(), *e));
     }
-    for (float f : p->data) bits.push_back(Bits(f, t));
+    for (float f : p->data) bits.push_back(DTypeBits(f, t));
     ++e;
   }
   ASSIGN_OR_RETURN(void* d, Alloc(w, total));

@@ -12,6 +12,9 @@
 
 namespace longview::cuda_internal {
 
+// The bits of `f` in a 16-bit dtype (round to nearest even).
+uint16_t DTypeBits(float f, cuda::DType t);
+
 struct DeviceLayer {
   void* input_norm = nullptr;  // [hidden]
   void* qkv = nullptr;         // [q_dim + 2 kv_dim][hidden]: q_proj, k_proj, v_proj rows

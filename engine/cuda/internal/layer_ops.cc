@@ -1,6 +1,8 @@
 // The per-layer ops of the CUDA forward (layer_ops.h).
 #include "engine/cuda/internal/layer_ops.h"
 
+#include <vector>
+
 #include "engine/cuda/cublaslt_gemm.h"
 #include "engine/cuda/internal/step_meta.h"
 #include "kernels/cuda/activation/silu_mul.h"
@@ -100,8 +102,27 @@ absl::Status PagedAttentionOp::Run(CudaModelRunner::Impl& m, const StepLayout& L
 }
 
 absl::Status EmbedTokens(CudaModelRunner::Impl& m, const StepLayout& L) {
-  return m.kernels->Gather(I32(m, L.ids), L.total_rows, m.w.embed, m.vocab, m.hidden, m.x,
-                           m.stream);
+  RETURN_IF_ERROR(m.kernels->Gather(I32(m, L.ids), L.total_rows, m.w.embed, m.vocab, m.hidden,
+                                    m.x, m.stream));
+  // Input embeddings over their rows, one upload per run of consecutive rows (never captured:
+  // such steps run eagerly, and a pageable upload's source may go once the call returns).
+  const auto& rows = L.embed_rows;
+  std::vector<uint16_t> bits;
+  for (size_t i = 0, j = 0; i < rows.size(); i = j) {
+    for (j = i + 1; j < rows.size() && rows[j].first == rows[j - 1].first + 1; ++j) {
+    }
+    bits.resize((j - i) * m.hidden);
+    for (size_t r = i; r < j; ++r) {
+      for (int64_t c = 0; c < m.hidden; ++c) {
+        bits[(r - i) * m.hidden + c] = DTypeBits(rows[r].second[c], m.dt);
+      }
+    }
+    RETURN_IF_ERROR(cuda::CudaStatus(
+        cudaMemcpyAsync(static_cast<uint16_t*>(m.x) + rows[i].first * m.hidden, bits.data(),
+                        bits.size() * sizeof(uint16_t), cudaMemcpyHostToDevice, m.stream),
+        "input embeddings upload"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AttentionBlock(CudaModelRunner::Impl& m, const StepLayout& L, int64_t layer) {

@@ -154,6 +154,9 @@ struct StepLayout {
   std::vector<int32_t> out_count;  // per plan sequence: its logits rows (all_logits: every token)
   std::vector<int32_t> out_row;    // per plan sequence: output row or -1
   bool sample = false;
+  // Input embeddings (ScheduledSequence::embeddings): per row taking one, the row and its values
+  // (hidden floats, owned by the plan), written over the token-table gather.
+  std::vector<std::pair<int64_t, const float*>> embed_rows;
   // Offsets into the metadata buffer.
   size_t ids = 0, slots = 0, dec_pos = 0, dec_lens = 0, dec_tables = 0, sel_spans = 0,
          sel_offsets = 0, sel_span_keys = 0, sel_stats_base = 0, sel_stats_stride = 0,

@@ -92,7 +92,12 @@ absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledS
           absl::StrFormat("sequence %d: key_stats_rows %d of %d rows", i, s.key_stats_rows, n));
     }
   }
-  for (int32_t t : s.token_ids) {
+  for (int64_t j = 0; j < n; ++j) {
+    const int32_t t = s.token_ids[j];
+    if (t == kEmbeddingToken && s.embeddings != nullptr &&
+        FindEmbeddingRow(*s.embeddings, s.start_pos + j) != nullptr) {
+      continue;
+    }
     if (t < 0 || t >= m.vocab) {
       return absl::InvalidArgumentError(
           absl::StrFormat("sequence %d: token id %d out of range [0, %d)", i, t, m.vocab));
@@ -408,6 +413,10 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
     for (int64_t i = 0; i < n; ++i) {
       const int64_t pos = s.start_pos + i;
       ids[L.row0[k] + i] = s.token_ids[i];
+      if (s.token_ids[i] == kEmbeddingToken) {
+        ids[L.row0[k] + i] = 0;  // gathered, then overwritten
+        L.embed_rows.emplace_back(L.row0[k] + i, FindEmbeddingRow(*s.embeddings, pos));
+      }
       slots[L.row0[k] + i] = static_cast<int64_t>(s.block_ids[pos / ps]) * ps + pos % ps;
     }
     const int64_t kv_len = s.start_pos + n;
