@@ -65,6 +65,7 @@ class Driver {
     s.need_logits = true;
     s.attention = fwd;
     s.device_sampling = device;
+    s.embeddings = embeddings_;
     plan.seqs.push_back(std::move(s));
     StepResult r;
     RETURN_IF_ERROR(runner_.Execute(plan, r));
@@ -77,8 +78,11 @@ class Driver {
     return std::vector<float>(row.begin(), row.end());
   }
   int64_t pos() const { return pos_; }
+  // Input embeddings every later step carries (positions holding kEmbeddingToken read them).
+  void set_embeddings(std::shared_ptr<const EmbeddingRuns> e) { embeddings_ = std::move(e); }
 
  private:
+  std::shared_ptr<const EmbeddingRuns> embeddings_;
   ModelRunner& runner_;
   int64_t ps_;
   int64_t pos_ = 0;
@@ -455,6 +459,52 @@ TEST(CudaModelGpu, KvPolicySelectionsAndKeyStatsMatchCpu) {
 }
 
 // Bad plans are refused with InvalidArgument, and the runner keeps working afterwards.
+// Input embeddings: the model's own token rows given as embeddings (positions holding
+// kEmbeddingToken) give the very logits their tokens give, in prefill chunks and in a one-row
+// step (which a token would take through a CUDA graph), in bf16 and fp16.
+TEST(CudaModelGpu, InputEmbeddingsOfTheModelsOwnTokensGiveTheirLogits) {
+  auto lm = LoadedModel::Load(kModels + "/longview-tiny");
+  ASSERT_TRUE(lm.ok()) << lm.status();
+  const int64_t hidden = (*lm)->config.hidden_size;
+  std::vector<int32_t> tokens = (*lm)->tokenizer->Encode(
+      "The lamps come on one by one along the river, and the boats go home in the dark", true);
+  ASSERT_GE(tokens.size(), 12u);
+  const int64_t n = static_cast<int64_t>(tokens.size()), first = 1, last = n - 3;  // rows
+  std::vector<float> rows;
+  std::vector<int32_t> embedded = tokens;
+  for (int64_t i = first; i < last; ++i) {
+    const float* r = &(*lm)->weights->embed_tokens.data[tokens[i] * hidden];
+    rows.insert(rows.end(), r, r + hidden);
+    embedded[i] = kEmbeddingToken;
+  }
+  auto runs = std::make_shared<const EmbeddingRuns>(
+      EmbeddingRuns{MakeEmbeddingRun(first, hidden, std::move(rows))});
+  // Chunks: a prefill, a single row inside the embedded run, a prefill across its end, decode.
+  const std::vector<std::pair<int64_t, int64_t>> chunks = {
+      {0, 5}, {5, 6}, {6, last + 1}, {last + 1, n - 1}, {n - 1, n}};
+  for (bool fp16 : {false, true}) {
+    auto a = CudaModelRunner::Create((*lm)->config, (*lm)->weights.get(), SmallOptions(fp16, 16));
+    auto b = CudaModelRunner::Create((*lm)->config, (*lm)->weights.get(), SmallOptions(fp16, 16));
+    ASSERT_TRUE(a.ok() && b.ok());
+    Driver da(**a, 16, 512), db(**b, 16, 512);
+    db.set_embeddings(runs);
+    double worst = 0;
+    for (const auto& [from, to] : chunks) {
+      auto la = da.Step(std::span<const int32_t>(tokens).subspan(from, to - from));
+      auto lb = db.Step(std::span<const int32_t>(embedded).subspan(from, to - from));
+      ASSERT_TRUE(la.ok()) << la.status();
+      ASSERT_TRUE(lb.ok()) << lb.status();
+      const RowCompare c = CompareRow(*lb, *la);
+      worst = std::max(worst, c.max_abs);
+      EXPECT_EQ(c.max_abs, 0.0) << (fp16 ? "fp16" : "bf16") << " chunk [" << from << ", " << to
+                                << ")";
+    }
+    std::printf("[embeddings] %s: %lld rows as embeddings, %zu steps, max |logit diff| %g %s\n",
+                fp16 ? "fp16" : "bf16", static_cast<long long>(last - first), chunks.size(),
+                worst, worst == 0 ? "PASS" : "FAIL");
+  }
+}
+
 TEST(CudaModelGpu, RejectsBadPlans) {
   auto lm = LoadedModel::Load(kModels + "/longview-tiny");
   ASSERT_TRUE(lm.ok()) << lm.status();
