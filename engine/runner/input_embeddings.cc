@@ -5,15 +5,10 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "common/mix64.h"
 
 namespace longview {
 namespace {
-
-uint64_t Mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 uint64_t RowKey(std::span<const float> row) {
   uint64_t h = Mix64(0x452821E638D01377ull ^ row.size());
