@@ -171,10 +171,8 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
     }
     for (size_t i = 0; i < seq.tokens.size(); ++i) {
       const int32_t t = seq.tokens[i];
-      if (t == kEmbeddingToken && seq.embeddings != nullptr &&
-          FindEmbeddingRow(*seq.embeddings, seq.start_pos + static_cast<int64_t>(i)) != nullptr) {
-        continue;
-      }
+      const int64_t pos = seq.start_pos + static_cast<int64_t>(i);
+      if (EmbeddingRowFor(seq.embeddings, t, pos) != nullptr) continue;
       if (t < 0 || t >= vocab) {
         return absl::InvalidArgumentError(
             absl::StrFormat("sequence %d: token id %d out of range [0, %d)", s, t, vocab));
@@ -204,7 +202,7 @@ absl::Status CpuModel::ForwardBatch(std::span<const BatchSequence> seqs, HostKvS
       const int64_t r = row0[s] + i;
       pos[r] = seqs[s].start_pos + i;
       const int32_t t = seqs[s].tokens[i];
-      const float* row = t == kEmbeddingToken ? FindEmbeddingRow(*seqs[s].embeddings, pos[r])
+      const float* row = t == kEmbeddingToken ? EmbeddingRowFor(seqs[s].embeddings, t, pos[r])
                                               : &w_.embed_tokens.data[t * hidden];
       std::memcpy(&x[r * hidden], row, hidden * sizeof(float));
     }

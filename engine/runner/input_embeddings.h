@@ -39,6 +39,12 @@ std::shared_ptr<const EmbeddingRun> MakeEmbeddingRun(int64_t start, int64_t hidd
 // The row at prompt position `pos`, or nullptr.
 const float* FindEmbeddingRow(const EmbeddingRuns& runs, int64_t pos);
 
+// The row a step's `token` at `pos` reads: its run's row when token is kEmbeddingToken and
+// `runs` has one there, else nullptr (a token id to look up, or an invalid one).
+inline const float* EmbeddingRowFor(const EmbeddingRuns* runs, int32_t token, int64_t pos) {
+  return token == kEmbeddingToken && runs != nullptr ? FindEmbeddingRow(*runs, pos) : nullptr;
+}
+
 // Per prompt position: the row's key, 0 where the input is a token (empty without runs).
 std::vector<uint64_t> EmbeddingTokenKeys(const EmbeddingRuns& runs, int64_t num_prompt_tokens);
 

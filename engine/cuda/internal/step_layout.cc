@@ -94,10 +94,7 @@ absl::Status Validate(const CudaModelRunner::Impl& m, size_t i, const ScheduledS
   }
   for (int64_t j = 0; j < n; ++j) {
     const int32_t t = s.token_ids[j];
-    if (t == kEmbeddingToken && s.embeddings != nullptr &&
-        FindEmbeddingRow(*s.embeddings, s.start_pos + j) != nullptr) {
-      continue;
-    }
+    if (EmbeddingRowFor(s.embeddings.get(), t, s.start_pos + j) != nullptr) continue;
     if (t < 0 || t >= m.vocab) {
       return absl::InvalidArgumentError(
           absl::StrFormat("sequence %d: token id %d out of range [0, %d)", i, t, m.vocab));
@@ -415,7 +412,8 @@ absl::Status PrepareStep(CudaModelRunner::Impl& m, const StepPlan& plan, StepLay
       ids[L.row0[k] + i] = s.token_ids[i];
       if (s.token_ids[i] == kEmbeddingToken) {
         ids[L.row0[k] + i] = 0;  // gathered, then overwritten
-        L.embed_rows.emplace_back(L.row0[k] + i, FindEmbeddingRow(*s.embeddings, pos));
+        L.embed_rows.emplace_back(L.row0[k] + i,
+                                  EmbeddingRowFor(s.embeddings.get(), s.token_ids[i], pos));
       }
       slots[L.row0[k] + i] = static_cast<int64_t>(s.block_ids[pos / ps]) * ps + pos % ps;
     }
