@@ -5,6 +5,14 @@
 #include <thread>
 #include <vector>
 
+#include "common/sanitizers.h"
+#ifdef LV_ASAN
+#include <sanitizer/asan_interface.h>
+
+#include <cstdio>
+#include <cstdlib>
+#endif
+
 namespace longview::cpu {
 namespace {
 int g_num_threads = 0;
@@ -36,7 +44,15 @@ void ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t,
   for (auto& th : pool) th.join();
 }
 
-float Dot(const float* a, const float* b, int64_t n) {
+namespace {
+// Under ASan + UBSan, checks on every element kept this loop from vectorising: Dot was 93% of a
+// sanitizer test's time, 17x slower than in the normal build. There the loop goes uninstrumented
+// and Dot checks each operand's whole range once instead (CheckReadable), the same bytes the
+// element-wise checks covered.
+#ifdef LV_ASAN
+__attribute__((no_sanitize("address", "undefined")))
+#endif
+float DotLoop(const float* a, const float* b, int64_t n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -45,6 +61,27 @@ float Dot(const float* a, const float* b, int64_t n) {
   float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
+}
+
+#ifdef LV_ASAN
+void CheckReadable(const float* p, int64_t n) {
+  if (n <= 0) return;
+  void* bad = __asan_region_is_poisoned(const_cast<float*>(p), static_cast<size_t>(n) * sizeof(float));
+  if (bad == nullptr) return;
+  std::fprintf(stderr, "longview::cpu::Dot: read of %lld floats at %p reaches poisoned memory at %p\n",
+               static_cast<long long>(n), static_cast<const void*>(p), bad);
+  __asan_describe_address(bad);
+  std::abort();
+}
+#endif
+}  // namespace
+
+float Dot(const float* a, const float* b, int64_t n) {
+#ifdef LV_ASAN
+  CheckReadable(a, n);
+  CheckReadable(b, n);
+#endif
+  return DotLoop(a, b, n);
 }
 
 void MatMulTransposed(const float* x, const float* w, const float* bias, float* y, int64_t m,

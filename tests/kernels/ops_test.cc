@@ -1,9 +1,11 @@
 #include "kernels/cpu/ops.h"
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
+#include "common/sanitizers.h"
 #include "gtest/gtest.h"
 
 namespace longview::cpu {
@@ -27,6 +29,22 @@ TEST(OpsTest, MatMulTransposedMatchesDouble) {
       }
     }
   }
+}
+
+// Under ASan, Dot's loop is uninstrumented (it vectorises) and each operand's range is checked
+// whole instead: a read one float past a heap buffer must still be caught.
+TEST(OpsTest, DotReadingPastABufferIsCaughtUnderAsan) {
+#ifndef LV_ASAN
+  GTEST_SKIP() << "only an AddressSanitizer build checks this";
+#else
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  constexpr int64_t kN = 20;
+  std::unique_ptr<float[]> a(new float[kN]), b(new float[kN + 1]);
+  for (int64_t i = 0; i < kN; ++i) a[i] = b[i] = 1.0f;
+  b[kN] = 1.0f;
+  EXPECT_EQ(Dot(a.get(), b.get(), kN), static_cast<float>(kN));
+  EXPECT_DEATH(Dot(b.get(), a.get(), kN + 1), "Dot: read of 21 floats .* reaches poisoned memory");
+#endif
 }
 
 TEST(OpsTest, RmsNormAndSiluMul) {
