@@ -56,7 +56,10 @@ if [[ "${LONGVIEW_TEST_HARDENING:-1}" != 0 ]]; then
 
   # The unit tests under ASan + UBSan; the e2e tests (Python clients against the server) are
   # left to the normal run.
-  if LONGVIEW_BUILD_DIR="$ASAN_DIR" deploy/build.sh -DLONGVIEW_SANITIZE=ON -DLONGVIEW_CUDA=OFF; then
+  # -O1 (what the sanitizers' manuals suggest): on a clean tree of that change the sanitizer build
+  # took 18 min 36 s and its ctest 3 min 14 s (856/856), instead of 45 min 06 s together at -O3.
+  if LONGVIEW_BUILD_DIR="$ASAN_DIR" deploy/build.sh -DLONGVIEW_SANITIZE=ON -DLONGVIEW_CUDA=OFF \
+      "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -DNDEBUG" "-DCMAKE_C_FLAGS_RELEASE=-O1 -DNDEBUG"; then
     ctest --test-dir "$ASAN_DIR" --output-on-failure -j "$(nproc)" -E '^e2e_' 2>&1 |
       tee "$ASAN_DIR/ctest.log" || status=1
     lap
